@@ -1,0 +1,10 @@
+//! Generated gRPC types for palisade (`palisade.v1`): the public `Control`
+//! service and the witness-to-witness `RaftPeer` service. The `.proto` files
+//! live in `proto/palisade/v1/` at the workspace root.
+
+#![allow(clippy::all, missing_docs)]
+
+/// `palisade.v1`: messages and services.
+pub mod v1 {
+    tonic::include_proto!("palisade.v1");
+}

@@ -1,0 +1,14 @@
+//! palisade's pure core.
+//!
+//! Everything here is deterministic: no sockets, no clocks, no tokio. Time is
+//! passed in by the caller. The Raft layer (`palisade-raft`) stores and
+//! replicates [`Command`]s and applies them to a [`ClusterState`] with
+//! [`ClusterState::apply`]; the daemon turns the results into effects.
+
+pub mod command;
+pub mod state;
+pub mod topology;
+
+pub use command::{Command, CommandError, CommandResult};
+pub use state::{ClusterState, JournalEntry};
+pub use topology::{NodeId, SiteId, Topology, TopologyError, Witness};

@@ -1,0 +1,117 @@
+//! The peer RPC service (`palisade.v1.RaftPeer`) and this node's status
+//! report, shared by the peer service and the daemon's control service.
+
+use std::time::Duration;
+
+use openraft::ServerState;
+use palisade_api::v1::raft_peer_server::RaftPeer;
+use palisade_api::v1::{NodeStatus, NodeStatusRequest, PeerProgress, RaftPayload, Role};
+use palisade_core::Topology;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::network::PeerContacts;
+use crate::Raft;
+
+/// Serves openraft's peer RPCs for one node.
+#[derive(Clone)]
+pub struct PeerService {
+    raft: Raft,
+    topology: Topology,
+    contacts: PeerContacts,
+}
+
+impl PeerService {
+    /// A service for `raft`, whose topology and peer contacts feed `NodeStatus`.
+    pub fn new(raft: Raft, topology: Topology, contacts: PeerContacts) -> Self {
+        Self { raft, topology, contacts }
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    serde_json::from_slice(&req.into_inner().json)
+        .map_err(|e| Status::invalid_argument(format!("payload: not a valid request for this RPC: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    serde_json::to_vec(value)
+        .map(|json| Response::new(RaftPayload { json }))
+        .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        encode(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        encode(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
+        Ok(Response::new(local_status(&self.raft, &self.topology, &self.contacts)))
+    }
+}
+
+/// This node's own view of itself, from openraft's metrics. The leader adds
+/// its view of each follower's replication and last contact.
+pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -> NodeStatus {
+    let m = raft.metrics().borrow().clone();
+    let own = topology.own();
+    let role = match m.state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    };
+    let replication = match (&m.replication, m.state) {
+        (Some(repl), ServerState::Leader) => repl
+            .iter()
+            .filter(|(id, _)| **id != topology.own_id)
+            .map(|(id, matched)| {
+                let matched_index = matched.map(|l| l.index);
+                let lag_entries = match (m.last_log_index, matched_index) {
+                    (Some(last), Some(got)) => last.saturating_sub(got),
+                    (Some(last), None) => last + 1,
+                    (None, _) => 0,
+                };
+                PeerProgress {
+                    id: *id,
+                    matched_index,
+                    lag_entries,
+                    last_contact_ms: contacts.since_last(*id).map(|d| duration_ms(d)),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    NodeStatus {
+        id: topology.own_id,
+        site: own.site.clone(),
+        role: role as i32,
+        term: m.current_term,
+        leader_id: m.current_leader,
+        last_log_index: m.last_log_index,
+        last_applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        raft_addr: own.raft_addr.clone(),
+        control_addr: own.control_addr.clone(),
+        error: String::new(),
+        replication,
+        millis_since_quorum_ack: if m.state == ServerState::Leader { m.millis_since_quorum_ack } else { None },
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

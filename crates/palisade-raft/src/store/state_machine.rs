@@ -1,0 +1,236 @@
+//! The replicated state machine: [`ClusterState`] plus what openraft needs to
+//! know about it (last applied log id, last membership), and its snapshot.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
+};
+use palisade_core::{ClusterState, CommandResult, NodeId, Witness};
+use redb::{Database, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, io_err, SM};
+use crate::TypeConfig;
+
+type Entry = openraft::Entry<TypeConfig>;
+
+/// Everything the state machine holds; also the snapshot format.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: StoredMembership<NodeId, Witness>,
+    state: ClusterState,
+}
+
+/// The metadata and bytes of the current snapshot, as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshotMeta {
+    meta: SnapshotMeta<NodeId, Witness>,
+}
+
+/// A read-only view of the applied state, for the daemon's RPC handlers.
+#[derive(Clone)]
+pub struct StateView {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl StateView {
+    /// A copy of the cluster state as of the last applied entry.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.applied.read().expect("state lock poisoned: a panic while applying").state.clone()
+    }
+}
+
+/// The durable state machine. Clones share state; openraft holds one and the
+/// snapshot builder another.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<Database>,
+    applied: Arc<RwLock<Applied>>,
+    /// Counter that makes snapshot ids unique across rebuilds at the same log id.
+    snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StateMachineStore {
+    pub(super) fn load(db: Arc<Database>) -> Result<Self, StorageError<NodeId>> {
+        let applied = {
+            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            let table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            match table.get("applied").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))? {
+                None => Applied::default(),
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?,
+            }
+        };
+        Ok(Self {
+            db,
+            applied: Arc::new(RwLock::new(applied)),
+            snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
+    }
+
+    /// A read-only view for the daemon.
+    pub fn view(&self) -> StateView {
+        StateView { applied: self.applied.clone() }
+    }
+
+    fn snapshot_of(&self) -> Applied {
+        self.applied.read().expect("state lock poisoned: a panic while applying").clone()
+    }
+
+    /// Persists `applied` and, when given, a new current snapshot, in one
+    /// transaction.
+    async fn persist(&self, applied: &Applied, snapshot: Option<(SnapshotMeta<NodeId, Witness>, Vec<u8>)>) -> Result<(), StorageError<NodeId>> {
+        let bytes = serde_json::to_vec(applied).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        let snapshot = match snapshot {
+            None => None,
+            Some((meta, data)) => {
+                let meta_bytes = serde_json::to_vec(&StoredSnapshotMeta { meta })
+                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                Some((meta_bytes, data))
+            }
+        };
+        blocking(&self.db, move |db| {
+            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            {
+                let mut table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+                table
+                    .insert("applied", bytes.as_slice())
+                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+                if let Some((meta, data)) = &snapshot {
+                    table
+                        .insert("snapshot_meta", meta.as_slice())
+                        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                    table
+                        .insert("snapshot_data", data.as_slice())
+                        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                }
+            }
+            txn.commit().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, meta: SnapshotMeta<NodeId, Witness>, data: Vec<u8>) -> Result<(), StorageError<NodeId>> {
+        let meta_bytes = serde_json::to_vec(&StoredSnapshotMeta { meta })
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        blocking(&self.db, move |db| {
+            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            {
+                let mut table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                table
+                    .insert("snapshot_meta", meta_bytes.as_slice())
+                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                table
+                    .insert("snapshot_data", data.as_slice())
+                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            }
+            txn.commit().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+        })
+        .await
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let applied = self.snapshot_of();
+        let data = serde_json::to_vec(&applied).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshot_id = match applied.last_applied {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+            None => format!("empty-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.last_membership.clone(),
+            snapshot_id,
+        };
+        self.save_snapshot(meta.clone(), data.clone()).await?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Witness>), StorageError<NodeId>> {
+        let a = self.snapshot_of();
+        Ok((a.last_applied, a.last_membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // Apply to a copy and persist it before publishing, so that readers
+        // never see state that a crash could take back.
+        let mut next = self.snapshot_of();
+        let mut results = Vec::new();
+        for entry in entries {
+            next.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Normal(ref command) => next.state.apply(entry.log_id.index, command),
+                EntryPayload::Membership(ref m) => {
+                    next.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    CommandResult::None
+                }
+            };
+            results.push(result);
+        }
+        self.persist(&next, None).await?;
+        *self.applied.write().expect("state lock poisoned: a panic while applying") = next;
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Witness>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let mut applied: Applied = serde_json::from_slice(&data)
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        // The meta is authoritative for what the snapshot covers.
+        applied.last_applied = meta.last_log_id;
+        applied.last_membership = meta.last_membership.clone();
+        self.persist(&applied, Some((meta.clone(), data))).await?;
+        *self.applied.write().expect("state lock poisoned: a panic while applying") = applied;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        blocking(&self.db, |db| {
+            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+            let table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+            let meta = match table.get("snapshot_meta").map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+                None => return Ok(None),
+                Some(v) => serde_json::from_slice::<StoredSnapshotMeta>(v.value())
+                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+                    .meta,
+            };
+            let data = match table.get("snapshot_data").map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+                None => return Ok(None),
+                Some(v) => v.value().to_vec(),
+            };
+            Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        })
+        .await
+    }
+}
