@@ -1,0 +1,362 @@
+//! Talking to a witness: endpoint validation, the channel, and sorting every
+//! failure into the class that decides palisadectl's exit code.
+
+use std::error::Error;
+use std::time::Duration;
+
+use palisade_api::v1::control_client::ControlClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Code, Status};
+
+/// Why a command did not succeed. Each class is one exit code, so scripts can
+/// tell "fix the flags" from "retry later" from "ask an operator".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The output could not be written (stdout closed, disk full). Exit 1.
+    Output(String),
+    /// A flag value clap could not check itself, e.g. `--endpoint`. Exit 2,
+    /// the code clap uses for its own parse errors.
+    Usage(String),
+    /// The endpoint could not be reached, or the RPC failed in transport
+    /// (refused, timed out, DNS, connection reset). Exit 3.
+    Unreachable(String),
+    /// `status` answered but the answering witness knows no leader. Exit 4.
+    NoLeader(String),
+    /// The server answered the RPC with an error status. Exit 5.
+    Rejected(String),
+}
+
+impl Failure {
+    /// The process exit code for this class.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Output(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+            Failure::NoLeader(_) => 4,
+            Failure::Rejected(_) => 5,
+        }
+    }
+
+    /// The one-line message for stderr, without the `palisadectl: ` prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Output(m)
+            | Failure::Usage(m)
+            | Failure::Unreachable(m)
+            | Failure::NoLeader(m)
+            | Failure::Rejected(m) => m,
+        }
+    }
+}
+
+/// Checks an `--endpoint` value: `http://HOST:PORT`, nothing after the port.
+///
+/// `https` is refused here rather than at connect time: this build has no TLS
+/// (the workspace builds tonic without a TLS feature and no witness serves
+/// TLS), and a usage error says so more honestly than "cannot reach".
+pub fn parse_endpoint(raw: &str) -> Result<Uri, String> {
+    let uri: Uri = raw
+        .parse()
+        .map_err(|e| format!("not a valid URI ({e}); expected http://HOST:PORT"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https needs TLS, which this build of palisadectl does not include; use http://"
+                    .to_owned(),
+            )
+        }
+        Some(other) => return Err(format!("scheme must be http, not {other:?}")),
+        None => return Err("missing scheme; expected http://HOST:PORT".to_owned()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("missing host; expected http://HOST:PORT".to_owned());
+    }
+    // `Uri` accepts any digits as a port but reports one that does not fit a
+    // u16 as absent, so look at the authority to tell "missing" from "bad".
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    match (uri.port_u16(), after_host.rsplit_once(':')) {
+        (Some(0), _) => return Err("port 0 is not in 1..=65535".to_owned()),
+        (Some(_), _) => {}
+        (None, Some((_, p))) if !p.is_empty() => {
+            return Err(format!("port {p} is not in 1..=65535"))
+        }
+        (None, _) => return Err("missing port; expected http://HOST:PORT".to_owned()),
+    }
+    // tonic would put the path in front of every method path and ignore
+    // user-info; a witness serves neither, so they can only be mistakes.
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must not have a path or query; expected http://HOST:PORT".to_owned());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("must not carry user-info; expected http://HOST:PORT".to_owned());
+    }
+    Ok(uri)
+}
+
+/// A validated witness endpoint and the timeout used both to connect and for
+/// each request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    uri: Uri,
+    /// The endpoint as the operator wrote it, for messages; `Uri`'s own
+    /// display adds a trailing `/` they never typed.
+    shown: String,
+    timeout: Duration,
+}
+
+impl Target {
+    /// Validates `raw`; a bad value is a [`Failure::Usage`] naming `--endpoint`.
+    pub fn new(raw: &str, timeout: Duration) -> Result<Self, Failure> {
+        let uri = parse_endpoint(raw).map_err(|reason| {
+            Failure::Usage(format!(
+                "invalid --endpoint {raw:?} (or PALISADE_ENDPOINT): {reason}"
+            ))
+        })?;
+        Ok(Self {
+            uri,
+            shown: raw.to_owned(),
+            timeout,
+        })
+    }
+
+    /// The endpoint as given, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Connects eagerly, so an unreachable endpoint is reported as such
+    /// before any request is built, and returns a client on that one channel.
+    pub async fn connect(&self) -> Result<ControlClient<Channel>, Failure> {
+        let channel = Endpoint::from(self.uri.clone())
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .connect()
+            .await
+            .map_err(|e| {
+                Failure::Unreachable(format!(
+                    "cannot reach {}: {}",
+                    self.shown,
+                    self.describe(&e)
+                ))
+            })?;
+        Ok(ControlClient::new(channel))
+    }
+
+    /// Classifies a failed `rpc` (named for the message).
+    pub fn rpc_failure(&self, rpc: &str, status: &Status) -> Failure {
+        if is_transport_failure(status) {
+            let cause = match status.source() {
+                Some(source) => self.describe(source),
+                // A deadline or cancellation the server sent: its words.
+                None => format!("{} ({:?})", message_of(status), status.code()),
+            };
+            Failure::Unreachable(format!("{rpc} request to {} failed: {cause}", self.shown))
+        } else {
+            Failure::Rejected(format!(
+                "{} rejected {rpc}: {} ({:?})",
+                self.shown,
+                message_of(status),
+                status.code()
+            ))
+        }
+    }
+
+    /// The real cause of a transport error on one line. A timeout is named
+    /// with its length instead: tonic's "Timeout expired" does not say which.
+    fn describe(&self, err: &(dyn Error + 'static)) -> String {
+        if chain(err).any(is_timeout) {
+            self.timed_out()
+        } else {
+            root_cause(err)
+        }
+    }
+
+    fn timed_out(&self) -> String {
+        format!("timed out after {} ms", self.timeout.as_millis())
+    }
+}
+
+/// Whether a failed RPC is the transport's fault rather than the server's
+/// answer. tonic attaches the underlying error as `source` exactly when it
+/// made the status up locally (connect error, timeout, reset); a status the
+/// server sent has none. A deadline or cancellation, from either side, is a
+/// timeout and so also counts as transport.
+pub fn is_transport_failure(status: &Status) -> bool {
+    status.source().is_some() || matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+}
+
+/// An error and its sources, outermost first.
+fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&e: &&'a (dyn Error + 'static)| e.source())
+}
+
+/// The innermost non-empty message of the chain: the outer layers of a tonic
+/// transport error say only "transport error" or "tcp connect error", while
+/// the innermost says e.g. "Connection refused (os error 111)".
+pub fn root_cause(err: &(dyn Error + 'static)) -> String {
+    let messages: Vec<String> = chain(err).map(|e| one_line(&e.to_string())).collect();
+    messages
+        .into_iter()
+        .rev()
+        .find(|m| !m.is_empty())
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+fn is_timeout(err: &(dyn Error + 'static)) -> bool {
+    err.is::<tonic::TimeoutExpired>()
+        || err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        // tower's `Elapsed` (the connect timeout) is not reachable without a
+        // tower dependency; its message is stable.
+        || err.to_string() == "request timed out"
+}
+
+/// The server's message on one line, or the code's description if it sent none.
+fn message_of(status: &Status) -> String {
+    if status.message().is_empty() {
+        status.code().description().to_owned()
+    } else {
+        one_line(status.message())
+    }
+}
+
+/// Collapses whitespace (newlines included) so every message stays one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_endpoints_are_accepted() {
+        for raw in [
+            "http://127.0.0.1:7401",
+            "http://127.0.0.1:7401/",
+            "http://localhost:1",
+            "http://witness-2.example.internal:7401",
+            "http://[::1]:7401",
+        ] {
+            assert!(
+                parse_endpoint(raw).is_ok(),
+                "{raw}: {:?}",
+                parse_endpoint(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_with_a_reason() {
+        for (raw, reason) in [
+            ("nonsense", "missing scheme"),
+            ("127.0.0.1:7401", "missing scheme"),
+            ("", "not a valid URI"),
+            ("http://", "not a valid URI"),
+            ("http://exa mple:1", "not a valid URI"),
+            ("ftp://127.0.0.1:7401", "scheme must be http"),
+            ("https://127.0.0.1:7401", "https needs TLS"),
+            ("http://127.0.0.1", "missing port"),
+            ("http://127.0.0.1:", "missing port"),
+            ("http://[::1]", "missing port"),
+            ("http://127.0.0.1:0", "port 0 is not in 1..=65535"),
+            ("http://127.0.0.1:99999", "port 99999 is not in 1..=65535"),
+            ("http://127.0.0.1:7401/palisade", "must not have a path"),
+            ("http://127.0.0.1:7401?x=1", "must not have a path or query"),
+            ("http://op@127.0.0.1:7401", "user-info"),
+        ] {
+            let err = parse_endpoint(raw).expect_err(raw);
+            assert!(err.contains(reason), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_endpoint_is_a_usage_failure_naming_the_flag() {
+        let f = Target::new("nonsense", Duration::from_secs(1)).expect_err("invalid");
+        assert_eq!(f.exit_code(), 2);
+        assert!(f.message().contains("--endpoint"), "{}", f.message());
+        assert!(f.message().contains("\"nonsense\""), "{}", f.message());
+    }
+
+    fn target() -> Target {
+        Target::new("http://127.0.0.1:7401", Duration::from_millis(3000)).expect("valid")
+    }
+
+    #[test]
+    fn server_statuses_are_rejections_exit_5() {
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::Unavailable,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::Internal,
+        ] {
+            let f = target().rpc_failure("annotate", &Status::new(code, "no leader\nknown"));
+            assert_eq!(f.exit_code(), 5, "{code:?}");
+            assert_eq!(
+                f.message(),
+                format!("http://127.0.0.1:7401 rejected annotate: no leader known ({code:?})")
+            );
+        }
+        let f = target().rpc_failure("journal", &Status::new(Code::Internal, ""));
+        assert!(f.message().ends_with("Internal error (Internal)"), "{f:?}");
+    }
+
+    #[test]
+    fn transport_statuses_and_timeouts_are_unreachable_exit_3() {
+        let refused = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        let f = target().rpc_failure("status", &refused);
+        assert_eq!(f.exit_code(), 3);
+        assert_eq!(
+            f.message(),
+            "status request to http://127.0.0.1:7401 failed: Connection refused (os error 111)"
+        );
+
+        let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let f = target().rpc_failure("status", &timed_out);
+        assert_eq!(f.exit_code(), 3);
+        assert_eq!(
+            f.message(),
+            "status request to http://127.0.0.1:7401 failed: timed out after 3000 ms"
+        );
+
+        for code in [Code::DeadlineExceeded, Code::Cancelled] {
+            let f = target().rpc_failure("annotate", &Status::new(code, "commit timed out"));
+            assert_eq!(f.exit_code(), 3, "{code:?}");
+            assert_eq!(
+                f.message(),
+                format!(
+                    "annotate request to http://127.0.0.1:7401 failed: commit timed out ({code:?})"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn root_cause_is_the_innermost_message_on_one_line() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport error")
+            }
+        }
+        impl Error for Outer {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("dns error:\n  no such host"));
+        assert_eq!(root_cause(&e), "dns error: no such host");
+    }
+}
