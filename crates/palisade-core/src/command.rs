@@ -72,13 +72,25 @@ impl Command {
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), CommandError> {
     if value.trim().is_empty() {
-        return Err(CommandError { field, reason: "must not be empty".into() });
+        return Err(CommandError {
+            field,
+            reason: "must not be empty".into(),
+        });
     }
     if value.len() > max {
-        return Err(CommandError { field, reason: format!("is {} bytes; at most {max} are allowed", value.len()) });
+        return Err(CommandError {
+            field,
+            reason: format!("is {} bytes; at most {max} are allowed", value.len()),
+        });
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(CommandError { field, reason: "contains control characters".into() });
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(CommandError {
+            field,
+            reason: "contains control characters".into(),
+        });
     }
     Ok(())
 }
@@ -88,7 +100,11 @@ mod tests {
     use super::*;
 
     fn note(author: &str, text: &str) -> Command {
-        Command::Annotate { at_unix_ms: 0, author: author.into(), text: text.into() }
+        Command::Annotate {
+            at_unix_ms: 0,
+            author: author.into(),
+            text: text.into(),
+        }
     }
 
     #[test]
@@ -100,13 +116,19 @@ mod tests {
         let e = note("ops", &long).validate().unwrap_err();
         assert_eq!(e.field, "text");
         assert!(e.reason.contains("4097 bytes"), "{e}");
-        assert_eq!(note("ops", "bell\u{7}").validate().unwrap_err().field, "text");
+        assert_eq!(
+            note("ops", "bell\u{7}").validate().unwrap_err().field,
+            "text"
+        );
     }
 
     #[test]
     fn wire_format_is_stable() {
         // The log on disk holds this JSON: changing it breaks upgrades.
         let json = serde_json::to_string(&note("ops", "hi")).unwrap();
-        assert_eq!(json, r#"{"type":"annotate","at_unix_ms":0,"author":"ops","text":"hi"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"annotate","at_unix_ms":0,"author":"ops","text":"hi"}"#
+        );
     }
 }

@@ -32,7 +32,11 @@ impl ClusterState {
     /// same commands in the same order give the same state on every witness.
     pub fn apply(&mut self, log_index: u64, command: &Command) -> CommandResult {
         match command {
-            Command::Annotate { at_unix_ms, author, text } => {
+            Command::Annotate {
+                at_unix_ms,
+                author,
+                text,
+            } => {
                 self.journal.push(JournalEntry {
                     log_index,
                     at_unix_ms: *at_unix_ms,
@@ -51,15 +55,28 @@ mod tests {
     use proptest::prelude::*;
 
     fn note(i: i64) -> Command {
-        Command::Annotate { at_unix_ms: i, author: "ops".into(), text: format!("note {i}") }
+        Command::Annotate {
+            at_unix_ms: i,
+            author: "ops".into(),
+            text: format!("note {i}"),
+        }
     }
 
     #[test]
     fn annotate_appends_in_log_order() {
         let mut s = ClusterState::default();
-        assert_eq!(s.apply(3, &note(1)), CommandResult::Annotated { log_index: 3 });
-        assert_eq!(s.apply(5, &note(2)), CommandResult::Annotated { log_index: 5 });
-        assert_eq!(s.journal.iter().map(|e| e.log_index).collect::<Vec<_>>(), vec![3, 5]);
+        assert_eq!(
+            s.apply(3, &note(1)),
+            CommandResult::Annotated { log_index: 3 }
+        );
+        assert_eq!(
+            s.apply(5, &note(2)),
+            CommandResult::Annotated { log_index: 5 }
+        );
+        assert_eq!(
+            s.journal.iter().map(|e| e.log_index).collect::<Vec<_>>(),
+            vec![3, 5]
+        );
         assert_eq!(s.journal[1].text, "note 2");
     }
 

@@ -37,7 +37,11 @@ pub struct Witness {
 
 impl fmt::Display for Witness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "site {} (raft {}, control {})", self.site, self.raft_addr, self.control_addr)
+        write!(
+            f,
+            "site {} (raft {}, control {})",
+            self.site, self.raft_addr, self.control_addr
+        )
     }
 }
 
@@ -54,7 +58,10 @@ pub struct TopologyError {
 
 impl TopologyError {
     fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), reason: reason.into() }
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -84,7 +91,7 @@ impl Topology {
                 format!("{} witness(es) configured; palisade needs at least 3 (one per site, including the tie-breaker)", entries.len()),
             ));
         }
-        if entries.len() % 2 == 0 {
+        if entries.len().is_multiple_of(2) {
             return Err(TopologyError::new(
                 "witness",
                 format!("{} witnesses configured; use an odd number so that a split always leaves one side with a majority", entries.len()),
@@ -96,7 +103,10 @@ impl Topology {
         for (i, (id, w)) in entries.iter().enumerate() {
             let key = |field: &str| format!("witness[{i}].{field}");
             if *id == 0 {
-                return Err(TopologyError::new(key("id"), "must be a positive integer (0 is reserved)"));
+                return Err(TopologyError::new(
+                    key("id"),
+                    "must be a positive integer (0 is reserved)",
+                ));
             }
             if witnesses.contains_key(id) {
                 return Err(TopologyError::new(key("id"), format!("duplicate id {id}")));
@@ -104,7 +114,11 @@ impl Topology {
             if w.site.trim().is_empty() {
                 return Err(TopologyError::new(key("site"), "must not be empty"));
             }
-            if !w.site.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if !w
+                .site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(TopologyError::new(
                     key("site"),
                     format!("{:?} may only contain letters, digits, '-' and '_'", w.site),
@@ -113,18 +127,30 @@ impl Topology {
             if let Some(j) = sites.insert(w.site.as_str(), i) {
                 return Err(TopologyError::new(
                     key("site"),
-                    format!("site {:?} is already used by witness[{j}]; one witness per site", w.site),
+                    format!(
+                        "site {:?} is already used by witness[{j}]; one witness per site",
+                        w.site
+                    ),
                 ));
             }
-            for (field, value) in [("raft_addr", &w.raft_addr), ("control_addr", &w.control_addr)] {
+            for (field, value) in [
+                ("raft_addr", &w.raft_addr),
+                ("control_addr", &w.control_addr),
+            ] {
                 let addr: SocketAddr = value.parse().map_err(|_| {
                     TopologyError::new(key(field), format!("{value:?} is not an IP:port socket address (e.g. \"198.18.1.10:7301\")"))
                 })?;
                 if addr.port() == 0 {
-                    return Err(TopologyError::new(key(field), format!("{value:?}: port 0 is not allowed")));
+                    return Err(TopologyError::new(
+                        key(field),
+                        format!("{value:?}: port 0 is not allowed"),
+                    ));
                 }
                 if let Some(prev) = addrs.insert(addr, key(field)) {
-                    return Err(TopologyError::new(key(field), format!("address {addr} is already used by {prev}")));
+                    return Err(TopologyError::new(
+                        key(field),
+                        format!("address {addr} is already used by {prev}"),
+                    ));
                 }
             }
             witnesses.insert(*id, w.clone());
@@ -133,7 +159,10 @@ impl Topology {
             let ids: Vec<String> = witnesses.keys().map(|k| k.to_string()).collect();
             return Err(TopologyError::new(
                 "node_id",
-                format!("{own_id} is not the id of any [[witness]] (configured ids: {})", ids.join(", ")),
+                format!(
+                    "{own_id} is not the id of any [[witness]] (configured ids: {})",
+                    ids.join(", ")
+                ),
             ));
         }
         Ok(Self { own_id, witnesses })
@@ -141,12 +170,17 @@ impl Topology {
 
     /// This process's own witness entry.
     pub fn own(&self) -> &Witness {
-        self.witnesses.get(&self.own_id).expect("Topology::new checks own_id is a witness")
+        self.witnesses
+            .get(&self.own_id)
+            .expect("Topology::new checks own_id is a witness")
     }
 
     /// Every witness but this one.
     pub fn peers(&self) -> impl Iterator<Item = (NodeId, &Witness)> {
-        self.witnesses.iter().filter(move |(id, _)| **id != self.own_id).map(|(id, w)| (*id, w))
+        self.witnesses
+            .iter()
+            .filter(move |(id, _)| **id != self.own_id)
+            .map(|(id, w)| (*id, w))
     }
 }
 
@@ -200,7 +234,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_address() {
-        for bad in ["localhost", "127.0.0.1", "127.0.0.1:99999", "nohost:80", "127.0.0.1:0"] {
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "nohost:80",
+            "127.0.0.1:0",
+        ] {
             let mut t = three();
             t[0].1.raft_addr = bad.into();
             let e = Topology::new(1, &t).unwrap_err();
@@ -214,9 +254,15 @@ mod tests {
         t[1].1.site = "a".into();
         assert_eq!(Topology::new(1, &t).unwrap_err().key, "witness[1].site");
         let t = three()[..2].to_vec();
-        assert!(Topology::new(1, &t).unwrap_err().reason.contains("at least 3"));
+        assert!(Topology::new(1, &t)
+            .unwrap_err()
+            .reason
+            .contains("at least 3"));
         let mut t = three();
         t.push((4, w("d", 4)));
-        assert!(Topology::new(1, &t).unwrap_err().reason.contains("odd number"));
+        assert!(Topology::new(1, &t)
+            .unwrap_err()
+            .reason
+            .contains("odd number"));
     }
 }

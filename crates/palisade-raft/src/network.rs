@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use palisade_api::v1::raft_peer_client::RaftPeerClient;
 use palisade_api::v1::RaftPayload;
@@ -36,18 +38,28 @@ pub struct PeerContacts {
 
 impl PeerContacts {
     fn touch(&self, peer: NodeId) {
-        self.inner.lock().expect("contacts lock poisoned").insert(peer, Instant::now());
+        self.inner
+            .lock()
+            .expect("contacts lock poisoned")
+            .insert(peer, Instant::now());
     }
 
     /// Time since the last reply from `peer`, if any was ever received.
     pub fn since_last(&self, peer: NodeId) -> Option<Duration> {
-        self.inner.lock().expect("contacts lock poisoned").get(&peer).map(|t| t.elapsed())
+        self.inner
+            .lock()
+            .expect("contacts lock poisoned")
+            .get(&peer)
+            .map(|t| t.elapsed())
     }
 }
 
 /// Opens a tonic channel to a peer address (`host:port`), lazily: nothing is
 /// sent until the first RPC, and a peer that is down now is retried later.
-pub fn peer_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub fn peer_channel(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -67,7 +79,11 @@ pub struct PeerNetwork {
 impl PeerNetwork {
     /// A network whose RPC replies are recorded in `contacts`.
     pub fn new(contacts: PeerContacts, connect_timeout: Duration) -> Self {
-        Self { channels: Arc::default(), contacts, connect_timeout }
+        Self {
+            channels: Arc::default(),
+            contacts,
+            connect_timeout,
+        }
     }
 
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -91,7 +107,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             tracing::warn!(peer = target, addr = %node.raft_addr, error = %e, "bad peer address");
             e.to_string()
         });
-        PeerClient { target, channel, contacts: self.contacts.clone() }
+        PeerClient {
+            target,
+            channel,
+            contacts: self.contacts.clone(),
+        }
     }
 }
 
@@ -122,8 +142,15 @@ impl CallError {
     /// retried at once.
     fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, Witness, E> {
         match &self {
-            CallError::Address(_) | CallError::Timeout(_) => RPCError::Unreachable(Unreachable::new(&self)),
-            CallError::Status(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
+            CallError::Address(_) | CallError::Timeout(_) => {
+                RPCError::Unreachable(Unreachable::new(&self))
+            }
+            CallError::Status(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
                 RPCError::Unreachable(Unreachable::new(&self))
             }
             _ => RPCError::Network(NetworkError::new(&self)),
@@ -138,7 +165,12 @@ enum Rpc {
 }
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, ttl: Duration) -> Result<Result<Resp, E>, CallError>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Result<Resp, E>, CallError>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -155,7 +187,9 @@ impl PeerClient {
                 Rpc::InstallSnapshot => client.install_snapshot(payload).await,
             }
         };
-        let reply = tokio::time::timeout(ttl, fut).await.map_err(|_| CallError::Timeout(ttl))??;
+        let reply = tokio::time::timeout(ttl, fut)
+            .await
+            .map_err(|_| CallError::Timeout(ttl))??;
         self.contacts.touch(self.target);
         serde_json::from_slice(&reply.into_inner().json).map_err(CallError::Decode)
     }
@@ -178,9 +212,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Witness, RaftError<NodeId, InstallSnapshotError>>>
-    {
-        match self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl()).await {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Witness, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
+        {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
             Err(e) => Err(e.into_rpc()),

@@ -25,13 +25,18 @@ pub struct PeerService {
 impl PeerService {
     /// A service for `raft`, whose topology and peer contacts feed `NodeStatus`.
     pub fn new(raft: Raft, topology: Topology, contacts: PeerContacts) -> Self {
-        Self { raft, topology, contacts }
+        Self {
+            raft,
+            topology,
+            contacts,
+        }
     }
 }
 
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().json)
-        .map_err(|e| Status::invalid_argument(format!("payload: not a valid request for this RPC: {e}")))
+    serde_json::from_slice(&req.into_inner().json).map_err(|e| {
+        Status::invalid_argument(format!("payload: not a valid request for this RPC: {e}"))
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
@@ -42,7 +47,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(req)?;
         encode(&self.raft.append_entries(rpc).await)
     }
@@ -52,13 +60,23 @@ impl RaftPeer for PeerService {
         encode(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(req)?;
         encode(&self.raft.install_snapshot(rpc).await)
     }
 
-    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(local_status(&self.raft, &self.topology, &self.contacts)))
+    async fn node_status(
+        &self,
+        _req: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatus>, Status> {
+        Ok(Response::new(local_status(
+            &self.raft,
+            &self.topology,
+            &self.contacts,
+        )))
     }
 }
 
@@ -89,7 +107,7 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
                     id: *id,
                     matched_index,
                     lag_entries,
-                    last_contact_ms: contacts.since_last(*id).map(|d| duration_ms(d)),
+                    last_contact_ms: contacts.since_last(*id).map(duration_ms),
                 }
             })
             .collect(),
@@ -108,7 +126,11 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         control_addr: own.control_addr.clone(),
         error: String::new(),
         replication,
-        millis_since_quorum_ack: if m.state == ServerState::Leader { m.millis_since_quorum_ack } else { None },
+        millis_since_quorum_ack: if m.state == ServerState::Leader {
+            m.millis_since_quorum_ack
+        } else {
+            None
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{blocking, io_err, LOG, META};
+use super::{blocking, io_err, OrStorage, LOG, META};
 use crate::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -28,26 +28,49 @@ impl LogStore {
         Self { db }
     }
 
-    fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, StorageError<NodeId>> {
-        let subject = || if key == "vote" { ErrorSubject::Vote } else { ErrorSubject::Store };
-        let txn = db.begin_read().map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
-        let table = txn.open_table(META).map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
-        match table.get(key).map_err(|e| io_err(subject(), ErrorVerb::Read, e))? {
+    fn read_meta<T: DeserializeOwned>(
+        db: &Database,
+        key: &str,
+    ) -> Result<Option<T>, StorageError<NodeId>> {
+        let subject = || {
+            if key == "vote" {
+                ErrorSubject::Vote
+            } else {
+                ErrorSubject::Store
+            }
+        };
+        let txn = db.begin_read().or_sto(subject(), ErrorVerb::Read)?;
+        let table = txn.open_table(META).or_sto(subject(), ErrorVerb::Read)?;
+        match table.get(key).or_sto(subject(), ErrorVerb::Read)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(|e| io_err(subject(), ErrorVerb::Read, e)),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .or_sto(subject(), ErrorVerb::Read),
         }
     }
 
-    async fn write_meta<T: Serialize>(&self, key: &'static str, value: &T) -> Result<(), StorageError<NodeId>> {
-        let subject = move || if key == "vote" { ErrorSubject::Vote } else { ErrorSubject::Store };
-        let bytes = serde_json::to_vec(value).map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
-        blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
-            {
-                let mut table = txn.open_table(META).map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
-                table.insert(key, bytes.as_slice()).map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
+    async fn write_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StorageError<NodeId>> {
+        let subject = move || {
+            if key == "vote" {
+                ErrorSubject::Vote
+            } else {
+                ErrorSubject::Store
             }
-            txn.commit().map_err(|e| io_err(subject(), ErrorVerb::Write, e))
+        };
+        let bytes = serde_json::to_vec(value).or_sto(subject(), ErrorVerb::Write)?;
+        blocking(&self.db, move |db| {
+            let txn = db.begin_write().or_sto(subject(), ErrorVerb::Write)?;
+            {
+                let mut table = txn.open_table(META).or_sto(subject(), ErrorVerb::Write)?;
+                table
+                    .insert(key, bytes.as_slice())
+                    .or_sto(subject(), ErrorVerb::Write)?;
+            }
+            txn.commit().or_sto(subject(), ErrorVerb::Write)
         })
         .await
     }
@@ -64,11 +87,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let bounds = owned_bounds(&range);
         blocking(&self.db, move |db| {
-            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let txn = db
+                .begin_read()
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
+            let table = txn
+                .open_table(LOG)
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
             let mut out = Vec::new();
-            for item in table.range(bounds).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))? {
-                let (k, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            for item in table
+                .range(bounds)
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?
+            {
+                let (k, v) = item.or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
                 let entry: Entry = serde_json::from_slice(v.value())
                     .map_err(|e| io_err(ErrorSubject::LogIndex(k.value()), ErrorVerb::Read, e))?;
                 out.push(entry);
@@ -85,18 +115,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         blocking(&self.db, |db| {
             let last_purged_log_id: Option<LogId<NodeId>> = Self::read_meta(db, "last_purged")?;
-            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let last = table.last().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let txn = db
+                .begin_read()
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
+            let table = txn
+                .open_table(LOG)
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
+            let last = table.last().or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
             let last_log_id = match last {
                 Some((k, v)) => {
-                    let entry: Entry = serde_json::from_slice(v.value())
-                        .map_err(|e| io_err(ErrorSubject::LogIndex(k.value()), ErrorVerb::Read, e))?;
+                    let entry: Entry = serde_json::from_slice(v.value()).map_err(|e| {
+                        io_err(ErrorSubject::LogIndex(k.value()), ErrorVerb::Read, e)
+                    })?;
                     Some(entry.log_id)
                 }
                 None => last_purged_log_id,
             };
-            Ok(LogState { last_purged_log_id, last_log_id })
+            Ok(LogState {
+                last_purged_log_id,
+                last_log_id,
+            })
         })
         .await
     }
@@ -113,36 +151,51 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(&self.db, |db| Self::read_meta(db, "vote")).await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         self.write_meta("committed", &committed).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        blocking(&self.db, |db| Ok(Self::read_meta::<Option<LogId<NodeId>>>(db, "committed")?.flatten())).await
+        blocking(&self.db, |db| {
+            Ok(Self::read_meta::<Option<LogId<NodeId>>>(db, "committed")?.flatten())
+        })
+        .await
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            let bytes = serde_json::to_vec(&entry)
+                .or_sto(ErrorSubject::Log(entry.log_id), ErrorVerb::Write)?;
             encoded.push((entry.log_id.index, bytes));
         }
         let res = blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let txn = db
+                .begin_write()
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Write)?;
             {
-                let mut table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+                let mut table = txn
+                    .open_table(LOG)
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Write)?;
                 for (index, bytes) in &encoded {
                     table
                         .insert(*index, bytes.as_slice())
-                        .map_err(|e| io_err(ErrorSubject::LogIndex(*index), ErrorVerb::Write, e))?;
+                        .or_sto(ErrorSubject::LogIndex(*index), ErrorVerb::Write)?;
                 }
             }
             // Immediate durability: fsynced when commit returns.
-            txn.commit().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            txn.commit().or_sto(ErrorSubject::Logs, ErrorVerb::Write)
         })
         .await;
         match res {
@@ -160,35 +213,46 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "truncating log from");
         blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            let txn = db
+                .begin_write()
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             {
-                let mut table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+                let mut table = txn
+                    .open_table(LOG)
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
                 table
                     .retain_in(log_id.index.., |_, _| false)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             }
-            txn.commit().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            txn.commit().or_sto(ErrorSubject::Logs, ErrorVerb::Delete)
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "purging log up to");
-        let purged = serde_json::to_vec(&Some(log_id)).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let purged =
+            serde_json::to_vec(&Some(log_id)).or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
         blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            let txn = db
+                .begin_write()
+                .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             {
                 // Record the purge point first, in the same transaction, so
                 // the log state never claims entries that are gone.
-                let mut meta = txn.open_table(META).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+                let mut meta = txn
+                    .open_table(META)
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
                 meta.insert("last_purged", purged.as_slice())
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-                let mut table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
+                let mut table = txn
+                    .open_table(LOG)
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
                 table
                     .retain_in(..=log_id.index, |_, _| false)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+                    .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             }
-            txn.commit().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            txn.commit().or_sto(ErrorSubject::Logs, ErrorVerb::Delete)
         })
         .await
     }

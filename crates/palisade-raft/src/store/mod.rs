@@ -10,6 +10,10 @@
 //! serialization of it. That keeps restart simple: the state machine is
 //! exactly as of `last_applied`, and openraft re-applies the rest of the log.
 
+// openraft's trait methods return its own (large) `StorageError`; our
+// helpers return the same type rather than boxing it twice.
+#![allow(clippy::result_large_err)]
+
 mod log_store;
 mod state_machine;
 
@@ -61,25 +65,60 @@ pub enum OpenError {
 /// store and state machine, which share the one file.
 pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     let path = data_dir.join(STORE_FILE);
-    let db = Database::create(&path).map_err(|source| OpenError::Database { path: path.clone(), source })?;
+    let db = Database::create(&path).map_err(|source| OpenError::Database {
+        path: path.clone(),
+        source,
+    })?;
     let db = Arc::new(db);
-    init_tables(&db).map_err(|source| OpenError::Read { path: path.clone(), source })?;
-    let sm = StateMachineStore::load(db.clone()).map_err(|source| OpenError::Read { path, source })?;
+    init_tables(&db).map_err(|source| OpenError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let sm =
+        StateMachineStore::load(db.clone()).map_err(|source| OpenError::Read { path, source })?;
     Ok((LogStore::new(db), sm))
 }
 
 /// Creates the tables so that read transactions never see them missing.
 fn init_tables(db: &Database) -> Result<(), StorageError<NodeId>> {
-    let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+    let txn = db
+        .begin_write()
+        .or_sto(ErrorSubject::Store, ErrorVerb::Write)?;
     {
-        txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        txn.open_table(META).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        txn.open_table(SM).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        txn.open_table(LOG)
+            .or_sto(ErrorSubject::Store, ErrorVerb::Write)?;
+        txn.open_table(META)
+            .or_sto(ErrorSubject::Store, ErrorVerb::Write)?;
+        txn.open_table(SM)
+            .or_sto(ErrorSubject::Store, ErrorVerb::Write)?;
     }
-    txn.commit().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    txn.commit().or_sto(ErrorSubject::Store, ErrorVerb::Write)
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+/// Maps any error into openraft's `StorageError` for `subject` and `verb`.
+trait OrStorage<T> {
+    fn or_sto(
+        self,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+    ) -> Result<T, StorageError<NodeId>>;
+}
+
+impl<T, E: std::error::Error + 'static> OrStorage<T> for Result<T, E> {
+    fn or_sto(
+        self,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+    ) -> Result<T, StorageError<NodeId>> {
+        self.map_err(|e| io_err(subject, verb, e))
+    }
+}
+
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<NodeId> {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 

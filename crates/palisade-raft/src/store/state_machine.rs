@@ -6,13 +6,14 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
-    EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError,
+    StoredMembership,
 };
 use palisade_core::{ClusterState, CommandResult, NodeId, Witness};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, io_err, SM};
+use super::{blocking, io_err, OrStorage, SM};
 use crate::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -40,7 +41,11 @@ pub struct StateView {
 impl StateView {
     /// A copy of the cluster state as of the last applied entry.
     pub fn cluster_state(&self) -> ClusterState {
-        self.applied.read().expect("state lock poisoned: a panic while applying").state.clone()
+        self.applied
+            .read()
+            .expect("state lock poisoned: a panic while applying")
+            .state
+            .clone()
     }
 }
 
@@ -57,12 +62,19 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(super) fn load(db: Arc<Database>) -> Result<Self, StorageError<NodeId>> {
         let applied = {
-            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-            let table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-            match table.get("applied").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))? {
+            let txn = db
+                .begin_read()
+                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?;
+            let table = txn
+                .open_table(SM)
+                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?;
+            match table
+                .get("applied")
+                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?
+            {
                 None => Applied::default(),
                 Some(v) => serde_json::from_slice(v.value())
-                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?,
+                    .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?,
             }
         };
         Ok(Self {
@@ -74,61 +86,85 @@ impl StateMachineStore {
 
     /// A read-only view for the daemon.
     pub fn view(&self) -> StateView {
-        StateView { applied: self.applied.clone() }
+        StateView {
+            applied: self.applied.clone(),
+        }
     }
 
     fn snapshot_of(&self) -> Applied {
-        self.applied.read().expect("state lock poisoned: a panic while applying").clone()
+        self.applied
+            .read()
+            .expect("state lock poisoned: a panic while applying")
+            .clone()
     }
 
     /// Persists `applied` and, when given, a new current snapshot, in one
     /// transaction.
-    async fn persist(&self, applied: &Applied, snapshot: Option<(SnapshotMeta<NodeId, Witness>, Vec<u8>)>) -> Result<(), StorageError<NodeId>> {
-        let bytes = serde_json::to_vec(applied).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+    async fn persist(
+        &self,
+        applied: &Applied,
+        snapshot: Option<(SnapshotMeta<NodeId, Witness>, Vec<u8>)>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes =
+            serde_json::to_vec(applied).or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
         let snapshot = match snapshot {
             None => None,
             Some((meta, data)) => {
                 let meta_bytes = serde_json::to_vec(&StoredSnapshotMeta { meta })
-                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                    .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
                 Some((meta_bytes, data))
             }
         };
         blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            let txn = db
+                .begin_write()
+                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
             {
-                let mut table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+                let mut table = txn
+                    .open_table(SM)
+                    .or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
                 table
                     .insert("applied", bytes.as_slice())
-                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+                    .or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
                 if let Some((meta, data)) = &snapshot {
                     table
                         .insert("snapshot_meta", meta.as_slice())
-                        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                        .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
                     table
                         .insert("snapshot_data", data.as_slice())
-                        .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                        .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
                 }
             }
-            txn.commit().map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+            txn.commit()
+                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)
         })
         .await
     }
 
-    async fn save_snapshot(&self, meta: SnapshotMeta<NodeId, Witness>, data: Vec<u8>) -> Result<(), StorageError<NodeId>> {
+    async fn save_snapshot(
+        &self,
+        meta: SnapshotMeta<NodeId, Witness>,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError<NodeId>> {
         let meta_bytes = serde_json::to_vec(&StoredSnapshotMeta { meta })
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
         blocking(&self.db, move |db| {
-            let txn = db.begin_write().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            let txn = db
+                .begin_write()
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
             {
-                let mut table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                let mut table = txn
+                    .open_table(SM)
+                    .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
                 table
                     .insert("snapshot_meta", meta_bytes.as_slice())
-                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                    .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
                 table
                     .insert("snapshot_data", data.as_slice())
-                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+                    .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
             }
-            txn.commit().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+            txn.commit()
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)
         })
         .await
     }
@@ -137,8 +173,11 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let applied = self.snapshot_of();
-        let data = serde_json::to_vec(&applied).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data =
+            serde_json::to_vec(&applied).or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
+        let seq = self
+            .snapshot_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let snapshot_id = match applied.last_applied {
             Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
             None => format!("empty-{seq}"),
@@ -150,7 +189,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         self.save_snapshot(meta.clone(), data.clone()).await?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -159,7 +201,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Witness>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Witness>), StorageError<NodeId>>
+    {
         let a = self.snapshot_of();
         Ok((a.last_applied, a.last_membership))
     }
@@ -186,7 +229,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             results.push(result);
         }
         self.persist(&next, None).await?;
-        *self.applied.write().expect("state lock poisoned: a panic while applying") = next;
+        *self
+            .applied
+            .write()
+            .expect("state lock poisoned: a panic while applying") = next;
         Ok(results)
     }
 
@@ -194,7 +240,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -204,32 +252,57 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let mut applied: Applied = serde_json::from_slice(&data)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let mut applied: Applied = serde_json::from_slice(&data).map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         // The meta is authoritative for what the snapshot covers.
         applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
         self.persist(&applied, Some((meta.clone(), data))).await?;
-        *self.applied.write().expect("state lock poisoned: a panic while applying") = applied;
+        *self
+            .applied
+            .write()
+            .expect("state lock poisoned: a panic while applying") = applied;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         blocking(&self.db, |db| {
-            let txn = db.begin_read().map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-            let table = txn.open_table(SM).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-            let meta = match table.get("snapshot_meta").map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+            let txn = db
+                .begin_read()
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?;
+            let table = txn
+                .open_table(SM)
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?;
+            let meta = match table
+                .get("snapshot_meta")
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?
+            {
                 None => return Ok(None),
-                Some(v) => serde_json::from_slice::<StoredSnapshotMeta>(v.value())
-                    .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-                    .meta,
+                Some(v) => {
+                    serde_json::from_slice::<StoredSnapshotMeta>(v.value())
+                        .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?
+                        .meta
+                }
             };
-            let data = match table.get("snapshot_data").map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+            let data = match table
+                .get("snapshot_data")
+                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?
+            {
                 None => return Ok(None),
                 Some(v) => v.value().to_vec(),
             };
-            Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            }))
         })
         .await
     }

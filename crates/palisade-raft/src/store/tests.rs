@@ -12,7 +12,9 @@ use crate::TypeConfig;
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("create temp dir for store test");
         let (log, sm) = open(dir.path()).expect("open store in fresh temp dir");
         Ok((dir, log, sm))
@@ -49,12 +51,18 @@ async fn vote_log_and_state_survive_reopen() {
         sm.apply(entries).await.expect("apply");
     }
     let (mut log, mut sm) = open(dir.path()).expect("reopen");
-    assert_eq!(log.read_vote().await.expect("read vote"), Some(Vote::new(3, 2)));
+    assert_eq!(
+        log.read_vote().await.expect("read vote"),
+        Some(Vote::new(3, 2))
+    );
     let entries = log.try_get_log_entries(0..10).await.expect("read log");
     assert_eq!(entries.len(), 2);
     let (applied, _) = sm.applied_state().await.expect("applied");
     assert_eq!(applied.map(|l| l.index), Some(2));
-    assert_eq!(applied.map(|l| l.leader_id), Some(CommittedLeaderId::new(1, 1)));
+    assert_eq!(
+        applied.map(|l| l.leader_id),
+        Some(CommittedLeaderId::new(1, 1))
+    );
     assert_eq!(sm.view().cluster_state().journal[0].text, "kept");
 }
 
@@ -62,6 +70,8 @@ async fn vote_log_and_state_survive_reopen() {
 fn second_open_of_same_store_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _first = open(dir.path()).expect("open");
-    let err = open(dir.path()).err().expect("second open must fail: two witnesses on one data dir");
+    let err = open(dir.path())
+        .err()
+        .expect("second open must fail: two witnesses on one data dir");
     assert!(err.to_string().contains("raft.redb"), "{err}");
 }
