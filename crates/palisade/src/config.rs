@@ -1,0 +1,504 @@
+//! The witness configuration file: one TOML format, the same file on every
+//! site except `node_id`. Parsed strictly (unknown keys are errors) and
+//! validated before anything starts; every error names the file, the key and
+//! the reason. `docs/configuration.md` documents every key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palisade_core::{NodeId, Topology, Witness};
+use serde::Deserialize;
+
+/// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// The key at fault, as written in the file (`raft.heartbeat_interval_ms`,
+    /// `witness[1].site`), or `(file)` for the file as a whole.
+    pub key: String,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+/// The file as written. Defaults here are the documented defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node_id: NodeId,
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    raft: RawRaft,
+    storage: RawStorage,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    witness: Vec<RawWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default = "default_cluster_name")]
+    name: String,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            name: default_cluster_name(),
+        }
+    }
+}
+
+fn default_cluster_name() -> String {
+    "palisade".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRaft {
+    heartbeat_interval_ms: u64,
+    election_timeout_min_ms: u64,
+    election_timeout_max_ms: u64,
+    rpc_connect_timeout_ms: u64,
+    snapshot_every: u64,
+}
+
+impl Default for RawRaft {
+    fn default() -> Self {
+        let d = RaftTimings::default();
+        Self {
+            heartbeat_interval_ms: d.heartbeat.as_millis() as u64,
+            election_timeout_min_ms: d.election_min.as_millis() as u64,
+            election_timeout_max_ms: d.election_max.as_millis() as u64,
+            rpc_connect_timeout_ms: d.connect_timeout.as_millis() as u64,
+            snapshot_every: d.snapshot_every,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: LogFormat,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    id: NodeId,
+    site: String,
+    raft_addr: String,
+    control_addr: String,
+}
+
+/// How the daemon writes its logs to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Raft timing and compaction settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTimings {
+    /// How often the leader sends heartbeats.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in
+    /// `[election_min, election_max)` starts an election.
+    pub election_min: Duration,
+    /// See `election_min`.
+    pub election_max: Duration,
+    /// TCP connect timeout for peer RPCs.
+    pub connect_timeout: Duration,
+    /// Build a snapshot and compact the log every this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTimings {
+    /// Defaults measured by `cargo bench -p palisade --bench leader_failover`
+    /// (docs/benchmarks.md): a new leader within ~1 s of a leader's death,
+    /// with no spurious elections on a loaded 2-core machine.
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(200),
+            election_max: Duration::from_millis(400),
+            connect_timeout: Duration::from_millis(500),
+            snapshot_every: 1000,
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// `cluster.name`: guards against witnesses of two clusters talking.
+    pub cluster_name: String,
+    /// The witnesses and which one this is.
+    pub topology: Topology,
+    /// Raft timings.
+    pub raft: RaftTimings,
+    /// Where this witness keeps its durable state, placeholders replaced.
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`tracing_subscriber::EnvFilter` syntax); `RUST_LOG` wins.
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads, parses and validates `file`, including that the data directory
+    /// can be created and written.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            key: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let config = Self::parse(file, &text)?;
+        config.check_data_dir()?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text; pure (no file system access).
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_path_buf(),
+            key: key.into(),
+            reason,
+        };
+        let raw: RawConfig = parse_toml(text).map_err(|(key, reason)| err(&key, reason))?;
+
+        if raw.cluster.name.trim().is_empty() {
+            return Err(err("cluster.name", "must not be empty".into()));
+        }
+        let r = &raw.raft;
+        if r.heartbeat_interval_ms == 0 {
+            return Err(err(
+                "raft.heartbeat_interval_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if r.election_timeout_min_ms < 3 * r.heartbeat_interval_ms {
+            return Err(err(
+                "raft.election_timeout_min_ms",
+                format!(
+                    "{} ms is less than 3 × raft.heartbeat_interval_ms ({} ms); followers would start elections against a live leader",
+                    r.election_timeout_min_ms, r.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(err(
+                "raft.election_timeout_max_ms",
+                format!(
+                    "{} ms must be greater than raft.election_timeout_min_ms ({} ms): the random spread avoids split votes",
+                    r.election_timeout_max_ms, r.election_timeout_min_ms
+                ),
+            ));
+        }
+        if r.rpc_connect_timeout_ms == 0 {
+            return Err(err(
+                "raft.rpc_connect_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if r.snapshot_every < 10 {
+            return Err(err(
+                "raft.snapshot_every",
+                format!("{} is too small; use at least 10", r.snapshot_every),
+            ));
+        }
+        let entries: Vec<(NodeId, Witness)> = raw
+            .witness
+            .iter()
+            .map(|w| {
+                (
+                    w.id,
+                    Witness {
+                        site: w.site.clone(),
+                        raft_addr: w.raft_addr.clone(),
+                        control_addr: w.control_addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        let topology = Topology::new(raw.node_id, &entries).map_err(|e| err(&e.key, e.reason))?;
+
+        if raw.storage.data_dir.trim().is_empty() {
+            return Err(err("storage.data_dir", "must not be empty".into()));
+        }
+        let data_dir = PathBuf::from(
+            raw.storage
+                .data_dir
+                .replace("{site}", &topology.own().site)
+                .replace("{node_id}", &raw.node_id.to_string()),
+        );
+        let data_dir = if data_dir.is_relative() {
+            // Relative to the config file, so a checkout's deploy/local works
+            // from any working directory.
+            file.parent().unwrap_or(Path::new(".")).join(data_dir)
+        } else {
+            data_dir
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+            return Err(err(
+                "log.level",
+                format!("{:?} is not a valid filter: {e}", raw.log.level),
+            ));
+        }
+
+        Ok(Self {
+            file: file.to_path_buf(),
+            cluster_name: raw.cluster.name,
+            topology,
+            raft: RaftTimings {
+                heartbeat: Duration::from_millis(r.heartbeat_interval_ms),
+                election_min: Duration::from_millis(r.election_timeout_min_ms),
+                election_max: Duration::from_millis(r.election_timeout_max_ms),
+                connect_timeout: Duration::from_millis(r.rpc_connect_timeout_ms),
+                snapshot_every: r.snapshot_every,
+            },
+            data_dir,
+            log_format: raw.log.format,
+            log_level: raw.log.level,
+        })
+    }
+
+    /// Creates the data directory if needed and proves it is writable by
+    /// writing, syncing and removing a probe file.
+    pub fn check_data_dir(&self) -> Result<(), ConfigError> {
+        use std::io::Write;
+        let err = |reason: String| ConfigError {
+            file: self.file.clone(),
+            key: "storage.data_dir".into(),
+            reason,
+        };
+        let dir = &self.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let probe = dir.join(".palisade-write-probe");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&probe)?;
+            f.write_all(b"probe")?;
+            f.sync_all()?;
+            std::fs::remove_file(&probe)
+        };
+        write().map_err(|e| err(format!("{} is not writable: {e}", dir.display())))
+    }
+}
+
+/// Parses TOML into `T`, returning the failing key path (as the file writes
+/// it) and a one-line reason with the line number.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
+    let line_of = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+    };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| {
+        let at = line_of(e.span())
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        (
+            "(syntax)".to_string(),
+            format!("{}{at}", one_line(e.message())),
+        )
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = line_of(inner.span())
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        let key = if path == "." {
+            "(top level)".to_string()
+        } else {
+            path
+        };
+        (key, format!("{}{at}", one_line(inner.message())))
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 2
+
+[cluster]
+name = "test"
+
+[storage]
+data_dir = "/var/lib/palisade/{site}"
+
+[[witness]]
+id = 1
+site = "a"
+raft_addr = "127.0.0.1:7301"
+control_addr = "127.0.0.1:7401"
+
+[[witness]]
+id = 2
+site = "b"
+raft_addr = "127.0.0.1:7302"
+control_addr = "127.0.0.1:7402"
+
+[[witness]]
+id = 3
+site = "c"
+raft_addr = "127.0.0.1:7303"
+control_addr = "127.0.0.1:7403"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/palisade/site.toml"), text)
+    }
+
+    fn key_of(text: &str) -> (String, String) {
+        let e = parse(text).expect_err("config must be rejected");
+        assert_eq!(e.file, Path::new("/etc/palisade/site.toml"));
+        (e.key, e.reason)
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.topology.own_id, 2);
+        assert_eq!(c.data_dir, Path::new("/var/lib/palisade/b"));
+        assert_eq!(c.raft, RaftTimings::default());
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.cluster_name, "test");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (key, reason) = key_of(&GOOD.replace("[cluster]", "[cluster]\nnmae = \"x\""));
+        assert!(key.contains("cluster"), "{key}");
+        assert!(reason.contains("nmae"), "{reason}");
+        let (key, reason) = key_of(&GOOD.replacen(
+            "raft_addr = \"127.0.0.1:7302\"",
+            "rafr_addr = \"127.0.0.1:7302\"",
+            1,
+        ));
+        assert!(key.starts_with("witness[1]"), "{key}");
+        assert!(reason.contains("rafr_addr"), "{reason}");
+        let (key, reason) = key_of(&format!("bogus = 1\n{GOOD}"));
+        assert!(reason.contains("bogus"), "{key}: {reason}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let (key, reason) = key_of(&GOOD.replace("node_id = 2", "node_id = \"two\""));
+        assert_eq!(key, "node_id");
+        assert!(reason.contains("line 2"), "{reason}");
+    }
+
+    #[test]
+    fn duplicate_ids_and_addresses() {
+        let (key, reason) = key_of(&GOOD.replace("id = 3", "id = 1"));
+        assert_eq!(key, "witness[2].id");
+        assert!(reason.contains("duplicate"), "{reason}");
+        let (key, _) = key_of(&GOOD.replace("127.0.0.1:7403", "127.0.0.1:7401"));
+        assert_eq!(key, "witness[2].control_addr");
+    }
+
+    #[test]
+    fn own_id_must_be_a_witness() {
+        let (key, reason) = key_of(&GOOD.replace("node_id = 2", "node_id = 7"));
+        assert_eq!(key, "node_id");
+        assert!(reason.contains("7 is not the id"), "{reason}");
+    }
+
+    #[test]
+    fn bad_address() {
+        let (key, reason) = key_of(&GOOD.replace("127.0.0.1:7302", "127.0.0.1"));
+        assert_eq!(key, "witness[1].raft_addr");
+        assert!(reason.contains("not an IP:port"), "{reason}");
+    }
+
+    #[test]
+    fn raft_timings_are_checked() {
+        let with = |s: &str| GOOD.replace("[storage]", &format!("[raft]\n{s}\n\n[storage]"));
+        assert_eq!(
+            key_of(&with("heartbeat_interval_ms = 0")).0,
+            "raft.heartbeat_interval_ms"
+        );
+        assert_eq!(
+            key_of(&with("election_timeout_min_ms = 100")).0,
+            "raft.election_timeout_min_ms"
+        );
+        assert_eq!(
+            key_of(&with(
+                "election_timeout_min_ms = 900\nelection_timeout_max_ms = 900"
+            ))
+            .0,
+            "raft.election_timeout_max_ms"
+        );
+        assert_eq!(key_of(&with("snapshot_every = 1")).0, "raft.snapshot_every");
+    }
+
+    #[test]
+    fn missing_sections_and_bad_log_settings() {
+        let (key, reason) =
+            key_of(&GOOD.replace("[storage]\ndata_dir = \"/var/lib/palisade/{site}\"", ""));
+        assert!(reason.contains("storage"), "{key}: {reason}");
+        let (key, _) = key_of(&GOOD.replace("[storage]", "[log]\nformat = \"xml\"\n\n[storage]"));
+        assert_eq!(key, "log.format");
+        let (key, _) = key_of(&GOOD.replace("[storage]", "[log]\nlevel = \"info,[\"\n\n[storage]"));
+        assert_eq!(key, "log.level");
+        let (key, _) = key_of("node_id = [");
+        assert_eq!(key, "(syntax)");
+    }
+
+    #[test]
+    fn relative_data_dir_is_relative_to_the_file() {
+        let c = parse(&GOOD.replace("/var/lib/palisade/{site}", "data/{node_id}")).expect("valid");
+        assert_eq!(c.data_dir, Path::new("/etc/palisade/data/2"));
+    }
+
+    #[test]
+    fn unwritable_data_dir_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("plain-file");
+        std::fs::write(&file, b"x").expect("write");
+        // A directory below a regular file cannot be created, even by root.
+        let bad = file.join("data");
+        let c = parse(&GOOD.replace(
+            "/var/lib/palisade/{site}",
+            bad.to_str().expect("utf-8 temp path"),
+        ))
+        .expect("parses");
+        let e = c.check_data_dir().expect_err("must be refused");
+        assert_eq!(e.key, "storage.data_dir");
+        assert!(e.reason.contains("cannot create"), "{e}");
+    }
+}

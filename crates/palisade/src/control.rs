@@ -1,0 +1,239 @@
+//! The public control service, `palisade.v1.Control`.
+//!
+//! Any witness answers. Reads are served from the answering witness's own
+//! applied state; writes are proposed through Raft, and a follower forwards
+//! them once to the leader's control address.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use palisade_api::v1::control_client::ControlClient;
+use palisade_api::v1::control_server::Control;
+use palisade_api::v1::raft_peer_client::RaftPeerClient;
+use palisade_api::v1::{
+    AnnotateReply, AnnotateRequest, JournalEntry, JournalReply, JournalRequest, NodeStatus,
+    NodeStatusRequest, Role, StatusReply, StatusRequest,
+};
+use palisade_core::{Command, CommandResult, NodeId, Topology};
+use palisade_raft::network::{peer_channel, PeerContacts};
+use palisade_raft::server::local_status;
+use palisade_raft::store::StateView;
+use palisade_raft::Raft;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Metadata key set on a request a follower forwarded, so that it is never
+/// forwarded twice (two nodes that each think the other leads).
+const FORWARDED: &str = "x-palisade-forwarded-by";
+
+/// How long `Status` waits for each peer's own report.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a forwarded write may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Channels to one peer's two services.
+#[derive(Clone)]
+struct PeerChannels {
+    raft: Channel,
+    control: Channel,
+}
+
+/// The control service of one witness.
+#[derive(Clone)]
+pub struct ControlService {
+    raft: Raft,
+    topology: Topology,
+    cluster_name: String,
+    contacts: PeerContacts,
+    state: StateView,
+    peers: BTreeMap<NodeId, PeerChannels>,
+}
+
+impl ControlService {
+    /// Builds the service; peer channels connect lazily.
+    pub fn new(
+        raft: Raft,
+        topology: Topology,
+        cluster_name: String,
+        contacts: PeerContacts,
+        state: StateView,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let mut peers = BTreeMap::new();
+        for (id, w) in topology.peers() {
+            peers.insert(
+                id,
+                PeerChannels {
+                    raft: peer_channel(&w.raft_addr, connect_timeout)?,
+                    control: peer_channel(&w.control_addr, connect_timeout)?,
+                },
+            );
+        }
+        Ok(Self {
+            raft,
+            topology,
+            cluster_name,
+            contacts,
+            state,
+            peers,
+        })
+    }
+
+    async fn peer_status(
+        id: NodeId,
+        site: String,
+        raft_addr: String,
+        control_addr: String,
+        ch: Channel,
+    ) -> NodeStatus {
+        let mut client = RaftPeerClient::new(ch);
+        let reply = tokio::time::timeout(
+            PEER_STATUS_TIMEOUT,
+            client.node_status(NodeStatusRequest {}),
+        )
+        .await;
+        let error = match reply {
+            Ok(Ok(r)) => return r.into_inner(),
+            Ok(Err(status)) => status.message().to_string(),
+            Err(_) => format!("no answer within {} ms", PEER_STATUS_TIMEOUT.as_millis()),
+        };
+        NodeStatus {
+            id,
+            site,
+            role: Role::Unreachable as i32,
+            raft_addr,
+            control_addr,
+            error,
+            ..Default::default()
+        }
+    }
+
+    async fn forward_annotate(
+        &self,
+        leader: NodeId,
+        req: AnnotateRequest,
+    ) -> Result<Response<AnnotateReply>, Status> {
+        let Some(ch) = self.peers.get(&leader) else {
+            return Err(Status::unavailable(format!(
+                "leader {leader} is not a configured witness"
+            )));
+        };
+        let mut client = ControlClient::new(ch.control.clone());
+        let mut fwd = Request::new(req);
+        fwd.metadata_mut().insert(
+            FORWARDED,
+            self.topology
+                .own_id
+                .to_string()
+                .parse()
+                .expect("a decimal id is valid metadata"),
+        );
+        match tokio::time::timeout(FORWARD_TIMEOUT, client.annotate(fwd)).await {
+            Ok(r) => r,
+            Err(_) => Err(Status::unavailable(format!(
+                "leader {leader} did not answer within {FORWARD_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let own = local_status(&self.raft, &self.topology, &self.contacts);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (id, ch) in &self.peers {
+            let w = &self.topology.witnesses[id];
+            tasks.spawn(Self::peer_status(
+                *id,
+                w.site.clone(),
+                w.raft_addr.clone(),
+                w.control_addr.clone(),
+                ch.raft.clone(),
+            ));
+        }
+        let mut nodes = vec![own.clone()];
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(n) => nodes.push(n),
+                Err(e) => tracing::warn!(error = %e, "peer status task failed"),
+            }
+        }
+        nodes.sort_by_key(|n| n.id);
+        // The freshest leader's view: a deposed leader that has not heard of
+        // the new term yet must not shadow the current one.
+        let replication = nodes
+            .iter()
+            .filter(|n| n.role == Role::Leader as i32)
+            .max_by_key(|n| n.term)
+            .map(|n| n.replication.clone())
+            .unwrap_or_default();
+        Ok(Response::new(StatusReply {
+            node_id: own.id,
+            leader_id: own.leader_id,
+            term: own.term,
+            cluster_name: self.cluster_name.clone(),
+            nodes,
+            replication,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(author))]
+    async fn annotate(
+        &self,
+        req: Request<AnnotateRequest>,
+    ) -> Result<Response<AnnotateReply>, Status> {
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        tracing::Span::current().record("author", body.author.as_str());
+        let command = Command::Annotate {
+            at_unix_ms: palisade_raft::unix_ms_now(),
+            author: body.author.clone(),
+            text: body.text.clone(),
+        };
+        command
+            .validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.raft.client_write(command).await {
+            Ok(resp) => match resp.data {
+                CommandResult::Annotated { log_index } => {
+                    tracing::info!(log_index, "note committed");
+                    Ok(Response::new(AnnotateReply { log_index, leader_id: self.topology.own_id }))
+                }
+                other => Err(Status::internal(format!("unexpected result {other:?} for a note"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
+                Some(leader) if !forwarded && leader != self.topology.own_id => self.forward_annotate(leader, body).await,
+                Some(leader) => Err(Status::unavailable(format!(
+                    "witness {} is not the leader and the request was already forwarded (leader now {leader}); retry",
+                    self.topology.own_id
+                ))),
+                None => Err(Status::unavailable("no leader is known (an election may be in progress); retry shortly")),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "note not committed");
+                Err(Status::unavailable(format!("not committed: {e}")))
+            }
+        }
+    }
+
+    async fn journal(
+        &self,
+        _req: Request<JournalRequest>,
+    ) -> Result<Response<JournalReply>, Status> {
+        let entries = self
+            .state
+            .cluster_state()
+            .journal
+            .into_iter()
+            .map(|e| JournalEntry {
+                log_index: e.log_index,
+                at_unix_ms: e.at_unix_ms,
+                author: e.author,
+                text: e.text,
+            })
+            .collect();
+        Ok(Response::new(JournalReply { entries }))
+    }
+}
