@@ -6,6 +6,7 @@
 //! [`ClusterState::apply`]; the daemon turns the results into effects.
 
 pub mod command;
+pub mod observe;
 pub mod state;
 pub mod topology;
 
