@@ -12,13 +12,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::failover::{Failover, Outcome, StepRecord};
+use crate::topology::SiteId;
+
 /// Largest journal note, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
 /// Largest author name, in bytes.
 pub const MAX_AUTHOR_BYTES: usize = 128;
 
 /// A change to the replicated cluster state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// An operator's note in the cluster journal.
@@ -30,6 +33,45 @@ pub enum Command {
         author: String,
         /// The note.
         text: String,
+    },
+    /// Record which database site is primary and which is standby, from the
+    /// configuration, once. Ignored when already recorded: after that only
+    /// failovers change the roles.
+    InitDatabase {
+        /// The configured primary site.
+        primary: SiteId,
+        /// The configured standby site.
+        standby: SiteId,
+    },
+    /// Plan a failover: raises the epoch. Rejected unless `failover.epoch`
+    /// is the current epoch + 1, no failover is in progress, and the roles
+    /// match the recorded ones.
+    BeginFailover(Box<Failover>),
+    /// One step of the failover in progress finished. Rejected unless it is
+    /// the next step of that epoch: a step is recorded exactly once.
+    StepDone {
+        /// Epoch of the failover.
+        epoch: u64,
+        /// The step and how it went.
+        record: StepRecord,
+    },
+    /// The old primary `site` was rebuilt as a standby of the current
+    /// primary and streams from it: it may be promoted again.
+    StandbyRejoined {
+        /// The rejoined site.
+        site: SiteId,
+        /// Epoch in force when it rejoined.
+        epoch: u64,
+    },
+    /// The failover of `epoch` ended (after its last step, or aborted before
+    /// promotion).
+    FinishFailover {
+        /// Epoch of the failover.
+        epoch: u64,
+        /// How it ended.
+        outcome: Outcome,
+        /// Leader wall clock, Unix ms.
+        at_ms: i64,
     },
 }
 
@@ -43,6 +85,15 @@ pub enum CommandResult {
     Annotated {
         /// Raft log index of the note.
         log_index: u64,
+    },
+    /// The command was applied.
+    Applied,
+    /// The command was valid when proposed but not in the state it met
+    /// (e.g. a step of an epoch that is no longer current). Every node
+    /// rejects it the same way; nothing changed.
+    Rejected {
+        /// Why.
+        reason: String,
     },
 }
 
@@ -66,6 +117,33 @@ impl Command {
                 check_text("author", author, MAX_AUTHOR_BYTES)?;
                 Ok(())
             }
+            Command::InitDatabase { primary, standby } => {
+                if primary == standby {
+                    return Err(CommandError {
+                        field: "standby",
+                        reason: format!("standby site {standby} is the primary site too"),
+                    });
+                }
+                Ok(())
+            }
+            Command::BeginFailover(f) => {
+                if f.from == f.to {
+                    return Err(CommandError {
+                        field: "to",
+                        reason: format!("cannot fail over site {} to itself", f.to),
+                    });
+                }
+                if !f.steps.is_empty() || f.outcome.is_some() {
+                    return Err(CommandError {
+                        field: "failover",
+                        reason: "a new failover has no steps and no outcome".into(),
+                    });
+                }
+                Ok(())
+            }
+            Command::StepDone { .. }
+            | Command::FinishFailover { .. }
+            | Command::StandbyRejoined { .. } => Ok(()),
         }
     }
 }

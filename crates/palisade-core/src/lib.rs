@@ -6,10 +6,14 @@
 //! [`ClusterState::apply`]; the daemon turns the results into effects.
 
 pub mod command;
+pub mod detector;
+pub mod failover;
+pub mod lease;
 pub mod observe;
 pub mod state;
 pub mod topology;
 
 pub use command::{Command, CommandError, CommandResult};
-pub use state::{ClusterState, JournalEntry};
+pub use failover::{Evidence, Failover, Outcome, Step, StepRecord, Trigger, WitnessVote};
+pub use state::{ClusterState, DbRoles, DesiredRole, JournalEntry};
 pub use topology::{NodeId, SiteId, Topology, TopologyError, Witness};

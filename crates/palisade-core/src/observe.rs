@@ -109,7 +109,10 @@ impl PgObservation {
     /// An observation of a server that did not answer.
     pub fn down(class: ErrorClass, detail: impl Into<String>, latency_ms: u64) -> Self {
         Self {
-            reachability: Reachability::Down { class, detail: detail.into() },
+            reachability: Reachability::Down {
+                class,
+                detail: detail.into(),
+            },
             in_recovery: None,
             current_lsn: None,
             receive_lsn: None,
@@ -128,7 +131,11 @@ impl PgObservation {
 
     /// True when the server answered and its WAL receiver is streaming.
     pub fn is_streaming(&self) -> bool {
-        self.reachability.is_up() && self.wal_receiver.as_ref().is_some_and(|w| w.status == "streaming")
+        self.reachability.is_up()
+            && self
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|w| w.status == "streaming")
     }
 }
 

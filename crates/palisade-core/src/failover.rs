@@ -1,0 +1,159 @@
+//! A failover as a durable, resumable sequence of steps.
+//!
+//! `BeginFailover` raises the epoch (the fencing token every action carries)
+//! and records the plan; each `StepDone` records one finished step, in order,
+//! exactly once; `FinishFailover` or `AbortFailover` closes the record and
+//! moves it to the history. A leader that takes over mid-way reads the
+//! record and resumes at [`Failover::next_step`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::SiteId;
+
+/// The steps of a failover, in the only order they may complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The old primary can no longer take writes: its agent stopped it and
+    /// said so, a STONITH hook confirmed, or its lease provably expired.
+    Fenced,
+    /// The standby was promoted, is out of recovery and took a test write.
+    Promoted,
+    /// The post-failover checks ran (their results are in the detail).
+    Verified,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 3] = [Step::Fenced, Step::Promoted, Step::Verified];
+
+    /// The step's name as logs and the CLI show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Fenced => "fenced",
+            Step::Promoted => "promoted",
+            Step::Verified => "verified",
+        }
+    }
+}
+
+/// Who asked for the failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The leader's failure detector.
+    Automatic,
+    /// An operator, through the control API.
+    Operator {
+        /// The operator's identity as the client gave it.
+        who: String,
+    },
+}
+
+/// One witness's view of the old primary when the failover was decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WitnessVote {
+    /// Witness node id.
+    pub witness: u64,
+    /// `up`, `down (<class>)`, `stale` or `no report`.
+    pub saw: String,
+    /// Age of its report, in ms, when the decision was made.
+    pub report_age_ms: Option<u64>,
+}
+
+/// Why the leader decided, recorded with the failover (DESIGN rule 5).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Each witness's view of the old primary.
+    pub votes: Vec<WitnessVote>,
+    /// For how long a quorum had seen the primary down, in ms.
+    pub down_for_ms: u64,
+    /// Whether the old primary's site agent was reachable (its witness's
+    /// reports were fresh): decides between the crash policy and site loss.
+    pub primary_agent_alive: bool,
+    /// Last WAL position seen on the old primary, and how long before the
+    /// decision it was seen.
+    pub primary_last_lsn: Option<u64>,
+    /// See `primary_last_lsn`.
+    pub primary_last_seen_ms_ago: Option<u64>,
+    /// The standby's received and replayed WAL positions at decision time.
+    pub standby_receive_lsn: Option<u64>,
+    /// See `standby_receive_lsn`.
+    pub standby_replay_lsn: Option<u64>,
+    /// `primary_last_lsn - standby_receive_lsn`: WAL known written on the
+    /// old primary and not received by the standby. Writes after the last
+    /// observation of the primary are not known and come on top, in async
+    /// mode; in sync mode none were acknowledged without the standby.
+    pub known_lag_bytes: Option<u64>,
+    /// Replication mode in force (`async` / `sync`).
+    pub replication: String,
+}
+
+/// One finished step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Which step.
+    pub step: Step,
+    /// When the executor started it (leader wall clock, Unix ms).
+    pub started_at_ms: i64,
+    /// When it finished.
+    pub done_at_ms: i64,
+    /// How it was done (e.g. `fenced by agent: stopped (fast) in 210 ms`,
+    /// `lease expired`, `promoted at 0/3000148 on timeline 2`).
+    pub detail: String,
+}
+
+/// How a failover ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step done and every check passed.
+    Completed,
+    /// Every step done, but some checks failed: service may be degraded.
+    CompletedWithFailedChecks {
+        /// The failed checks.
+        failed: Vec<String>,
+    },
+    /// Given up before promotion; the old primary keeps (or regains) the role.
+    Aborted {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A failover, in progress or finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failover {
+    /// The epoch this failover raised the cluster to; every action carries it.
+    pub epoch: u64,
+    /// Site of the old primary.
+    pub from: SiteId,
+    /// Site being promoted.
+    pub to: SiteId,
+    /// Who asked.
+    pub trigger: Trigger,
+    /// Why, in words.
+    pub reason: String,
+    /// What the decision rested on.
+    pub evidence: Evidence,
+    /// When it was planned (leader wall clock, Unix ms).
+    pub started_at_ms: i64,
+    /// Finished steps, in order.
+    pub steps: Vec<StepRecord>,
+    /// Set when finished.
+    pub outcome: Option<Outcome>,
+    /// When it finished.
+    pub finished_at_ms: Option<i64>,
+}
+
+impl Failover {
+    /// The first step not yet recorded, or `None` when all are done.
+    pub fn next_step(&self) -> Option<Step> {
+        Step::ALL.get(self.steps.len()).copied()
+    }
+
+    /// Whether `step` is recorded as done.
+    pub fn is_done(&self, step: Step) -> bool {
+        self.steps.iter().any(|s| s.step == step)
+    }
+}

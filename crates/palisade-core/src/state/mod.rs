@@ -1,0 +1,263 @@
+//! The replicated cluster state: what every witness agrees on, built by
+//! applying committed [`Command`]s in log order.
+//!
+//! It holds the *intent* (which site should be primary, which failover is
+//! under way and at which step); what each site really looks like is
+//! observed separately and never replicated.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandResult};
+use crate::failover::{Failover, Outcome, Step};
+use crate::topology::SiteId;
+
+/// One operator note in the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Raft log index of the command that added it.
+    pub log_index: u64,
+    /// Leader's wall clock when it accepted the note (Unix ms).
+    pub at_unix_ms: i64,
+    /// Who wrote it.
+    pub author: String,
+    /// The note.
+    pub text: String,
+}
+
+/// Which database site holds which role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbRoles {
+    /// The site whose database takes writes.
+    pub primary: SiteId,
+    /// The site whose database streams from it and can be promoted.
+    pub standby: SiteId,
+    /// True after a failover until the old primary has been rebuilt as a
+    /// standby: until then it stays fenced and cannot be promoted.
+    pub standby_needs_rejoin: bool,
+}
+
+/// What a site's agent must make its database be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum DesiredRole {
+    /// Writable, while its lease is confirmed, under this epoch.
+    Primary {
+        /// The epoch in force.
+        epoch: u64,
+    },
+    /// A streaming standby (read-only by construction).
+    Standby,
+    /// Unable to take writes (stopped).
+    Fenced,
+}
+
+/// Everything the cluster agrees on. Serialized whole into snapshots, so
+/// fields are only added, with serde defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Operator notes, in log order.
+    #[serde(default)]
+    pub journal: Vec<JournalEntry>,
+    /// Database roles; `None` until the leader records the configured ones.
+    #[serde(default)]
+    pub db: Option<DbRoles>,
+    /// The fencing token: raised by every failover, carried by every action.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The failover under way, if any.
+    #[serde(default)]
+    pub failover: Option<Failover>,
+    /// Finished failovers, oldest first.
+    #[serde(default)]
+    pub history: Vec<Failover>,
+}
+
+fn rejected(reason: String) -> CommandResult {
+    CommandResult::Rejected { reason }
+}
+
+impl ClusterState {
+    /// Applies a committed command found at `log_index`. Deterministic: the
+    /// same commands in the same order give the same state on every witness.
+    pub fn apply(&mut self, log_index: u64, command: &Command) -> CommandResult {
+        match command {
+            Command::Annotate {
+                at_unix_ms,
+                author,
+                text,
+            } => {
+                self.journal.push(JournalEntry {
+                    log_index,
+                    at_unix_ms: *at_unix_ms,
+                    author: author.clone(),
+                    text: text.clone(),
+                });
+                CommandResult::Annotated { log_index }
+            }
+            Command::InitDatabase { primary, standby } => {
+                if self.db.is_some() {
+                    return rejected("database roles already recorded".into());
+                }
+                self.db = Some(DbRoles {
+                    primary: primary.clone(),
+                    standby: standby.clone(),
+                    standby_needs_rejoin: false,
+                });
+                CommandResult::Applied
+            }
+            Command::BeginFailover(f) => {
+                if let Some(cur) = &self.failover {
+                    return rejected(format!(
+                        "failover of epoch {} is still in progress",
+                        cur.epoch
+                    ));
+                }
+                if f.epoch != self.epoch + 1 {
+                    return rejected(format!(
+                        "epoch {} is not the next epoch ({})",
+                        f.epoch,
+                        self.epoch + 1
+                    ));
+                }
+                let Some(db) = &self.db else {
+                    return rejected("database roles are not recorded yet".into());
+                };
+                if db.primary != f.from || db.standby != f.to {
+                    return rejected(format!(
+                        "roles changed: primary is {} and standby {}, not {} and {}",
+                        db.primary, db.standby, f.from, f.to
+                    ));
+                }
+                if db.standby_needs_rejoin {
+                    return rejected(format!(
+                        "standby {} has not rejoined since the last failover",
+                        db.standby
+                    ));
+                }
+                self.epoch = f.epoch;
+                self.failover = Some((**f).clone());
+                CommandResult::Applied
+            }
+            Command::StepDone { epoch, record } => {
+                let Some(f) = self.failover.as_mut() else {
+                    return rejected(format!(
+                        "no failover in progress for step {}",
+                        record.step.name()
+                    ));
+                };
+                if f.epoch != *epoch {
+                    return rejected(format!(
+                        "step of epoch {epoch}, but epoch {} is in progress",
+                        f.epoch
+                    ));
+                }
+                if f.next_step() != Some(record.step) {
+                    return rejected(format!(
+                        "step {} is not next (next is {})",
+                        record.step.name(),
+                        f.next_step().map(Step::name).unwrap_or("none")
+                    ));
+                }
+                f.steps.push(record.clone());
+                if record.step == Step::Promoted {
+                    // From here on the new primary is the primary: an abort
+                    // is no longer possible, only completion.
+                    self.db = Some(DbRoles {
+                        primary: f.to.clone(),
+                        standby: f.from.clone(),
+                        standby_needs_rejoin: true,
+                    });
+                }
+                CommandResult::Applied
+            }
+            Command::StandbyRejoined { site, epoch } => {
+                if *epoch != self.epoch || self.failover.is_some() {
+                    return rejected(format!(
+                        "rejoin of epoch {epoch} while epoch {} is current or a failover runs",
+                        self.epoch
+                    ));
+                }
+                match self.db.as_mut() {
+                    Some(db) if &db.standby == site => {
+                        db.standby_needs_rejoin = false;
+                        CommandResult::Applied
+                    }
+                    _ => rejected(format!("site {site} is not the standby")),
+                }
+            }
+            Command::FinishFailover {
+                epoch,
+                outcome,
+                at_ms,
+            } => {
+                let Some(f) = self.failover.as_ref() else {
+                    return rejected(format!("no failover in progress to finish (epoch {epoch})"));
+                };
+                if f.epoch != *epoch {
+                    return rejected(format!(
+                        "finish of epoch {epoch}, but epoch {} is in progress",
+                        f.epoch
+                    ));
+                }
+                let promoted = f.is_done(Step::Promoted);
+                match outcome {
+                    Outcome::Aborted { .. } if promoted => {
+                        return rejected("cannot abort: the standby is already promoted".into());
+                    }
+                    Outcome::Completed | Outcome::CompletedWithFailedChecks { .. }
+                        if f.next_step().is_some() =>
+                    {
+                        return rejected(format!(
+                            "cannot complete: step {} is not done",
+                            f.next_step().map(Step::name).unwrap_or("?")
+                        ));
+                    }
+                    _ => {}
+                }
+                let mut f = self.failover.take().expect("checked above");
+                f.outcome = Some(outcome.clone());
+                f.finished_at_ms = Some(*at_ms);
+                self.history.push(f);
+                CommandResult::Applied
+            }
+        }
+    }
+
+    /// What `site`'s database should be now; `None` for a site without a
+    /// database (the tie-breaker) or before the roles are recorded.
+    pub fn desired_role(&self, site: &SiteId) -> Option<DesiredRole> {
+        let db = self.db.as_ref()?;
+        if let Some(f) = &self.failover {
+            if &f.from == site {
+                return Some(DesiredRole::Fenced);
+            }
+            if &f.to == site {
+                return Some(if f.is_done(Step::Promoted) {
+                    DesiredRole::Primary { epoch: f.epoch }
+                } else {
+                    DesiredRole::Standby
+                });
+            }
+            return None;
+        }
+        if &db.primary == site {
+            Some(DesiredRole::Primary { epoch: self.epoch })
+        } else if &db.standby == site {
+            Some(if db.standby_needs_rejoin {
+                DesiredRole::Fenced
+            } else {
+                DesiredRole::Standby
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The last finished failover, if any.
+    pub fn last_failover(&self) -> Option<&Failover> {
+        self.history.last()
+    }
+}
+
+#[cfg(test)]
+mod tests;
