@@ -74,15 +74,22 @@ pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     contacts: PeerContacts,
     connect_timeout: Duration,
+    rpc_timeout_floor: Duration,
 }
 
 impl PeerNetwork {
-    /// A network whose RPC replies are recorded in `contacts`.
-    pub fn new(contacts: PeerContacts, connect_timeout: Duration) -> Self {
+    /// A network whose RPC replies are recorded in `contacts`. No RPC
+    /// times out sooner than `rpc_timeout_floor`.
+    pub fn new(
+        contacts: PeerContacts,
+        connect_timeout: Duration,
+        rpc_timeout_floor: Duration,
+    ) -> Self {
         Self {
             channels: Arc::default(),
             contacts,
             connect_timeout,
+            rpc_timeout_floor,
         }
     }
 
@@ -111,6 +118,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             channel,
             contacts: self.contacts.clone(),
+            rpc_timeout_floor: self.rpc_timeout_floor,
         }
     }
 }
@@ -118,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 /// RPCs to one peer.
 pub struct PeerClient {
     target: NodeId,
+    rpc_timeout_floor: Duration,
     /// `Err` when the peer's address could not be turned into an endpoint.
     channel: Result<Channel, String>,
     contacts: PeerContacts,
@@ -187,6 +196,10 @@ impl PeerClient {
                 Rpc::InstallSnapshot => client.install_snapshot(payload).await,
             }
         };
+        // openraft's deadline follows the heartbeat interval (tens of ms);
+        // a busy but healthy peer must not look dead, so never wait less
+        // than the floor.
+        let ttl = ttl.max(self.rpc_timeout_floor);
         let reply = tokio::time::timeout(ttl, fut)
             .await
             .map_err(|_| CallError::Timeout(ttl))??;

@@ -14,12 +14,20 @@ use tonic::{Request, Response, Status};
 use crate::network::PeerContacts;
 use crate::Raft;
 
+/// Adds what the layers above Raft know to a node's status report (the
+/// witness's database probes, the leader's failure detector).
+pub trait StatusExtra: Send + Sync + 'static {
+    /// Fills the extra fields of `status`.
+    fn fill(&self, status: &mut NodeStatus);
+}
+
 /// Serves openraft's peer RPCs for one node.
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
     topology: Topology,
     contacts: PeerContacts,
+    extra: Option<std::sync::Arc<dyn StatusExtra>>,
 }
 
 impl PeerService {
@@ -29,7 +37,14 @@ impl PeerService {
             raft,
             topology,
             contacts,
+            extra: None,
         }
+    }
+
+    /// Adds `extra` to every `NodeStatus` this service reports.
+    pub fn with_extra(mut self, extra: std::sync::Arc<dyn StatusExtra>) -> Self {
+        self.extra = Some(extra);
+        self
     }
 }
 
@@ -72,11 +87,11 @@ impl RaftPeer for PeerService {
         &self,
         _req: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(local_status(
-            &self.raft,
-            &self.topology,
-            &self.contacts,
-        )))
+        let mut status = local_status(&self.raft, &self.topology, &self.contacts);
+        if let Some(extra) = &self.extra {
+            extra.fill(&mut status);
+        }
+        Ok(Response::new(status))
     }
 }
 
@@ -131,6 +146,8 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         } else {
             None
         },
+        databases: Vec::new(),
+        assessment: String::new(),
     }
 }
 

@@ -12,12 +12,12 @@ use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::control_server::Control;
 use palisade_api::v1::raft_peer_client::RaftPeerClient;
 use palisade_api::v1::{
-    AnnotateReply, AnnotateRequest, JournalEntry, JournalReply, JournalRequest, NodeStatus,
-    NodeStatusRequest, Role, StatusReply, StatusRequest,
+    AnnotateReply, AnnotateRequest, FailoverSummary, JournalEntry, JournalReply, JournalRequest,
+    NodeStatus, NodeStatusRequest, Role, StatusReply, StatusRequest, StepTiming,
 };
 use palisade_core::{Command, CommandResult, NodeId, Topology};
 use palisade_raft::network::{peer_channel, PeerContacts};
-use palisade_raft::server::local_status;
+use palisade_raft::server::{local_status, StatusExtra};
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
 use tonic::transport::Channel;
@@ -31,6 +31,42 @@ const FORWARDED: &str = "x-palisade-forwarded-by";
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a forwarded write may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API view of a failover record.
+pub fn summary(f: &palisade_core::Failover) -> FailoverSummary {
+    use palisade_core::{Outcome, Trigger};
+    FailoverSummary {
+        epoch: f.epoch,
+        from_site: f.from.0.clone(),
+        to_site: f.to.0.clone(),
+        trigger: match &f.trigger {
+            Trigger::Automatic => "automatic".into(),
+            Trigger::Operator { who } => format!("operator:{who}"),
+        },
+        reason: f.reason.clone(),
+        steps: f
+            .steps
+            .iter()
+            .map(|s| StepTiming {
+                step: s.step.name().into(),
+                started_at_ms: s.started_at_ms,
+                done_at_ms: s.done_at_ms,
+                detail: s.detail.clone(),
+            })
+            .collect(),
+        outcome: match &f.outcome {
+            None => String::new(),
+            Some(Outcome::Completed) => "completed".into(),
+            Some(Outcome::CompletedWithFailedChecks { failed }) => {
+                format!("completed_with_failed_checks: {}", failed.join("; "))
+            }
+            Some(Outcome::Aborted { reason }) => format!("aborted: {reason}"),
+        },
+        started_at_ms: f.started_at_ms,
+        finished_at_ms: f.finished_at_ms,
+        evidence_json: serde_json::to_string(&f.evidence).unwrap_or_default(),
+    }
+}
 
 /// Channels to one peer's two services.
 #[derive(Clone)]
@@ -48,6 +84,8 @@ pub struct ControlService {
     contacts: PeerContacts,
     state: StateView,
     peers: BTreeMap<NodeId, PeerChannels>,
+    extra: Option<std::sync::Arc<dyn StatusExtra>>,
+    replication_mode: String,
 }
 
 impl ControlService {
@@ -77,7 +115,20 @@ impl ControlService {
             contacts,
             state,
             peers,
+            extra: None,
+            replication_mode: String::new(),
         })
+    }
+
+    /// Adds the database views and detector state to status replies.
+    pub fn with_extra(
+        mut self,
+        extra: std::sync::Arc<dyn StatusExtra>,
+        replication_mode: &str,
+    ) -> Self {
+        self.extra = Some(extra);
+        self.replication_mode = replication_mode.to_string();
+        self
     }
 
     async fn peer_status(
@@ -141,7 +192,10 @@ impl ControlService {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        let own = local_status(&self.raft, &self.topology, &self.contacts);
+        let mut own = local_status(&self.raft, &self.topology, &self.contacts);
+        if let Some(extra) = &self.extra {
+            extra.fill(&mut own);
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (id, ch) in &self.peers {
             let w = &self.topology.witnesses[id];
@@ -163,12 +217,13 @@ impl Control for ControlService {
         nodes.sort_by_key(|n| n.id);
         // The freshest leader's view: a deposed leader that has not heard of
         // the new term yet must not shadow the current one.
-        let replication = nodes
+        let leader = nodes
             .iter()
             .filter(|n| n.role == Role::Leader as i32)
-            .max_by_key(|n| n.term)
-            .map(|n| n.replication.clone())
-            .unwrap_or_default();
+            .max_by_key(|n| n.term);
+        let replication = leader.map(|n| n.replication.clone()).unwrap_or_default();
+        let assessment = leader.map(|n| n.assessment.clone()).unwrap_or_default();
+        let state = self.state.cluster_state();
         Ok(Response::new(StatusReply {
             node_id: own.id,
             leader_id: own.leader_id,
@@ -176,6 +231,22 @@ impl Control for ControlService {
             cluster_name: self.cluster_name.clone(),
             nodes,
             replication,
+            epoch: state.epoch,
+            primary_site: state
+                .db
+                .as_ref()
+                .map(|d| d.primary.0.clone())
+                .unwrap_or_default(),
+            standby_site: state
+                .db
+                .as_ref()
+                .map(|d| d.standby.0.clone())
+                .unwrap_or_default(),
+            replication_mode: self.replication_mode.clone(),
+            failover_in_progress: state.failover.as_ref().map(summary),
+            last_failover: state.history.last().map(summary),
+            assessment,
+            standby_needs_rejoin: state.db.as_ref().is_some_and(|d| d.standby_needs_rejoin),
         }))
     }
 

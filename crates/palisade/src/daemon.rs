@@ -4,20 +4,28 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use openraft::SnapshotPolicy;
 use palisade_api::v1::control_server::ControlServer;
 use palisade_api::v1::raft_peer_server::RaftPeerServer;
+use palisade_api::v1::witness_peer_server::WitnessPeerServer;
 use palisade_raft::network::{PeerContacts, PeerNetwork};
-use palisade_raft::server::PeerService;
+use palisade_raft::server::{PeerService, StatusExtra};
 use palisade_raft::{store, Raft};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::Config;
+use crate::agent::Agent;
+use crate::config::{Config, DatabaseSettings};
 use crate::control::ControlService;
+use crate::controller::Controller;
+use crate::observer::{Latest, Observer};
+use crate::peers::Peers;
+use crate::site_db::SiteDb;
+use crate::witness_service::WitnessService;
 
 /// Largest gRPC message a witness accepts (snapshots travel as one message).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -67,7 +75,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (log_store, state_machine) = store::open(&config.data_dir)?;
     let state = state_machine.view();
     let contacts = PeerContacts::default();
-    let network = PeerNetwork::new(contacts.clone(), config.raft.connect_timeout);
+    // A peer RPC may take up to the minimum election timeout: beyond that the
+    // follower would have started an election anyway.
+    let network = PeerNetwork::new(
+        contacts.clone(),
+        config.raft.connect_timeout,
+        config.raft.election_min,
+    );
     let raft = Raft::new(
         own_id,
         Arc::new(raft_config(&config)?),
@@ -98,17 +112,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
-    let peer_service = PeerService::new(raft.clone(), config.topology.clone(), contacts.clone());
-    let control_service = ControlService::new(
+    let mut peer_service =
+        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone());
+    let mut control_service = ControlService::new(
         raft.clone(),
         config.topology.clone(),
         config.cluster_name.clone(),
         contacts,
-        state,
+        state.clone(),
         config.raft.connect_timeout,
     )?;
 
+    let tasks = tokio_util::task::TaskTracker::new();
+    let mut witness_service = None;
+    if let Some(settings) = &config.database {
+        let w = start_witness(&config, settings, &raft, &state, &tasks, &shutdown)?;
+        let extra: Arc<dyn StatusExtra> = Arc::new(WitnessStatus {
+            latest: w.latest.clone(),
+            controller: w.controller.clone(),
+        });
+        peer_service = peer_service.with_extra(extra.clone());
+        let mode = match settings.detector.replication {
+            palisade_core::detector::ReplicationMode::Async => "async",
+            palisade_core::detector::ReplicationMode::Sync => "sync",
+        };
+        control_service = control_service.with_extra(extra, mode);
+        witness_service = Some(WitnessPeerServer::new(WitnessService {
+            controller: w.controller,
+            agent: w.agent,
+        }));
+    }
+
     let peer_server = tonic::transport::Server::builder()
+        .add_optional_service(witness_service)
         .add_service(RaftPeerServer::new(peer_service).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(raft_listener).with_nodelay(Some(true)),
@@ -126,6 +162,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     shutdown.cancelled().await;
     tracing::info!("shutting down");
+    tasks.close();
+    tasks.wait().await;
     let (p, c) = tokio::join!(peer_task, control_task);
     for (what, r) in [("peer", p), ("control", c)] {
         match r {
@@ -137,4 +175,126 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     raft.shutdown().await.context("raft shutdown")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the witness's database roles need running.
+struct WitnessParts {
+    latest: Latest,
+    controller: Arc<Controller>,
+    agent: Arc<Agent>,
+}
+
+/// Starts the probe loop, the site agent and the leadership watcher that
+/// runs the controller while this witness leads.
+fn start_witness(
+    config: &Config,
+    settings: &DatabaseSettings,
+    raft: &Raft,
+    state: &palisade_raft::store::StateView,
+    tasks: &tokio_util::task::TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<WitnessParts> {
+    let settings = Arc::new(settings.clone());
+    let mut probes = BTreeMap::new();
+    for (i, db) in settings.all().into_iter().enumerate() {
+        let probe = palisade_probe::postgres::PgProbe::new(&db.dsn, settings.probe_timeout)
+            .with_context(|| format!("{}: database[{i}].dsn", config.file.display()))?;
+        probes.insert(db.site.clone(), probe);
+    }
+    let peers = Peers::new(&config.topology, config.raft.connect_timeout)?;
+    let controller = Arc::new(Controller::new(
+        raft.clone(),
+        state.clone(),
+        config.topology.clone(),
+        settings.clone(),
+        peers.clone(),
+        probes.clone(),
+    ));
+    let own_site = palisade_core::SiteId(config.topology.own().site.clone());
+    let urgent = Duration::from_millis((settings.lease.ttl_ms / 12).max(100));
+    let db = settings
+        .at(&own_site.0)
+        .map(|d| SiteDb::new(d, Duration::from_secs(10), urgent));
+    let agent = Arc::new(Agent::new(
+        own_site,
+        config.topology.own_id,
+        db,
+        settings.clone(),
+        raft.clone(),
+        state.clone(),
+        peers.clone(),
+        controller.clone(),
+    ));
+    controller.set_local_agent(agent.clone());
+    let latest = Latest::default();
+    let observer = Observer {
+        own_id: config.topology.own_id,
+        probes,
+        latest: latest.clone(),
+        interval: settings.probe_interval,
+        raft: raft.clone(),
+        peers,
+        controller: controller.clone(),
+    };
+    tasks.spawn(observer.run(shutdown.clone()));
+    tasks.spawn(agent.clone().run(shutdown.clone()));
+    tasks.spawn(lead_while_leader(
+        raft.clone(),
+        controller.clone(),
+        shutdown.clone(),
+    ));
+    Ok(WitnessParts {
+        latest,
+        controller,
+        agent,
+    })
+}
+
+/// Runs the controller exactly while this node is the Raft leader, one
+/// instance per term, stopped cleanly when leadership ends.
+async fn lead_while_leader(raft: Raft, controller: Arc<Controller>, shutdown: CancellationToken) {
+    let mut metrics = raft.metrics();
+    let mut current: Option<(u64, CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let (leading, term) = {
+            let m = metrics.borrow();
+            (m.state == openraft::ServerState::Leader, m.current_term)
+        };
+        let stale = match &current {
+            Some((t, _, _)) => !leading || *t != term,
+            None => false,
+        };
+        if stale {
+            if let Some((_, token, handle)) = current.take() {
+                token.cancel();
+                let _ = handle.await;
+            }
+        }
+        if leading && current.is_none() {
+            let token = shutdown.child_token();
+            let handle = tokio::spawn(controller.clone().lead(token.clone()));
+            current = Some((term, token, handle));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = metrics.changed() => if changed.is_err() { break },
+        }
+    }
+    if let Some((_, token, handle)) = current.take() {
+        token.cancel();
+        let _ = handle.await;
+    }
+}
+
+/// Adds the witness's database views and the leader's assessment to status.
+struct WitnessStatus {
+    latest: Latest,
+    controller: Arc<Controller>,
+}
+
+impl StatusExtra for WitnessStatus {
+    fn fill(&self, status: &mut palisade_api::v1::NodeStatus) {
+        status.databases = self.latest.views();
+        status.assessment = self.controller.assessment();
+    }
 }

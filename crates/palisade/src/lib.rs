@@ -1,8 +1,17 @@
 //! The palisade witness daemon as a library, so that its configuration,
 //! wiring and services are testable; `main.rs` is the thin binary.
 
+pub mod agent;
+pub mod clock;
 pub mod config;
 pub mod control;
+pub mod controller;
 pub mod daemon;
 pub mod demo;
+pub mod failpoint;
 pub mod inspect;
+pub mod observer;
+pub mod peer_msgs;
+pub mod peers;
+pub mod site_db;
+pub mod witness_service;

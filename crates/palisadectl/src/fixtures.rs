@@ -19,6 +19,7 @@ pub fn node(id: u64, site: &str, role: Role, term: u64) -> NodeStatus {
         error: String::new(),
         replication: vec![],
         millis_since_quorum_ack: None,
+        ..Default::default()
     }
 }
 
@@ -54,6 +55,7 @@ pub fn status() -> StatusReply {
                 last_contact_ms: None,
             },
         ],
+        ..Default::default()
     }
 }
 

@@ -88,6 +88,7 @@ impl Control for FakeWitness {
             error: String::new(),
             replication: vec![],
             millis_since_quorum_ack: None,
+            ..Default::default()
         };
         let role = if self.leader_id.is_some() {
             Role::Leader
@@ -101,6 +102,7 @@ impl Control for FakeWitness {
             cluster_name: "fake".to_owned(),
             nodes: vec![node(1, role), node(2, Role::Follower)],
             replication: vec![],
+            ..Default::default()
         }))
     }
 

@@ -77,6 +77,11 @@ pub struct Node {
 impl Node {
     /// Starts (or restarts) the witness process; stderr is appended to its log.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Node::start`] with extra environment variables (failpoints).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -88,6 +93,7 @@ impl Node {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -146,6 +152,12 @@ pub struct Cluster {
 impl Cluster {
     /// Writes configs for three witnesses on free ports. Nothing started.
     pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// Like [`Cluster::new`], with `extra` TOML appended to every config
+    /// (the `[[database]]`, `[failover]`, ... sections).
+    pub fn with_config(extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("palisade-test-")
             .tempdir()
@@ -166,7 +178,7 @@ impl Cluster {
             let id = i as u64 + 1;
             let config = dir.path().join(format!("site-{site}.toml"));
             let text = format!(
-                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}"
+                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{extra}"
             );
             std::fs::write(&config, text).expect("write config");
             nodes.push(Node {

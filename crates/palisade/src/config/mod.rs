@@ -3,11 +3,15 @@
 //! validated before anything starts; every error names the file, the key and
 //! the reason. `docs/configuration.md` documents every key.
 
+mod database;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use palisade_core::{NodeId, Topology, Witness};
 use serde::Deserialize;
+
+pub use database::{redact, DatabaseConfig, DatabaseSettings, SyncStandbyDown};
 
 /// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,14 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     witness: Vec<RawWitness>,
+    #[serde(default)]
+    probe: database::RawProbe,
+    #[serde(default)]
+    lease: database::RawLease,
+    #[serde(default)]
+    failover: database::RawFailover,
+    #[serde(default)]
+    database: Vec<database::RawDatabase>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +181,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (`tracing_subscriber::EnvFilter` syntax); `RUST_LOG` wins.
     pub log_level: String,
+    /// The protected database pair; `None` runs a witness cluster only.
+    pub database: Option<DatabaseSettings>,
 }
 
 impl Config {
@@ -266,6 +280,14 @@ impl Config {
         } else {
             data_dir
         };
+        let sites: Vec<String> = topology
+            .witnesses
+            .values()
+            .map(|w| w.site.clone())
+            .collect();
+        let database =
+            database::validate(&raw.probe, &raw.lease, &raw.failover, &raw.database, &sites)
+                .map_err(|(key, reason)| err(&key, reason))?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
             return Err(err(
                 "log.level",
@@ -287,6 +309,7 @@ impl Config {
             data_dir,
             log_format: raw.log.format,
             log_level: raw.log.level,
+            database,
         })
     }
 
@@ -477,6 +500,93 @@ control_addr = "127.0.0.1:7403"
         assert_eq!(key, "log.level");
         let (key, _) = key_of("node_id = [");
         assert_eq!(key, "(syntax)");
+    }
+
+    const DATABASES: &str = r#"
+[[database]]
+site = "a"
+role = "primary"
+dsn = "postgres://palisade:secret@127.0.0.1:5432/postgres"
+
+[[database]]
+site = "b"
+role = "standby"
+dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
+"#;
+
+    #[test]
+    fn database_pair_parses_with_defaults() {
+        let c = parse(&format!("{GOOD}{DATABASES}")).expect("valid");
+        let db = c.database.expect("database settings");
+        assert_eq!(db.primary.site.0, "a");
+        assert_eq!(db.standby.site.0, "b");
+        assert_eq!(db.detector.down_after_ms, 1000);
+        assert_eq!(db.detector.report_ttl_ms, 1250);
+        assert_eq!(db.renew_interval.as_millis(), 500);
+        assert_eq!(db.primary.admin_dsn, db.primary.dsn);
+        assert!(
+            parse(GOOD).expect("valid").database.is_none(),
+            "no [[database]]: witnesses only"
+        );
+    }
+
+    #[test]
+    fn database_errors_name_the_key() {
+        let with = |s: &str| format!("{GOOD}{s}");
+        assert_eq!(
+            key_of(&with(&DATABASES.replace("site = \"b\"", "site = \"z\""))).0,
+            "database[1].site"
+        );
+        assert_eq!(
+            key_of(&with(
+                &DATABASES.replace("role = \"standby\"", "role = \"primary\"")
+            ))
+            .0,
+            "database[1].role"
+        );
+        assert_eq!(
+            key_of(&with(
+                &DATABASES.replace("role = \"standby\"", "role = \"replica\"")
+            ))
+            .0,
+            "database[1].role"
+        );
+        let (key, reason) = key_of(&with(&DATABASES.replace(
+            "postgres://palisade:secret@127.0.0.1:5433",
+            "mysql://palisade:secret@h",
+        )));
+        assert_eq!(key, "database[1].dsn");
+        assert!(
+            reason.contains("***") && !reason.contains("secret"),
+            "password redacted: {reason}"
+        );
+        assert_eq!(
+            key_of(&with(&format!(
+                "[lease]\nttl_ms = 1000\nrenew_interval_ms = 900\n{DATABASES}"
+            )))
+            .0,
+            "lease.renew_interval_ms"
+        );
+        assert_eq!(
+            key_of(&with(&format!("[lease]\ndrift = 2.0\n{DATABASES}"))).0,
+            "lease.drift"
+        );
+        assert_eq!(
+            key_of(&with(&format!(
+                "[failover]\ndown_after_ms = 100\n{DATABASES}"
+            )))
+            .0,
+            "failover.down_after_ms"
+        );
+        assert_eq!(
+            key_of(&with(&format!(
+                "[failover]\non_primary_crash = \"reboot\"\n{DATABASES}"
+            )))
+            .0,
+            "failover.on_primary_crash"
+        );
+        let one = DATABASES.split("[[database]]").nth(1).expect("first entry");
+        assert_eq!(key_of(&with(&format!("[[database]]{one}"))).0, "database");
     }
 
     #[test]

@@ -1,0 +1,321 @@
+//! The site agent: each witness reconciles its own site's database to the
+//! role the replicated state wants for it.
+//!
+//! * Desired primary: keep a lease. Renew every `renew_interval`; while the
+//!   lease is valid (with a margin for the time a stop takes), make sure the
+//!   database runs — restart it after a crash when `on_primary_crash =
+//!   "restart"`; once the lease has run out, fence (stop) it at once.
+//! * Desired fenced (a failover away from this site is under way or done,
+//!   and it has not rejoined): make sure it is stopped.
+//! * On the leader's order, for a committed epoch: fence, or promote.
+//!
+//! A witness that starts holds no lease: its database is never started
+//! before the quorum confirms this site is primary; one found running is
+//! given one `lease.ttl_ms` for that confirmation, then fenced.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_core::detector::CrashPolicy;
+use palisade_core::lease::AgentLease;
+use palisade_core::{DesiredRole, SiteId, Step};
+use palisade_raft::store::StateView;
+use palisade_raft::Raft;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::mono_ms;
+use crate::config::DatabaseSettings;
+use crate::controller::Controller;
+use crate::peer_msgs::{LeaseAnswer, RenewLease, SiteAction, SiteActionDone};
+use crate::peers::{Peers, Rpc};
+use crate::site_db::SiteDb;
+
+/// How long an order waits for this witness to apply the epoch it names.
+const EPOCH_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+struct AgentState {
+    lease: AgentLease,
+    /// This agent stopped the database itself (lease lapse, fence order):
+    /// it may start it again once leased. A database that stopped on its
+    /// own crashed, and the crash policy decides.
+    self_fenced: bool,
+    /// The database was seen running while leased: a later "not running"
+    /// is a crash.
+    ran_leased: bool,
+    /// Agent clock when this agent first learned its site is the desired
+    /// primary: a database found running then gets one lease TTL to be
+    /// confirmed before it is fenced.
+    primary_since_ms: Option<u64>,
+}
+
+/// One site's agent.
+pub struct Agent {
+    site: SiteId,
+    own_id: u64,
+    db: Option<SiteDb>,
+    settings: Arc<DatabaseSettings>,
+    raft: Raft,
+    view: StateView,
+    peers: Peers,
+    controller: Arc<Controller>,
+    state: Mutex<AgentState>,
+    /// Serializes database operations: the reconcile loop and the leader's
+    /// orders never stop and start the server at the same time.
+    ops: tokio::sync::Mutex<()>,
+}
+
+impl Agent {
+    /// An agent for `site`; `db` is `None` at a site without a database.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        site: SiteId,
+        own_id: u64,
+        db: Option<SiteDb>,
+        settings: Arc<DatabaseSettings>,
+        raft: Raft,
+        view: StateView,
+        peers: Peers,
+        controller: Arc<Controller>,
+    ) -> Self {
+        Self {
+            site,
+            own_id,
+            db,
+            settings,
+            raft,
+            view,
+            peers,
+            controller,
+            state: Mutex::new(AgentState::default()),
+            ops: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, AgentState> {
+        self.state
+            .lock()
+            .expect("agent lock poisoned: a panic while holding it")
+    }
+
+    /// Margin before the lease's end at which the agent fences: a stop must
+    /// be complete before the leader may promote elsewhere.
+    fn fence_margin_ms(&self) -> u64 {
+        self.settings.lease.ttl_ms / 4
+    }
+
+    /// Runs the reconcile loop until `cancel`.
+    #[tracing::instrument(skip_all, fields(site = %self.site))]
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        if self.db.is_none() {
+            return;
+        }
+        loop {
+            self.reconcile().await;
+            let wait = self.next_wake();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Sleep until the next renewal, or the fence deadline if sooner.
+    fn next_wake(&self) -> Duration {
+        let renew = self.settings.renew_interval;
+        let st = self.st();
+        match st.lease.valid_until_ms(&self.settings.lease) {
+            Some(until) => {
+                let deadline = until.saturating_sub(self.fence_margin_ms());
+                let now = mono_ms();
+                if deadline > now {
+                    renew.min(Duration::from_millis(deadline - now))
+                } else {
+                    renew
+                }
+            }
+            None => renew,
+        }
+    }
+
+    async fn renew(&self, epoch: u64) {
+        let req = RenewLease {
+            site: self.site.clone(),
+            epoch,
+        };
+        let sent = mono_ms();
+        let leader = self.raft.metrics().borrow().current_leader;
+        let answer = match leader {
+            Some(l) if l == self.own_id => Ok(self.controller.renew_lease(req).await),
+            Some(l) => self
+                .peers
+                .call(l, Rpc::RenewLease, &req, self.settings.renew_interval)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("no leader known".to_string()),
+        };
+        let mut st = self.st();
+        match answer {
+            Ok(LeaseAnswer::Granted) => st.lease.confirmed(sent, epoch),
+            Ok(LeaseAnswer::Refused { reason }) => {
+                if st.lease.is_valid(mono_ms(), epoch, &self.settings.lease) {
+                    tracing::warn!(%reason, "lease renewal refused: fencing");
+                }
+                st.lease.revoked();
+            }
+            Err(e) => tracing::debug!(error = %e, "lease renewal failed; the lease runs down"),
+        }
+    }
+
+    async fn reconcile(&self) {
+        let Some(db) = &self.db else { return };
+        let state = self.view.cluster_state();
+        let desired = state.desired_role(&self.site);
+        if let Some(DesiredRole::Primary { epoch }) = desired {
+            self.renew(epoch).await;
+        }
+        let _ops = self.ops.lock().await;
+        let running = match db.is_running().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the database runs");
+                return;
+            }
+        };
+        match desired {
+            Some(DesiredRole::Primary { epoch }) => {
+                let now = mono_ms();
+                let (valid, in_grace, crashed) = {
+                    let mut st = self.st();
+                    let since = *st.primary_since_ms.get_or_insert(now);
+                    let valid = st.lease.is_valid(
+                        now + self.fence_margin_ms(),
+                        epoch,
+                        &self.settings.lease,
+                    );
+                    let in_grace = st.lease.valid_until_ms(&self.settings.lease).is_none()
+                        && now < since + self.settings.lease.ttl_ms;
+                    (valid, in_grace, st.ran_leased && !st.self_fenced)
+                };
+                if valid {
+                    if running {
+                        let mut st = self.st();
+                        st.ran_leased = true;
+                        st.self_fenced = false;
+                    } else if crashed
+                        && self.settings.detector.on_primary_crash == CrashPolicy::Failover
+                    {
+                        tracing::warn!("primary database is down; on_primary_crash = \"failover\": leaving it down for the leader");
+                    } else {
+                        if crashed {
+                            tracing::warn!("primary database crashed; restarting it in place (on_primary_crash = \"restart\")");
+                        } else {
+                            tracing::info!(epoch, "lease confirmed: starting the primary database");
+                        }
+                        match db.start(epoch).await {
+                            Ok(detail) => {
+                                tracing::info!(%detail, "primary database started");
+                                let mut st = self.st();
+                                st.ran_leased = true;
+                                st.self_fenced = false;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not start the primary database")
+                            }
+                        }
+                    }
+                } else if running && !in_grace {
+                    tracing::warn!(epoch, "no confirmed lease: fencing the database");
+                    self.fence_now(db, epoch, true).await;
+                }
+            }
+            Some(DesiredRole::Fenced) if running => {
+                self.st().primary_since_ms = None;
+                tracing::warn!(
+                    epoch = state.epoch,
+                    "this site must be fenced: stopping the database"
+                );
+                self.fence_now(db, state.epoch, false).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn fence_now(&self, db: &SiteDb, epoch: u64, urgent: bool) -> Option<String> {
+        self.st().lease.revoked();
+        match db.fence(epoch, urgent).await {
+            Ok(detail) => {
+                self.st().self_fenced = true;
+                tracing::warn!(%detail, "database fenced");
+                Some(detail)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "FENCING FAILED: a human must look");
+                None
+            }
+        }
+    }
+
+    /// Waits (briefly) until this witness has applied `epoch`.
+    async fn wait_epoch(&self, epoch: u64) -> Result<palisade_core::ClusterState, String> {
+        let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
+        loop {
+            let s = self.view.cluster_state();
+            if s.epoch >= epoch {
+                return Ok(s);
+            }
+            if mono_ms() > deadline {
+                return Err(format!(
+                    "epoch {epoch} not applied here (still at {})",
+                    s.epoch
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Carries out the leader's order for a committed epoch. Idempotent:
+    /// a new leader may repeat an order its predecessor already gave.
+    #[tracing::instrument(skip_all, fields(site = %self.site, epoch = action.epoch()))]
+    pub async fn act(&self, action: SiteAction) -> Result<SiteActionDone, String> {
+        let Some(db) = &self.db else {
+            return Err(format!("site {} has no database", self.site));
+        };
+        let state = self.wait_epoch(action.epoch()).await?;
+        let _ops = self.ops.lock().await;
+        match action {
+            SiteAction::Fence { epoch } => {
+                if matches!(
+                    state.desired_role(&self.site),
+                    Some(DesiredRole::Primary { .. })
+                ) {
+                    return Err(format!(
+                        "refusing to fence: site {} is the desired primary in epoch {}",
+                        self.site, state.epoch
+                    ));
+                }
+                self.fence_now(db, epoch, false)
+                    .await
+                    .map(|detail| SiteActionDone { detail })
+                    .ok_or_else(|| "fence failed; see the agent's log".to_string())
+            }
+            SiteAction::Promote { epoch } => {
+                let ordered = state.failover.as_ref().is_some_and(|f| {
+                    f.epoch == epoch && f.to == self.site && f.is_done(Step::Fenced)
+                });
+                let already =
+                    state.desired_role(&self.site) == Some(DesiredRole::Primary { epoch });
+                if !ordered && !already {
+                    return Err(format!("refusing to promote: no failover of epoch {epoch} to site {} with the old primary fenced", self.site));
+                }
+                let detail = db.promote(epoch).await?;
+                // The order is the first lease of the new primary.
+                let mut st = self.st();
+                st.lease.confirmed(mono_ms(), epoch);
+                st.ran_leased = true;
+                st.self_fenced = false;
+                Ok(SiteActionDone { detail })
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The `[failover]`, `[lease]`, `[probe]` and `[[database]]` sections: the
+//! database pair palisade protects and how it decides to fail over.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_core::detector::{CrashPolicy, DetectorConfig, ReplicationMode};
+use palisade_core::lease::LeaseConfig;
+use palisade_core::SiteId;
+use serde::Deserialize;
+
+/// `[probe]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawProbe {
+    interval_ms: u64,
+    timeout_ms: u64,
+}
+
+impl Default for RawProbe {
+    fn default() -> Self {
+        Self {
+            interval_ms: 250,
+            timeout_ms: 1000,
+        }
+    }
+}
+
+/// `[lease]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLease {
+    ttl_ms: u64,
+    drift: f64,
+    renew_interval_ms: Option<u64>,
+}
+
+impl Default for RawLease {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 2000,
+            drift: 0.1,
+            renew_interval_ms: None,
+        }
+    }
+}
+
+/// `[failover]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawFailover {
+    down_after_ms: u64,
+    report_ttl_ms: Option<u64>,
+    on_primary_crash: CrashPolicy,
+    restart_budget_ms: u64,
+    cooldown_ms: u64,
+    cooldown_down_after_ms: u64,
+    max_lag_bytes: u64,
+    max_lag_seconds: f64,
+    replication: ReplicationMode,
+    sync_standby_down: SyncStandbyDown,
+    automatic: bool,
+}
+
+impl Default for RawFailover {
+    fn default() -> Self {
+        Self {
+            down_after_ms: 1000,
+            report_ttl_ms: None,
+            on_primary_crash: CrashPolicy::Restart,
+            restart_budget_ms: 10_000,
+            cooldown_ms: 300_000,
+            cooldown_down_after_ms: 30_000,
+            max_lag_bytes: 16 * 1024 * 1024,
+            max_lag_seconds: 30.0,
+            replication: ReplicationMode::Async,
+            sync_standby_down: SyncStandbyDown::Degrade,
+            automatic: true,
+        }
+    }
+}
+
+/// What `sync` replication does when the standby is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStandbyDown {
+    /// Keep `synchronous_standby_names` set: writes block until the standby
+    /// is back (no acknowledged write can ever be lost).
+    Block,
+    /// Clear it so writes go on, and record the degradation: a failover in
+    /// that window may lose what the standby never got.
+    Degrade,
+}
+
+/// One `[[database]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    site: String,
+    role: String,
+    dsn: String,
+    admin_dsn: Option<String>,
+    data_dir: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+    os_user: Option<String>,
+    replication_conninfo: Option<String>,
+    log_file: Option<PathBuf>,
+}
+
+/// One database server, as every witness and its own site's agent see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// The site it runs at.
+    pub site: SiteId,
+    /// Probe DSN (every witness connects with it; needs only `pg_monitor`).
+    pub dsn: String,
+    /// Superuser DSN the site agent uses for promotion and its test write.
+    pub admin_dsn: String,
+    /// Data directory, for the site agent's `pg_ctl`.
+    pub data_dir: PathBuf,
+    /// Directory of `pg_ctl` and friends.
+    pub bin_dir: PathBuf,
+    /// OS user the server runs as (`runuser` when palisade runs as root).
+    pub os_user: Option<String>,
+    /// How a standby of this server connects to it (for rejoin).
+    pub replication_conninfo: Option<String>,
+    /// Where `pg_ctl start` sends the server's output when the agent
+    /// starts it (`pg_ctl -l`); default: `<data_dir>/palisade-postmaster.log`.
+    pub log_file: PathBuf,
+}
+
+/// The validated database settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The configured primary (used once, to record the initial roles).
+    pub primary: DatabaseConfig,
+    /// The configured standby.
+    pub standby: DatabaseConfig,
+    /// How often every witness probes both databases.
+    pub probe_interval: Duration,
+    /// Probe timeout (connect + queries).
+    pub probe_timeout: Duration,
+    /// Lease timing.
+    pub lease: LeaseConfig,
+    /// How often the primary's agent renews its lease.
+    pub renew_interval: Duration,
+    /// Failure detector settings.
+    pub detector: DetectorConfig,
+    /// `sync` mode's behaviour with the standby down.
+    pub sync_standby_down: SyncStandbyDown,
+    /// `false`: detect and report, never fail over on our own.
+    pub automatic: bool,
+}
+
+impl DatabaseSettings {
+    /// The database of `site`, if it has one.
+    pub fn at(&self, site: &str) -> Option<&DatabaseConfig> {
+        [&self.primary, &self.standby]
+            .into_iter()
+            .find(|d| d.site.0 == site)
+    }
+
+    /// Both databases.
+    pub fn all(&self) -> [&DatabaseConfig; 2] {
+        [&self.primary, &self.standby]
+    }
+}
+
+type Fail = (String, String);
+
+fn fail(key: impl Into<String>, reason: impl Into<String>) -> Fail {
+    (key.into(), reason.into())
+}
+
+/// Validates the database sections; `sites` are the witnesses' sites.
+pub(super) fn validate(
+    probe: &RawProbe,
+    lease: &RawLease,
+    failover: &RawFailover,
+    databases: &[RawDatabase],
+    sites: &[String],
+) -> Result<Option<DatabaseSettings>, Fail> {
+    if databases.is_empty() {
+        return Ok(None);
+    }
+    if probe.interval_ms < 50 {
+        return Err(fail(
+            "probe.interval_ms",
+            format!("{} ms is too short; use at least 50", probe.interval_ms),
+        ));
+    }
+    if probe.timeout_ms == 0 {
+        return Err(fail("probe.timeout_ms", "must be at least 1"));
+    }
+    if lease.ttl_ms < 200 {
+        return Err(fail(
+            "lease.ttl_ms",
+            format!("{} ms is too short; use at least 200", lease.ttl_ms),
+        ));
+    }
+    if !(0.0..=1.0).contains(&lease.drift) || lease.drift.is_nan() {
+        return Err(fail(
+            "lease.drift",
+            format!(
+                "{} must be between 0.0 and 1.0 (a fraction, 0.1 = 10 %)",
+                lease.drift
+            ),
+        ));
+    }
+    let renew = lease.renew_interval_ms.unwrap_or(lease.ttl_ms / 4);
+    if renew == 0 || renew * 2 > lease.ttl_ms {
+        return Err(fail(
+            "lease.renew_interval_ms",
+            format!("{renew} ms must be positive and at most half of lease.ttl_ms ({} ms), so that one lost renewal does not fence a healthy primary", lease.ttl_ms),
+        ));
+    }
+    if failover.down_after_ms < probe.interval_ms {
+        return Err(fail(
+            "failover.down_after_ms",
+            format!("{} ms is shorter than probe.interval_ms ({} ms): one failed probe would be an outage", failover.down_after_ms, probe.interval_ms),
+        ));
+    }
+    let report_ttl = failover
+        .report_ttl_ms
+        .unwrap_or((3 * probe.interval_ms).max(probe.timeout_ms + probe.interval_ms));
+    if report_ttl < probe.interval_ms {
+        return Err(fail(
+            "failover.report_ttl_ms",
+            format!(
+                "{report_ttl} ms is shorter than probe.interval_ms; every report would be stale"
+            ),
+        ));
+    }
+    if failover.max_lag_seconds.is_nan() || failover.max_lag_seconds < 0.0 {
+        return Err(fail(
+            "failover.max_lag_seconds",
+            "must be a non-negative number",
+        ));
+    }
+    if failover.cooldown_down_after_ms < failover.down_after_ms {
+        return Err(fail(
+            "failover.cooldown_down_after_ms",
+            format!(
+                "{} ms must be at least failover.down_after_ms ({} ms)",
+                failover.cooldown_down_after_ms, failover.down_after_ms
+            ),
+        ));
+    }
+
+    let mut primary = None;
+    let mut standby = None;
+    for (i, d) in databases.iter().enumerate() {
+        let key = |f: &str| format!("database[{i}].{f}");
+        if !sites.contains(&d.site) {
+            return Err(fail(
+                key("site"),
+                format!(
+                    "{:?} is not the site of any [[witness]] (sites: {})",
+                    d.site,
+                    sites.join(", ")
+                ),
+            ));
+        }
+        if databases[..i].iter().any(|o| o.site == d.site) {
+            return Err(fail(
+                key("site"),
+                format!("site {:?} already has a database; one per site", d.site),
+            ));
+        }
+        check_dsn(&key("dsn"), &d.dsn)?;
+        if let Some(a) = &d.admin_dsn {
+            check_dsn(&key("admin_dsn"), a)?;
+        }
+        let cfg = DatabaseConfig {
+            site: SiteId(d.site.clone()),
+            dsn: d.dsn.clone(),
+            admin_dsn: d.admin_dsn.clone().unwrap_or_else(|| d.dsn.clone()),
+            data_dir: d
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/postgresql/15/main")),
+            bin_dir: d
+                .bin_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
+            os_user: d.os_user.clone(),
+            replication_conninfo: d.replication_conninfo.clone(),
+            log_file: d.log_file.clone().unwrap_or_else(|| {
+                d.data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/postgresql/15/main"))
+                    .join("palisade-postmaster.log")
+            }),
+        };
+        let slot = match d.role.as_str() {
+            "primary" => &mut primary,
+            "standby" => &mut standby,
+            other => {
+                return Err(fail(
+                    key("role"),
+                    format!("{other:?} is not a role; use \"primary\" or \"standby\""),
+                ))
+            }
+        };
+        if slot.is_some() {
+            return Err(fail(
+                key("role"),
+                format!(
+                    "a second {}; configure exactly one primary and one standby",
+                    d.role
+                ),
+            ));
+        }
+        *slot = Some(cfg);
+    }
+    let (Some(primary), Some(standby)) = (primary, standby) else {
+        return Err(fail("database", "configure exactly two [[database]] entries: one with role = \"primary\", one with role = \"standby\""));
+    };
+    Ok(Some(DatabaseSettings {
+        primary,
+        standby,
+        probe_interval: Duration::from_millis(probe.interval_ms),
+        probe_timeout: Duration::from_millis(probe.timeout_ms),
+        lease: LeaseConfig {
+            ttl_ms: lease.ttl_ms,
+            drift: lease.drift,
+        },
+        renew_interval: Duration::from_millis(renew),
+        detector: DetectorConfig {
+            down_after_ms: failover.down_after_ms,
+            report_ttl_ms: report_ttl,
+            on_primary_crash: failover.on_primary_crash,
+            restart_budget_ms: failover.restart_budget_ms,
+            cooldown_ms: failover.cooldown_ms,
+            cooldown_down_after_ms: failover.cooldown_down_after_ms,
+            max_lag_bytes: failover.max_lag_bytes,
+            max_lag_seconds: failover.max_lag_seconds,
+            replication: failover.replication,
+        },
+        sync_standby_down: failover.sync_standby_down,
+        automatic: failover.automatic,
+    }))
+}
+
+fn check_dsn(key: &str, dsn: &str) -> Result<(), Fail> {
+    let rest = dsn
+        .strip_prefix("postgres://")
+        .or_else(|| dsn.strip_prefix("postgresql://"))
+        .ok_or_else(|| {
+            fail(
+                key,
+                format!(
+                    "{} must start with postgres:// (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
+                    redact(dsn)
+                ),
+            )
+        })?;
+    let host_part = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host_port = host_part.split(['/', '?']).next().unwrap_or("");
+    if host_port.is_empty() {
+        return Err(fail(key, format!("{} names no host", redact(dsn))));
+    }
+    Ok(())
+}
+
+/// The DSN with its password replaced, for error messages and logs.
+pub fn redact(dsn: &str) -> String {
+    match (dsn.find("://"), dsn.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &dsn[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &dsn[..s + 3], user, &dsn[at..]),
+                None => dsn.to_string(),
+            }
+        }
+        _ => dsn.to_string(),
+    }
+}

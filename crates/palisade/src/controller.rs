@@ -1,0 +1,523 @@
+//! The leader's controller: runs only while this witness is the Raft
+//! leader. It collects every witness's reports, runs the failure detector,
+//! grants leases, and drives a failover step by step, each step committed
+//! before the next starts; a new leader resumes at the first step not
+//! recorded as done, after re-probing (reports are dropped on every
+//! leadership change: what the last leader saw is unknown).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use palisade_core::detector::{Assessment, Detector, WitnessReport};
+use palisade_core::lease::LeaseLedger;
+use palisade_core::{
+    Command, CommandResult, DesiredRole, Failover, NodeId, Outcome, SiteId, Step, StepRecord,
+    Topology, Trigger,
+};
+use palisade_probe::postgres::PgProbe;
+use palisade_raft::store::StateView;
+use palisade_raft::Raft;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agent;
+use crate::clock::{mono_ms, now, wall_ms};
+use crate::config::DatabaseSettings;
+use crate::failpoint;
+use crate::peer_msgs::{LeaseAnswer, RenewLease, Report, SiteAction, SiteActionDone};
+use crate::peers::{Peers, Rpc};
+
+/// How long the leader waits for a site agent to fence its database.
+const FENCE_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the leader waits for a promotion.
+const PROMOTE_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Inner {
+    reports: BTreeMap<NodeId, WitnessReport>,
+    /// `Some` exactly while this node leads.
+    ledger: Option<LeaseLedger>,
+    detector: Detector,
+    assessment: String,
+    /// Last assessment logged, to log changes and not every tick.
+    last_logged: String,
+}
+
+/// The leader-side state and loop. Present on every witness; active only
+/// while it leads.
+pub struct Controller {
+    inner: Mutex<Inner>,
+    raft: Raft,
+    view: StateView,
+    topology: Topology,
+    settings: Arc<DatabaseSettings>,
+    peers: Peers,
+    probes: BTreeMap<SiteId, PgProbe>,
+    local_agent: OnceLock<Arc<Agent>>,
+}
+
+/// Why a step did not finish this time (it is retried next tick).
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("cancelled: leadership lost")]
+    Cancelled,
+}
+
+impl Controller {
+    /// A controller for this witness; `probes` are the leader's own probes
+    /// of each database (for the post-failover check).
+    pub fn new(
+        raft: Raft,
+        view: StateView,
+        topology: Topology,
+        settings: Arc<DatabaseSettings>,
+        peers: Peers,
+        probes: BTreeMap<SiteId, PgProbe>,
+    ) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                reports: BTreeMap::new(),
+                ledger: None,
+                detector: Detector::default(),
+                assessment: String::new(),
+                last_logged: String::new(),
+            }),
+            raft,
+            view,
+            topology,
+            settings,
+            peers,
+            probes,
+            local_agent: OnceLock::new(),
+        }
+    }
+
+    /// Wires this witness's own site agent, for actions on the leader's site.
+    pub fn set_local_agent(&self, agent: Arc<Agent>) {
+        let _ = self.local_agent.set(agent);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .expect("controller lock poisoned: a panic while holding it")
+    }
+
+    /// A witness's report arrived (or this witness's own, when it leads).
+    pub fn receive_report(&self, report: Report) {
+        let mut inner = self.lock();
+        if inner.ledger.is_some() {
+            inner.reports.insert(
+                report.witness,
+                WitnessReport {
+                    received_at_ms: mono_ms(),
+                    dbs: report.dbs,
+                },
+            );
+        }
+    }
+
+    /// The detector's latest view, in words; empty when not leading.
+    pub fn assessment(&self) -> String {
+        self.lock().assessment.clone()
+    }
+
+    /// Handles a lease renewal from the primary site's agent: confirm
+    /// leadership with a quorum round, then grant if the committed state
+    /// still makes that site primary under that epoch. The state check and
+    /// the grant record happen under the same lock as a failover's reading
+    /// of the ledger, so a failover never misses a grant.
+    pub async fn renew_lease(&self, req: RenewLease) -> LeaseAnswer {
+        if self.lock().ledger.is_none() {
+            return LeaseAnswer::Refused {
+                reason: "not the leader".into(),
+            };
+        }
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return LeaseAnswer::Refused {
+                reason: format!("leadership not confirmed by a quorum: {e}"),
+            };
+        }
+        let state = self.view.cluster_state();
+        let mut inner = self.lock();
+        let Some(ledger) = inner.ledger.as_mut() else {
+            return LeaseAnswer::Refused {
+                reason: "not the leader".into(),
+            };
+        };
+        match state.desired_role(&req.site) {
+            Some(DesiredRole::Primary { epoch }) if epoch == req.epoch => {
+                ledger.granted(&req.site, mono_ms());
+                LeaseAnswer::Granted
+            }
+            Some(DesiredRole::Primary { epoch }) => LeaseAnswer::Refused {
+                reason: format!("epoch {} is not current (epoch {epoch})", req.epoch),
+            },
+            other => LeaseAnswer::Refused {
+                reason: format!(
+                    "site {} is not the primary (desired role {other:?})",
+                    req.site
+                ),
+            },
+        }
+    }
+
+    /// Runs the controller loop until `cancel` (leadership lost / shutdown).
+    #[tracing::instrument(skip_all, fields(leader = self.topology.own_id))]
+    pub async fn lead(self: Arc<Self>, cancel: CancellationToken) {
+        {
+            let mut inner = self.lock();
+            inner.ledger = Some(LeaseLedger::new(mono_ms()));
+            inner.reports.clear();
+            inner.detector = Detector::default();
+        }
+        tracing::info!("leading: controller started");
+        let interval = self.settings.probe_interval;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.tick(&cancel) => {}
+            }
+        }
+        let mut inner = self.lock();
+        inner.ledger = None;
+        inner.reports.clear();
+        inner.assessment.clear();
+        tracing::info!("controller stopped");
+    }
+
+    async fn propose(&self, command: Command) -> Result<(), String> {
+        match self.raft.client_write(command).await {
+            Ok(r) => match r.data {
+                CommandResult::Rejected { reason } => {
+                    Err(format!("rejected by the state machine: {reason}"))
+                }
+                _ => Ok(()),
+            },
+            Err(e) => Err(format!("not committed: {e}")),
+        }
+    }
+
+    async fn tick(&self, cancel: &CancellationToken) {
+        let state = self.view.cluster_state();
+        if state.db.is_none() {
+            let cmd = Command::InitDatabase {
+                primary: self.settings.primary.site.clone(),
+                standby: self.settings.standby.site.clone(),
+            };
+            match self.propose(cmd).await {
+                Ok(()) => {
+                    tracing::info!(primary = %self.settings.primary.site, standby = %self.settings.standby.site, "recorded the configured database roles")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not record database roles"),
+            }
+            return;
+        }
+        if let Some(f) = state.failover {
+            self.drive(f, cancel).await;
+            return;
+        }
+        let witnesses: BTreeMap<NodeId, SiteId> = self
+            .topology
+            .witnesses
+            .iter()
+            .map(|(id, w)| (*id, SiteId(w.site.clone())))
+            .collect();
+        let assessment = {
+            let mut inner = self.lock();
+            let reports = inner.reports.clone();
+            let a =
+                inner
+                    .detector
+                    .assess(now(), &state, &witnesses, &reports, &self.settings.detector);
+            inner.assessment = describe(&a);
+            if inner.assessment.split(':').next() != inner.last_logged.split(':').next() {
+                match &a {
+                    Assessment::Blocked { .. } => {
+                        tracing::warn!(assessment = %inner.assessment, "automatic failover blocked")
+                    }
+                    _ => tracing::info!(assessment = %inner.assessment, "detector"),
+                }
+                inner.last_logged = inner.assessment.clone();
+            }
+            a
+        };
+        if let Assessment::FailOver {
+            from,
+            to,
+            reason,
+            evidence,
+        } = assessment
+        {
+            if !self.settings.automatic {
+                tracing::warn!(%from, %to, %reason, "failover.automatic = false: not failing over");
+                return;
+            }
+            let failover = Failover {
+                epoch: state.epoch + 1,
+                from,
+                to,
+                trigger: Trigger::Automatic,
+                reason,
+                evidence,
+                started_at_ms: wall_ms(),
+                steps: vec![],
+                outcome: None,
+                finished_at_ms: None,
+            };
+            tracing::warn!(epoch = failover.epoch, from = %failover.from, to = %failover.to, reason = %failover.reason, "beginning failover");
+            match self
+                .propose(Command::BeginFailover(Box::new(failover)))
+                .await
+            {
+                Ok(()) => {
+                    failpoint::hit("after-begin-failover").await;
+                    if let Some(f) = self.view.cluster_state().failover {
+                        self.drive(f, cancel).await;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not begin failover"),
+            }
+        }
+    }
+
+    /// Runs the failover's remaining steps in order, committing each.
+    #[tracing::instrument(skip_all, fields(epoch = failover.epoch, from = %failover.from, to = %failover.to))]
+    async fn drive(&self, failover: Failover, cancel: &CancellationToken) {
+        let epoch = failover.epoch;
+        loop {
+            let state = self.view.cluster_state();
+            let Some(f) = state.failover.filter(|f| f.epoch == epoch) else {
+                return;
+            };
+            let Some(step) = f.next_step() else {
+                let failed: Vec<String> = f
+                    .steps
+                    .iter()
+                    .filter(|s| s.step == Step::Verified)
+                    .flat_map(|s| {
+                        s.detail
+                            .split("; ")
+                            .filter(|c| c.starts_with("FAILED"))
+                            .map(String::from)
+                    })
+                    .collect();
+                let outcome = if failed.is_empty() {
+                    Outcome::Completed
+                } else {
+                    Outcome::CompletedWithFailedChecks { failed }
+                };
+                match self
+                    .propose(Command::FinishFailover {
+                        epoch,
+                        outcome: outcome.clone(),
+                        at_ms: wall_ms(),
+                    })
+                    .await
+                {
+                    Ok(()) => {
+                        let total = wall_ms() - f.started_at_ms;
+                        match outcome {
+                            Outcome::Completed => {
+                                tracing::warn!(total_ms = total, "failover completed")
+                            }
+                            other => {
+                                tracing::error!(total_ms = total, outcome = ?other, "failover COMPLETED WITH FAILED CHECKS: a human must look")
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record the end of the failover")
+                    }
+                }
+                return;
+            };
+            failpoint::hit(&format!("before-step-{}", step.name())).await;
+            let started_at_ms = wall_ms();
+            let span = tracing::info_span!("step", step = step.name());
+            let _enter = span.enter();
+            let result = tokio::select! {
+                _ = cancel.cancelled() => Err(StepError::Cancelled),
+                r = self.run_step(&f, step) => r,
+            };
+            match result {
+                Ok(detail) => {
+                    let record = StepRecord {
+                        step,
+                        started_at_ms,
+                        done_at_ms: wall_ms(),
+                        detail: detail.clone(),
+                    };
+                    if let Err(e) = self.propose(Command::StepDone { epoch, record }).await {
+                        tracing::warn!(error = %e, "step done but not recorded; it is re-run (idempotently)");
+                        return;
+                    }
+                    tracing::warn!(took_ms = wall_ms() - started_at_ms, %detail, "step {} done", step.name());
+                    failpoint::hit(&format!("after-step-{}", step.name())).await;
+                }
+                Err(StepError::Cancelled) => return,
+                Err(StepError::Failed(e)) => {
+                    tracing::warn!(error = %e, "step {} not done yet; retrying next tick", step.name());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_step(&self, f: &Failover, step: Step) -> Result<String, StepError> {
+        match step {
+            Step::Fenced => self.fence(f).await,
+            Step::Promoted => {
+                let done = self
+                    .site_action(
+                        &f.to,
+                        SiteAction::Promote { epoch: f.epoch },
+                        PROMOTE_RPC_TIMEOUT,
+                    )
+                    .await
+                    .map_err(StepError::Failed)?;
+                // The new primary's agent counts its lease from when it got
+                // the order; recording the grant only now is later, so the
+                // leader's view of that lease never ends first.
+                if let Some(l) = self.lock().ledger.as_mut() {
+                    l.granted(&f.to, mono_ms());
+                }
+                Ok(done.detail)
+            }
+            Step::Verified => Ok(self.verify(f).await),
+        }
+    }
+
+    /// Fencing, in the order of preference of DESIGN rule 2: the old
+    /// primary's agent confirms it stopped its database; failing that, the
+    /// lease runs out (the leader stopped granting when the failover was
+    /// committed, and waits `ttl × (1 + drift)` past its last grant).
+    async fn fence(&self, f: &Failover) -> Result<String, StepError> {
+        let lease = self.settings.lease;
+        let safe_after = {
+            let inner = self.lock();
+            let Some(ledger) = inner.ledger.as_ref() else {
+                return Err(StepError::Cancelled);
+            };
+            ledger.safe_after(&f.from, &lease)
+        };
+        let started = mono_ms();
+        loop {
+            let remaining = safe_after.saturating_sub(mono_ms());
+            let attempt = FENCE_RPC_TIMEOUT.min(Duration::from_millis(remaining.max(200)));
+            match self
+                .site_action(&f.from, SiteAction::Fence { epoch: f.epoch }, attempt)
+                .await
+            {
+                Ok(done) => {
+                    return Ok(format!(
+                        "fenced by the site agent of {}: {}",
+                        f.from, done.detail
+                    ))
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, waited_ms = mono_ms() - started, "site agent did not confirm the fence; the lease decides")
+                }
+            }
+            let now = mono_ms();
+            if now >= safe_after {
+                return Ok(format!(
+                    "lease expired: agent of {} unreachable; waited {} ms, until lease_ttl × (1 + drift) = {} ms past the last renewal granted",
+                    f.from,
+                    now - started,
+                    lease.leader_wait_ms()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis((safe_after - now).min(100))).await;
+        }
+    }
+
+    /// The post-failover checks (the guide's "Failover Check"), from the
+    /// leader's site. Every check is recorded; failed ones start `FAILED`.
+    async fn verify(&self, f: &Failover) -> String {
+        let mut checks = Vec::new();
+        match self.probes.get(&f.to) {
+            Some(probe) => {
+                let mut last = None;
+                for _ in 0..10 {
+                    let o = probe.probe().await;
+                    if o.is_writable_primary() {
+                        last = None;
+                        checks.push(format!(
+                            "database at {} writable (lsn {})",
+                            f.to,
+                            o.current_lsn
+                                .map(palisade_core::observe::format_lsn)
+                                .unwrap_or_default()
+                        ));
+                        break;
+                    }
+                    last = Some(format!(
+                        "{:?}, in_recovery {:?}",
+                        o.reachability, o.in_recovery
+                    ));
+                    tokio::time::sleep(self.settings.probe_interval).await;
+                }
+                if let Some(why) = last {
+                    checks.push(format!("FAILED database at {} writable: {why}", f.to));
+                }
+            }
+            None => checks.push(format!(
+                "FAILED database at {} writable: no probe configured",
+                f.to
+            )),
+        }
+        checks.join("; ")
+    }
+
+    /// Asks the site agent of `site` to act (directly when it is this
+    /// witness's own site).
+    async fn site_action(
+        &self,
+        site: &SiteId,
+        action: SiteAction,
+        timeout: Duration,
+    ) -> Result<SiteActionDone, String> {
+        let Some(witness) = self.peers.witness_of(site) else {
+            return Err(format!("no witness at site {site}"));
+        };
+        if witness == self.topology.own_id {
+            let agent = self
+                .local_agent
+                .get()
+                .ok_or("local site agent not started")?;
+            return tokio::time::timeout(timeout, agent.act(action))
+                .await
+                .map_err(|_| format!("local agent did not finish within {timeout:?}"))?;
+        }
+        self.peers
+            .call(witness, Rpc::SiteAction, &action, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One line for status and logs.
+fn describe(a: &Assessment) -> String {
+    match a {
+        Assessment::NotConfigured => "not configured: database roles not recorded".into(),
+        Assessment::FailoverInProgress => "failover in progress".into(),
+        Assessment::Healthy { why } => format!("healthy: {why}"),
+        Assessment::Suspect {
+            down_for_ms,
+            needed_ms,
+            rule,
+        } => {
+            format!(
+                "suspect: primary down for {down_for_ms} ms of the {needed_ms} ms {rule} requires"
+            )
+        }
+        Assessment::Blocked { reason, .. } => format!("blocked: {reason}"),
+        Assessment::FailOver { reason, .. } => format!("failing over: {reason}"),
+    }
+}

@@ -1,0 +1,134 @@
+//! Every witness probes every database from its own site, keeps its latest
+//! view (shown by `palisadectl status`), and sends it to the leader.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use palisade_api::v1::DatabaseView;
+use palisade_core::observe::{format_lsn, PgObservation, Reachability};
+use palisade_core::SiteId;
+use palisade_probe::postgres::PgProbe;
+use palisade_raft::Raft;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::mono_ms;
+use crate::controller::Controller;
+use crate::peer_msgs::Report;
+use crate::peers::{Peers, Rpc};
+
+/// This witness's latest observation of each database, with its time.
+#[derive(Clone, Default)]
+pub struct Latest {
+    inner: Arc<RwLock<BTreeMap<SiteId, (PgObservation, u64)>>>,
+}
+
+impl Latest {
+    /// The views for `NodeStatus.databases`.
+    pub fn views(&self) -> Vec<DatabaseView> {
+        let now = mono_ms();
+        self.inner
+            .read()
+            .expect("observations lock poisoned")
+            .iter()
+            .map(|(site, (o, at))| {
+                let (reachable, error) = match &o.reachability {
+                    Reachability::Up => (true, String::new()),
+                    Reachability::Down { class, detail } => (
+                        false,
+                        format!("{}: {detail}", format!("{class:?}").to_lowercase()),
+                    ),
+                };
+                DatabaseView {
+                    site: site.0.clone(),
+                    reachable,
+                    error,
+                    in_recovery: o.in_recovery,
+                    lsn: o
+                        .current_lsn
+                        .or(o.receive_lsn)
+                        .map(format_lsn)
+                        .unwrap_or_default(),
+                    replay_lag_seconds: o.replay_lag_seconds,
+                    streaming: o.is_streaming(),
+                    latency_ms: o.latency_ms,
+                    age_ms: now.saturating_sub(*at),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The probe loop of one witness.
+pub struct Observer {
+    /// This witness's id.
+    pub own_id: u64,
+    /// One probe per database site.
+    pub probes: BTreeMap<SiteId, PgProbe>,
+    /// Where the latest observations go.
+    pub latest: Latest,
+    /// Probe period.
+    pub interval: Duration,
+    /// To find the leader.
+    pub raft: Raft,
+    /// To reach the leader.
+    pub peers: Peers,
+    /// To deliver to itself when it leads.
+    pub controller: Arc<Controller>,
+}
+
+impl Observer {
+    /// Probes every `interval` until `cancel`.
+    #[tracing::instrument(skip_all, fields(witness = self.own_id))]
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for (site, probe) in &self.probes {
+                let probe = probe.clone();
+                let site = site.clone();
+                set.spawn(async move { (site, probe.probe().await) });
+            }
+            let mut dbs = BTreeMap::new();
+            while let Some(done) = set.join_next().await {
+                if let Ok((site, obs)) = done {
+                    dbs.insert(site, obs);
+                }
+            }
+            {
+                let at = mono_ms();
+                let mut latest = self
+                    .latest
+                    .inner
+                    .write()
+                    .expect("observations lock poisoned");
+                for (site, obs) in &dbs {
+                    latest.insert(site.clone(), (obs.clone(), at));
+                }
+            }
+            let report = Report {
+                witness: self.own_id,
+                dbs,
+            };
+            let leader = self.raft.metrics().borrow().current_leader;
+            match leader {
+                Some(l) if l == self.own_id => self.controller.receive_report(report),
+                Some(l) => {
+                    if let Err(e) = self
+                        .peers
+                        .call::<_, ()>(l, Rpc::Report, &report, self.interval)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "report not delivered to the leader");
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}

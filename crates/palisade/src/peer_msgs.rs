@@ -1,0 +1,72 @@
+//! Payloads of the `palisade.v1.WitnessPeer` RPCs (serde_json inside
+//! `RaftPayload`). Witnesses of one version talk to each other only.
+
+use std::collections::BTreeMap;
+
+use palisade_core::observe::PgObservation;
+use palisade_core::{NodeId, SiteId};
+use serde::{Deserialize, Serialize};
+
+/// A witness's latest probes, sent to the leader every probe interval.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// The witness that probed.
+    pub witness: NodeId,
+    /// What it saw of each database site.
+    pub dbs: BTreeMap<SiteId, PgObservation>,
+}
+
+/// The primary site's agent asks the leader to confirm its lease.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RenewLease {
+    /// The agent's site.
+    pub site: SiteId,
+    /// The epoch the agent believes in force.
+    pub epoch: u64,
+}
+
+/// The leader's answer to [`RenewLease`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum LeaseAnswer {
+    /// Confirmed after a quorum round: stay writable for `ttl` from when
+    /// the request was sent.
+    Granted,
+    /// Refused: fence now.
+    Refused {
+        /// Why (another primary, a failover under way, a newer epoch).
+        reason: String,
+    },
+}
+
+/// What the leader asks a site agent to do, for a committed failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum SiteAction {
+    /// Make the site's database unable to take writes, and confirm.
+    Fence {
+        /// Epoch of the failover.
+        epoch: u64,
+    },
+    /// Promote the site's standby.
+    Promote {
+        /// Epoch of the failover.
+        epoch: u64,
+    },
+}
+
+impl SiteAction {
+    /// The epoch the action belongs to.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            SiteAction::Fence { epoch } | SiteAction::Promote { epoch } => *epoch,
+        }
+    }
+}
+
+/// A site agent's answer: what it did, in words for the failover record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SiteActionDone {
+    /// e.g. `stopped (fast) in 180 ms`, `promoted at 0/3000148 on timeline 2`.
+    pub detail: String,
+}

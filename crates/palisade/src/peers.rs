@@ -1,0 +1,103 @@
+//! Reused gRPC channels to every other witness's peer port, and the calls
+//! the daemon makes over them (beyond openraft's own).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use palisade_api::v1::witness_peer_client::WitnessPeerClient;
+use palisade_api::v1::RaftPayload;
+use palisade_core::{NodeId, SiteId, Topology};
+use palisade_raft::network::peer_channel;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+/// Why a peer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No answer in time.
+    #[error("witness {0} did not answer within {1:?}")]
+    Timeout(NodeId, Duration),
+    /// The transport failed or the peer answered with an error status.
+    #[error("witness {0}: {1}")]
+    Status(NodeId, String),
+    /// Not a configured witness.
+    #[error("no witness {0} configured")]
+    Unknown(NodeId),
+    /// Payload encoding.
+    #[error("witness {0}: bad payload: {1}")]
+    Payload(NodeId, String),
+}
+
+/// Channels to every peer's `raft_addr` (where `WitnessPeer` is served).
+#[derive(Clone)]
+pub struct Peers {
+    channels: BTreeMap<NodeId, Channel>,
+    sites: BTreeMap<SiteId, NodeId>,
+}
+
+/// Which `WitnessPeer` RPC to call.
+#[derive(Clone, Copy, Debug)]
+pub enum Rpc {
+    /// `Report`.
+    Report,
+    /// `RenewLease`.
+    RenewLease,
+    /// `SiteAction`.
+    SiteAction,
+}
+
+impl Peers {
+    /// Lazily connected channels to every peer of `topology`.
+    pub fn new(
+        topology: &Topology,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let mut channels = BTreeMap::new();
+        for (id, w) in topology.peers() {
+            channels.insert(id, peer_channel(&w.raft_addr, connect_timeout)?);
+        }
+        let sites = topology
+            .witnesses
+            .iter()
+            .map(|(id, w)| (SiteId(w.site.clone()), *id))
+            .collect();
+        Ok(Self { channels, sites })
+    }
+
+    /// The witness (and site agent) of `site`.
+    pub fn witness_of(&self, site: &SiteId) -> Option<NodeId> {
+        self.sites.get(site).copied()
+    }
+
+    /// Calls `rpc` on witness `to` with `req`, within `timeout`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        to: NodeId,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let ch = self
+            .channels
+            .get(&to)
+            .ok_or(PeerError::Unknown(to))?
+            .clone();
+        let json = serde_json::to_vec(req).map_err(|e| PeerError::Payload(to, e.to_string()))?;
+        let mut client = WitnessPeerClient::new(ch);
+        let payload = RaftPayload { json };
+        let fut = async {
+            match rpc {
+                Rpc::Report => client.report(payload).await,
+                Rpc::RenewLease => client.renew_lease(payload).await,
+                Rpc::SiteAction => client.site_action(payload).await,
+            }
+        };
+        let reply = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| PeerError::Timeout(to, timeout))?
+            .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
+        serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| PeerError::Payload(to, e.to_string()))
+    }
+}

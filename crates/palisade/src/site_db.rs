@@ -1,0 +1,105 @@
+//! This site's own PostgreSQL server, as its agent manages it: a thin
+//! adapter over `palisade_actions::postgres` that turns outcomes into the
+//! words recorded in the failover log.
+
+use std::time::Duration;
+
+use palisade_actions::postgres::{DatabaseControl, FenceOutcome, PgSite, StartOutcome};
+use palisade_core::observe::format_lsn;
+
+use crate::config::DatabaseConfig;
+
+/// The local database of a site agent.
+pub struct SiteDb {
+    site: PgSite,
+    /// The same server with short step bounds: when the lease is running
+    /// out, a fast shutdown that does not finish at once gives way to an
+    /// immediate one (and a kill) well before the lease ends.
+    urgent: PgSite,
+}
+
+fn fenced(o: &FenceOutcome) -> String {
+    match o {
+        FenceOutcome::AlreadyStopped { elapsed } => {
+            format!("already stopped (confirmed in {} ms)", elapsed.as_millis())
+        }
+        FenceOutcome::ShutDown { mode, elapsed } => {
+            format!("stopped ({mode:?} shutdown) in {} ms", elapsed.as_millis()).to_lowercase()
+        }
+        FenceOutcome::Killed { pids, elapsed } => {
+            format!("hung: killed pids {pids:?} in {} ms", elapsed.as_millis())
+        }
+    }
+}
+
+impl SiteDb {
+    /// Manages the server described by `cfg`; `timeout` bounds each step,
+    /// `urgent_timeout` each step of a fence the lease forces.
+    pub fn new(cfg: &DatabaseConfig, timeout: Duration, urgent_timeout: Duration) -> Self {
+        let site = PgSite {
+            bin_dir: cfg.bin_dir.clone(),
+            data_dir: cfg.data_dir.clone(),
+            os_user: cfg.os_user.clone(),
+            admin_dsn: cfg.admin_dsn.clone(),
+            timeout,
+            transfer_timeout: Duration::from_secs(3600),
+            log_file: Some(cfg.log_file.clone()),
+        };
+        let urgent = PgSite {
+            timeout: urgent_timeout,
+            ..site.clone()
+        };
+        Self { site, urgent }
+    }
+
+    /// Whether the postmaster runs.
+    pub async fn is_running(&self) -> Result<bool, String> {
+        self.site.is_running().await.map_err(|e| e.to_string())
+    }
+
+    /// Stops the server and confirms it cannot take writes.
+    pub async fn fence(&self, epoch: u64, urgent: bool) -> Result<String, String> {
+        let site = if urgent { &self.urgent } else { &self.site };
+        site.fence(epoch)
+            .await
+            .map(|o| fenced(&o))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts the server in the role its data directory says.
+    pub async fn start(&self, epoch: u64) -> Result<String, String> {
+        match self.site.start(epoch).await {
+            Ok(StartOutcome::AlreadyRunning) => Ok("already running".into()),
+            Ok(StartOutcome::Started { elapsed }) => {
+                Ok(format!("started in {} ms", elapsed.as_millis()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Promotes the standby; it checks it is writable and records the epoch.
+    pub async fn promote(&self, epoch: u64) -> Result<String, String> {
+        let o = self.site.promote(epoch).await.map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{} at {} on timeline {} (out of recovery in {} ms, test write done in {} ms)",
+            if o.already_primary {
+                "already promoted"
+            } else {
+                "promoted"
+            },
+            format_lsn(o.lsn),
+            o.timeline,
+            o.promoted_in.as_millis(),
+            o.elapsed.as_millis()
+        ))
+    }
+
+    /// Sets or clears `synchronous_standby_names`; true when it changed.
+    pub async fn set_synchronous(&self, epoch: u64, names: Option<&str>) -> Result<bool, String> {
+        self.site
+            .set_synchronous(epoch, names)
+            .await
+            .map(|o| o.changed)
+            .map_err(|e| e.to_string())
+    }
+}
