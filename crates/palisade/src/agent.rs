@@ -24,7 +24,8 @@ use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::mono_ms;
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, SyncStandbyDown};
+use crate::observer::Latest;
 use crate::controller::Controller;
 use crate::peer_msgs::{LeaseAnswer, RenewLease, SiteAction, SiteActionDone};
 use crate::peers::{Peers, Rpc};
@@ -60,6 +61,10 @@ pub struct Agent {
     peers: Peers,
     controller: Arc<Controller>,
     state: Mutex<AgentState>,
+    /// This witness's latest probes (the primary's own view of its standbys).
+    latest: Latest,
+    /// Last `synchronous_standby_names` this agent set, to log changes once.
+    sync_names: Mutex<Option<Option<String>>>,
     /// Serializes database operations: the reconcile loop and the leader's
     /// orders never stop and start the server at the same time.
     ops: tokio::sync::Mutex<()>,
@@ -77,6 +82,7 @@ impl Agent {
         view: StateView,
         peers: Peers,
         controller: Arc<Controller>,
+        latest: Latest,
     ) -> Self {
         Self {
             site,
@@ -88,6 +94,8 @@ impl Agent {
             peers,
             controller,
             state: Mutex::new(AgentState::default()),
+            latest,
+            sync_names: Mutex::new(None),
             ops: tokio::sync::Mutex::new(()),
         }
     }
@@ -199,9 +207,12 @@ impl Agent {
                 };
                 if valid {
                     if running {
-                        let mut st = self.st();
-                        st.ran_leased = true;
-                        st.self_fenced = false;
+                        {
+                            let mut st = self.st();
+                            st.ran_leased = true;
+                            st.self_fenced = false;
+                        }
+                        self.manage_sync(db, epoch).await;
                     } else if crashed
                         && self.settings.detector.on_primary_crash == CrashPolicy::Failover
                     {
@@ -238,6 +249,42 @@ impl Agent {
                 self.fence_now(db, state.epoch, false).await;
             }
             _ => {}
+        }
+    }
+
+    /// In `sync` mode, keeps `synchronous_standby_names` naming the standby
+    /// while it streams; when it does not, `block` keeps it (writes wait,
+    /// nothing acknowledged can be lost) and `degrade` clears it (writes go
+    /// on asynchronously, logged as a degradation).
+    async fn manage_sync(&self, db: &SiteDb, epoch: u64) {
+        use palisade_core::detector::ReplicationMode;
+        if self.settings.detector.replication != ReplicationMode::Sync {
+            return;
+        }
+        let Some(standby) = self.settings.all().into_iter().find(|d| d.site != self.site) else {
+            return;
+        };
+        let streaming = self.latest.observation(&self.site).is_some_and(|o| {
+            o.replicas.iter().any(|r| r.application_name == standby.application_name && r.state == "streaming")
+        });
+        let want = if streaming || self.settings.sync_standby_down == SyncStandbyDown::Block {
+            Some(standby.application_name.clone())
+        } else {
+            None
+        };
+        if self.sync_names.lock().expect("sync lock poisoned").as_ref() == Some(&want) {
+            return;
+        }
+        match db.set_synchronous(epoch, want.as_deref()).await {
+            Ok(changed) => {
+                match &want {
+                    Some(n) if changed => tracing::info!(standby = %n, "synchronous replication on"),
+                    None if changed => tracing::warn!(standby = %standby.site, "standby not streaming: replication DEGRADED to async (sync_standby_down = \"degrade\"); a failover now may lose what it did not receive"),
+                    _ => {}
+                }
+                *self.sync_names.lock().expect("sync lock poisoned") = Some(want);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not set synchronous_standby_names"),
         }
     }
 

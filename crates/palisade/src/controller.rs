@@ -407,6 +407,8 @@ impl Controller {
             ledger.safe_after(&f.from, &lease)
         };
         let started = mono_ms();
+        let hook = self.settings.stonith.iter().find(|h| h.site == f.from);
+        let mut stonith_tried = false;
         loop {
             let remaining = safe_after.saturating_sub(mono_ms());
             let attempt = FENCE_RPC_TIMEOUT.min(Duration::from_millis(remaining.max(200)));
@@ -421,7 +423,14 @@ impl Controller {
                     ))
                 }
                 Err(e) => {
-                    tracing::info!(error = %e, waited_ms = mono_ms() - started, "site agent did not confirm the fence; the lease decides")
+                    tracing::info!(error = %e, waited_ms = mono_ms() - started, "site agent did not confirm the fence")
+                }
+            }
+            if let (Some(hook), false) = (hook, stonith_tried) {
+                stonith_tried = true;
+                match crate::stonith::fire(hook, f.epoch).await {
+                    Ok(detail) => return Ok(format!("fenced by STONITH of {}: {detail}", f.from)),
+                    Err(e) => tracing::error!(error = %e, "STONITH hook failed; the lease decides"),
                 }
             }
             let now = mono_ms();

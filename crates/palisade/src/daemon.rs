@@ -215,6 +215,7 @@ fn start_witness(
     let db = settings
         .at(&own_site.0)
         .map(|d| SiteDb::new(d, Duration::from_secs(10), urgent));
+    let latest = Latest::default();
     let agent = Arc::new(Agent::new(
         own_site,
         config.topology.own_id,
@@ -224,9 +225,9 @@ fn start_witness(
         state.clone(),
         peers.clone(),
         controller.clone(),
+        latest.clone(),
     ));
     controller.set_local_agent(agent.clone());
-    let latest = Latest::default();
     let observer = Observer {
         own_id: config.topology.own_id,
         probes,

@@ -14,4 +14,5 @@ pub mod observer;
 pub mod peer_msgs;
 pub mod peers;
 pub mod site_db;
+pub mod stonith;
 pub mod witness_service;

@@ -24,6 +24,11 @@ pub struct Latest {
 }
 
 impl Latest {
+    /// This witness's latest observation of `site`'s database.
+    pub fn observation(&self, site: &SiteId) -> Option<PgObservation> {
+        self.inner.read().expect("observations lock poisoned").get(site).map(|(o, _)| o.clone())
+    }
+
     /// The views for `NodeStatus.databases`.
     pub fn views(&self) -> Vec<DatabaseView> {
         let now = mono_ms();

@@ -20,7 +20,8 @@ const SETTLE: Duration = Duration::from_secs(30);
 fn db_config(pair: &PgPair, tuning: &str) -> String {
     let entry = |site: &str, role: &str, s: &PgServer| {
         let mut e = format!(
-            "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
+            "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\napplication_name = \"{}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
+            s.name(),
             s.dsn(),
             s.data_dir().display(),
             s.bin_dir().display(),
@@ -598,4 +599,48 @@ async fn one_witness_cut_off_from_the_primary_is_no_failover() {
         .expect("c's view of a");
     assert!(!a_from_c.reachable, "c sees a down: {a_from_c:?}");
     let _ = Signal::SIGTERM;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn site_loss_with_a_stonith_hook_is_fenced_by_the_hook() {
+    let _slot = SLOTS.acquire().await.expect("test slot");
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    let marker = pair.dir().join("stonith-fired");
+    let hook = format!(
+        "[[stonith]]\nsite = \"a\"\ncommand = [\"/bin/sh\", \"-c\", \"echo {{epoch}} {{site}} > {}\"]\ntimeout_ms = 5000\n",
+        marker.display()
+    );
+    let mut c = Cluster::with_config(&format!("{}\n{hook}", db_config(&pair, FAST)));
+    for n in &mut c.nodes {
+        n.start();
+    }
+    wait_ready(&c).await;
+    for _ in 0..5 {
+        if wait_status(&c, "a leader", SETTLE, |s| s.leader_id).await != 1 {
+            break;
+        }
+        c.node(1).kill9();
+        c.node(1).start();
+        wait_status(&c, "a leader other than a", SETTLE, |s| {
+            s.leader_id.filter(|l| *l != 1)
+        })
+        .await;
+        wait_ready(&c).await;
+    }
+    step("site a lost; the leader's STONITH hook confirms the fence");
+    c.node(1).kill9();
+    pair.primary.kill9();
+    let f = wait_status(&c, "the failover to b completed", SETTLE, |s| {
+        s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+    })
+    .await;
+    assert!(
+        f.steps[0].detail.starts_with("fenced by STONITH of a"),
+        "{}",
+        f.steps[0].detail
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("hook ran").trim(),
+        "1 a"
+    );
 }

@@ -105,6 +105,32 @@ pub(super) struct RawDatabase {
     os_user: Option<String>,
     replication_conninfo: Option<String>,
     log_file: Option<PathBuf>,
+    application_name: Option<String>,
+}
+
+/// One `[[stonith]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStonith {
+    site: String,
+    command: Option<Vec<String>>,
+    url: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// A STONITH hook: how the leader powers off (or isolates) a site whose
+/// agent cannot confirm a fence. Success of the command (exit 0) or of the
+/// HTTP call (2xx) counts as a confirmed fence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StonithConfig {
+    /// The site it fences.
+    pub site: SiteId,
+    /// argv; `{epoch}`, `{site}` are replaced.
+    pub command: Option<Vec<String>>,
+    /// URL to POST `{"epoch", "site"}` to.
+    pub url: Option<String>,
+    /// Bound of each attempt.
+    pub timeout: Duration,
 }
 
 /// One database server, as every witness and its own site's agent see it.
@@ -124,6 +150,10 @@ pub struct DatabaseConfig {
     pub os_user: Option<String>,
     /// How a standby of this server connects to it (for rejoin).
     pub replication_conninfo: Option<String>,
+    /// The `application_name` this server uses when it streams as a
+    /// standby (in its `primary_conninfo`): what `synchronous_standby_names`
+    /// must name in `sync` mode. Default: the site name.
+    pub application_name: String,
     /// Where `pg_ctl start` sends the server's output when the agent
     /// starts it (`pg_ctl -l`); default: `<data_dir>/palisade-postmaster.log`.
     pub log_file: PathBuf,
@@ -150,6 +180,8 @@ pub struct DatabaseSettings {
     pub sync_standby_down: SyncStandbyDown,
     /// `false`: detect and report, never fail over on our own.
     pub automatic: bool,
+    /// STONITH hooks, by site.
+    pub stonith: Vec<StonithConfig>,
 }
 
 impl DatabaseSettings {
@@ -178,6 +210,7 @@ pub(super) fn validate(
     lease: &RawLease,
     failover: &RawFailover,
     databases: &[RawDatabase],
+    stonith: &[RawStonith],
     sites: &[String],
 ) -> Result<Option<DatabaseSettings>, Fail> {
     if databases.is_empty() {
@@ -285,6 +318,7 @@ pub(super) fn validate(
                 .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
             os_user: d.os_user.clone(),
             replication_conninfo: d.replication_conninfo.clone(),
+            application_name: d.application_name.clone().unwrap_or_else(|| d.site.clone()),
             log_file: d.log_file.clone().unwrap_or_else(|| {
                 d.data_dir
                     .clone()
@@ -313,6 +347,34 @@ pub(super) fn validate(
         }
         *slot = Some(cfg);
     }
+    let mut hooks = Vec::new();
+    for (i, h) in stonith.iter().enumerate() {
+        let key = |f: &str| format!("stonith[{i}].{f}");
+        if !sites.contains(&h.site) {
+            return Err(fail(key("site"), format!("{:?} is not the site of any [[witness]]", h.site)));
+        }
+        if h.command.is_none() && h.url.is_none() {
+            return Err(fail(key("command"), "give a command, a url, or both"));
+        }
+        if h.command.as_ref().is_some_and(|c| c.is_empty() || c[0].trim().is_empty()) {
+            return Err(fail(key("command"), "must be a non-empty argv list, e.g. [\"/usr/local/bin/power-off\", \"{site}\"]"));
+        }
+        if let Some(u) = &h.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(fail(key("url"), format!("{u:?} must be an http:// or https:// URL")));
+            }
+        }
+        let timeout_ms = h.timeout_ms.unwrap_or(10_000);
+        if timeout_ms == 0 {
+            return Err(fail(key("timeout_ms"), "must be at least 1"));
+        }
+        hooks.push(StonithConfig {
+            site: SiteId(h.site.clone()),
+            command: h.command.clone(),
+            url: h.url.clone(),
+            timeout: Duration::from_millis(timeout_ms),
+        });
+    }
     let (Some(primary), Some(standby)) = (primary, standby) else {
         return Err(fail("database", "configure exactly two [[database]] entries: one with role = \"primary\", one with role = \"standby\""));
     };
@@ -339,6 +401,7 @@ pub(super) fn validate(
         },
         sync_standby_down: failover.sync_standby_down,
         automatic: failover.automatic,
+        stonith: hooks,
     }))
 }
 

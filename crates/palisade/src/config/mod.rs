@@ -11,7 +11,7 @@ use std::time::Duration;
 use palisade_core::{NodeId, Topology, Witness};
 use serde::Deserialize;
 
-pub use database::{redact, DatabaseConfig, DatabaseSettings, SyncStandbyDown};
+pub use database::{redact, DatabaseConfig, DatabaseSettings, StonithConfig, SyncStandbyDown};
 
 /// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,8 @@ struct RawConfig {
     failover: database::RawFailover,
     #[serde(default)]
     database: Vec<database::RawDatabase>,
+    #[serde(default)]
+    stonith: Vec<database::RawStonith>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,7 +288,7 @@ impl Config {
             .map(|w| w.site.clone())
             .collect();
         let database =
-            database::validate(&raw.probe, &raw.lease, &raw.failover, &raw.database, &sites)
+            database::validate(&raw.probe, &raw.lease, &raw.failover, &raw.database, &raw.stonith, &sites)
                 .map_err(|(key, reason)| err(&key, reason))?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
             return Err(err(
@@ -585,6 +587,12 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
             .0,
             "failover.on_primary_crash"
         );
+        let (key, _) = key_of(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\n")));
+        assert_eq!(key, "stonith[0].command");
+        let (key, _) = key_of(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\nurl = \"ftp://x\"\n")));
+        assert_eq!(key, "stonith[0].url");
+        let ok = parse(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\ncommand = [\"/bin/true\"]\n"))).expect("valid");
+        assert_eq!(ok.database.expect("db").stonith.len(), 1);
         let one = DATABASES.split("[[database]]").nth(1).expect("first entry");
         assert_eq!(key_of(&with(&format!("[[database]]{one}"))).0, "database");
     }

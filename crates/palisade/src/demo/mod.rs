@@ -1,0 +1,453 @@
+//! `palisade demo`: the quickstart, a whole site loss on one machine.
+//!
+//! 1. Finds the PostgreSQL server binaries (`PATH`, else
+//!    `/usr/lib/postgresql/*/bin`); when they are missing it installs
+//!    Debian's `postgresql-15` if it runs as root, or prints the command.
+//! 2. Builds a primary (site a) and a streaming standby (site b) in a
+//!    temporary directory, the way the HA/DR guide sets replication up. It
+//!    reuses the test kit's [`PgPair`] for this (which is why
+//!    `palisade-testkit` is a normal dependency of this crate): the demo's
+//!    pair is exactly the one the end-to-end tests fail over.
+//! 3. Writes the three witness configs (`deploy/local/site-*.toml`, embedded
+//!    in the binary, plus `[[database]]` sections for the pair), starts the
+//!    witnesses (this binary, `run --config`), waits for a leader and a
+//!    healthy detector, and prints the cluster status.
+//! 4. Runs a [`Writer`] (numbered rows, one `INSERT` at a time on the
+//!    current primary), and once 200 rows are acknowledged takes site a down:
+//!    SIGKILL of witness a and of the primary postmaster.
+//! 5. Waits for the failover, then prints its timeline (each step with its
+//!    duration), the detection time, the RTO (kill to the first write the new
+//!    primary acknowledged), the writes acknowledged and lost, and the final
+//!    primary.
+//! 6. Cleans up on success, on error and on Ctrl-C / SIGTERM: witnesses get
+//!    SIGTERM, the pair is stopped, both temporary directories are removed.
+//!
+//! Human output (`--output table`) prints `--- [elapsed] step` lines on
+//! stdout and, on a terminal, keeps the failed-over cluster running until
+//! Ctrl-C so that `palisadectl status` can look at it. `--output json` runs
+//! without interaction, sends progress to stderr and prints one JSON object
+//! ([`Report`]) on stdout at the end.
+//!
+//! The witnesses listen on the fixed ports of `deploy/local/` (7301-7303 and
+//! 7401-7403): one demo per machine at a time.
+
+mod cluster;
+mod postgres;
+mod report;
+mod writer;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use palisade_api::v1::{FailoverSummary, StatusReply};
+use palisade_testkit::pg::{PgPair, PgPairOptions};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
+
+use cluster::Cluster;
+pub use report::Report;
+use report::{Progress, Timeline};
+use writer::Writer;
+
+/// How the demo reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoOutput {
+    /// `--- step` lines and a timeline for a human, on stdout.
+    Table,
+    /// Progress on stderr, one JSON object on stdout; no interaction.
+    Json,
+}
+
+/// The replication mode the demo's pair runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Replication {
+    /// Asynchronous streaming, the guide's choice: a failover may lose the
+    /// last writes the standby had not received.
+    Async,
+    /// Synchronous: a commit returns once the standby has it; a failover
+    /// loses no acknowledged write.
+    Sync,
+}
+
+impl Replication {
+    /// `async` or `sync`, as the config file and the report spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Async => "async",
+            Replication::Sync => "sync",
+        }
+    }
+}
+
+/// `palisade demo` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Replication mode of the local pair: `async` (the guide's choice) or
+    /// `sync` (no acknowledged write may be lost).
+    #[arg(long, value_enum, default_value = "async")]
+    pub replication: Replication,
+    /// `json`: run without interaction, progress on stderr, one JSON object
+    /// on stdout at the end.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: DemoOutput,
+}
+
+/// Rows the writer must have acknowledged before site a is taken down.
+const WRITES_BEFORE_KILL: usize = 200;
+/// Rows the new primary acknowledges before the writer stops.
+const WRITES_AFTER_FAILOVER: usize = 50;
+/// Deadline for the cluster to settle (leader, roles, healthy primary).
+const SETTLE: Duration = Duration::from_secs(60);
+/// Deadline for the writer's first rows and for the failover.
+const PHASE: Duration = Duration::from_secs(60);
+/// How many times witness a is restarted to move Raft leadership away.
+const LEADER_MOVES: u32 = 5;
+
+/// Everything the demo starts, so that it is released whatever happens.
+#[derive(Default)]
+struct Resources {
+    /// The pair while it is being built (awaited at cleanup if interrupted).
+    pair_build: Option<JoinHandle<anyhow::Result<PgPair>>>,
+    /// The running pair; shared with the writer and the kill task.
+    pair: Option<Arc<PgPair>>,
+    /// The witnesses and their work directory.
+    cluster: Option<Cluster>,
+    /// The writer, while it runs.
+    writer: Option<Writer>,
+}
+
+/// Runs the demo (see the module doc).
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let json = args.output == DemoOutput::Json;
+    let progress = Progress::new(json);
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut res = Resources::default();
+
+    let outcome = tokio::select! {
+        r = demo(&args, &progress, &mut res) => r,
+        name = interrupted(&mut interrupt, &mut terminate) => Err(anyhow::anyhow!("interrupted by {name}")),
+    };
+    if let Err(e) = &outcome {
+        progress.step(format!("failed: {e:#}"));
+        if let Some(c) = &res.cluster {
+            c.print_log_tails();
+        }
+    }
+    if let Ok(report) = &outcome {
+        if !json {
+            report.print_human(&progress);
+            if std::io::stdin().is_terminal() {
+                progress.detail("");
+                progress.detail("The cluster keeps running, now with b as primary. In another terminal:");
+                progress.detail("  cargo run --release --bin palisadectl -- --endpoint http://127.0.0.1:7402 status");
+                progress.detail("Press Ctrl-C to stop it and clean up.");
+                interrupted(&mut interrupt, &mut terminate).await;
+            }
+        }
+    }
+    progress.step("cleaning up: witnesses (SIGTERM), PostgreSQL pair, temporary directories");
+    cleanup(res, &progress).await;
+    let report = outcome?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.json).context("encoding the report")?
+        );
+    }
+    report.check()
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn interrupted(interrupt: &mut Signal, terminate: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT (Ctrl-C)",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+/// Wall clock, Unix milliseconds (the witnesses stamp failover steps so).
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The demo proper. Everything it starts goes into `res`.
+async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Result<Report> {
+    let mode = args.replication;
+    let configs = cluster::Configs::local()?;
+    configs.check_ports_free()?;
+
+    p.step("looking for the PostgreSQL server binaries");
+    let bin_dir = postgres::ensure_binaries(p).await?;
+    p.detail(format!("using {}", bin_dir.display()));
+
+    p.step(format!(
+        "building a PostgreSQL primary (site a) and a streaming standby (site b), {} replication, as the guide sets them up",
+        mode.as_str()
+    ));
+    let opts = PgPairOptions {
+        synchronous: mode == Replication::Sync,
+    };
+    let build = res
+        .pair_build
+        .insert(tokio::spawn(PgPair::start_with(opts)));
+    let built = build.await;
+    res.pair_build = None;
+    let pair = Arc::new(
+        built
+            .context("the PostgreSQL pair's setup task failed")?
+            .context("building the PostgreSQL pair")?,
+    );
+    res.pair = Some(pair.clone());
+    p.detail(format!(
+        "pair in {}: primary 127.0.0.1:{} (site a), standby 127.0.0.1:{} (site b), streaming",
+        pair.dir().display(),
+        pair.primary.port(),
+        pair.standby.port()
+    ));
+
+    let cluster = res
+        .cluster
+        .insert(Cluster::create(&configs, &postgres::database_sections(&pair, mode)?)?);
+    p.step(format!(
+        "starting witnesses a, b, c (raft {}, control {}; configs, data and logs in {})",
+        configs.raft_ports(),
+        configs.control_ports(),
+        cluster.dir().display()
+    ));
+    cluster.start_all()?;
+    cluster
+        .wait_for("a leader, the roles recorded and site a's primary healthy", SETTLE, healthy)
+        .await?;
+    move_leadership_off_a(cluster, p).await?;
+    let status = cluster
+        .wait_for("every witness's view of both databases", SETTLE, |s| {
+            (healthy(s).is_some() && all_views(s)).then(|| s.clone())
+        })
+        .await?;
+    p.step("the cluster is ready");
+    report::print_status(p, &status);
+
+    p.step(format!(
+        "starting the writer: rows 1, 2, 3, ... one INSERT at a time on the primary; site a goes down once {WRITES_BEFORE_KILL} are acknowledged"
+    ));
+    Writer::create_table(&pair).await?;
+    let writer = res.writer.insert(Writer::start(pair.clone()));
+    writer
+        .wait_acked("site a", WRITES_BEFORE_KILL, PHASE)
+        .await?;
+    let leader = cluster
+        .wait_for("a leader", SETTLE, |s| s.leader_id)
+        .await?;
+    let leader_note = (leader == cluster.id_of("a")).then(|| {
+        "witness a leads at the kill: this run also loses the Raft leader".to_string()
+    });
+    if let Some(note) = &leader_note {
+        p.detail(format!("note: {note}"));
+    }
+
+    p.step(format!(
+        "site a goes down: SIGKILL of witness a and of the primary postmaster ({} rows acknowledged so far)",
+        writer.acked()
+    ));
+    let killed_at = Instant::now();
+    let killed_wall_ms = unix_ms();
+    cluster.send_kill("a")?;
+    let victim = pair.clone();
+    tokio::task::spawn_blocking(move || victim.primary.kill9())
+        .await
+        .context("the task killing the primary failed")?;
+    cluster.reap("a").await;
+
+    let failover = watch_failover(cluster, p, killed_wall_ms).await?;
+    let first_b = writer
+        .wait_first_on("site b", PHASE)
+        .await
+        .context("waiting for the writer's first row on the new primary")?;
+    p.step(format!(
+        "the new primary acknowledged the writer's first row, {} ms after the kill",
+        first_b.duration_since(killed_at).as_millis()
+    ));
+    writer
+        .wait_acked("site b", WRITES_AFTER_FAILOVER, PHASE)
+        .await?;
+    let log = match res.writer.take() {
+        Some(w) => w.stop().await?,
+        None => bail!("the writer vanished"),
+    };
+    let on_b = writer::ids_on(&pair.standby).await?;
+    let final_status = cluster
+        .wait_for("the status after the failover", SETTLE, |s| {
+            (s.primary_site == failover.to_site).then(|| s.clone())
+        })
+        .await?;
+    p.step("the cluster after the failover");
+    report::print_status(p, &final_status);
+
+    Ok(Report::build(Timeline {
+        mode,
+        failover,
+        status: final_status,
+        killed_at,
+        killed_wall_ms,
+        first_write_on_new_primary: first_b,
+        log,
+        on_new_primary: on_b,
+        leader_note,
+    }))
+}
+
+/// The cluster is led, has recorded site a as primary, and the leader's
+/// detector calls it healthy.
+fn healthy(s: &StatusReply) -> Option<()> {
+    (s.leader_id.is_some() && s.primary_site == "a" && s.assessment.starts_with("healthy"))
+        .then_some(())
+}
+
+/// Every witness answers and has probed both databases.
+fn all_views(s: &StatusReply) -> bool {
+    s.nodes.len() == 3 && s.nodes.iter().all(|n| n.error.is_empty() && n.databases.len() == 2)
+}
+
+/// Makes sure witness a is not the Raft leader, so that the site loss is
+/// not also a leader loss: SIGKILL and restart it until another witness
+/// leads (Raft then elects among b and c). Gives up with a note after
+/// [`LEADER_MOVES`] attempts.
+async fn move_leadership_off_a(cluster: &mut Cluster, p: &Progress) -> anyhow::Result<()> {
+    let a = cluster.id_of("a");
+    for attempt in 1..=LEADER_MOVES {
+        let leader = cluster.wait_for("a leader", SETTLE, |s| s.leader_id).await?;
+        if leader != a {
+            return Ok(());
+        }
+        p.step(format!(
+            "witness a leads; restarting it so that another witness leads when site a goes down (attempt {attempt} of {LEADER_MOVES})"
+        ));
+        cluster.send_kill("a")?;
+        cluster.reap("a").await;
+        cluster.start("a")?;
+        cluster
+            .wait_for("a leader other than witness a", SETTLE, |s| {
+                s.leader_id.filter(|l| *l != a)
+            })
+            .await?;
+        cluster
+            .wait_for("witness a back and site a healthy", SETTLE, |s| {
+                (healthy(s).is_some() && all_views(s)).then_some(())
+            })
+            .await?;
+    }
+    p.detail(format!(
+        "note: witness a still leads after {LEADER_MOVES} restarts; the failover will also elect a new leader"
+    ));
+    Ok(())
+}
+
+/// Follows the failover as the witnesses commit it, printing each step as
+/// it lands, until it has an outcome. An aborted failover is an error.
+async fn watch_failover(
+    cluster: &mut Cluster,
+    p: &Progress,
+    killed_wall_ms: i64,
+) -> anyhow::Result<FailoverSummary> {
+    let deadline = Instant::now() + PHASE;
+    let mut announced = false;
+    let mut steps_seen = 0;
+    loop {
+        let s = cluster.status().await;
+        let current = s.as_ref().and_then(|s| {
+            s.failover_in_progress
+                .clone()
+                .or_else(|| s.last_failover.clone().filter(|f| f.epoch == s.epoch && f.epoch > 0))
+        });
+        if let Some(f) = current {
+            if !announced {
+                announced = true;
+                p.step(format!(
+                    "failover started (epoch {}, {} -> {}), {} ms after the kill: {}",
+                    f.epoch,
+                    f.from_site,
+                    f.to_site,
+                    f.started_at_ms - killed_wall_ms,
+                    f.reason
+                ));
+            }
+            for step in f.steps.iter().skip(steps_seen) {
+                p.step(format!(
+                    "step {} done in {} ms: {}",
+                    step.step,
+                    (step.done_at_ms - step.started_at_ms).max(0),
+                    step.detail
+                ));
+            }
+            steps_seen = steps_seen.max(f.steps.len());
+            if !f.outcome.is_empty() {
+                p.step(format!("failover finished: {}", f.outcome));
+                if f.outcome.starts_with("aborted") {
+                    bail!("the failover was aborted: {}", f.outcome);
+                }
+                return Ok(f);
+            }
+        }
+        cluster.check_alive()?;
+        if Instant::now() > deadline {
+            bail!(
+                "no failover completed within {PHASE:?} of the kill (last status: {})",
+                s.map(|s| format!("epoch {}, primary {}, detector {:?}", s.epoch, s.primary_site, s.assessment))
+                    .unwrap_or_else(|| "no witness answered".into())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Releases everything in `res`, in order: the writer, the witnesses
+/// (SIGTERM, then SIGKILL after 10 s) and their directory, the pair (its
+/// servers stopped, its directory removed). Reports what it could not do.
+async fn cleanup(res: Resources, p: &Progress) {
+    if let Some(w) = res.writer {
+        if let Err(e) = w.stop().await {
+            p.detail(format!("writer: {e:#}"));
+        }
+    }
+    if let Some(c) = res.cluster {
+        c.shut_down(p).await;
+    }
+    let mut pairs = Vec::new();
+    if let Some(build) = res.pair_build {
+        // Interrupted while building: let the build finish, then stop it.
+        if let Ok(Ok(pair)) = build.await {
+            pairs.push(Arc::new(pair));
+        }
+    }
+    pairs.extend(res.pair);
+    for pair in pairs {
+        // A kill task may still hold a reference for a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Arc::strong_count(&pair) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dir = pair.dir().to_path_buf();
+        match Arc::try_unwrap(pair) {
+            Ok(pair) => {
+                if tokio::task::spawn_blocking(move || drop(pair)).await.is_err() {
+                    p.detail("stopping the PostgreSQL pair panicked");
+                }
+                if dir.exists() {
+                    p.detail(format!("could not remove {}", dir.display()));
+                } else {
+                    p.detail(format!("removed {}", dir.display()));
+                }
+            }
+            Err(_) => p.detail(format!(
+                "the PostgreSQL pair is still in use; it stops when that task ends ({})",
+                dir.display()
+            )),
+        }
+    }
+}
