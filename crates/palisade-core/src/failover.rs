@@ -19,19 +19,35 @@ pub enum Step {
     Fenced,
     /// The standby was promoted, is out of recovery and took a test write.
     Promoted,
+    /// `monitorsEnabled` is `false` on the old site's app (or the old site
+    /// is unreachable and will set it on return) and `true` on the new
+    /// site's app, switched in that order, apps restarted.
+    AppFlipped,
+    /// The new site's app points at the new site's Elasticsearch, and the
+    /// front door (load balancer, DNS webhook, config file) sends users to
+    /// the new site.
+    Repointed,
     /// The post-failover checks ran (their results are in the detail).
     Verified,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 3] = [Step::Fenced, Step::Promoted, Step::Verified];
+    pub const ALL: [Step; 5] = [
+        Step::Fenced,
+        Step::Promoted,
+        Step::AppFlipped,
+        Step::Repointed,
+        Step::Verified,
+    ];
 
     /// The step's name as logs and the CLI show it.
     pub fn name(self) -> &'static str {
         match self {
             Step::Fenced => "fenced",
             Step::Promoted => "promoted",
+            Step::AppFlipped => "app-flipped",
+            Step::Repointed => "repointed",
             Step::Verified => "verified",
         }
     }

@@ -24,6 +24,19 @@ pub enum ErrorClass {
     Other,
 }
 
+impl ErrorClass {
+    /// The class as logs, status and the API write it (`not_ready`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Refused => "refused",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Auth => "auth",
+            ErrorClass::NotReady => "not_ready",
+            ErrorClass::Other => "other",
+        }
+    }
+}
+
 /// Whether a probe got through.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::mono_ms;
 use crate::config::{DatabaseSettings, SyncStandbyDown};
-use crate::observer::Latest;
 use crate::controller::Controller;
+use crate::observer::Latest;
 use crate::peer_msgs::{LeaseAnswer, RenewLease, SiteAction, SiteActionDone};
 use crate::peers::{Peers, Rpc};
 use crate::site_db::SiteDb;
@@ -63,6 +63,8 @@ pub struct Agent {
     state: Mutex<AgentState>,
     /// This witness's latest probes (the primary's own view of its standbys).
     latest: Latest,
+    /// The site's application server, if configured.
+    app: Option<crate::app::SiteApp>,
     /// Last `synchronous_standby_names` this agent set, to log changes once.
     sync_names: Mutex<Option<Option<String>>>,
     /// Serializes database operations: the reconcile loop and the leader's
@@ -83,6 +85,7 @@ impl Agent {
         peers: Peers,
         controller: Arc<Controller>,
         latest: Latest,
+        app: Option<crate::app::SiteApp>,
     ) -> Self {
         Self {
             site,
@@ -95,6 +98,7 @@ impl Agent {
             controller,
             state: Mutex::new(AgentState::default()),
             latest,
+            app,
             sync_names: Mutex::new(None),
             ops: tokio::sync::Mutex::new(()),
         }
@@ -115,7 +119,7 @@ impl Agent {
     /// Runs the reconcile loop until `cancel`.
     #[tracing::instrument(skip_all, fields(site = %self.site))]
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        if self.db.is_none() {
+        if self.db.is_none() && self.app.is_none() {
             return;
         }
         loop {
@@ -176,8 +180,9 @@ impl Agent {
     }
 
     async fn reconcile(&self) {
-        let Some(db) = &self.db else { return };
         let state = self.view.cluster_state();
+        self.reconcile_app(&state).await;
+        let Some(db) = &self.db else { return };
         let desired = state.desired_role(&self.site);
         if let Some(DesiredRole::Primary { epoch }) = desired {
             self.renew(epoch).await;
@@ -261,11 +266,18 @@ impl Agent {
         if self.settings.detector.replication != ReplicationMode::Sync {
             return;
         }
-        let Some(standby) = self.settings.all().into_iter().find(|d| d.site != self.site) else {
+        let Some(standby) = self
+            .settings
+            .all()
+            .into_iter()
+            .find(|d| d.site != self.site)
+        else {
             return;
         };
         let streaming = self.latest.observation(&self.site).is_some_and(|o| {
-            o.replicas.iter().any(|r| r.application_name == standby.application_name && r.state == "streaming")
+            o.replicas
+                .iter()
+                .any(|r| r.application_name == standby.application_name && r.state == "streaming")
         });
         let want = if streaming || self.settings.sync_standby_down == SyncStandbyDown::Block {
             Some(standby.application_name.clone())
@@ -278,8 +290,12 @@ impl Agent {
         match db.set_synchronous(epoch, want.as_deref()).await {
             Ok(changed) => {
                 match &want {
-                    Some(n) if changed => tracing::info!(standby = %n, "synchronous replication on"),
-                    None if changed => tracing::warn!(standby = %standby.site, "standby not streaming: replication DEGRADED to async (sync_standby_down = \"degrade\"); a failover now may lose what it did not receive"),
+                    Some(n) if changed => {
+                        tracing::info!(standby = %n, "synchronous replication on")
+                    }
+                    None if changed => {
+                        tracing::warn!(standby = %standby.site, "standby not streaming: replication DEGRADED to async (sync_standby_down = \"degrade\"); a failover now may lose what it did not receive")
+                    }
                     _ => {}
                 }
                 *self.sync_names.lock().expect("sync lock poisoned") = Some(want);
@@ -300,6 +316,31 @@ impl Agent {
                 tracing::error!(error = %e, "FENCING FAILED: a human must look");
                 None
             }
+        }
+    }
+
+    /// Keeps the app's `monitorsEnabled` at the desired value. Not while a
+    /// failover is under way: then the leader switches the old site off
+    /// before the new one on, and the agents must not race it. This also
+    /// runs first thing at start, so a returning old site is switched off
+    /// before anything else happens.
+    async fn reconcile_app(&self, state: &palisade_core::ClusterState) {
+        let Some(app) = &self.app else { return };
+        if state.failover.is_some() {
+            return;
+        }
+        let Some(want) = state.desired_monitors(&self.site) else {
+            return;
+        };
+        match app.monitors().await {
+            Ok(Some(have)) if have == want => {}
+            Ok(_) => match app.set_monitors(want).await {
+                Ok(detail) => {
+                    tracing::warn!(%detail, "monitorsEnabled reconciled to the cluster's intent")
+                }
+                Err(e) => tracing::error!(error = %e, "could not set monitorsEnabled"),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot read monitorsEnabled"),
         }
     }
 
@@ -325,10 +366,49 @@ impl Agent {
     /// a new leader may repeat an order its predecessor already gave.
     #[tracing::instrument(skip_all, fields(site = %self.site, epoch = action.epoch()))]
     pub async fn act(&self, action: SiteAction) -> Result<SiteActionDone, String> {
+        let state = self.wait_epoch(action.epoch()).await?;
+        let no_app = || format!("site {} has no [[app]] configured", self.site);
+        match &action {
+            SiteAction::SetMonitors { enabled, .. } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                if *enabled
+                    && state
+                        .desired_role(&self.site)
+                        .is_none_or(|r| !matches!(r, DesiredRole::Primary { .. }))
+                {
+                    return Err(format!(
+                        "refusing monitorsEnabled=true: site {} is not the desired primary",
+                        self.site
+                    ));
+                }
+                return app
+                    .set_monitors(*enabled)
+                    .await
+                    .map(|detail| SiteActionDone { detail });
+            }
+            SiteAction::RepointSearch {
+                hosts,
+                ccr_url,
+                indices,
+                ..
+            } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                return app
+                    .repoint_search(hosts, ccr_url, indices)
+                    .await
+                    .map(|detail| SiteActionDone { detail });
+            }
+            SiteAction::ReadMonitors { .. } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                return app.monitors().await.map(|v| SiteActionDone {
+                    detail: v.map(|b| b.to_string()).unwrap_or_else(|| "absent".into()),
+                });
+            }
+            SiteAction::Fence { .. } | SiteAction::Promote { .. } => {}
+        }
         let Some(db) = &self.db else {
             return Err(format!("site {} has no database", self.site));
         };
-        let state = self.wait_epoch(action.epoch()).await?;
         let _ops = self.ops.lock().await;
         match action {
             SiteAction::Fence { epoch } => {
@@ -363,6 +443,7 @@ impl Agent {
                 st.self_fenced = false;
                 Ok(SiteActionDone { detail })
             }
+            _ => Err("unexpected action".into()),
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
 use crate::clock::{mono_ms, now, wall_ms};
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, SiteActions};
 use crate::failpoint;
 use crate::peer_msgs::{LeaseAnswer, RenewLease, Report, SiteAction, SiteActionDone};
 use crate::peers::{Peers, Rpc};
@@ -52,6 +52,7 @@ pub struct Controller {
     settings: Arc<DatabaseSettings>,
     peers: Peers,
     probes: BTreeMap<SiteId, PgProbe>,
+    actions: Arc<SiteActions>,
     local_agent: OnceLock<Arc<Agent>>,
 }
 
@@ -74,6 +75,7 @@ impl Controller {
         settings: Arc<DatabaseSettings>,
         peers: Peers,
         probes: BTreeMap<SiteId, PgProbe>,
+        actions: Arc<SiteActions>,
     ) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -89,6 +91,7 @@ impl Controller {
             settings,
             peers,
             probes,
+            actions,
             local_agent: OnceLock::new(),
         }
     }
@@ -389,6 +392,8 @@ impl Controller {
                 }
                 Ok(done.detail)
             }
+            Step::AppFlipped => self.flip_apps(f).await,
+            Step::Repointed => self.repoint(f).await,
             Step::Verified => Ok(self.verify(f).await),
         }
     }
@@ -446,6 +451,85 @@ impl Controller {
         }
     }
 
+    /// `monitorsEnabled` off on the old site's app, then on at the new
+    /// site's (DESIGN rule 4): never two apps running jobs. An old site
+    /// that cannot be reached cannot be switched off now; its agent does it
+    /// first thing when it returns (its desired value is `false`), and the
+    /// record says so.
+    async fn flip_apps(&self, f: &Failover) -> Result<String, StepError> {
+        let mut done = Vec::new();
+        let timeout = |site: &SiteId| {
+            self.actions
+                .app(site)
+                .map(|a| a.command_timeout + Duration::from_secs(10))
+                .unwrap_or(FENCE_RPC_TIMEOUT)
+        };
+        if self.actions.app(&f.from).is_some() {
+            match self.site_action(&f.from, SiteAction::SetMonitors { epoch: f.epoch, enabled: false }, timeout(&f.from)).await {
+                Ok(d) => done.push(format!("{}: {}", f.from, d.detail)),
+                Err(e) => done.push(format!(
+                    "{}: not reachable ({e}); its agent sets monitorsEnabled=false when it returns, before anything else",
+                    f.from
+                )),
+            }
+        }
+        if self.actions.app(&f.to).is_some() {
+            let d = self
+                .site_action(
+                    &f.to,
+                    SiteAction::SetMonitors {
+                        epoch: f.epoch,
+                        enabled: true,
+                    },
+                    timeout(&f.to),
+                )
+                .await
+                .map_err(|e| {
+                    StepError::Failed(format!("switching monitorsEnabled on at {}: {e}", f.to))
+                })?;
+            done.push(format!("{}: {}", f.to, d.detail));
+        }
+        if done.is_empty() {
+            done.push("no [[app]] configured".into());
+        }
+        Ok(done.join("; "))
+    }
+
+    /// The new site's app to the new site's Elasticsearch, then every front
+    /// door to the new site. Each is idempotent, so a retry after a partial
+    /// run converges.
+    async fn repoint(&self, f: &Failover) -> Result<String, StepError> {
+        let mut done = Vec::new();
+        if let (Some(app), Some(search)) = (self.actions.app(&f.to), self.actions.search_at(&f.to))
+        {
+            if app.es_target.is_some() || !search.ccr_follower_indices.is_empty() {
+                let action = SiteAction::RepointSearch {
+                    epoch: f.epoch,
+                    hosts: search.hosts.clone(),
+                    ccr_url: search.url.clone(),
+                    indices: search.ccr_follower_indices.clone(),
+                };
+                let d = self
+                    .site_action(&f.to, action, app.command_timeout + Duration::from_secs(40))
+                    .await
+                    .map_err(|e| {
+                        StepError::Failed(format!("repointing Elasticsearch at {}: {e}", f.to))
+                    })?;
+                done.push(format!("elasticsearch: {}", d.detail));
+            }
+        }
+        for door in &self.actions.front_doors {
+            let d = crate::front_door::repoint(door, f)
+                .await
+                .map_err(StepError::Failed)?;
+            done.push(d);
+        }
+        if done.is_empty() {
+            done.push("nothing to repoint (no [[elasticsearch]] target, no [[front_door]])".into());
+        }
+        Ok(done.join("; "))
+    }
+
     /// The post-failover checks (the guide's "Failover Check"), from the
     /// leader's site. Every check is recorded; failed ones start `FAILED`.
     async fn verify(&self, f: &Failover) -> String {
@@ -481,7 +565,55 @@ impl Controller {
                 f.to
             )),
         }
+        if let Some(search) = self.actions.search_at(&f.to) {
+            checks.push(crate::checks::search_health(search).await);
+        }
+        if let Some(url) = self.actions.app(&f.to).and_then(|a| a.health_url.as_ref()) {
+            checks.push(crate::checks::http("app health", url, None, Duration::from_secs(5)).await);
+        }
+        if !self.actions.apps.is_empty() {
+            checks.push(self.check_one_monitor(f).await);
+        }
+        for c in &self.actions.checks {
+            let url = c.url.replace("{site}", &f.to.0);
+            checks.push(crate::checks::http(&c.name, &url, c.expect_status, c.timeout).await);
+        }
         checks.join("; ")
+    }
+
+    /// Exactly one app with `monitorsEnabled=true`, read back from the files
+    /// by each site's agent. A site that cannot be reached is named; it is
+    /// not counted as a failure, since its agent switches it off on return.
+    async fn check_one_monitor(&self, f: &Failover) -> String {
+        let mut on = Vec::new();
+        let mut unknown = Vec::new();
+        for app in &self.actions.apps {
+            match self
+                .site_action(
+                    &app.site,
+                    SiteAction::ReadMonitors { epoch: f.epoch },
+                    FENCE_RPC_TIMEOUT,
+                )
+                .await
+            {
+                Ok(d) if d.detail == "true" => on.push(app.site.0.clone()),
+                Ok(_) => {}
+                Err(e) => unknown.push(format!("{} ({e})", app.site)),
+            }
+        }
+        let note = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!("; not readable: {}", unknown.join(", "))
+        };
+        if on.len() == 1 && on[0] == f.to.0 {
+            format!("exactly one monitorsEnabled=true (site {}){note}", f.to)
+        } else {
+            format!(
+                "FAILED exactly one monitorsEnabled=true: on at [{}]{note}",
+                on.join(", ")
+            )
+        }
     }
 
     /// Asks the site agent of `site` to act (directly when it is this

@@ -209,6 +209,7 @@ fn start_witness(
         settings.clone(),
         peers.clone(),
         probes.clone(),
+        Arc::new(config.actions.clone()),
     ));
     let own_site = palisade_core::SiteId(config.topology.own().site.clone());
     let urgent = Duration::from_millis((settings.lease.ttl_ms / 12).max(100));
@@ -226,6 +227,11 @@ fn start_witness(
         peers.clone(),
         controller.clone(),
         latest.clone(),
+        config
+            .actions
+            .app(&palisade_core::SiteId(config.topology.own().site.clone()))
+            .cloned()
+            .map(crate::app::SiteApp::new),
     ));
     controller.set_local_agent(agent.clone());
     let observer = Observer {

@@ -2,6 +2,8 @@
 //! wiring and services are testable; `main.rs` is the thin binary.
 
 pub mod agent;
+pub mod app;
+pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -9,6 +11,7 @@ pub mod controller;
 pub mod daemon;
 pub mod demo;
 pub mod failpoint;
+pub mod front_door;
 pub mod inspect;
 pub mod observer;
 pub mod peer_msgs;

@@ -49,13 +49,11 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Start a three-witness cluster on this machine (ports 7301-7303 and
-    /// 7401-7403), show its status, and stop it on Ctrl-C.
-    Demo {
-        /// `json`: run without interaction, print the status as JSON and stop.
-        #[arg(long, value_enum, default_value = "table")]
-        output: Output,
-    },
+    /// Fail over a whole site on this machine: a local PostgreSQL primary and
+    /// streaming standby, three witnesses (ports 7301-7303 and 7401-7403), a
+    /// writer; kills site a and prints the failover timeline, the RTO and
+    /// the writes lost. Cleans up on exit or Ctrl-C.
+    Demo(palisade::demo::DemoArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -128,9 +126,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { output } => {
+        Cmd::Demo(args) => {
             init_logging(LogFormat::Text, "warn");
-            palisade::demo::run(matches!(output, Output::Json)).await
+            palisade::demo::run(args).await
         }
     }
 }

@@ -26,7 +26,11 @@ pub struct Latest {
 impl Latest {
     /// This witness's latest observation of `site`'s database.
     pub fn observation(&self, site: &SiteId) -> Option<PgObservation> {
-        self.inner.read().expect("observations lock poisoned").get(site).map(|(o, _)| o.clone())
+        self.inner
+            .read()
+            .expect("observations lock poisoned")
+            .get(site)
+            .map(|(o, _)| o.clone())
     }
 
     /// The views for `NodeStatus.databases`.
@@ -39,10 +43,9 @@ impl Latest {
             .map(|(site, (o, at))| {
                 let (reachable, error) = match &o.reachability {
                     Reachability::Up => (true, String::new()),
-                    Reachability::Down { class, detail } => (
-                        false,
-                        format!("{}: {detail}", format!("{class:?}").to_lowercase()),
-                    ),
+                    Reachability::Down { class, detail } => {
+                        (false, format!("{}: {detail}", class.as_str()))
+                    }
                 };
                 DatabaseView {
                     site: site.0.clone(),

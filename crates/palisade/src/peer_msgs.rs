@@ -53,13 +53,41 @@ pub enum SiteAction {
         /// Epoch of the failover.
         epoch: u64,
     },
+    /// Set the site app's `monitorsEnabled`, restarting the app if it changed.
+    SetMonitors {
+        /// Epoch of the failover.
+        epoch: u64,
+        /// The value to set.
+        enabled: bool,
+    },
+    /// Point the site's app at `hosts` (its own site's Elasticsearch), after
+    /// promoting the listed cross-cluster follower indices of `ccr_url`.
+    RepointSearch {
+        /// Epoch of the failover.
+        epoch: u64,
+        /// Elasticsearch hosts to write into the app's configuration.
+        hosts: String,
+        /// Base URL of this site's Elasticsearch, for CCR promotion.
+        ccr_url: String,
+        /// Follower indices to promote (empty: none).
+        indices: Vec<String>,
+    },
+    /// Read the site app's `monitorsEnabled` back from its file.
+    ReadMonitors {
+        /// Epoch of the check.
+        epoch: u64,
+    },
 }
 
 impl SiteAction {
     /// The epoch the action belongs to.
     pub fn epoch(&self) -> u64 {
         match self {
-            SiteAction::Fence { epoch } | SiteAction::Promote { epoch } => *epoch,
+            SiteAction::Fence { epoch }
+            | SiteAction::Promote { epoch }
+            | SiteAction::SetMonitors { epoch, .. }
+            | SiteAction::RepointSearch { epoch, .. }
+            | SiteAction::ReadMonitors { epoch } => *epoch,
         }
     }
 }

@@ -12,11 +12,22 @@ use crate::config::StonithConfig;
 pub async fn fire(hook: &StonithConfig, epoch: u64) -> Result<String, String> {
     let mut done = Vec::new();
     if let Some(argv) = &hook.command {
-        let argv: Vec<String> =
-            argv.iter().map(|a| a.replace("{epoch}", &epoch.to_string()).replace("{site}", &hook.site.0)).collect();
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                a.replace("{epoch}", &epoch.to_string())
+                    .replace("{site}", &hook.site.0)
+            })
+            .collect();
         let spec = CommandSpec::new(argv, hook.timeout);
-        let out = run_checked(&spec).await.map_err(|e| format!("STONITH command failed: {e}"))?;
-        done.push(format!("command {} exited 0 in {} ms", spec.display(), out.duration.as_millis()));
+        let out = run_checked(&spec)
+            .await
+            .map_err(|e| format!("STONITH command failed: {e}"))?;
+        done.push(format!(
+            "command {} exited 0 in {} ms",
+            spec.display(),
+            out.duration.as_millis()
+        ));
     }
     if let Some(url) = &hook.url {
         let client = reqwest::Client::builder()
@@ -25,7 +36,12 @@ pub async fn fire(hook: &StonithConfig, epoch: u64) -> Result<String, String> {
             .build()
             .map_err(|e| format!("STONITH HTTP client: {e}"))?;
         let body = serde_json::json!({ "epoch": epoch, "site": hook.site.0 });
-        let resp = client.post(url).json(&body).send().await.map_err(|e| format!("STONITH POST {url}: {e}"))?;
+        let resp = client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("STONITH POST {url}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("STONITH POST {url}: HTTP {}", resp.status()));
         }

@@ -8,99 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use palisade_api::v1::control_client::ControlClient;
-use palisade_api::v1::{StatusReply, StatusRequest};
 use palisade_testkit::pg::{PgPair, PgPairOptions, PgServer};
+use support::pg::{db_config, status, wait_ready, wait_status, FAST, SETTLE, SLOTS};
 use support::{step, Cluster};
-
-const SETTLE: Duration = Duration::from_secs(30);
-
-/// The `[[database]]` sections for `pair` plus `tuning` (probe, lease and
-/// failover settings).
-fn db_config(pair: &PgPair, tuning: &str) -> String {
-    let entry = |site: &str, role: &str, s: &PgServer| {
-        let mut e = format!(
-            "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\napplication_name = \"{}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
-            s.name(),
-            s.dsn(),
-            s.data_dir().display(),
-            s.bin_dir().display(),
-            s.log_file().display()
-        );
-        if let Some(u) = s.os_user() {
-            e.push_str(&format!("os_user = \"{u}\"\n"));
-        }
-        e
-    };
-    format!(
-        "{tuning}\n{}\n{}",
-        entry("a", "primary", &pair.primary),
-        entry("b", "standby", &pair.standby)
-    )
-}
-
-const FAST: &str = "[probe]\ninterval_ms = 200\n\n[lease]\nttl_ms = 1500\n";
-
-/// Each test runs a PostgreSQL pair and three witnesses; on a two-core
-/// machine more than two such tests at once starve each other's probes.
-static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-async fn status(c: &Cluster, id: u64) -> Option<StatusReply> {
-    let endpoint = c.nodes.iter().find(|n| n.id == id)?.control.clone();
-    let ch = tonic::transport::Endpoint::from_shared(endpoint)
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(3))
-        .connect()
-        .await
-        .ok()?;
-    ControlClient::new(ch)
-        .status(StatusRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
-}
-
-/// Polls the status of any running node until `f` accepts it.
-async fn wait_status<T>(
-    c: &Cluster,
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut(&StatusReply) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer");
-    loop {
-        for n in c.nodes.iter().filter(|n| n.is_running()) {
-            if let Some(s) = status(c, n.id).await {
-                if let Some(v) = f(&s) {
-                    return v;
-                }
-                last = format!(
-                    "epoch {} primary {} assessment {:?} in progress {:?}",
-                    s.epoch,
-                    s.primary_site,
-                    s.assessment,
-                    s.failover_in_progress.as_ref().map(|f| f.steps.len())
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            c.dump_logs();
-            panic!("timed out after {timeout:?} waiting for: {what} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until the cluster leads, has recorded the roles, and the primary
-/// holds its lease (it stays writable).
-async fn wait_ready(c: &Cluster) {
-    wait_status(c, "roles recorded and the detector healthy", SETTLE, |s| {
-        (s.primary_site == "a" && s.assessment.starts_with("healthy")).then_some(())
-    })
-    .await;
-}
 
 /// Rows `1..` inserted one by one into `writes` on `server` until it stops
 /// answering; returns the ids the server acknowledged.
@@ -183,7 +93,7 @@ async fn primary_crash_with_failover_policy_promotes_the_standby_and_fences_the_
     );
     assert_eq!(
         f.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(),
-        vec!["fenced", "promoted", "verified"]
+        vec!["fenced", "promoted", "app-flipped", "repointed", "verified"]
     );
     // The agent is alive and stops what is left of its database; the lease
     // may still run out first (a killed postmaster lingers until reaped),

@@ -1,7 +1,10 @@
 //! Sample replies shared by the unit tests of [`crate::json`] and
 //! [`crate::table`].
 
-use palisade_api::v1::{JournalEntry, JournalReply, NodeStatus, PeerProgress, Role, StatusReply};
+use palisade_api::v1::{
+    DatabaseView, FailoverSummary, JournalEntry, JournalReply, NodeStatus, PeerProgress, Role,
+    StatusReply, StepTiming,
+};
 
 /// A healthy-looking witness in term 5 that follows leader 1.
 pub fn node(id: u64, site: &str, role: Role, term: u64) -> NodeStatus {
@@ -57,6 +60,92 @@ pub fn status() -> StatusReply {
         ],
         ..Default::default()
     }
+}
+
+/// When the failover of [`failed_over`] started (leader wall clock, Unix ms).
+pub const FAILOVER_STARTED_MS: i64 = 1_700_000_000_000;
+
+/// A reachable database as one witness saw it: `in_recovery` tells standby
+/// from primary.
+pub fn db_up(site: &str, standby: bool, lsn: &str, age_ms: u64) -> DatabaseView {
+    DatabaseView {
+        site: site.to_owned(),
+        reachable: true,
+        error: String::new(),
+        in_recovery: Some(standby),
+        lsn: lsn.to_owned(),
+        replay_lag_seconds: standby.then_some(0.4),
+        streaming: standby,
+        latency_ms: 3,
+        age_ms,
+    }
+}
+
+/// A database one witness could not reach, with the server's
+/// `<class>: <detail>` error.
+pub fn db_down(site: &str, error: &str, age_ms: u64) -> DatabaseView {
+    DatabaseView {
+        site: site.to_owned(),
+        reachable: false,
+        error: error.to_owned(),
+        in_recovery: None,
+        lsn: String::new(),
+        replay_lag_seconds: None,
+        streaming: false,
+        latency_ms: 1000,
+        age_ms,
+    }
+}
+
+/// The automatic failover from `a` to `b` in epoch 3, finished and
+/// completed: three steps of 210, 1800 and 2200 ms, 4230 ms in all.
+pub fn finished_failover() -> FailoverSummary {
+    let t = FAILOVER_STARTED_MS;
+    let step = |step: &str, from: i64, to: i64, detail: &str| StepTiming {
+        step: step.to_owned(),
+        started_at_ms: t + from,
+        done_at_ms: t + to,
+        detail: detail.to_owned(),
+    };
+    FailoverSummary {
+        epoch: 3,
+        from_site: "a".to_owned(),
+        to_site: "b".to_owned(),
+        trigger: "automatic".to_owned(),
+        reason: "primary a down on 2 of 3 witnesses for 10000 ms".to_owned(),
+        steps: vec![
+            step("fenced", 10, 220, "fenced by agent: stopped (fast) in 210 ms"),
+            step("promoted", 220, 2020, "promoted at 0/3000148 on timeline 2"),
+            step("verified", 2020, 4220, "checks passed: haproxy, webhook"),
+        ],
+        outcome: "completed".to_owned(),
+        started_at_ms: t,
+        finished_at_ms: Some(t + 4230),
+        evidence_json: r#"{"votes":[{"witness":1,"saw":"down (refused)","report_age_ms":120}],"down_for_ms":10000,"primary_agent_alive":true,"known_lag_bytes":0,"replication":"async"}"#.to_owned(),
+    }
+}
+
+/// [`status`] after the automatic failover from `a` to `b` in epoch 3: `a`
+/// must still rejoin. Witness 1 sees `a` back as a streaming standby,
+/// witness 2 cannot reach it, witness 3 (unreachable) reports nothing.
+pub fn failed_over() -> StatusReply {
+    let mut r = status();
+    r.epoch = 3;
+    r.primary_site = "b".to_owned();
+    r.standby_site = "a".to_owned();
+    r.replication_mode = "async".to_owned();
+    r.standby_needs_rejoin = true;
+    r.assessment = "healthy: primary b up on 2 of 2 reporting witnesses".to_owned();
+    r.last_failover = Some(finished_failover());
+    r.nodes[0].databases = vec![
+        db_up("a", true, "0/3000060", 120),
+        db_up("b", false, "0/3000148", 120),
+    ];
+    r.nodes[1].databases = vec![
+        db_down("a", "timeout: no answer within 1000 ms", 340),
+        db_up("b", false, "0/3000148", 340),
+    ];
+    r
 }
 
 /// Two notes, the first with a newline in it.

@@ -4,7 +4,10 @@
 //! change to the `.proto` cannot silently change what scripts parse. Fields
 //! are only ever added; `docs/palisadectl.md` documents every one.
 
-use palisade_api::v1::{AnnotateReply, JournalReply, NodeStatus, PeerProgress, Role, StatusReply};
+use palisade_api::v1::{
+    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, NodeStatus, PeerProgress, Role,
+    StatusReply, StepTiming,
+};
 use serde::Serialize;
 
 /// `status --output json`: the cluster as the answering witness sees it.
@@ -23,6 +26,93 @@ pub struct StatusJson {
     /// The leader's view of each follower; empty when the answer did not
     /// include it (no leader, or the leader could not be asked).
     pub replication: Vec<PeerJson>,
+    /// The fencing token, raised by every failover.
+    pub epoch: u64,
+    /// The site the cluster records as database primary; `null` without a
+    /// database.
+    pub primary_site: Option<String>,
+    /// The site the cluster records as database standby; `null` without one.
+    pub standby_site: Option<String>,
+    /// `async` or `sync`; `null` without a database.
+    pub replication_mode: Option<String>,
+    /// True after a failover until the old primary has rejoined as standby.
+    pub standby_needs_rejoin: bool,
+    /// The leader's failure detector in words (`healthy: …`, `suspect: …`,
+    /// `blocked: …`, `failing over: …`); `null` when no leader answered.
+    pub assessment: Option<String>,
+    /// The failover under way; `null` when none is.
+    pub failover_in_progress: Option<FailoverJson>,
+    /// The most recent finished failover; `null` when there has been none.
+    pub last_failover: Option<FailoverJson>,
+}
+
+/// A failover in [`StatusJson::failover_in_progress`] or
+/// [`StatusJson::last_failover`].
+#[derive(Debug, Serialize)]
+pub struct FailoverJson {
+    /// The epoch the failover raised the cluster to.
+    pub epoch: u64,
+    /// The old primary's site.
+    pub from_site: String,
+    /// The new primary's site.
+    pub to_site: String,
+    /// `automatic` or `operator:<who>`.
+    pub trigger: String,
+    /// Why it was decided, in words.
+    pub reason: String,
+    /// `completed`, `completed_with_failed_checks: …` or `aborted: …`;
+    /// `null` while in progress.
+    pub outcome: Option<String>,
+    /// Leader wall clock when it began, Unix ms.
+    pub started_at_ms: i64,
+    /// Leader wall clock when it ended, Unix ms; `null` while in progress.
+    pub finished_at_ms: Option<i64>,
+    /// `finished_at_ms - started_at_ms`; `null` while in progress.
+    pub duration_ms: Option<i64>,
+    /// The steps done so far, in order.
+    pub steps: Vec<StepJson>,
+    /// The decision's evidence as the server recorded it (witness votes,
+    /// LSNs, loss bound); `null` when the server sent none or not an object.
+    pub evidence: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One step in [`FailoverJson::steps`].
+#[derive(Debug, Serialize)]
+pub struct StepJson {
+    /// `fenced`, `promoted`, `verified`, or a step newer servers add.
+    pub step: String,
+    /// Leader wall clock when the step started, Unix ms.
+    pub started_at_ms: i64,
+    /// Leader wall clock when it was done, Unix ms.
+    pub done_at_ms: i64,
+    /// `done_at_ms - started_at_ms`.
+    pub duration_ms: i64,
+    /// How it was done, in words; may be empty.
+    pub detail: String,
+}
+
+/// One database in [`NodeJson::databases`]: the witness's own latest probe.
+#[derive(Debug, Serialize)]
+pub struct DatabaseJson {
+    /// The database's site.
+    pub site: String,
+    /// Whether the probe got through.
+    pub reachable: bool,
+    /// Why not, as `<class>: <detail>`; `null` when reachable.
+    pub error: Option<String>,
+    /// `true` for a standby, `false` for a primary; `null` when unknown.
+    pub in_recovery: Option<bool>,
+    /// Primary: current WAL position; standby: last received (`0/3000148`);
+    /// `null` when unknown.
+    pub lsn: Option<String>,
+    /// Standby: replay lag in seconds; `null` when unknown or not a standby.
+    pub replay_lag_seconds: Option<f64>,
+    /// Standby: whether its WAL receiver streams.
+    pub streaming: bool,
+    /// How long the probe took, ms.
+    pub latency_ms: u64,
+    /// Age of the observation when the witness answered, ms.
+    pub age_ms: u64,
 }
 
 /// One witness in [`StatusJson::nodes`].
@@ -51,6 +141,9 @@ pub struct NodeJson {
     pub control_addr: String,
     /// Why the witness is unreachable; `null` otherwise.
     pub error: Option<String>,
+    /// The witness's own latest probe of each database; empty without a
+    /// database or when the witness could not be asked.
+    pub databases: Vec<DatabaseJson>,
 }
 
 /// One follower in [`StatusJson::replication`].
@@ -104,6 +197,64 @@ impl From<&StatusReply> for StatusJson {
             cluster_name: r.cluster_name.clone(),
             nodes: r.nodes.iter().map(NodeJson::from).collect(),
             replication: r.replication.iter().map(PeerJson::from).collect(),
+            epoch: r.epoch,
+            primary_site: non_empty(&r.primary_site),
+            standby_site: non_empty(&r.standby_site),
+            replication_mode: non_empty(&r.replication_mode),
+            standby_needs_rejoin: r.standby_needs_rejoin,
+            assessment: non_empty(&r.assessment),
+            failover_in_progress: r.failover_in_progress.as_ref().map(FailoverJson::from),
+            last_failover: r.last_failover.as_ref().map(FailoverJson::from),
+        }
+    }
+}
+
+impl From<&FailoverSummary> for FailoverJson {
+    fn from(f: &FailoverSummary) -> Self {
+        Self {
+            epoch: f.epoch,
+            from_site: f.from_site.clone(),
+            to_site: f.to_site.clone(),
+            trigger: f.trigger.clone(),
+            reason: f.reason.clone(),
+            outcome: non_empty(&f.outcome),
+            started_at_ms: f.started_at_ms,
+            finished_at_ms: f.finished_at_ms,
+            duration_ms: f
+                .finished_at_ms
+                .map(|end| end.saturating_sub(f.started_at_ms)),
+            steps: f.steps.iter().map(StepJson::from).collect(),
+            // Evidence is the server's to shape; anything but an object
+            // (or broken JSON) would not be what the schema promises.
+            evidence: serde_json::from_str(&f.evidence_json).ok(),
+        }
+    }
+}
+
+impl From<&StepTiming> for StepJson {
+    fn from(s: &StepTiming) -> Self {
+        Self {
+            step: s.step.clone(),
+            started_at_ms: s.started_at_ms,
+            done_at_ms: s.done_at_ms,
+            duration_ms: s.done_at_ms.saturating_sub(s.started_at_ms),
+            detail: s.detail.clone(),
+        }
+    }
+}
+
+impl From<&DatabaseView> for DatabaseJson {
+    fn from(d: &DatabaseView) -> Self {
+        Self {
+            site: d.site.clone(),
+            reachable: d.reachable,
+            error: non_empty(&d.error),
+            in_recovery: d.in_recovery,
+            lsn: non_empty(&d.lsn),
+            replay_lag_seconds: d.replay_lag_seconds,
+            streaming: d.streaming,
+            latency_ms: d.latency_ms,
+            age_ms: d.age_ms,
         }
     }
 }
@@ -121,7 +272,8 @@ impl From<&NodeStatus> for NodeJson {
             snapshot_index: n.snapshot_index,
             raft_addr: n.raft_addr.clone(),
             control_addr: n.control_addr.clone(),
-            error: (!n.error.is_empty()).then(|| n.error.clone()),
+            error: non_empty(&n.error),
+            databases: n.databases.iter().map(DatabaseJson::from).collect(),
         }
     }
 }
@@ -172,6 +324,11 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
     s
 }
 
+/// An optional server string: proto3 sends "unset" as empty.
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
 /// The lowercase role name used in both tables and JSON.
 pub fn role_name(role: i32) -> &'static str {
     match Role::try_from(role) {
@@ -207,15 +364,36 @@ mod tests {
         assert_eq!(
             keys(&v),
             [
+                "assessment",
                 "cluster_name",
+                "epoch",
+                "failover_in_progress",
+                "last_failover",
                 "leader_id",
                 "node_id",
                 "nodes",
+                "primary_site",
                 "replication",
+                "replication_mode",
+                "standby_needs_rejoin",
+                "standby_site",
                 "term"
             ]
         );
         assert!(v["leader_id"].is_null());
+        // Without a database every database field is null, never absent.
+        for null in [
+            "primary_site",
+            "standby_site",
+            "replication_mode",
+            "assessment",
+            "failover_in_progress",
+            "last_failover",
+        ] {
+            assert!(v[null].is_null(), "{null} should be null: {}", v[null]);
+        }
+        assert_eq!(v["epoch"], 0);
+        assert_eq!(v["standby_needs_rejoin"], false);
         assert_eq!(v["node_id"], 2);
         assert_eq!(v["term"], 5);
         assert_eq!(v["cluster_name"], "palisade-local");
@@ -224,6 +402,7 @@ mod tests {
             keys(&v["nodes"][0]),
             [
                 "control_addr",
+                "databases",
                 "error",
                 "id",
                 "last_applied_index",
@@ -236,6 +415,7 @@ mod tests {
                 "term"
             ]
         );
+        assert_eq!(v["nodes"][0]["databases"], serde_json::json!([]));
         assert_eq!(v["nodes"][0]["role"], "leader");
         assert_eq!(v["nodes"][0]["leader_id"], 1);
         assert!(v["nodes"][0]["error"].is_null());
@@ -251,6 +431,177 @@ mod tests {
         assert_eq!(v["replication"][0]["last_contact_ms"], 42);
         assert!(v["replication"][1]["matched_index"].is_null());
         assert!(v["replication"][1]["last_contact_ms"].is_null());
+    }
+
+    fn status_json(r: &StatusReply) -> serde_json::Value {
+        serde_json::from_str(&to_json(&StatusJson::from(r))).expect("valid JSON")
+    }
+
+    #[test]
+    fn status_json_after_failover_has_roles_detector_and_last_failover() {
+        let v = status_json(&fixtures::failed_over());
+        assert_eq!(v["epoch"], 3);
+        assert_eq!(v["primary_site"], "b");
+        assert_eq!(v["standby_site"], "a");
+        assert_eq!(v["replication_mode"], "async");
+        assert_eq!(v["standby_needs_rejoin"], true);
+        assert_eq!(
+            v["assessment"],
+            "healthy: primary b up on 2 of 2 reporting witnesses"
+        );
+        assert!(v["failover_in_progress"].is_null());
+
+        let f = &v["last_failover"];
+        assert_eq!(
+            keys(f),
+            [
+                "duration_ms",
+                "epoch",
+                "evidence",
+                "finished_at_ms",
+                "from_site",
+                "outcome",
+                "reason",
+                "started_at_ms",
+                "steps",
+                "to_site",
+                "trigger"
+            ]
+        );
+        assert_eq!(f["epoch"], 3);
+        assert_eq!(f["from_site"], "a");
+        assert_eq!(f["to_site"], "b");
+        assert_eq!(f["trigger"], "automatic");
+        assert_eq!(f["outcome"], "completed");
+        assert_eq!(f["started_at_ms"], fixtures::FAILOVER_STARTED_MS);
+        assert_eq!(f["finished_at_ms"], fixtures::FAILOVER_STARTED_MS + 4230);
+        assert_eq!(f["duration_ms"], 4230);
+        assert_eq!(
+            keys(&f["steps"][0]),
+            [
+                "detail",
+                "done_at_ms",
+                "duration_ms",
+                "started_at_ms",
+                "step"
+            ]
+        );
+        let steps: Vec<(&str, i64)> = f["steps"]
+            .as_array()
+            .expect("steps array")
+            .iter()
+            .map(|s| {
+                (
+                    s["step"].as_str().expect("step name"),
+                    s["duration_ms"].as_i64().expect("duration"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [("fenced", 210), ("promoted", 1800), ("verified", 2200)]
+        );
+        assert_eq!(
+            f["steps"][0]["detail"],
+            "fenced by agent: stopped (fast) in 210 ms"
+        );
+        // The evidence is parsed, not a string holding JSON.
+        assert_eq!(f["evidence"]["down_for_ms"], 10000);
+        assert_eq!(f["evidence"]["votes"][0]["saw"], "down (refused)");
+    }
+
+    #[test]
+    fn database_views_keep_raw_values_and_null_the_unset() {
+        let v = status_json(&fixtures::failed_over());
+        let standby = &v["nodes"][0]["databases"][0];
+        assert_eq!(
+            keys(standby),
+            [
+                "age_ms",
+                "error",
+                "in_recovery",
+                "latency_ms",
+                "lsn",
+                "reachable",
+                "replay_lag_seconds",
+                "site",
+                "streaming"
+            ]
+        );
+        assert_eq!(
+            *standby,
+            serde_json::json!({
+                "site": "a", "reachable": true, "error": null, "in_recovery": true,
+                "lsn": "0/3000060", "replay_lag_seconds": 0.4, "streaming": true,
+                "latency_ms": 3, "age_ms": 120
+            })
+        );
+        let primary = &v["nodes"][0]["databases"][1];
+        assert_eq!(primary["in_recovery"], false);
+        assert!(primary["replay_lag_seconds"].is_null());
+        let down = &v["nodes"][1]["databases"][0];
+        assert_eq!(
+            *down,
+            serde_json::json!({
+                "site": "a", "reachable": false,
+                "error": "timeout: no answer within 1000 ms",
+                "in_recovery": null, "lsn": null, "replay_lag_seconds": null,
+                "streaming": false, "latency_ms": 1000, "age_ms": 340
+            })
+        );
+        // The unreachable witness reported nothing.
+        assert_eq!(v["nodes"][2]["databases"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn failover_in_progress_has_null_outcome_end_and_duration() {
+        let mut r = fixtures::failed_over();
+        let mut f = fixtures::finished_failover();
+        f.outcome.clear();
+        f.finished_at_ms = None;
+        f.steps.truncate(1);
+        f.evidence_json.clear();
+        r.failover_in_progress = Some(f);
+        r.last_failover = None;
+        let v = status_json(&r);
+        let f = &v["failover_in_progress"];
+        for null in ["outcome", "finished_at_ms", "duration_ms", "evidence"] {
+            assert!(f[null].is_null(), "{null} should be null: {}", f[null]);
+        }
+        assert_eq!(f["steps"].as_array().map(Vec::len), Some(1));
+        assert!(v["last_failover"].is_null());
+    }
+
+    #[test]
+    fn evidence_that_is_not_a_json_object_is_null() {
+        for bad in ["not json", "[1, 2]", "\"text\"", "{\"truncated\": "] {
+            let mut f = fixtures::finished_failover();
+            f.evidence_json = bad.to_owned();
+            assert!(FailoverJson::from(&f).evidence.is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_replay_lag_that_is_not_a_number_is_null() {
+        let mut r = fixtures::failed_over();
+        r.nodes[0].databases[0].replay_lag_seconds = Some(f64::NAN);
+        let v = status_json(&r);
+        assert!(v["nodes"][0]["databases"][0]["replay_lag_seconds"].is_null());
+    }
+
+    #[test]
+    fn json_never_cuts_long_text() {
+        let mut r = fixtures::failed_over();
+        let long = format!("line one\n{}", "x".repeat(500));
+        r.assessment = long.clone();
+        let mut f = fixtures::finished_failover();
+        f.reason = long.clone();
+        f.steps[0].detail = long.clone();
+        r.last_failover = Some(f);
+        let v = status_json(&r);
+        assert_eq!(v["assessment"], long.as_str());
+        assert_eq!(v["last_failover"]["reason"], long.as_str());
+        assert_eq!(v["last_failover"]["steps"][0]["detail"], long.as_str());
     }
 
     #[test]

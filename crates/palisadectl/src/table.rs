@@ -1,6 +1,8 @@
 //! `--output table`: padded columns for people.
 
-use palisade_api::v1::{AnnotateReply, JournalReply, Role, StatusReply};
+use palisade_api::v1::{
+    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Role, StatusReply, StepTiming,
+};
 
 use crate::json::role_name;
 use crate::rfc3339::rfc3339_millis;
@@ -11,8 +13,22 @@ const GAP: &str = "  ";
 /// Shown in a table cell when a value is unset or empty.
 const NONE: &str = "-";
 
+/// Longest line the database and failover blocks print, in chars; longer
+/// ones (a long step detail or reason) are cut and end in [`CUT`]. JSON
+/// output carries the full text.
+const MAX_LINE: usize = 160;
+
+/// Marks a line cut at [`MAX_LINE`].
+const CUT: char = '…';
+
+/// Longest error class shown in a `down (<class>)` state.
+const MAX_CLASS: usize = 24;
+
 /// `status` for people: a header line, the node table and, when the leader
-/// reported it, the replication table.
+/// reported it, the replication table; then, when the cluster has a
+/// database, the database roles, the leader's detector and each witness's
+/// view of each database; then the failover in progress and the last
+/// failover, when there are.
 pub fn status_table(r: &StatusReply) -> String {
     let cluster = if r.cluster_name.is_empty() {
         "(unnamed)"
@@ -95,7 +111,193 @@ pub fn status_table(r: &StatusReply) -> String {
             &rows,
         ));
     }
+
+    if !r.primary_site.is_empty() {
+        out.push('\n');
+        out.push_str(&clip_lines(&databases_block(r)));
+    }
+    if let Some(f) = &r.failover_in_progress {
+        out.push('\n');
+        out.push_str(&clip_lines(&failover_in_progress_block(f)));
+    }
+    if let Some(f) = &r.last_failover {
+        out.push('\n');
+        out.push_str(&clip_lines(&last_failover_block(f)));
+    }
     out
+}
+
+/// The database roles, the detector and the table of database views.
+fn databases_block(r: &StatusReply) -> String {
+    let standby = if r.standby_site.is_empty() {
+        "no standby".to_owned()
+    } else {
+        format!("standby {}", cell(&r.standby_site))
+    };
+    let mode = if r.replication_mode.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", cell(&r.replication_mode))
+    };
+    let rejoin = if r.standby_needs_rejoin {
+        " — standby must rejoin"
+    } else {
+        ""
+    };
+    let detector = if r.assessment.is_empty() {
+        "unknown (no leader answered)".to_owned()
+    } else {
+        cell(&r.assessment)
+    };
+    let mut out = format!(
+        "databases: primary {}, {standby}{mode} — epoch {}{rejoin}\ndetector: {detector}\n\n",
+        cell(&r.primary_site),
+        r.epoch
+    );
+
+    let rows: Vec<Vec<String>> = r
+        .nodes
+        .iter()
+        .flat_map(|n| n.databases.iter().map(move |d| database_row(n.id, d)))
+        .collect();
+    if rows.is_empty() {
+        out.push_str("each witness's view of each database: no witness reported one\n");
+    } else {
+        out.push_str("each witness's view of each database\n");
+        out.push_str(&render_table(
+            &["WITNESS", "SITE", "STATE", "LSN", "LAG", "STREAMING", "AGE"],
+            &rows,
+        ));
+    }
+    out
+}
+
+/// One row of the database views: what witness `witness` saw of `d`.
+fn database_row(witness: u64, d: &DatabaseView) -> Vec<String> {
+    let standby = d.reachable && d.in_recovery == Some(true);
+    let state = match (d.reachable, d.in_recovery) {
+        (false, _) => match error_class(&d.error) {
+            "" => "down".to_owned(),
+            class => format!("down ({})", clip(&cell(class), MAX_CLASS)),
+        },
+        (true, Some(true)) => "standby".to_owned(),
+        (true, Some(false)) => "primary".to_owned(),
+        (true, None) => "up (role unknown)".to_owned(),
+    };
+    let lag = match d.replay_lag_seconds {
+        Some(s) if standby && s.is_finite() => format!("{s:.1} s"),
+        _ => NONE.to_owned(),
+    };
+    let streaming = match (standby, d.streaming) {
+        (false, _) => NONE,
+        (true, true) => "yes",
+        (true, false) => "no",
+    };
+    vec![
+        witness.to_string(),
+        text_or_none(&d.site),
+        state,
+        text_or_none(&d.lsn),
+        lag,
+        streaming.to_owned(),
+        format!("{} ms", d.age_ms),
+    ]
+}
+
+/// The class of a database error the server sends as `<class>: <detail>`
+/// (`refused`, `timeout`, `auth`, …); the whole text when it has no class.
+fn error_class(error: &str) -> &str {
+    error
+        .split_once(':')
+        .map_or(error, |(class, _)| class)
+        .trim()
+}
+
+/// The failover under way: what, why, and the steps done so far.
+fn failover_in_progress_block(f: &FailoverSummary) -> String {
+    let mut out = format!(
+        "FAILOVER IN PROGRESS epoch {}: {} -> {} ({}): {}\n  started {}\n",
+        f.epoch,
+        text_or_none(&f.from_site),
+        text_or_none(&f.to_site),
+        text_or_none(&f.trigger),
+        text_or_none(&f.reason),
+        rfc3339_millis(f.started_at_ms),
+    );
+    out.push_str(&steps_table(&f.steps));
+    out
+}
+
+/// The last finished failover: what, why, how it ended, how long it and
+/// each of its steps took.
+fn last_failover_block(f: &FailoverSummary) -> String {
+    let outcome = if f.outcome.is_empty() {
+        "no outcome".to_owned()
+    } else {
+        cell(&f.outcome)
+    };
+    let (took, finished) = match f.finished_at_ms {
+        Some(end) => (
+            format!("took {}", millis(end.saturating_sub(f.started_at_ms))),
+            format!(", finished {}", rfc3339_millis(end)),
+        ),
+        None => ("not finished".to_owned(), String::new()),
+    };
+    let mut out = format!(
+        "last failover: epoch {}, {} -> {} ({}), {took}\n  outcome: {outcome}\n  reason: {}\n  started {}{finished}\n",
+        f.epoch,
+        text_or_none(&f.from_site),
+        text_or_none(&f.to_site),
+        text_or_none(&f.trigger),
+        text_or_none(&f.reason),
+        rfc3339_millis(f.started_at_ms),
+    );
+    out.push_str(&steps_table(&f.steps));
+    out
+}
+
+/// The steps of a failover, indented under its block, each with how long
+/// it took and how it was done.
+fn steps_table(steps: &[StepTiming]) -> String {
+    if steps.is_empty() {
+        return "  no step done yet\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            vec![
+                text_or_none(&s.step),
+                millis(s.done_at_ms.saturating_sub(s.started_at_ms)),
+                cell(&s.detail),
+            ]
+        })
+        .collect();
+    render_table(&["STEP", "TOOK", "DETAIL"], &rows)
+        .lines()
+        .map(|line| format!("  {line}\n"))
+        .collect()
+}
+
+/// A duration in milliseconds, as `210 ms`.
+fn millis(ms: i64) -> String {
+    format!("{ms} ms")
+}
+
+/// `s` cut to at most `max` chars, the last of them [`CUT`] when cut.
+fn clip(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push(CUT);
+    out
+}
+
+/// Every line of `text` cut to [`MAX_LINE`] chars.
+fn clip_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| clip(line, MAX_LINE) + "\n")
+        .collect()
 }
 
 /// `annotate` for people.
@@ -237,6 +439,171 @@ ID  SITE  ROLE       TERM  LEADER  LAST LOG  APPLIED  CONTROL ADDR
 1   a     candidate  5     1       12        12       127.0.0.1:7401
 "
         );
+    }
+
+    /// The lines [`status_table`] adds to the base fixture's output.
+    fn added_lines(r: &StatusReply) -> String {
+        let base = status_table(&fixtures::status());
+        let got = status_table(r);
+        got.strip_prefix(&base)
+            .unwrap_or_else(|| panic!("base output changed:\n{got}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn status_table_after_failover_shows_databases_detector_and_last_failover() {
+        let expected = "
+databases: primary b, standby a (async) — epoch 3 — standby must rejoin
+detector: healthy: primary b up on 2 of 2 reporting witnesses
+
+each witness's view of each database
+WITNESS  SITE  STATE           LSN        LAG    STREAMING  AGE
+1        a     standby         0/3000060  0.4 s  yes        120 ms
+1        b     primary         0/3000148  -      -          120 ms
+2        a     down (timeout)  -          -      -          340 ms
+2        b     primary         0/3000148  -      -          340 ms
+
+last failover: epoch 3, a -> b (automatic), took 4230 ms
+  outcome: completed
+  reason: primary a down on 2 of 3 witnesses for 10000 ms
+  started 2023-11-14T22:13:20.000Z, finished 2023-11-14T22:13:24.230Z
+  STEP      TOOK     DETAIL
+  fenced    210 ms   fenced by agent: stopped (fast) in 210 ms
+  promoted  1800 ms  promoted at 0/3000148 on timeline 2
+  verified  2200 ms  checks passed: haproxy, webhook
+";
+        let got = added_lines(&fixtures::failed_over());
+        assert_eq!(got, expected, "got:\n{got}");
+    }
+
+    #[test]
+    fn failover_in_progress_shows_the_steps_so_far_before_the_last_one() {
+        let mut r = fixtures::failed_over();
+        let mut f = fixtures::finished_failover();
+        f.epoch = 4;
+        f.from_site = "b".to_owned();
+        f.to_site = "a".to_owned();
+        f.trigger = "operator:alice".to_owned();
+        f.reason = "DR drill".to_owned();
+        f.outcome.clear();
+        f.finished_at_ms = None;
+        f.steps.truncate(1);
+        r.failover_in_progress = Some(f.clone());
+        r.assessment = "failing over: operator request".to_owned();
+
+        let got = added_lines(&r);
+        let tail = "
+FAILOVER IN PROGRESS epoch 4: b -> a (operator:alice): DR drill
+  started 2023-11-14T22:13:20.000Z
+  STEP    TOOK    DETAIL
+  fenced  210 ms  fenced by agent: stopped (fast) in 210 ms
+
+last failover: epoch 3, a -> b (automatic), took 4230 ms
+";
+        assert!(got.contains(tail), "got:\n{got}");
+        assert!(got.contains("\ndetector: failing over: operator request\n"));
+
+        // Before the first step is done.
+        f.steps.clear();
+        r.failover_in_progress = Some(f);
+        r.last_failover = None;
+        let got = added_lines(&r);
+        assert!(
+            got.ends_with(
+                "
+FAILOVER IN PROGRESS epoch 4: b -> a (operator:alice): DR drill
+  started 2023-11-14T22:13:20.000Z
+  no step done yet
+"
+            ),
+            "got:\n{got}"
+        );
+    }
+
+    #[test]
+    fn without_leader_view_the_detector_is_unknown_and_views_may_be_missing() {
+        let mut r = fixtures::failed_over();
+        r.assessment.clear();
+        r.standby_site.clear();
+        r.replication_mode.clear();
+        r.standby_needs_rejoin = false;
+        r.last_failover = None;
+        for n in &mut r.nodes {
+            n.databases.clear();
+        }
+        assert_eq!(
+            added_lines(&r),
+            "
+databases: primary b, no standby — epoch 3
+detector: unknown (no leader answered)
+
+each witness's view of each database: no witness reported one
+"
+        );
+    }
+
+    #[test]
+    fn database_states_say_what_is_known() {
+        let mut odd_standby = fixtures::db_up("a", true, "", 5);
+        odd_standby.streaming = false;
+        odd_standby.replay_lag_seconds = None;
+        let mut role_unknown = fixtures::db_up("b", false, "0/1", 5);
+        role_unknown.in_recovery = None;
+        let mut nan_lag = fixtures::db_up("a", true, "0/2", 5);
+        nan_lag.replay_lag_seconds = Some(f64::NAN);
+        let cases = [
+            (odd_standby, ["standby", "-", "-", "no"]),
+            (role_unknown, ["up (role unknown)", "0/1", "-", "-"]),
+            (nan_lag, ["standby", "0/2", "-", "yes"]),
+            (fixtures::db_down("a", "", 5), ["down", "-", "-", "-"]),
+            (
+                fixtures::db_down("a", "refused: connection refused", 5),
+                ["down (refused)", "-", "-", "-"],
+            ),
+            (
+                fixtures::db_down("a", "a very long error without any class in it", 5),
+                ["down (a very long error witho…)", "-", "-", "-"],
+            ),
+        ];
+        for (view, [state, lsn, lag, streaming]) in cases {
+            let row = database_row(7, &view);
+            assert_eq!(
+                row,
+                ["7", &view.site, state, lsn, lag, streaming, "5 ms"],
+                "{view:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_details_are_cut_at_max_line_and_control_characters_escaped() {
+        let mut r = fixtures::failed_over();
+        r.assessment = format!("blocked: {}", "lag ".repeat(60));
+        let mut f = fixtures::finished_failover();
+        f.steps[0].detail = format!("line one\nline two {}", "x".repeat(300));
+        f.reason = "r".repeat(300);
+        r.failover_in_progress = Some(f.clone());
+        r.last_failover = Some(f);
+
+        let got = status_table(&r);
+        for line in got.lines() {
+            assert!(width(line) <= MAX_LINE, "{} chars: {line}", width(line));
+        }
+        let cut: Vec<&str> = got.lines().filter(|l| l.ends_with(CUT)).collect();
+        assert_eq!(cut.len(), 5, "detector, 2 reasons, 2 details:\n{got}");
+        assert!(cut[0].starts_with("detector: blocked: lag lag"));
+        assert!(got.contains("  fenced    210 ms   line one\\nline two xxx"));
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_marks_cuts() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "ab…");
+        assert_eq!(clip_lines("ab\n"), "ab\n");
+        let long = "é".repeat(MAX_LINE + 1);
+        let clipped = clip_lines(&long);
+        assert_eq!(width(clipped.trim_end()), MAX_LINE);
+        assert!(clipped.ends_with("é…\n"));
     }
 
     #[test]

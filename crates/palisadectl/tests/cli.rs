@@ -7,8 +7,8 @@ use std::process::Output;
 
 use palisade_api::v1::control_server::{Control, ControlServer};
 use palisade_api::v1::{
-    AnnotateReply, AnnotateRequest, JournalEntry, JournalReply, JournalRequest, NodeStatus, Role,
-    StatusReply, StatusRequest,
+    AnnotateReply, AnnotateRequest, DatabaseView, FailoverSummary, JournalEntry, JournalReply,
+    JournalRequest, NodeStatus, Role, StatusReply, StatusRequest, StepTiming,
 };
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
@@ -88,6 +88,25 @@ impl Control for FakeWitness {
             error: String::new(),
             replication: vec![],
             millis_since_quorum_ack: None,
+            databases: vec![
+                DatabaseView {
+                    site: "site-1".to_owned(),
+                    reachable: true,
+                    in_recovery: Some(false),
+                    lsn: "0/3000148".to_owned(),
+                    latency_ms: 2,
+                    age_ms: 150,
+                    ..Default::default()
+                },
+                DatabaseView {
+                    site: "site-2".to_owned(),
+                    reachable: false,
+                    error: "refused: connection refused".to_owned(),
+                    latency_ms: 1,
+                    age_ms: 150,
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         };
         let role = if self.leader_id.is_some() {
@@ -102,7 +121,35 @@ impl Control for FakeWitness {
             cluster_name: "fake".to_owned(),
             nodes: vec![node(1, role), node(2, Role::Follower)],
             replication: vec![],
-            ..Default::default()
+            epoch: 2,
+            primary_site: "site-1".to_owned(),
+            standby_site: "site-2".to_owned(),
+            replication_mode: "sync".to_owned(),
+            // Only a leader has a detector to report.
+            assessment: match self.leader_id {
+                Some(_) => "suspect: primary down for 2000 ms of the 10000 ms quorum requires",
+                None => "",
+            }
+            .to_owned(),
+            standby_needs_rejoin: true,
+            failover_in_progress: None,
+            last_failover: Some(FailoverSummary {
+                epoch: 2,
+                from_site: "site-2".to_owned(),
+                to_site: "site-1".to_owned(),
+                trigger: "operator:tester".to_owned(),
+                reason: "DR drill".to_owned(),
+                steps: vec![StepTiming {
+                    step: "fenced".to_owned(),
+                    started_at_ms: 1_700_000_000_000,
+                    done_at_ms: 1_700_000_000_250,
+                    detail: "lease expired".to_owned(),
+                }],
+                outcome: "aborted: standby too far behind".to_owned(),
+                started_at_ms: 1_700_000_000_000,
+                finished_at_ms: Some(1_700_000_000_900),
+                evidence_json: r#"{"down_for_ms": 0, "replication": "sync"}"#.to_owned(),
+            }),
         }))
     }
 
@@ -163,7 +210,69 @@ async fn status_with_leader_prints_table_and_exits_0() {
         "{out}"
     );
     assert!(out.contains("\nID  SITE    ROLE      TERM"), "{out}");
+    for line in [
+        "databases: primary site-1, standby site-2 (sync) — epoch 2 — standby must rejoin",
+        "detector: suspect: primary down for 2000 ms of the 10000 ms quorum requires",
+        "WITNESS  SITE    STATE           LSN        LAG  STREAMING  AGE",
+        "1        site-1  primary         0/3000148  -    -          150 ms",
+        "2        site-2  down (refused)  -          -    -          150 ms",
+        "last failover: epoch 2, site-2 -> site-1 (operator:tester), took 900 ms",
+        "  outcome: aborted: standby too far behind",
+        "  fenced  250 ms  lease expired",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    assert!(!out.contains("FAILOVER IN PROGRESS"), "{out}");
     assert!(o.stderr.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_carries_databases_detector_and_last_failover() {
+    let endpoint = serve(FakeWitness {
+        leader_id: Some(1),
+        annotate_error: None,
+    })
+    .await;
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "status"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    assert_eq!(v["epoch"], 2);
+    assert_eq!(v["primary_site"], "site-1");
+    assert_eq!(v["standby_site"], "site-2");
+    assert_eq!(v["replication_mode"], "sync");
+    assert_eq!(v["standby_needs_rejoin"], true);
+    assert!(v["assessment"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("suspect: ")));
+    assert!(v["failover_in_progress"].is_null());
+    assert_eq!(
+        v["last_failover"],
+        serde_json::json!({
+            "epoch": 2, "from_site": "site-2", "to_site": "site-1",
+            "trigger": "operator:tester", "reason": "DR drill",
+            "outcome": "aborted: standby too far behind",
+            "started_at_ms": 1_700_000_000_000_i64,
+            "finished_at_ms": 1_700_000_000_900_i64,
+            "duration_ms": 900,
+            "steps": [{
+                "step": "fenced", "started_at_ms": 1_700_000_000_000_i64,
+                "done_at_ms": 1_700_000_000_250_i64, "duration_ms": 250,
+                "detail": "lease expired"
+            }],
+            "evidence": {"down_for_ms": 0, "replication": "sync"}
+        })
+    );
+    assert_eq!(
+        v["nodes"][1]["databases"][1],
+        serde_json::json!({
+            "site": "site-2", "reachable": false, "error": "refused: connection refused",
+            "in_recovery": null, "lsn": null, "replay_lag_seconds": null,
+            "streaming": false, "latency_ms": 1, "age_ms": 150
+        })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,6 +287,7 @@ async fn status_without_leader_prints_json_then_exits_4() {
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
     assert!(v["leader_id"].is_null());
+    assert!(v["assessment"].is_null());
     assert_eq!(v["nodes"][0]["role"], "candidate");
     let err = one_stderr_line(&o);
     assert!(err.contains("no leader"), "{err}");

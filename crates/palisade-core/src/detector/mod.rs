@@ -191,9 +191,7 @@ impl Detector {
                         Reachability::Up => {
                             Vote::Down("answers but is in recovery (not writable)".into())
                         }
-                        Reachability::Down { class, .. } => {
-                            Vote::Down(format!("{class:?}").to_lowercase())
-                        }
+                        Reachability::Down { class, .. } => Vote::Down(class.as_str().to_string()),
                     },
                 },
             };

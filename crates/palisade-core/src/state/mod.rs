@@ -253,6 +253,20 @@ impl ClusterState {
         }
     }
 
+    /// Whether `site`'s app should run jobs (`monitorsEnabled`): only the
+    /// primary site's, and during a failover only once the app-flipped step
+    /// is recorded (the old site's is switched off before the new site's is
+    /// switched on, so both are off in between). `None` for a site without a
+    /// database role.
+    pub fn desired_monitors(&self, site: &SiteId) -> Option<bool> {
+        let role = self.desired_role(site)?;
+        let primary = matches!(role, DesiredRole::Primary { .. });
+        Some(match &self.failover {
+            Some(f) => primary && f.is_done(Step::AppFlipped),
+            None => primary,
+        })
+    }
+
     /// The last finished failover, if any.
     pub fn last_failover(&self) -> Option<&Failover> {
         self.history.last()

@@ -87,14 +87,10 @@ fn annotate_appends_in_log_order() {
 
 #[test]
 fn a_whole_failover_moves_the_primary_and_raises_the_epoch_once() {
-    let (s, r) = apply_all(&[
-        init(),
-        begin(1, "a", "b"),
-        step(1, Step::Fenced),
-        step(1, Step::Promoted),
-        step(1, Step::Verified),
-        finish(1, Outcome::Completed),
-    ]);
+    let mut cmds = vec![init(), begin(1, "a", "b")];
+    cmds.extend(Step::ALL.iter().map(|s| step(1, *s)));
+    cmds.push(finish(1, Outcome::Completed));
+    let (s, r) = apply_all(&cmds);
     assert!(r.iter().all(|x| *x == CommandResult::Applied), "{r:?}");
     assert_eq!(s.epoch, 1);
     let db = s.db.clone().expect("roles");
@@ -126,6 +122,48 @@ fn a_whole_failover_moves_the_primary_and_raises_the_epoch_once() {
         "old primary stays fenced until it rejoins"
     );
     assert_eq!(s.desired_role(&site("c")), None);
+    assert_eq!(
+        (
+            s.desired_monitors(&site("a")),
+            s.desired_monitors(&site("b"))
+        ),
+        (Some(false), Some(true))
+    );
+}
+
+#[test]
+fn monitors_are_off_on_both_sites_until_the_flip_is_recorded() {
+    let mut cmds = vec![init()];
+    let (s, _) = apply_all(&cmds);
+    assert_eq!(
+        (
+            s.desired_monitors(&site("a")),
+            s.desired_monitors(&site("b"))
+        ),
+        (Some(true), Some(false))
+    );
+    cmds.extend([
+        begin(1, "a", "b"),
+        step(1, Step::Fenced),
+        step(1, Step::Promoted),
+    ]);
+    let (s, _) = apply_all(&cmds);
+    assert_eq!(
+        (
+            s.desired_monitors(&site("a")),
+            s.desired_monitors(&site("b"))
+        ),
+        (Some(false), Some(false))
+    );
+    cmds.push(step(1, Step::AppFlipped));
+    let (s, _) = apply_all(&cmds);
+    assert_eq!(
+        (
+            s.desired_monitors(&site("a")),
+            s.desired_monitors(&site("b"))
+        ),
+        (Some(false), Some(true))
+    );
 }
 
 #[test]
@@ -260,6 +298,8 @@ proptest! {
                 .filter(|x| matches!(s.desired_role(&site(x)), Some(DesiredRole::Primary { .. })))
                 .count();
             prop_assert!(primaries <= 1, "two desired primaries after {c:?}");
+            let monitors = ["a", "b"].iter().filter(|x| s.desired_monitors(&site(x)) == Some(true)).count();
+            prop_assert!(monitors <= 1, "two apps with monitorsEnabled after {c:?}");
             for f in s.history.iter().chain(s.failover.iter()) {
                 let steps: Vec<Step> = f.steps.iter().map(|x| x.step).collect();
                 prop_assert_eq!(&steps[..], &Step::ALL[..steps.len()]);

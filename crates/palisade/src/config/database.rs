@@ -351,17 +351,29 @@ pub(super) fn validate(
     for (i, h) in stonith.iter().enumerate() {
         let key = |f: &str| format!("stonith[{i}].{f}");
         if !sites.contains(&h.site) {
-            return Err(fail(key("site"), format!("{:?} is not the site of any [[witness]]", h.site)));
+            return Err(fail(
+                key("site"),
+                format!("{:?} is not the site of any [[witness]]", h.site),
+            ));
         }
         if h.command.is_none() && h.url.is_none() {
             return Err(fail(key("command"), "give a command, a url, or both"));
         }
-        if h.command.as_ref().is_some_and(|c| c.is_empty() || c[0].trim().is_empty()) {
-            return Err(fail(key("command"), "must be a non-empty argv list, e.g. [\"/usr/local/bin/power-off\", \"{site}\"]"));
+        if h.command
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c[0].trim().is_empty())
+        {
+            return Err(fail(
+                key("command"),
+                "must be a non-empty argv list, e.g. [\"/usr/local/bin/power-off\", \"{site}\"]",
+            ));
         }
         if let Some(u) = &h.url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(fail(key("url"), format!("{u:?} must be an http:// or https:// URL")));
+                return Err(fail(
+                    key("url"),
+                    format!("{u:?} must be an http:// or https:// URL"),
+                ));
             }
         }
         let timeout_ms = h.timeout_ms.unwrap_or(10_000);

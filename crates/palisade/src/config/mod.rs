@@ -4,6 +4,7 @@
 //! the reason. `docs/configuration.md` documents every key.
 
 mod database;
+mod site_actions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use palisade_core::{NodeId, Topology, Witness};
 use serde::Deserialize;
 
 pub use database::{redact, DatabaseConfig, DatabaseSettings, StonithConfig, SyncStandbyDown};
+pub use site_actions::{AppConfig, EsTarget, FrontDoor, HttpCheck, SearchConfig, SiteActions};
 
 /// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,14 @@ struct RawConfig {
     database: Vec<database::RawDatabase>,
     #[serde(default)]
     stonith: Vec<database::RawStonith>,
+    #[serde(default)]
+    app: Vec<site_actions::RawApp>,
+    #[serde(default)]
+    elasticsearch: Vec<site_actions::RawSearch>,
+    #[serde(default)]
+    front_door: Vec<site_actions::RawFrontDoor>,
+    #[serde(default)]
+    check: Vec<site_actions::RawCheck>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +195,8 @@ pub struct Config {
     pub log_level: String,
     /// The protected database pair; `None` runs a witness cluster only.
     pub database: Option<DatabaseSettings>,
+    /// Apps, Elasticsearch, front doors and checks a failover moves.
+    pub actions: SiteActions,
 }
 
 impl Config {
@@ -287,9 +299,34 @@ impl Config {
             .values()
             .map(|w| w.site.clone())
             .collect();
-        let database =
-            database::validate(&raw.probe, &raw.lease, &raw.failover, &raw.database, &raw.stonith, &sites)
-                .map_err(|(key, reason)| err(&key, reason))?;
+        let database = database::validate(
+            &raw.probe,
+            &raw.lease,
+            &raw.failover,
+            &raw.database,
+            &raw.stonith,
+            &sites,
+        )
+        .map_err(|(key, reason)| err(&key, reason))?;
+        let db_sites: Vec<String> = database
+            .as_ref()
+            .map(|d| d.all().iter().map(|c| c.site.0.clone()).collect())
+            .unwrap_or_default();
+        let any_actions = !(raw.app.is_empty()
+            && raw.elasticsearch.is_empty()
+            && raw.front_door.is_empty()
+            && raw.check.is_empty());
+        if any_actions && database.is_none() {
+            return Err(err("database", "[[app]], [[elasticsearch]], [[front_door]] and [[check]] need the [[database]] pair they follow".into()));
+        }
+        let actions = site_actions::validate(
+            &raw.app,
+            &raw.elasticsearch,
+            &raw.front_door,
+            &raw.check,
+            &db_sites,
+        )
+        .map_err(|(key, reason)| err(&key, reason))?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
             return Err(err(
                 "log.level",
@@ -312,6 +349,7 @@ impl Config {
             log_format: raw.log.format,
             log_level: raw.log.level,
             database,
+            actions,
         })
     }
 
@@ -589,9 +627,14 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
         );
         let (key, _) = key_of(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\n")));
         assert_eq!(key, "stonith[0].command");
-        let (key, _) = key_of(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\nurl = \"ftp://x\"\n")));
+        let (key, _) = key_of(&with(&format!(
+            "{DATABASES}\n[[stonith]]\nsite = \"a\"\nurl = \"ftp://x\"\n"
+        )));
         assert_eq!(key, "stonith[0].url");
-        let ok = parse(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\ncommand = [\"/bin/true\"]\n"))).expect("valid");
+        let ok = parse(&with(&format!(
+            "{DATABASES}\n[[stonith]]\nsite = \"a\"\ncommand = [\"/bin/true\"]\n"
+        )))
+        .expect("valid");
         assert_eq!(ok.database.expect("db").stonith.len(), 1);
         let one = DATABASES.split("[[database]]").nth(1).expect("first entry");
         assert_eq!(key_of(&with(&format!("[[database]]{one}"))).0, "database");

@@ -1,0 +1,69 @@
+//! Post-failover checks run by the leader (the guide's "Failover Check").
+//! Each returns one line for the failover record; a failed one starts with
+//! `FAILED`, which makes the failover "completed with failed checks".
+
+use std::time::Duration;
+
+use palisade_core::observe::Reachability;
+use palisade_probe::elasticsearch::{EsHealth, EsProbe};
+use palisade_probe::http::HttpProbe;
+
+use crate::config::SearchConfig;
+
+/// Elasticsearch of the new site is green or yellow.
+pub async fn search_health(search: &SearchConfig) -> String {
+    let probe = match EsProbe::new(&search.url, Duration::from_secs(5), None) {
+        Ok(p) => p,
+        Err(e) => return format!("FAILED elasticsearch at {}: {e}", search.site),
+    };
+    // A freshly failed-over cluster may take a moment to report; a few tries.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let o = probe.probe().await;
+        if o.is_serving() {
+            let colour = match o.status {
+                Some(EsHealth::Green) => "green",
+                _ => "yellow",
+            };
+            return format!(
+                "elasticsearch at {} {colour} ({} nodes)",
+                search.site,
+                o.number_of_nodes.unwrap_or(0)
+            );
+        }
+        last = match (&o.reachability, o.status) {
+            (Reachability::Down { class, detail }, _) => format!("{}: {detail}", class.as_str()),
+            (_, s) => format!("status {s:?}"),
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    format!(
+        "FAILED elasticsearch at {} green or yellow: {last}",
+        search.site
+    )
+}
+
+/// An HTTP GET answers with `expect` (or any 2xx).
+pub async fn http(name: &str, url: &str, expect: Option<u16>, timeout: Duration) -> String {
+    let probe = match HttpProbe::new(url, timeout, expect) {
+        Ok(p) => p,
+        Err(e) => return format!("FAILED {name}: {e}"),
+    };
+    let mut last = String::new();
+    for _ in 0..3 {
+        let o = probe.probe().await;
+        if o.reachability.is_up() {
+            return format!(
+                "{name}: {url} answered {}",
+                o.status.map(|s| s.to_string()).unwrap_or_default()
+            );
+        }
+        last = match (&o.reachability, o.status) {
+            (_, Some(s)) => format!("HTTP {s}"),
+            (Reachability::Down { class, detail }, None) => format!("{}: {detail}", class.as_str()),
+            _ => String::new(),
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    format!("FAILED {name}: {url}: {last}")
+}
