@@ -148,6 +148,9 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         },
         databases: Vec::new(),
         assessment: String::new(),
+        search: Vec::new(),
+        monitors_enabled: None,
+        replication_in_force: String::new(),
     }
 }
 

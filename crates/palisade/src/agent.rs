@@ -67,6 +67,8 @@ pub struct Agent {
     app: Option<crate::app::SiteApp>,
     /// Last `synchronous_standby_names` this agent set, to log changes once.
     sync_names: Mutex<Option<Option<String>>>,
+    /// The replication mode in force at this (primary) site, for status.
+    in_force: Mutex<String>,
     /// Serializes database operations: the reconcile loop and the leader's
     /// orders never stop and start the server at the same time.
     ops: tokio::sync::Mutex<()>,
@@ -100,6 +102,7 @@ impl Agent {
             latest,
             app,
             sync_names: Mutex::new(None),
+            in_force: Mutex::new(String::new()),
             ops: tokio::sync::Mutex::new(()),
         }
     }
@@ -284,6 +287,10 @@ impl Agent {
         } else {
             None
         };
+        *self.in_force.lock().expect("sync lock poisoned") = match &want {
+            Some(_) => "sync".into(),
+            None => "async (degraded: standby not streaming)".into(),
+        };
         if self.sync_names.lock().expect("sync lock poisoned").as_ref() == Some(&want) {
             return;
         }
@@ -317,6 +324,12 @@ impl Agent {
                 None
             }
         }
+    }
+
+    /// The replication mode this primary's agent keeps in force (`sync`
+    /// mode only; empty otherwise).
+    pub fn replication_in_force(&self) -> String {
+        self.in_force.lock().expect("sync lock poisoned").clone()
     }
 
     /// Keeps the app's `monitorsEnabled` at the desired value. Not while a

@@ -224,6 +224,18 @@ impl Control for ControlService {
         let replication = leader.map(|n| n.replication.clone()).unwrap_or_default();
         let assessment = leader.map(|n| n.assessment.clone()).unwrap_or_default();
         let state = self.state.cluster_state();
+        // The primary site's witness knows whether sync mode is degraded
+        // right now; otherwise the configured mode.
+        let primary = state
+            .db
+            .as_ref()
+            .map(|d| d.primary.0.clone())
+            .unwrap_or_default();
+        let replication_mode = nodes
+            .iter()
+            .find(|n| n.site == primary && !n.replication_in_force.is_empty())
+            .map(|n| n.replication_in_force.clone())
+            .unwrap_or_else(|| self.replication_mode.clone());
         Ok(Response::new(StatusReply {
             node_id: own.id,
             leader_id: own.leader_id,
@@ -242,7 +254,7 @@ impl Control for ControlService {
                 .as_ref()
                 .map(|d| d.standby.0.clone())
                 .unwrap_or_default(),
-            replication_mode: self.replication_mode.clone(),
+            replication_mode,
             failover_in_progress: state.failover.as_ref().map(summary),
             last_failover: state.history.last().map(summary),
             assessment,

@@ -130,6 +130,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let extra: Arc<dyn StatusExtra> = Arc::new(WitnessStatus {
             latest: w.latest.clone(),
             controller: w.controller.clone(),
+            agent: w.agent.clone(),
         });
         peer_service = peer_service.with_extra(extra.clone());
         let mode = match settings.detector.replication {
@@ -234,9 +235,22 @@ fn start_witness(
             .map(crate::app::SiteApp::new),
     ));
     controller.set_local_agent(agent.clone());
+    let mut search_probes = BTreeMap::new();
+    for (i, es) in config.actions.search.iter().enumerate() {
+        let probe =
+            palisade_probe::elasticsearch::EsProbe::new(&es.url, settings.probe_timeout, None)
+                .with_context(|| format!("{}: elasticsearch[{i}].url", config.file.display()))?;
+        search_probes.insert(es.site.clone(), probe);
+    }
+    let app_config = config
+        .actions
+        .app(&palisade_core::SiteId(config.topology.own().site.clone()))
+        .map(|a| a.config_file.clone());
     let observer = Observer {
         own_id: config.topology.own_id,
         probes,
+        search_probes,
+        app_config,
         latest: latest.clone(),
         interval: settings.probe_interval,
         raft: raft.clone(),
@@ -297,11 +311,15 @@ async fn lead_while_leader(raft: Raft, controller: Arc<Controller>, shutdown: Ca
 struct WitnessStatus {
     latest: Latest,
     controller: Arc<Controller>,
+    agent: Arc<Agent>,
 }
 
 impl StatusExtra for WitnessStatus {
     fn fill(&self, status: &mut palisade_api::v1::NodeStatus) {
         status.databases = self.latest.views();
+        status.search = self.latest.search_views();
+        status.monitors_enabled = self.latest.monitors();
+        status.replication_in_force = self.agent.replication_in_force();
         status.assessment = self.controller.assessment();
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use palisade_api::v1::DatabaseView;
+use palisade_api::v1::{DatabaseView, SearchView};
 use palisade_core::observe::{format_lsn, PgObservation, Reachability};
 use palisade_core::SiteId;
+use palisade_probe::elasticsearch::{EsHealth, EsObservation, EsProbe};
 use palisade_probe::postgres::PgProbe;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +22,43 @@ use crate::peers::{Peers, Rpc};
 #[derive(Clone, Default)]
 pub struct Latest {
     inner: Arc<RwLock<BTreeMap<SiteId, (PgObservation, u64)>>>,
+    search: Arc<RwLock<BTreeMap<SiteId, (EsObservation, u64)>>>,
+    monitors: Arc<RwLock<Option<bool>>>,
 }
 
 impl Latest {
+    /// Views for `NodeStatus.search`.
+    pub fn search_views(&self) -> Vec<SearchView> {
+        let now = mono_ms();
+        self.search
+            .read()
+            .expect("observations lock poisoned")
+            .iter()
+            .map(|(site, (o, at))| SearchView {
+                site: site.0.clone(),
+                reachable: o.reachability.is_up(),
+                error: match &o.reachability {
+                    Reachability::Up => String::new(),
+                    Reachability::Down { class, detail } => format!("{}: {detail}", class.as_str()),
+                },
+                status: match o.status {
+                    Some(EsHealth::Green) => "green".into(),
+                    Some(EsHealth::Yellow) => "yellow".into(),
+                    Some(EsHealth::Red) => "red".into(),
+                    None => String::new(),
+                },
+                number_of_nodes: o.number_of_nodes,
+                latency_ms: o.latency_ms,
+                age_ms: now.saturating_sub(*at),
+            })
+            .collect()
+    }
+
+    /// This site's app's `monitorsEnabled`, as last read back.
+    pub fn monitors(&self) -> Option<bool> {
+        *self.monitors.read().expect("observations lock poisoned")
+    }
+
     /// This witness's latest observation of `site`'s database.
     pub fn observation(&self, site: &SiteId) -> Option<PgObservation> {
         self.inner
@@ -73,6 +108,10 @@ pub struct Observer {
     pub own_id: u64,
     /// One probe per database site.
     pub probes: BTreeMap<SiteId, PgProbe>,
+    /// One probe per site's Elasticsearch.
+    pub search_probes: BTreeMap<SiteId, EsProbe>,
+    /// This site's app config file, to read `monitorsEnabled` back.
+    pub app_config: Option<std::path::PathBuf>,
     /// Where the latest observations go.
     pub latest: Latest,
     /// Probe period.
@@ -102,11 +141,42 @@ impl Observer {
                 let site = site.clone();
                 set.spawn(async move { (site, probe.probe().await) });
             }
+            let mut es = tokio::task::JoinSet::new();
+            for (site, probe) in &self.search_probes {
+                let probe = probe.clone();
+                let site = site.clone();
+                es.spawn(async move { (site, probe.probe().await) });
+            }
             let mut dbs = BTreeMap::new();
             while let Some(done) = set.join_next().await {
                 if let Ok((site, obs)) = done {
                     dbs.insert(site, obs);
                 }
+            }
+            let at = mono_ms();
+            while let Some(done) = es.join_next().await {
+                if let Ok((site, obs)) = done {
+                    self.latest
+                        .search
+                        .write()
+                        .expect("observations lock poisoned")
+                        .insert(site, (obs, at));
+                }
+            }
+            if let Some(path) = &self.app_config {
+                let path = path.clone();
+                let value = tokio::task::spawn_blocking(move || {
+                    palisade_actions::monitors::read_monitors_enabled(&path)
+                })
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten();
+                *self
+                    .latest
+                    .monitors
+                    .write()
+                    .expect("observations lock poisoned") = value;
             }
             {
                 let at = mono_ms();

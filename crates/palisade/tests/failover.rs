@@ -345,6 +345,13 @@ async fn sync_mode_loses_no_acknowledged_write() {
         n.start();
     }
     wait_ready(&c).await;
+    wait_status(
+        &c,
+        "the primary's agent keeps sync mode in force",
+        SETTLE,
+        |s| (s.replication_mode == "sync").then_some(()),
+    )
+    .await;
     let (acked, writer) = start_writer(&pair.primary);
     wait_acked(&acked, 200).await;
     step("SIGKILL the primary under write load");
@@ -352,6 +359,14 @@ async fn sync_mode_loses_no_acknowledged_write() {
     let _ = writer.await;
     wait_status(&c, "failover completed", SETTLE, |s| {
         s.last_failover.clone().filter(|f| f.outcome == "completed")
+    })
+    .await;
+    // The new primary has no standby (the old one must rejoin first): with
+    // the default sync_standby_down = "degrade" it says so.
+    wait_status(&c, "degraded mode reported", SETTLE, |s| {
+        s.replication_mode
+            .starts_with("async (degraded")
+            .then_some(())
     })
     .await;
     let acked = acked.lock().expect("acked").clone();
