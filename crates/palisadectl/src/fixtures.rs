@@ -3,7 +3,7 @@
 
 use palisade_api::v1::{
     DatabaseView, FailoverSummary, JournalEntry, JournalReply, NodeStatus, PeerProgress, Role,
-    StatusReply, StepTiming,
+    SearchView, StatusReply, StepTiming,
 };
 
 /// A healthy-looking witness in term 5 that follows leader 1.
@@ -97,8 +97,40 @@ pub fn db_down(site: &str, error: &str, age_ms: u64) -> DatabaseView {
     }
 }
 
+/// A reachable Elasticsearch as one witness saw it, with its
+/// `_cluster/health` status (`green`, `yellow`, `red`).
+pub fn search_up(site: &str, status: &str, nodes: u32, age_ms: u64) -> SearchView {
+    SearchView {
+        site: site.to_owned(),
+        reachable: true,
+        error: String::new(),
+        status: status.to_owned(),
+        number_of_nodes: Some(nodes),
+        latency_ms: 4,
+        age_ms,
+    }
+}
+
+/// An Elasticsearch one witness could not reach, with the server's
+/// `<class>: <detail>` error.
+pub fn search_down(site: &str, error: &str, age_ms: u64) -> SearchView {
+    SearchView {
+        site: site.to_owned(),
+        reachable: false,
+        error: error.to_owned(),
+        status: String::new(),
+        number_of_nodes: None,
+        latency_ms: 1000,
+        age_ms,
+    }
+}
+
+/// The `verified` detail of [`finished_failover`]: three checks, all passed.
+pub const VERIFIED_DETAIL: &str = "database at b writable (lsn 0/3000148); \
+elasticsearch at b green (3 nodes); exactly one monitorsEnabled=true (site b)";
+
 /// The automatic failover from `a` to `b` in epoch 3, finished and
-/// completed: three steps of 210, 1800 and 2200 ms, 4230 ms in all.
+/// completed: five steps of 210, 1800, 120, 280 and 1800 ms, 4230 ms in all.
 pub fn finished_failover() -> FailoverSummary {
     let t = FAILOVER_STARTED_MS;
     let step = |step: &str, from: i64, to: i64, detail: &str| StepTiming {
@@ -116,7 +148,9 @@ pub fn finished_failover() -> FailoverSummary {
         steps: vec![
             step("fenced", 10, 220, "fenced by agent: stopped (fast) in 210 ms"),
             step("promoted", 220, 2020, "promoted at 0/3000148 on timeline 2"),
-            step("verified", 2020, 4220, "checks passed: haproxy, webhook"),
+            step("app-flipped", 2020, 2140, "a: monitorsEnabled true -> false; b: monitorsEnabled false -> true"),
+            step("repointed", 2140, 2420, "haproxy postgres: pg_b ready; elasticsearch hosts -> b"),
+            step("verified", 2420, 4220, VERIFIED_DETAIL),
         ],
         outcome: "completed".to_owned(),
         started_at_ms: t,
@@ -145,6 +179,16 @@ pub fn failed_over() -> StatusReply {
         db_down("a", "timeout: no answer within 1000 ms", 340),
         db_up("b", false, "0/3000148", 340),
     ];
+    r.nodes[0].search = vec![
+        search_up("a", "yellow", 2, 120),
+        search_up("b", "green", 3, 120),
+    ];
+    r.nodes[1].search = vec![
+        search_down("a", "timeout: no answer within 1000 ms", 340),
+        search_up("b", "green", 3, 340),
+    ];
+    r.nodes[0].monitors_enabled = Some(false);
+    r.nodes[1].monitors_enabled = Some(true);
     r
 }
 

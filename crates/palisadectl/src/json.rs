@@ -4,9 +4,11 @@
 //! change to the `.proto` cannot silently change what scripts parse. Fields
 //! are only ever added; `docs/palisadectl.md` documents every one.
 
+use std::collections::BTreeMap;
+
 use palisade_api::v1::{
     AnnotateReply, DatabaseView, FailoverSummary, JournalReply, NodeStatus, PeerProgress, Role,
-    StatusReply, StepTiming,
+    SearchView, StatusReply, StepTiming,
 };
 use serde::Serialize;
 
@@ -44,6 +46,9 @@ pub struct StatusJson {
     pub failover_in_progress: Option<FailoverJson>,
     /// The most recent finished failover; `null` when there has been none.
     pub last_failover: Option<FailoverJson>,
+    /// Site -> `monitorsEnabled` of its app, from the witnesses that
+    /// reported it (see [`monitors_by_site`]); empty when none did.
+    pub monitors_enabled: BTreeMap<String, bool>,
 }
 
 /// A failover in [`StatusJson::failover_in_progress`] or
@@ -79,7 +84,8 @@ pub struct FailoverJson {
 /// One step in [`FailoverJson::steps`].
 #[derive(Debug, Serialize)]
 pub struct StepJson {
-    /// `fenced`, `promoted`, `verified`, or a step newer servers add.
+    /// `fenced`, `promoted`, `app-flipped`, `repointed`, `verified`, or a
+    /// step newer servers add.
     pub step: String,
     /// Leader wall clock when the step started, Unix ms.
     pub started_at_ms: i64,
@@ -115,6 +121,26 @@ pub struct DatabaseJson {
     pub age_ms: u64,
 }
 
+/// One Elasticsearch in [`NodeJson::search`]: the witness's own latest
+/// probe of its `_cluster/health`.
+#[derive(Debug, Serialize)]
+pub struct SearchJson {
+    /// The Elasticsearch's site.
+    pub site: String,
+    /// Whether the probe got through.
+    pub reachable: bool,
+    /// Why not, as `<class>: <detail>`; `null` when reachable.
+    pub error: Option<String>,
+    /// `green`, `yellow` or `red`; `null` when unknown (unreachable).
+    pub status: Option<String>,
+    /// Nodes in the Elasticsearch cluster; `null` when unknown.
+    pub number_of_nodes: Option<u32>,
+    /// How long the probe took, ms.
+    pub latency_ms: u64,
+    /// Age of the observation when the witness answered, ms.
+    pub age_ms: u64,
+}
+
 /// One witness in [`StatusJson::nodes`].
 #[derive(Debug, Serialize)]
 pub struct NodeJson {
@@ -144,6 +170,13 @@ pub struct NodeJson {
     /// The witness's own latest probe of each database; empty without a
     /// database or when the witness could not be asked.
     pub databases: Vec<DatabaseJson>,
+    /// The witness's own latest probe of each site's Elasticsearch; empty
+    /// without one or when the witness could not be asked.
+    pub search: Vec<SearchJson>,
+    /// `monitorsEnabled` of the app at this witness's own site, as read back
+    /// from its file; `null` when the site has no app, the file could not
+    /// be read, or the witness could not be asked.
+    pub monitors_enabled: Option<bool>,
 }
 
 /// One follower in [`StatusJson::replication`].
@@ -205,8 +238,23 @@ impl From<&StatusReply> for StatusJson {
             assessment: non_empty(&r.assessment),
             failover_in_progress: r.failover_in_progress.as_ref().map(FailoverJson::from),
             last_failover: r.last_failover.as_ref().map(FailoverJson::from),
+            monitors_enabled: monitors_by_site(r),
         }
     }
+}
+
+/// Each site's `monitorsEnabled` from the witnesses that reported it:
+/// `true` when any witness of that site read it on (two witnesses of one
+/// site read the same app), `false` otherwise. Shared by the JSON and the
+/// table's warning, so both count alike.
+pub fn monitors_by_site(r: &StatusReply) -> BTreeMap<String, bool> {
+    let mut by_site = BTreeMap::new();
+    for n in &r.nodes {
+        if let Some(on) = n.monitors_enabled {
+            *by_site.entry(n.site.clone()).or_insert(false) |= on;
+        }
+    }
+    by_site
 }
 
 impl From<&FailoverSummary> for FailoverJson {
@@ -259,6 +307,20 @@ impl From<&DatabaseView> for DatabaseJson {
     }
 }
 
+impl From<&SearchView> for SearchJson {
+    fn from(s: &SearchView) -> Self {
+        Self {
+            site: s.site.clone(),
+            reachable: s.reachable,
+            error: non_empty(&s.error),
+            status: non_empty(&s.status),
+            number_of_nodes: s.number_of_nodes,
+            latency_ms: s.latency_ms,
+            age_ms: s.age_ms,
+        }
+    }
+}
+
 impl From<&NodeStatus> for NodeJson {
     fn from(n: &NodeStatus) -> Self {
         Self {
@@ -274,6 +336,8 @@ impl From<&NodeStatus> for NodeJson {
             control_addr: n.control_addr.clone(),
             error: non_empty(&n.error),
             databases: n.databases.iter().map(DatabaseJson::from).collect(),
+            search: n.search.iter().map(SearchJson::from).collect(),
+            monitors_enabled: n.monitors_enabled,
         }
     }
 }
@@ -370,6 +434,7 @@ mod tests {
                 "failover_in_progress",
                 "last_failover",
                 "leader_id",
+                "monitors_enabled",
                 "node_id",
                 "nodes",
                 "primary_site",
@@ -394,6 +459,8 @@ mod tests {
         }
         assert_eq!(v["epoch"], 0);
         assert_eq!(v["standby_needs_rejoin"], false);
+        // No witness reported monitorsEnabled: an empty object, not null.
+        assert_eq!(v["monitors_enabled"], serde_json::json!({}));
         assert_eq!(v["node_id"], 2);
         assert_eq!(v["term"], 5);
         assert_eq!(v["cluster_name"], "palisade-local");
@@ -408,14 +475,18 @@ mod tests {
                 "last_applied_index",
                 "last_log_index",
                 "leader_id",
+                "monitors_enabled",
                 "raft_addr",
                 "role",
+                "search",
                 "site",
                 "snapshot_index",
                 "term"
             ]
         );
         assert_eq!(v["nodes"][0]["databases"], serde_json::json!([]));
+        assert_eq!(v["nodes"][0]["search"], serde_json::json!([]));
+        assert!(v["nodes"][0]["monitors_enabled"].is_null());
         assert_eq!(v["nodes"][0]["role"], "leader");
         assert_eq!(v["nodes"][0]["leader_id"], 1);
         assert!(v["nodes"][0]["error"].is_null());
@@ -499,8 +570,16 @@ mod tests {
             .collect();
         assert_eq!(
             steps,
-            [("fenced", 210), ("promoted", 1800), ("verified", 2200)]
+            [
+                ("fenced", 210),
+                ("promoted", 1800),
+                ("app-flipped", 120),
+                ("repointed", 280),
+                ("verified", 1800)
+            ]
         );
+        // The checks stay one string, exactly as the server joined them.
+        assert_eq!(f["steps"][4]["detail"], fixtures::VERIFIED_DETAIL);
         assert_eq!(
             f["steps"][0]["detail"],
             "fenced by agent: stopped (fast) in 210 ms"
@@ -551,6 +630,65 @@ mod tests {
         );
         // The unreachable witness reported nothing.
         assert_eq!(v["nodes"][2]["databases"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn search_views_keep_raw_values_and_null_the_unset() {
+        let v = status_json(&fixtures::failed_over());
+        let yellow = &v["nodes"][0]["search"][0];
+        assert_eq!(
+            keys(yellow),
+            [
+                "age_ms",
+                "error",
+                "latency_ms",
+                "number_of_nodes",
+                "reachable",
+                "site",
+                "status"
+            ]
+        );
+        assert_eq!(
+            *yellow,
+            serde_json::json!({
+                "site": "a", "reachable": true, "error": null, "status": "yellow",
+                "number_of_nodes": 2, "latency_ms": 4, "age_ms": 120
+            })
+        );
+        let down = &v["nodes"][1]["search"][0];
+        assert_eq!(
+            *down,
+            serde_json::json!({
+                "site": "a", "reachable": false,
+                "error": "timeout: no answer within 1000 ms",
+                "status": null, "number_of_nodes": null,
+                "latency_ms": 1000, "age_ms": 340
+            })
+        );
+        // The unreachable witness reported nothing.
+        assert_eq!(v["nodes"][2]["search"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn monitors_enabled_per_node_and_by_site() {
+        let v = status_json(&fixtures::failed_over());
+        assert_eq!(v["nodes"][0]["monitors_enabled"], false);
+        assert_eq!(v["nodes"][1]["monitors_enabled"], true);
+        assert!(v["nodes"][2]["monitors_enabled"].is_null());
+        // Only the sites whose witness said; site-c's did not.
+        assert_eq!(
+            v["monitors_enabled"],
+            serde_json::json!({"a": false, "b": true})
+        );
+
+        // Two witnesses of one site read the same app: on if either read it on.
+        let mut r = fixtures::failed_over();
+        r.nodes[1].site = "a".to_owned();
+        r.nodes[2].monitors_enabled = Some(false);
+        assert_eq!(
+            status_json(&r)["monitors_enabled"],
+            serde_json::json!({"a": true, "site-c": false})
+        );
     }
 
     #[test]

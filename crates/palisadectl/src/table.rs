@@ -1,7 +1,8 @@
 //! `--output table`: padded columns for people.
 
 use palisade_api::v1::{
-    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Role, StatusReply, StepTiming,
+    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Role, SearchView, StatusReply,
+    StepTiming,
 };
 
 use crate::json::role_name;
@@ -24,11 +25,21 @@ const CUT: char = '…';
 /// Longest error class shown in a `down (<class>)` state.
 const MAX_CLASS: usize = 24;
 
+/// The failover step whose detail is a `; `-separated list of checks.
+const VERIFIED: &str = "verified";
+
+/// How a failed check starts in the `verified` step's detail.
+const FAILED: &str = "FAILED";
+
+/// Appended to the `monitorsEnabled:` line unless exactly one app is on.
+const MONITORS_WARNING: &str = "  <- WARNING: exactly one app must have monitorsEnabled=true";
+
 /// `status` for people: a header line, the node table and, when the leader
 /// reported it, the replication table; then, when the cluster has a
 /// database, the database roles, the leader's detector and each witness's
-/// view of each database; then the failover in progress and the last
-/// failover, when there are.
+/// view of each database; then, when witnesses reported them, each
+/// witness's view of each Elasticsearch and each site's `monitorsEnabled`;
+/// then the failover in progress and the last failover, when there are.
 pub fn status_table(r: &StatusReply) -> String {
     let cluster = if r.cluster_name.is_empty() {
         "(unnamed)"
@@ -116,6 +127,10 @@ pub fn status_table(r: &StatusReply) -> String {
         out.push('\n');
         out.push_str(&clip_lines(&databases_block(r)));
     }
+    if let Some(block) = search_block(r) {
+        out.push('\n');
+        out.push_str(&clip_lines(&block));
+    }
     if let Some(f) = &r.failover_in_progress {
         out.push('\n');
         out.push_str(&clip_lines(&failover_in_progress_block(f)));
@@ -176,10 +191,7 @@ fn databases_block(r: &StatusReply) -> String {
 fn database_row(witness: u64, d: &DatabaseView) -> Vec<String> {
     let standby = d.reachable && d.in_recovery == Some(true);
     let state = match (d.reachable, d.in_recovery) {
-        (false, _) => match error_class(&d.error) {
-            "" => "down".to_owned(),
-            class => format!("down ({})", clip(&cell(class), MAX_CLASS)),
-        },
+        (false, _) => down_state(&d.error),
         (true, Some(true)) => "standby".to_owned(),
         (true, Some(false)) => "primary".to_owned(),
         (true, None) => "up (role unknown)".to_owned(),
@@ -202,6 +214,92 @@ fn database_row(witness: u64, d: &DatabaseView) -> Vec<String> {
         streaming.to_owned(),
         format!("{} ms", d.age_ms),
     ]
+}
+
+/// Each witness's view of each Elasticsearch, then the `monitorsEnabled:`
+/// line; `None` when no witness reported either.
+fn search_block(r: &StatusReply) -> Option<String> {
+    let rows: Vec<Vec<String>> = r
+        .nodes
+        .iter()
+        .flat_map(|n| n.search.iter().map(move |s| search_row(n.id, s)))
+        .collect();
+    let monitors = monitors_line(r);
+    if rows.is_empty() && monitors.is_none() {
+        return None;
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str("each witness's view of each Elasticsearch\n");
+        out.push_str(&render_table(
+            &["WITNESS", "SITE", "STATE", "NODES", "LATENCY", "AGE"],
+            &rows,
+        ));
+    }
+    if let Some(line) = monitors {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// One row of the Elasticsearch views: what witness `witness` saw of `s`.
+fn search_row(witness: u64, s: &SearchView) -> Vec<String> {
+    let state = if s.reachable {
+        match s.status.as_str() {
+            "" => "up (status unknown)".to_owned(),
+            // `green`, `yellow`, `red`, or whatever a newer server sends.
+            status => clip(&cell(status), MAX_CLASS),
+        }
+    } else {
+        down_state(&s.error)
+    };
+    vec![
+        witness.to_string(),
+        text_or_none(&s.site),
+        state,
+        s.number_of_nodes
+            .map_or_else(|| NONE.to_owned(), |n| n.to_string()),
+        format!("{} ms", s.latency_ms),
+        format!("{} ms", s.age_ms),
+    ]
+}
+
+/// `monitorsEnabled: a=false b=true`: each witness's own site's app as it
+/// read it back, `?` for a witness that did not say, in node order; with
+/// [`MONITORS_WARNING`] unless exactly one site's app is on. `None` when no
+/// witness said.
+fn monitors_line(r: &StatusReply) -> Option<String> {
+    if r.nodes.iter().all(|n| n.monitors_enabled.is_none()) {
+        return None;
+    }
+    let mut line = "monitorsEnabled:".to_owned();
+    for n in &r.nodes {
+        let value = match n.monitors_enabled {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "?",
+        };
+        line.push_str(&format!(" {}={value}", text_or_none(&n.site)));
+    }
+    // Counted by site: two witnesses of one site read the same app.
+    let on = crate::json::monitors_by_site(r)
+        .values()
+        .filter(|on| **on)
+        .count();
+    if on != 1 {
+        line.push_str(MONITORS_WARNING);
+    }
+    Some(line)
+}
+
+/// `down (<class>)` for a probe that did not get through, or `down` when
+/// the server gave no reason.
+fn down_state(error: &str) -> String {
+    match error_class(error) {
+        "" => "down".to_owned(),
+        class => format!("down ({})", clip(&cell(class), MAX_CLASS)),
+    }
 }
 
 /// The class of a database error the server sends as `<class>: <detail>`
@@ -257,25 +355,76 @@ fn last_failover_block(f: &FailoverSummary) -> String {
 }
 
 /// The steps of a failover, indented under its block, each with how long
-/// it took and how it was done.
+/// it took and how it was done. The `verified` step's checks follow its
+/// row, one a line, a failed one marked `FAILED`.
 fn steps_table(steps: &[StepTiming]) -> String {
     if steps.is_empty() {
         return "  no step done yet\n".to_owned();
     }
+    let checks: Vec<Vec<&str>> = steps.iter().map(verified_checks).collect();
     let rows: Vec<Vec<String>> = steps
         .iter()
-        .map(|s| {
+        .zip(&checks)
+        .map(|(s, checks)| {
+            let detail = if checks.is_empty() {
+                cell(&s.detail)
+            } else {
+                checks_summary(checks)
+            };
             vec![
                 text_or_none(&s.step),
                 millis(s.done_at_ms.saturating_sub(s.started_at_ms)),
-                cell(&s.detail),
+                detail,
             ]
         })
         .collect();
-    render_table(&["STEP", "TOOK", "DETAIL"], &rows)
-        .lines()
-        .map(|line| format!("  {line}\n"))
+    let table = render_table(&["STEP", "TOOK", "DETAIL"], &rows);
+    let mut lines = table.lines();
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        out.push_str(&format!("  {header}\n"));
+    }
+    // render_table writes one line per row: cells are escaped.
+    for (line, checks) in lines.zip(&checks) {
+        out.push_str(&format!("  {line}\n"));
+        for check in checks {
+            out.push_str(&check_line(check));
+        }
+    }
+    out
+}
+
+/// The checks of a `verified` step, as the server joined them with `; `;
+/// empty for any other step, or a `verified` step without detail.
+fn verified_checks(s: &StepTiming) -> Vec<&str> {
+    if s.step != VERIFIED {
+        return Vec::new();
+    }
+    s.detail
+        .split("; ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
         .collect()
+}
+
+/// The DETAIL cell of a `verified` step: how many checks, how many failed.
+fn checks_summary(checks: &[&str]) -> String {
+    let failed = checks.iter().filter(|c| c.starts_with(FAILED)).count();
+    let noun = if checks.len() == 1 { "check" } else { "checks" };
+    if failed == 0 {
+        format!("{} {noun} passed:", checks.len())
+    } else {
+        format!("{} {noun}, {failed} FAILED:", checks.len())
+    }
+}
+
+/// One check of a `verified` step on its own line under the step table:
+/// `ok` or `FAILED` in a column of its own, then the check.
+fn check_line(check: &str) -> String {
+    match check.strip_prefix(FAILED) {
+        Some(rest) => format!("    {FAILED}  {}\n", cell(rest.trim_start())),
+        None => format!("    ok      {}\n", cell(check)),
+    }
 }
 
 /// A duration in milliseconds, as `210 ms`.
@@ -451,7 +600,7 @@ ID  SITE  ROLE       TERM  LEADER  LAST LOG  APPLIED  CONTROL ADDR
     }
 
     #[test]
-    fn status_table_after_failover_shows_databases_detector_and_last_failover() {
+    fn status_table_after_failover_shows_databases_search_monitors_and_last_failover() {
         let expected = "
 databases: primary b, standby a (async) — epoch 3 — standby must rejoin
 detector: healthy: primary b up on 2 of 2 reporting witnesses
@@ -463,14 +612,27 @@ WITNESS  SITE  STATE           LSN        LAG    STREAMING  AGE
 2        a     down (timeout)  -          -      -          340 ms
 2        b     primary         0/3000148  -      -          340 ms
 
+each witness's view of each Elasticsearch
+WITNESS  SITE  STATE           NODES  LATENCY  AGE
+1        a     yellow          2      4 ms     120 ms
+1        b     green           3      4 ms     120 ms
+2        a     down (timeout)  -      1000 ms  340 ms
+2        b     green           3      4 ms     340 ms
+monitorsEnabled: a=false b=true site-c=?
+
 last failover: epoch 3, a -> b (automatic), took 4230 ms
   outcome: completed
   reason: primary a down on 2 of 3 witnesses for 10000 ms
   started 2023-11-14T22:13:20.000Z, finished 2023-11-14T22:13:24.230Z
-  STEP      TOOK     DETAIL
-  fenced    210 ms   fenced by agent: stopped (fast) in 210 ms
-  promoted  1800 ms  promoted at 0/3000148 on timeline 2
-  verified  2200 ms  checks passed: haproxy, webhook
+  STEP         TOOK     DETAIL
+  fenced       210 ms   fenced by agent: stopped (fast) in 210 ms
+  promoted     1800 ms  promoted at 0/3000148 on timeline 2
+  app-flipped  120 ms   a: monitorsEnabled true -> false; b: monitorsEnabled false -> true
+  repointed    280 ms   haproxy postgres: pg_b ready; elasticsearch hosts -> b
+  verified     1800 ms  3 checks passed:
+    ok      database at b writable (lsn 0/3000148)
+    ok      elasticsearch at b green (3 nodes)
+    ok      exactly one monitorsEnabled=true (site b)
 ";
         let got = added_lines(&fixtures::failed_over());
         assert_eq!(got, expected, "got:\n{got}");
@@ -530,6 +692,8 @@ FAILOVER IN PROGRESS epoch 4: b -> a (operator:alice): DR drill
         r.last_failover = None;
         for n in &mut r.nodes {
             n.databases.clear();
+            n.search.clear();
+            n.monitors_enabled = None;
         }
         assert_eq!(
             added_lines(&r),
@@ -592,7 +756,161 @@ each witness's view of each database: no witness reported one
         let cut: Vec<&str> = got.lines().filter(|l| l.ends_with(CUT)).collect();
         assert_eq!(cut.len(), 5, "detector, 2 reasons, 2 details:\n{got}");
         assert!(cut[0].starts_with("detector: blocked: lag lag"));
-        assert!(got.contains("  fenced    210 ms   line one\\nline two xxx"));
+        assert!(got.contains("  fenced       210 ms   line one\\nline two xxx"));
+    }
+
+    #[test]
+    fn search_states_say_what_is_known() {
+        let mut unknown = fixtures::search_up("a", "", 1, 5);
+        unknown.number_of_nodes = None;
+        let cases = [
+            (
+                fixtures::search_up("a", "green", 3, 5),
+                ["green", "3", "4 ms"],
+            ),
+            (
+                fixtures::search_up("b", "yellow", 2, 5),
+                ["yellow", "2", "4 ms"],
+            ),
+            (fixtures::search_up("a", "red", 1, 5), ["red", "1", "4 ms"]),
+            (unknown, ["up (status unknown)", "-", "4 ms"]),
+            (fixtures::search_down("a", "", 5), ["down", "-", "1000 ms"]),
+            (
+                fixtures::search_down("b", "refused: connection refused", 5),
+                ["down (refused)", "-", "1000 ms"],
+            ),
+        ];
+        for (view, [state, nodes, latency]) in cases {
+            let row = search_row(7, &view);
+            assert_eq!(
+                row,
+                ["7", &view.site, state, nodes, latency, "5 ms"],
+                "{view:?}"
+            );
+        }
+    }
+
+    /// [`fixtures::status`] (no database) with `monitorsEnabled` as given
+    /// for witnesses 1, 2 and 3 (sites `a`, `b`, `site-c`).
+    fn with_monitors(on: [Option<bool>; 3]) -> StatusReply {
+        let mut r = fixtures::status();
+        for (n, on) in r.nodes.iter_mut().zip(on) {
+            n.monitors_enabled = on;
+        }
+        r
+    }
+
+    #[test]
+    fn monitors_line_warns_unless_exactly_one_app_is_on() {
+        let warning = "  <- WARNING: exactly one app must have monitorsEnabled=true";
+        for (on, line) in [
+            (
+                [Some(false), Some(true), None],
+                "monitorsEnabled: a=false b=true site-c=?".to_owned(),
+            ),
+            (
+                [Some(true), None, None],
+                "monitorsEnabled: a=true b=? site-c=?".to_owned(),
+            ),
+            (
+                [Some(true), Some(true), None],
+                format!("monitorsEnabled: a=true b=true site-c=?{warning}"),
+            ),
+            (
+                [Some(false), Some(false), None],
+                format!("monitorsEnabled: a=false b=false site-c=?{warning}"),
+            ),
+            (
+                [Some(false), None, None],
+                format!("monitorsEnabled: a=false b=? site-c=?{warning}"),
+            ),
+        ] {
+            // Without a database or search views the line stands alone.
+            assert_eq!(
+                added_lines(&with_monitors(on)),
+                format!("\n{line}\n"),
+                "{on:?}"
+            );
+        }
+        // No witness said: no line at all.
+        assert_eq!(added_lines(&with_monitors([None, None, None])), "");
+    }
+
+    #[test]
+    fn two_witnesses_of_one_site_read_the_same_app() {
+        // Both of site a's witnesses read its one app on: one app is on.
+        let mut r = with_monitors([Some(true), Some(true), Some(false)]);
+        r.nodes[1].site = "a".to_owned();
+        let got = status_table(&r);
+        assert!(
+            got.ends_with("\nmonitorsEnabled: a=true a=true site-c=false\n"),
+            "got:\n{got}"
+        );
+    }
+
+    #[test]
+    fn search_table_shows_without_a_database() {
+        let mut r = fixtures::status();
+        r.nodes[1].search = vec![fixtures::search_down("a", "refused: connection refused", 9)];
+        assert_eq!(
+            added_lines(&r),
+            "
+each witness's view of each Elasticsearch
+WITNESS  SITE  STATE           NODES  LATENCY  AGE
+2        a     down (refused)  -      1000 ms  9 ms
+"
+        );
+    }
+
+    #[test]
+    fn verified_checks_are_one_a_line_with_failed_ones_marked() {
+        let mut r = fixtures::failed_over();
+        let mut f = fixtures::finished_failover();
+        f.outcome = "completed_with_failed_checks: FAILED elasticsearch at b green or yellow: \
+                     timeout: no answer"
+            .to_owned();
+        let verified = f.steps.last_mut().expect("verified step");
+        verified.detail = "database at b writable (lsn 0/3000148); FAILED elasticsearch at b \
+                           green or yellow: timeout: no answer; exactly one monitorsEnabled=true \
+                           (site b); not readable: a (timeout)"
+            .to_owned();
+        r.last_failover = Some(f.clone());
+        let got = added_lines(&r);
+        let tail = "
+  outcome: completed_with_failed_checks: FAILED elasticsearch at b green or yellow: timeout: no answer
+  reason: primary a down on 2 of 3 witnesses for 10000 ms
+  started 2023-11-14T22:13:20.000Z, finished 2023-11-14T22:13:24.230Z
+  STEP         TOOK     DETAIL
+  fenced       210 ms   fenced by agent: stopped (fast) in 210 ms
+  promoted     1800 ms  promoted at 0/3000148 on timeline 2
+  app-flipped  120 ms   a: monitorsEnabled true -> false; b: monitorsEnabled false -> true
+  repointed    280 ms   haproxy postgres: pg_b ready; elasticsearch hosts -> b
+  verified     1800 ms  4 checks, 1 FAILED:
+    ok      database at b writable (lsn 0/3000148)
+    FAILED  elasticsearch at b green or yellow: timeout: no answer
+    ok      exactly one monitorsEnabled=true (site b)
+    ok      not readable: a (timeout)
+";
+        assert!(got.ends_with(tail), "got:\n{got}");
+
+        // The same in a failover in progress; a verified step without
+        // detail is an ordinary row.
+        f.outcome.clear();
+        f.finished_at_ms = None;
+        f.steps.last_mut().expect("verified step").detail = "FAILED webhook: HTTP 500".to_owned();
+        r.failover_in_progress = Some(f.clone());
+        let got = added_lines(&r);
+        assert!(
+            got.contains("  verified     1800 ms  1 check, 1 FAILED:\n    FAILED  webhook: HTTP 500\n\nlast failover"),
+            "got:\n{got}"
+        );
+        f.steps.last_mut().expect("verified step").detail.clear();
+        r.failover_in_progress = Some(f);
+        let got = added_lines(&r);
+        assert!(
+            got.contains("  verified     1800 ms\n\nlast failover"),
+            "got:\n{got}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::Output;
 use palisade_api::v1::control_server::{Control, ControlServer};
 use palisade_api::v1::{
     AnnotateReply, AnnotateRequest, DatabaseView, FailoverSummary, JournalEntry, JournalReply,
-    JournalRequest, NodeStatus, Role, StatusReply, StatusRequest, StepTiming,
+    JournalRequest, NodeStatus, Role, SearchView, StatusReply, StatusRequest, StepTiming,
 };
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
@@ -107,6 +107,17 @@ impl Control for FakeWitness {
                     ..Default::default()
                 },
             ],
+            search: vec![SearchView {
+                site: "site-1".to_owned(),
+                reachable: true,
+                status: "green".to_owned(),
+                number_of_nodes: Some(3),
+                latency_ms: 5,
+                age_ms: 150,
+                ..Default::default()
+            }],
+            // Both sites' apps on: the table must warn.
+            monitors_enabled: Some(true),
             ..Default::default()
         };
         let role = if self.leader_id.is_some() {
@@ -219,6 +230,12 @@ async fn status_with_leader_prints_table_and_exits_0() {
         "last failover: epoch 2, site-2 -> site-1 (operator:tester), took 900 ms",
         "  outcome: aborted: standby too far behind",
         "  fenced  250 ms  lease expired",
+        "each witness's view of each Elasticsearch",
+        "WITNESS  SITE    STATE  NODES  LATENCY  AGE",
+        "1        site-1  green  3      5 ms     150 ms",
+        "2        site-1  green  3      5 ms     150 ms",
+        "monitorsEnabled: site-1=true site-2=true  \
+         <- WARNING: exactly one app must have monitorsEnabled=true",
     ] {
         assert!(
             out.lines().any(|l| l == line),
@@ -272,6 +289,18 @@ async fn status_json_carries_databases_detector_and_last_failover() {
             "in_recovery": null, "lsn": null, "replay_lag_seconds": null,
             "streaming": false, "latency_ms": 1, "age_ms": 150
         })
+    );
+    assert_eq!(
+        v["nodes"][1]["search"],
+        serde_json::json!([{
+            "site": "site-1", "reachable": true, "error": null, "status": "green",
+            "number_of_nodes": 3, "latency_ms": 5, "age_ms": 150
+        }])
+    );
+    assert_eq!(v["nodes"][1]["monitors_enabled"], true);
+    assert_eq!(
+        v["monitors_enabled"],
+        serde_json::json!({"site-1": true, "site-2": true})
     );
 }
 
