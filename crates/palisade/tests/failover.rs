@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use palisade_testkit::pg::{PgPair, PgPairOptions, PgServer};
-use support::pg::{db_config, status, wait_ready, wait_status, FAST, SETTLE, SLOTS};
+use support::pg::{
+    db_config, move_leadership_off, status, wait_ready, wait_status, FAST, SETTLE, SLOTS,
+};
 use support::{step, Cluster};
 
 /// Rows `1..` inserted one by one into `writes` on `server` until it stops
@@ -219,24 +221,8 @@ async fn site_loss_fails_over_only_after_the_lease_ran_out() {
     }
     wait_ready(&c).await;
     // The witness at site a must not be the leader, or the test would also
-    // be a leader loss; move leadership away by restarting it if needed.
-    for _ in 0..5 {
-        if wait_status(&c, "a leader", SETTLE, |s| s.leader_id).await != 1 {
-            break;
-        }
-        c.node(1).kill9();
-        c.node(1).start();
-        wait_status(&c, "a leader other than a", SETTLE, |s| {
-            s.leader_id.filter(|l| *l != 1)
-        })
-        .await;
-        wait_ready(&c).await;
-    }
-    assert_ne!(
-        wait_status(&c, "a leader", SETTLE, |s| s.leader_id).await,
-        1,
-        "leadership moved off site a"
-    );
+    // be a leader loss.
+    move_leadership_off(&mut c, 1).await;
     step("site a lost: its witness and its database SIGKILLed together");
     let killed_wall = palisade_raft::unix_ms_now();
     c.node(1).kill9();
@@ -540,18 +526,7 @@ async fn site_loss_with_a_stonith_hook_is_fenced_by_the_hook() {
         n.start();
     }
     wait_ready(&c).await;
-    for _ in 0..5 {
-        if wait_status(&c, "a leader", SETTLE, |s| s.leader_id).await != 1 {
-            break;
-        }
-        c.node(1).kill9();
-        c.node(1).start();
-        wait_status(&c, "a leader other than a", SETTLE, |s| {
-            s.leader_id.filter(|l| *l != 1)
-        })
-        .await;
-        wait_ready(&c).await;
-    }
+    move_leadership_off(&mut c, 1).await;
     step("site a lost; the leader's STONITH hook confirms the fence");
     c.node(1).kill9();
     pair.primary.kill9();

@@ -97,3 +97,24 @@ pub async fn wait_ready(c: &Cluster) {
     })
     .await;
 }
+
+/// Restarts witness `id` until another witness leads (at most five times).
+pub async fn move_leadership_off(c: &mut Cluster, id: u64) {
+    for _ in 0..5 {
+        if wait_status(c, "a leader", SETTLE, |s| s.leader_id).await != id {
+            return;
+        }
+        c.node(id).kill9();
+        c.node(id).start();
+        wait_status(c, "another leader", SETTLE, |s| {
+            s.leader_id.filter(|l| *l != id)
+        })
+        .await;
+        wait_ready(c).await;
+    }
+    assert_ne!(
+        wait_status(c, "a leader", SETTLE, |s| s.leader_id).await,
+        id,
+        "leadership moved off witness {id}"
+    );
+}
