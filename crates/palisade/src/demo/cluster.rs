@@ -46,7 +46,10 @@ impl Configs {
             if !text.contains(SHIPPED_DATA_DIR) {
                 bail!("deploy/local/site-{site}.toml no longer holds `{SHIPPED_DATA_DIR}`, which the demo replaces");
             }
-            texts.push((site, text.replace(SHIPPED_DATA_DIR, "data_dir = \"data/{site}\"")));
+            texts.push((
+                site,
+                text.replace(SHIPPED_DATA_DIR, "data_dir = \"data/{site}\""),
+            ));
         }
         let first = Config::parse(Path::new("deploy/local/site-a.toml"), &texts[0].1)
             .context("the embedded deploy/local/site-a.toml is invalid")?;
@@ -54,7 +57,14 @@ impl Configs {
             .topology
             .witnesses
             .iter()
-            .map(|(id, w)| (*id, w.site.clone(), w.raft_addr.clone(), w.control_addr.clone()))
+            .map(|(id, w)| {
+                (
+                    *id,
+                    w.site.clone(),
+                    w.raft_addr.clone(),
+                    w.control_addr.clone(),
+                )
+            })
             .collect();
         Ok(Configs { texts, witnesses })
     }
@@ -120,7 +130,8 @@ impl Cluster {
         let mut witnesses = Vec::new();
         for (site, text) in &configs.texts {
             let config = dir.path().join(format!("site-{site}.toml"));
-            let text = format!("{text}\n# Added by `palisade demo`: the local PostgreSQL pair.\n{extra}");
+            let text =
+                format!("{text}\n# Added by `palisade demo`: the local PostgreSQL pair.\n{extra}");
             let parsed = Config::parse(&config, &text)
                 .with_context(|| format!("the demo's config for site {site} is invalid"))?;
             std::fs::write(&config, &text)
@@ -310,7 +321,10 @@ impl Cluster {
             let Some(mut child) = w.child.take() else {
                 continue;
             };
-            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 p.detail(format!(
                     "witness {} ignored SIGTERM for {STOP_GRACE:?}; killing it",
                     w.site

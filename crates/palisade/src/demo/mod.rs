@@ -12,7 +12,7 @@
 //!    in the binary, plus `[[database]]` sections for the pair), starts the
 //!    witnesses (this binary, `run --config`), waits for a leader and a
 //!    healthy detector, and prints the cluster status.
-//! 4. Runs a [`Writer`] (numbered rows, one `INSERT` at a time on the
+//! 4. Runs a writer (numbered rows, one `INSERT` at a time on the
 //!    current primary), and once 200 rows are acknowledged takes site a down:
 //!    SIGKILL of witness a and of the primary postmaster.
 //! 5. Waits for the failover, then prints its timeline (each step with its
@@ -34,6 +34,7 @@
 mod cluster;
 mod postgres;
 mod report;
+mod resources;
 mod writer;
 
 use std::io::IsTerminal;
@@ -44,11 +45,11 @@ use anyhow::{bail, Context};
 use palisade_api::v1::{FailoverSummary, StatusReply};
 use palisade_testkit::pg::{PgPair, PgPairOptions};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::task::JoinHandle;
 
 use cluster::Cluster;
 pub use report::Report;
 use report::{Progress, Timeline};
+use resources::{cleanup, spawn_on_own_thread, Interrupted, Resources};
 use writer::Writer;
 
 /// How the demo reports.
@@ -105,19 +106,6 @@ const PHASE: Duration = Duration::from_secs(60);
 /// How many times witness a is restarted to move Raft leadership away.
 const LEADER_MOVES: u32 = 5;
 
-/// Everything the demo starts, so that it is released whatever happens.
-#[derive(Default)]
-struct Resources {
-    /// The pair while it is being built (awaited at cleanup if interrupted).
-    pair_build: Option<JoinHandle<anyhow::Result<PgPair>>>,
-    /// The running pair; shared with the writer and the kill task.
-    pair: Option<Arc<PgPair>>,
-    /// The witnesses and their work directory.
-    cluster: Option<Cluster>,
-    /// The writer, while it runs.
-    writer: Option<Writer>,
-}
-
 /// Runs the demo (see the module doc).
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let json = args.output == DemoOutput::Json;
@@ -128,12 +116,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let outcome = tokio::select! {
         r = demo(&args, &progress, &mut res) => r,
-        name = interrupted(&mut interrupt, &mut terminate) => Err(anyhow::anyhow!("interrupted by {name}")),
+        name = interrupted(&mut interrupt, &mut terminate) => {
+            progress.step(format!("interrupted by {name}"));
+            Err(Interrupted(name).into())
+        }
     };
     if let Err(e) = &outcome {
-        progress.step(format!("failed: {e:#}"));
-        if let Some(c) = &res.cluster {
-            c.print_log_tails();
+        if e.downcast_ref::<Interrupted>().is_none() {
+            progress.step(format!("failed: {e:#}"));
+            if let Some(c) = &res.cluster {
+                c.print_log_tails();
+            }
         }
     }
     if let Ok(report) = &outcome {
@@ -141,7 +134,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             report.print_human(&progress);
             if std::io::stdin().is_terminal() {
                 progress.detail("");
-                progress.detail("The cluster keeps running, now with b as primary. In another terminal:");
+                progress.detail(
+                    "The cluster keeps running, now with b as primary. In another terminal:",
+                );
                 progress.detail("  cargo run --release --bin palisadectl -- --endpoint http://127.0.0.1:7402 status");
                 progress.detail("Press Ctrl-C to stop it and clean up.");
                 interrupted(&mut interrupt, &mut terminate).await;
@@ -195,7 +190,7 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     };
     let build = res
         .pair_build
-        .insert(tokio::spawn(PgPair::start_with(opts)));
+        .insert(spawn_on_own_thread(move || PgPair::start_with(opts)));
     let built = build.await;
     res.pair_build = None;
     let pair = Arc::new(
@@ -211,9 +206,10 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         pair.standby.port()
     ));
 
-    let cluster = res
-        .cluster
-        .insert(Cluster::create(&configs, &postgres::database_sections(&pair, mode)?)?);
+    let cluster = res.cluster.insert(Cluster::create(
+        &configs,
+        &postgres::database_sections(&pair, mode)?,
+    )?);
     p.step(format!(
         "starting witnesses a, b, c (raft {}, control {}; configs, data and logs in {})",
         configs.raft_ports(),
@@ -222,7 +218,11 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     ));
     cluster.start_all()?;
     cluster
-        .wait_for("a leader, the roles recorded and site a's primary healthy", SETTLE, healthy)
+        .wait_for(
+            "a leader, the roles recorded and site a's primary healthy",
+            SETTLE,
+            healthy,
+        )
         .await?;
     move_leadership_off_a(cluster, p).await?;
     let status = cluster
@@ -238,15 +238,12 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     ));
     Writer::create_table(&pair).await?;
     let writer = res.writer.insert(Writer::start(pair.clone()));
-    writer
-        .wait_acked("site a", WRITES_BEFORE_KILL, PHASE)
-        .await?;
+    writer.wait_acked("a", WRITES_BEFORE_KILL, PHASE).await?;
     let leader = cluster
         .wait_for("a leader", SETTLE, |s| s.leader_id)
         .await?;
-    let leader_note = (leader == cluster.id_of("a")).then(|| {
-        "witness a leads at the kill: this run also loses the Raft leader".to_string()
-    });
+    let leader_note = (leader == cluster.id_of("a"))
+        .then(|| "witness a leads at the kill: this run also loses the Raft leader".to_string());
     if let Some(note) = &leader_note {
         p.detail(format!("note: {note}"));
     }
@@ -266,16 +263,14 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
 
     let failover = watch_failover(cluster, p, killed_wall_ms).await?;
     let first_b = writer
-        .wait_first_on("site b", PHASE)
+        .wait_first_on("b", PHASE)
         .await
         .context("waiting for the writer's first row on the new primary")?;
     p.step(format!(
         "the new primary acknowledged the writer's first row, {} ms after the kill",
         first_b.duration_since(killed_at).as_millis()
     ));
-    writer
-        .wait_acked("site b", WRITES_AFTER_FAILOVER, PHASE)
-        .await?;
+    writer.wait_acked("b", WRITES_AFTER_FAILOVER, PHASE).await?;
     let log = match res.writer.take() {
         Some(w) => w.stop().await?,
         None => bail!("the writer vanished"),
@@ -311,7 +306,10 @@ fn healthy(s: &StatusReply) -> Option<()> {
 
 /// Every witness answers and has probed both databases.
 fn all_views(s: &StatusReply) -> bool {
-    s.nodes.len() == 3 && s.nodes.iter().all(|n| n.error.is_empty() && n.databases.len() == 2)
+    s.nodes.len() == 3
+        && s.nodes
+            .iter()
+            .all(|n| n.error.is_empty() && n.databases.len() == 2)
 }
 
 /// Makes sure witness a is not the Raft leader, so that the site loss is
@@ -321,7 +319,9 @@ fn all_views(s: &StatusReply) -> bool {
 async fn move_leadership_off_a(cluster: &mut Cluster, p: &Progress) -> anyhow::Result<()> {
     let a = cluster.id_of("a");
     for attempt in 1..=LEADER_MOVES {
-        let leader = cluster.wait_for("a leader", SETTLE, |s| s.leader_id).await?;
+        let leader = cluster
+            .wait_for("a leader", SETTLE, |s| s.leader_id)
+            .await?;
         if leader != a {
             return Ok(());
         }
@@ -361,9 +361,11 @@ async fn watch_failover(
     loop {
         let s = cluster.status().await;
         let current = s.as_ref().and_then(|s| {
-            s.failover_in_progress
-                .clone()
-                .or_else(|| s.last_failover.clone().filter(|f| f.epoch == s.epoch && f.epoch > 0))
+            s.failover_in_progress.clone().or_else(|| {
+                s.last_failover
+                    .clone()
+                    .filter(|f| f.epoch == s.epoch && f.epoch > 0)
+            })
         });
         if let Some(f) = current {
             if !announced {
@@ -398,56 +400,13 @@ async fn watch_failover(
         if Instant::now() > deadline {
             bail!(
                 "no failover completed within {PHASE:?} of the kill (last status: {})",
-                s.map(|s| format!("epoch {}, primary {}, detector {:?}", s.epoch, s.primary_site, s.assessment))
-                    .unwrap_or_else(|| "no witness answered".into())
+                s.map(|s| format!(
+                    "epoch {}, primary {}, detector {:?}",
+                    s.epoch, s.primary_site, s.assessment
+                ))
+                .unwrap_or_else(|| "no witness answered".into())
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Releases everything in `res`, in order: the writer, the witnesses
-/// (SIGTERM, then SIGKILL after 10 s) and their directory, the pair (its
-/// servers stopped, its directory removed). Reports what it could not do.
-async fn cleanup(res: Resources, p: &Progress) {
-    if let Some(w) = res.writer {
-        if let Err(e) = w.stop().await {
-            p.detail(format!("writer: {e:#}"));
-        }
-    }
-    if let Some(c) = res.cluster {
-        c.shut_down(p).await;
-    }
-    let mut pairs = Vec::new();
-    if let Some(build) = res.pair_build {
-        // Interrupted while building: let the build finish, then stop it.
-        if let Ok(Ok(pair)) = build.await {
-            pairs.push(Arc::new(pair));
-        }
-    }
-    pairs.extend(res.pair);
-    for pair in pairs {
-        // A kill task may still hold a reference for a moment.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Arc::strong_count(&pair) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let dir = pair.dir().to_path_buf();
-        match Arc::try_unwrap(pair) {
-            Ok(pair) => {
-                if tokio::task::spawn_blocking(move || drop(pair)).await.is_err() {
-                    p.detail("stopping the PostgreSQL pair panicked");
-                }
-                if dir.exists() {
-                    p.detail(format!("could not remove {}", dir.display()));
-                } else {
-                    p.detail(format!("removed {}", dir.display()));
-                }
-            }
-            Err(_) => p.detail(format!(
-                "the PostgreSQL pair is still in use; it stops when that task ends ({})",
-                dir.display()
-            )),
-        }
     }
 }

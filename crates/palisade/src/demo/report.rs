@@ -1,0 +1,321 @@
+//! What the demo prints: `--- step` progress lines, the cluster status
+//! table, and the failover report (human timeline or one JSON object).
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::time::Instant;
+
+use anyhow::bail;
+use palisade_api::v1::{DatabaseView, FailoverSummary, Role, StatusReply};
+use serde::Serialize;
+
+use super::writer::WriteLog;
+use super::Replication;
+
+/// Progress lines: on stdout for a human, on stderr in JSON mode (stdout
+/// then holds only the report).
+pub struct Progress {
+    start: Instant,
+    json: bool,
+}
+
+impl Progress {
+    /// Starts the elapsed-time clock.
+    pub fn new(json: bool) -> Progress {
+        Progress {
+            start: Instant::now(),
+            json,
+        }
+    }
+
+    /// A `--- [elapsed] what` line.
+    pub fn step(&self, what: impl Display) {
+        self.line(format!(
+            "--- [{:>6.2} s] {what}",
+            self.start.elapsed().as_secs_f64()
+        ));
+    }
+
+    /// An indented line under the last step.
+    pub fn detail(&self, what: impl Display) {
+        self.line(format!("    {what}"));
+    }
+
+    fn line(&self, line: String) {
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+fn role_name(role: i32) -> String {
+    Role::try_from(role)
+        .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One witness's view of one database, in a few words.
+fn view_text(v: Option<&DatabaseView>) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    if !v.reachable {
+        // The error class (refused, timeout, auth, ...) without the detail.
+        let class = v.error.split(':').next().unwrap_or_default().trim();
+        return format!("DOWN ({class})");
+    }
+    match v.in_recovery {
+        Some(false) => format!("primary, lsn {}, {} ms", v.lsn, v.latency_ms),
+        Some(true) => format!(
+            "standby, {}{}, {} ms",
+            if v.streaming {
+                "streaming"
+            } else {
+                "NOT streaming"
+            },
+            v.replay_lag_seconds
+                .map(|l| format!(", lag {l:.2} s"))
+                .unwrap_or_default(),
+            v.latency_ms
+        ),
+        None => "up".into(),
+    }
+}
+
+/// Prints the cluster: leader, recorded roles, detector, and each
+/// witness's view of each database.
+pub fn print_status(p: &Progress, s: &StatusReply) {
+    let leader = s
+        .leader_id
+        .and_then(|l| s.nodes.iter().find(|n| n.id == l))
+        .map(|n| format!("witness {} (site {})", n.id, n.site))
+        .unwrap_or_else(|| "unknown".into());
+    p.detail(format!(
+        "cluster {}: leader {leader}, term {}, epoch {}",
+        s.cluster_name, s.term, s.epoch
+    ));
+    p.detail(format!(
+        "databases: primary at site {}, standby at site {}, {} replication",
+        s.primary_site, s.standby_site, s.replication_mode
+    ));
+    p.detail(format!("detector: {}", s.assessment));
+    p.detail(format!(
+        "{:<8} {:<5} {:<12} {:<36} {}",
+        "WITNESS", "SITE", "ROLE", "SEES DB a", "SEES DB b"
+    ));
+    for n in &s.nodes {
+        let view = |site: &str| view_text(n.databases.iter().find(|d| d.site == site));
+        p.detail(format!(
+            "{:<8} {:<5} {:<12} {:<36} {}",
+            n.id,
+            n.site,
+            role_name(n.role),
+            view("a"),
+            view("b")
+        ));
+    }
+}
+
+/// Everything measured around the failover, turned into a [`Report`].
+pub struct Timeline {
+    /// The replication mode of the run.
+    pub mode: Replication,
+    /// The failover as the witnesses recorded it.
+    pub failover: FailoverSummary,
+    /// The cluster status after it.
+    pub status: StatusReply,
+    /// When site a was killed (demo clock).
+    pub killed_at: Instant,
+    /// The same moment on the wall clock (Unix ms), to compare with the
+    /// witnesses' step timestamps.
+    pub killed_wall_ms: i64,
+    /// When the new primary acknowledged the writer's first row.
+    pub first_write_on_new_primary: Instant,
+    /// What the writer did.
+    pub log: WriteLog,
+    /// The ids found on the new primary afterwards.
+    pub on_new_primary: Vec<i64>,
+    /// Set when witness a led at the kill.
+    pub leader_note: Option<String>,
+}
+
+/// One failover step in the JSON report.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    /// `fenced`, `promoted`, `verified`, ...
+    pub step: String,
+    /// How long the step took.
+    pub duration_ms: u64,
+    /// How it was done, as the leader recorded it.
+    pub detail: String,
+}
+
+/// The JSON object `palisade demo --output json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonReport {
+    /// `async` or `sync`.
+    pub replication: &'static str,
+    /// The failover's steps, in order.
+    pub steps: Vec<StepReport>,
+    /// From the kill to the failover's start (the quorum's decision).
+    pub detect_ms: u64,
+    /// From the kill to the first write the new primary acknowledged.
+    pub rto_ms: u64,
+    /// Rows the writer got acknowledged, by either site.
+    pub writes_acked: u64,
+    /// Acknowledged rows missing on the new primary.
+    pub writes_lost: u64,
+    /// The site recorded as primary at the end.
+    pub final_primary: String,
+    /// The failover's epoch (fencing token).
+    pub epoch: u64,
+}
+
+/// The demo's result.
+pub struct Report {
+    /// What JSON mode prints.
+    pub json: JsonReport,
+    timeline: Timeline,
+    /// Acknowledged ids missing on the new primary.
+    lost: Vec<i64>,
+}
+
+impl Report {
+    /// Computes the report from what was measured.
+    pub fn build(t: Timeline) -> Report {
+        let present: BTreeSet<i64> = t.on_new_primary.iter().copied().collect();
+        let lost: Vec<i64> = t
+            .log
+            .acks
+            .iter()
+            .map(|a| a.id)
+            .filter(|id| !present.contains(id))
+            .collect();
+        let json = JsonReport {
+            replication: t.mode.as_str(),
+            steps: t
+                .failover
+                .steps
+                .iter()
+                .map(|s| StepReport {
+                    step: s.step.clone(),
+                    duration_ms: (s.done_at_ms - s.started_at_ms).max(0) as u64,
+                    detail: s.detail.clone(),
+                })
+                .collect(),
+            detect_ms: (t.failover.started_at_ms - t.killed_wall_ms).max(0) as u64,
+            rto_ms: t
+                .first_write_on_new_primary
+                .duration_since(t.killed_at)
+                .as_millis() as u64,
+            writes_acked: t.log.acks.len() as u64,
+            writes_lost: lost.len() as u64,
+            final_primary: t.status.primary_site.clone(),
+            epoch: t.failover.epoch,
+        };
+        Report {
+            json,
+            timeline: t,
+            lost,
+        }
+    }
+
+    /// Prints the failover timeline for a human.
+    pub fn print_human(&self, p: &Progress) {
+        let (t, j) = (&self.timeline, &self.json);
+        let f = &t.failover;
+        p.step(format!(
+            "failover timeline (epoch {}, site {} -> site {}, {}, outcome {})",
+            f.epoch, f.from_site, f.to_site, f.trigger, f.outcome
+        ));
+        // Every event as (ms after the kill, text), in time order.
+        let since_kill = |wall_ms: i64| wall_ms - t.killed_wall_ms;
+        let mut events = vec![
+            (
+                0,
+                "site a killed (witness a and its primary, SIGKILL)".to_string(),
+            ),
+            (
+                since_kill(f.started_at_ms),
+                format!(
+                    "failover started: {}   [detect {} ms]",
+                    f.reason, j.detect_ms
+                ),
+            ),
+        ];
+        for s in &f.steps {
+            events.push((
+                since_kill(s.started_at_ms),
+                format!(
+                    "{:<11} {:>6} ms  {}",
+                    s.step,
+                    (s.done_at_ms - s.started_at_ms).max(0),
+                    s.detail
+                ),
+            ));
+        }
+        if let Some(done) = f.finished_at_ms {
+            events.push((since_kill(done), "failover finished".into()));
+        }
+        events.push((
+            j.rto_ms as i64,
+            format!(
+                "first write acknowledged by site {}   [RTO {} ms]",
+                f.to_site, j.rto_ms
+            ),
+        ));
+        events.sort_by_key(|(at, _)| *at);
+        for (at, text) in events {
+            p.detail(format!("{at:>+7} ms  {text}"));
+        }
+        p.detail(format!(
+            "writes acknowledged: {} ({} by site a before the kill, {} by site b after)",
+            j.writes_acked,
+            t.log.count_on("a"),
+            t.log.count_on("b")
+        ));
+        let lost = match (self.lost.first(), self.lost.last()) {
+            (Some(first), Some(last)) if first == last => format!(" (id {first})"),
+            (Some(first), Some(last)) => format!(" (ids {first}..={last})"),
+            _ => String::new(),
+        };
+        match t.mode {
+            Replication::Async => p.detail(format!(
+                "writes lost: {}{lost}: with async replication (the guide's choice) a failover may lose the last writes the standby had not yet received; palisade bounds that loss (failover.max_lag_bytes / max_lag_seconds) and records it in the failover's evidence",
+                j.writes_lost
+            )),
+            Replication::Sync => p.detail(format!(
+                "writes lost: {}{lost}: with sync replication a commit returns only once the standby has it, so this must be 0",
+                j.writes_lost
+            )),
+        }
+        if let Some(note) = &t.leader_note {
+            p.detail(format!("note: {note}"));
+        }
+        p.detail(format!(
+            "final primary: site {} (epoch {})",
+            j.final_primary, j.epoch
+        ));
+    }
+
+    /// Fails when the run broke a promise: a sync-mode loss, or a
+    /// failover that did not end at site b.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.timeline.mode == Replication::Sync && !self.lost.is_empty() {
+            bail!(
+                "sync replication lost {} acknowledged writes ({:?}): this is a bug",
+                self.lost.len(),
+                self.lost
+            );
+        }
+        if self.json.final_primary != "b" {
+            bail!(
+                "the cluster ended with {:?} as primary, not site b",
+                self.json.final_primary
+            );
+        }
+        Ok(())
+    }
+}

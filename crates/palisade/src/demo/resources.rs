@@ -1,0 +1,94 @@
+//! What the demo holds while it runs, and how it lets go of it: on
+//! success, on error and on Ctrl-C alike.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_testkit::pg::PgPair;
+use tokio::task::JoinHandle;
+
+use super::cluster::Cluster;
+use super::report::Progress;
+use super::writer::Writer;
+
+/// The demo was stopped by a signal (not a failure: no log tails).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {0}")]
+pub struct Interrupted(pub &'static str);
+
+/// Everything the demo starts, so that it is released whatever happens.
+#[derive(Default)]
+pub struct Resources {
+    /// The pair while it is being built (awaited at cleanup if interrupted).
+    pub pair_build: Option<JoinHandle<anyhow::Result<PgPair>>>,
+    /// The running pair; shared with the writer and the kill task.
+    pub pair: Option<Arc<PgPair>>,
+    /// The witnesses and their work directory.
+    pub cluster: Option<Cluster>,
+    /// The writer, while it runs.
+    pub writer: Option<Writer>,
+}
+
+/// Runs `work` to completion on a blocking-pool thread of the current
+/// runtime. The test kit's sqlx futures are `Send`, but rustc cannot prove
+/// it through their higher-ranked lifetimes ("implementation of `Executor`
+/// is not general enough"), so `tokio::spawn` rejects them; `Handle::block_on` needs no `Send` future.
+/// The future is made on that thread by `work`, so it never crosses threads.
+pub fn spawn_on_own_thread<W, F>(work: W) -> JoinHandle<F::Output>
+where
+    W: FnOnce() -> F + Send + 'static,
+    F: std::future::Future,
+    F::Output: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(work()))
+}
+
+/// Releases everything in `res`, in order: the writer, the witnesses
+/// (SIGTERM, then SIGKILL after 10 s) and their directory, the pair (its
+/// servers stopped, its directory removed). Reports what it could not do.
+pub async fn cleanup(res: Resources, p: &Progress) {
+    if let Some(w) = res.writer {
+        if let Err(e) = w.stop().await {
+            p.detail(format!("writer: {e:#}"));
+        }
+    }
+    if let Some(c) = res.cluster {
+        c.shut_down(p).await;
+    }
+    let mut pairs = Vec::new();
+    if let Some(build) = res.pair_build {
+        // Interrupted while building: let the build finish, then stop it.
+        if let Ok(Ok(pair)) = build.await {
+            pairs.push(Arc::new(pair));
+        }
+    }
+    pairs.extend(res.pair);
+    for pair in pairs {
+        // A kill task may still hold a reference for a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Arc::strong_count(&pair) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dir = pair.dir().to_path_buf();
+        match Arc::try_unwrap(pair) {
+            Ok(pair) => {
+                if tokio::task::spawn_blocking(move || drop(pair))
+                    .await
+                    .is_err()
+                {
+                    p.detail("stopping the PostgreSQL pair panicked");
+                }
+                if dir.exists() {
+                    p.detail(format!("could not remove {}", dir.display()));
+                } else {
+                    p.detail(format!("removed {}", dir.display()));
+                }
+            }
+            Err(_) => p.detail(format!(
+                "the PostgreSQL pair is still in use; it stops when that task ends ({})",
+                dir.display()
+            )),
+        }
+    }
+}
