@@ -295,3 +295,60 @@ async fn failover_flips_monitors_repoints_es_and_haproxy_and_checks_everything()
         "{after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_check_marks_the_failover_completed_with_failed_checks() {
+    let _slot = SLOTS.acquire().await.expect("test slot");
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    let es_b = EsDouble::start().await.expect("ES double b");
+    let apps = tempfile::tempdir().expect("apps dir");
+    let (xml_a, xml_b) = (apps.path().join("a.xml"), apps.path().join("b.xml"));
+    std::fs::write(&xml_a, threatconnect_xml(true, "es-a:9200")).expect("write a");
+    std::fs::write(&xml_b, threatconnect_xml(false, "es-a:9200")).expect("write b");
+    let extra = format!(
+        "{db}\n\
+         [[app]]\nsite = \"a\"\nconfig_file = \"{xa}\"\n\n\
+         [[app]]\nsite = \"b\"\nconfig_file = \"{xb}\"\n\n\
+         [[elasticsearch]]\nsite = \"b\"\nurl = \"{eb}\"\nhosts = \"es-b:9200\"\n",
+        db = db_config(
+            &pair,
+            &format!("{FAST}\n[failover]\non_primary_crash = \"failover\"\n")
+        ),
+        xa = xml_a.display(),
+        xb = xml_b.display(),
+        eb = es_b.url(),
+    );
+    let mut c = Cluster::with_config(&extra);
+    for n in &mut c.nodes {
+        n.start();
+    }
+    wait_ready(&c).await;
+    step("site b's Elasticsearch is red when the primary dies");
+    es_b.set_health(palisade_testkit::es_double::HealthMode::Red)
+        .await
+        .expect("set red");
+    pair.primary.kill9();
+    let f = wait_status(&c, "failover finished", SETTLE, |s| {
+        s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+    })
+    .await;
+    assert!(
+        f.outcome.starts_with("completed_with_failed_checks"),
+        "{}",
+        f.outcome
+    );
+    assert!(
+        f.outcome.contains("elasticsearch at b"),
+        "names the failed check: {}",
+        f.outcome
+    );
+    // The rest of the failover still happened: service is up, degraded.
+    assert_eq!(read_monitors_enabled(&xml_b).expect("read b"), Some(true));
+    assert!(!pair.standby.in_recovery().await.expect("b answers"));
+    assert!(
+        c.nodes
+            .iter()
+            .any(|n| n.log_text().contains("COMPLETED WITH FAILED CHECKS")),
+        "logged loudly"
+    );
+}
