@@ -604,7 +604,7 @@ impl Controller {
         let note = if unknown.is_empty() {
             String::new()
         } else {
-            format!("; not readable: {}", unknown.join(", "))
+            format!(" (not readable: {})", unknown.join(", "))
         };
         if on.len() == 1 && on[0] == f.to.0 {
             format!("exactly one monitorsEnabled=true (site {}){note}", f.to)

@@ -50,9 +50,11 @@ enum Cmd {
         output: Output,
     },
     /// Fail over a whole site on this machine: a local PostgreSQL primary and
-    /// streaming standby, three witnesses (ports 7301-7303 and 7401-7403), a
-    /// writer; kills site a and prints the failover timeline, the RTO and
-    /// the writes lost. Cleans up on exit or Ctrl-C.
+    /// streaming standby, the two apps' threatconnect.xml, Elasticsearch test
+    /// doubles, HAProxy (when installed), three witnesses (ports 7301-7303
+    /// and 7401-7403) and a writer; kills site a and prints the failover
+    /// timeline, the RTO, the writes lost, the app flips and the checks.
+    /// Cleans up on exit or Ctrl-C.
     Demo(palisade::demo::DemoArgs),
 }
 

@@ -1,6 +1,8 @@
 //! `palisade demo --output json`, the README's first command, end to end:
-//! a real PostgreSQL pair, three real witnesses, a real site loss. It uses
-//! the fixed ports of `deploy/local/` (7301-7303, 7401-7403), so this is the
+//! a real PostgreSQL pair, three real witnesses, real app config files, a
+//! real HAProxy in front of the pair (when installed; required under
+//! `CI=true`), Elasticsearch API test doubles, a real site loss. It uses the
+//! fixed ports of `deploy/local/` (7301-7303, 7401-7403), so this is the
 //! only test that runs the demo.
 
 use std::path::{Path, PathBuf};
@@ -29,8 +31,29 @@ fn dirs_named_in(stderr: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// Whether `haproxy` is installed where the demo looks for it (known
+/// locations, then `PATH`).
+fn haproxy_installed() -> bool {
+    let known = [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ]
+    .into_iter()
+    .map(PathBuf::from);
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("haproxy"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    known.chain(on_path).any(|p| p.is_file())
+}
+
 /// Live processes whose command line mentions `dir` (a postgres started
-/// with `-D <dir>/...`, a witness with `--config <dir>/site-a.toml`).
+/// with `-D <dir>/...`, a witness with `--config <dir>/site-a.toml`,
+/// haproxy with `-f <dir>/haproxy/haproxy.cfg`).
 fn processes_using(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -60,6 +83,11 @@ fn processes_using(dir: &Path) -> Vec<String> {
 
 #[test]
 fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
+    let haproxy = haproxy_installed();
+    assert!(
+        haproxy || std::env::var("CI").as_deref() != Ok("true"),
+        "haproxy is not installed, and CI=true: the demo must show clients moving through it (apt-get install -y haproxy)"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["demo", "--output", "json"])
         .output()
@@ -99,6 +127,48 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
         rto >= report["detect_ms"].as_u64().expect("detect_ms"),
         "the first write on b cannot precede the detection: {report}"
     );
+
+    // The rest of the site: the apps' files as read back, the checks.
+    assert_eq!(report["monitors_enabled"]["a"], false, "{report}");
+    assert_eq!(report["monitors_enabled"]["b"], true, "{report}");
+    let checks = report["checks"].as_array().expect("checks array");
+    for name in [
+        "database at b writable",
+        "elasticsearch at b",
+        "exactly one monitorsEnabled=true (site b)",
+        "search API of the new site",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"].as_str().is_some_and(|t| t.contains(name))),
+            "no check {name:?} in {report}"
+        );
+    }
+    for check in checks {
+        assert_eq!(check["ok"], true, "failed check {check} in {report}");
+    }
+
+    // The front door: with HAProxy every write went through it, to a
+    // before the kill and to b after the failover (the demo itself fails
+    // when a write reaches a again after b took one).
+    if haproxy {
+        assert_eq!(report["front_door"], "haproxy", "{report}");
+        let via = &report["writes_via_front_door"];
+        let on_a = via["a"].as_u64().expect("writes via the front door to a");
+        let on_b = via["b"].as_u64().expect("writes via the front door to b");
+        assert!(on_a >= 200, "{report}");
+        assert!(on_b >= 50, "writes after the failover went to b: {report}");
+        assert_eq!(
+            Some(on_a + on_b),
+            report["writes_acked"].as_u64(),
+            "every write went through HAProxy: {report}"
+        );
+    } else {
+        eprintln!("note: haproxy is not installed; the demo wrote directly");
+        assert!(report["front_door"].is_null(), "{report}");
+        assert!(report["writes_via_front_door"].is_null(), "{report}");
+    }
 
     let dirs = dirs_named_in(&stderr);
     assert!(

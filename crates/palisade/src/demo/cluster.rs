@@ -104,6 +104,9 @@ fn ports<'a>(addrs: impl Iterator<Item = &'a str>) -> String {
 struct Witness {
     id: NodeId,
     site: &'static str,
+    /// The shipped config text (data under the work directory), to which
+    /// [`Cluster::write_configs`] appends the demo's sections.
+    shipped: String,
     config: PathBuf,
     log: PathBuf,
     /// Its control API client (a lazily connecting channel, reused).
@@ -112,17 +115,21 @@ struct Witness {
     child: Option<Child>,
 }
 
-/// The three witnesses and their work directory (configs, Raft data, logs).
+/// The three witnesses and their work directory (configs, Raft data, logs,
+/// and whatever else the demo keeps there: the apps' files, HAProxy's).
 pub struct Cluster {
     dir: tempfile::TempDir,
     witnesses: Vec<Witness>,
+    /// Set once [`Cluster::write_configs`] has written every config.
+    configured: bool,
 }
 
 impl Cluster {
-    /// Creates the work directory and writes each witness's config: the
-    /// shipped one with its data under the work directory, plus `extra`
-    /// (the `[failover]` and `[[database]]` sections). Validates each.
-    pub fn create(configs: &Configs, extra: &str) -> anyhow::Result<Cluster> {
+    /// Creates the work directory and the witnesses' handles (their
+    /// addresses come from the shipped configs). Nothing is written yet:
+    /// the demo first sets up what the extra sections name, then calls
+    /// [`Cluster::write_configs`].
+    pub fn create(configs: &Configs) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("palisade-demo-")
             .tempdir()
@@ -130,12 +137,8 @@ impl Cluster {
         let mut witnesses = Vec::new();
         for (site, text) in &configs.texts {
             let config = dir.path().join(format!("site-{site}.toml"));
-            let text =
-                format!("{text}\n# Added by `palisade demo`: the local PostgreSQL pair.\n{extra}");
-            let parsed = Config::parse(&config, &text)
-                .with_context(|| format!("the demo's config for site {site} is invalid"))?;
-            std::fs::write(&config, &text)
-                .with_context(|| format!("writing {}", config.display()))?;
+            let parsed = Config::parse(&config, text)
+                .with_context(|| format!("the shipped config for site {site} is invalid"))?;
             let control = &parsed.topology.own().control_addr;
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{control}"))
                 .with_context(|| format!("witness {site}'s control address {control}"))?
@@ -145,13 +148,36 @@ impl Cluster {
             witnesses.push(Witness {
                 id: parsed.topology.own_id,
                 site,
+                shipped: text.clone(),
                 log: dir.path().join(format!("site-{site}.log")),
                 config,
                 client: ControlClient::new(channel),
                 child: None,
             });
         }
-        Ok(Cluster { dir, witnesses })
+        Ok(Cluster {
+            dir,
+            witnesses,
+            configured: false,
+        })
+    }
+
+    /// Writes each witness's config: the shipped one plus `extra` (the
+    /// `[failover]`, `[[database]]`, `[[app]]`, `[[elasticsearch]]`,
+    /// `[[front_door]]` and `[[check]]` sections). Validates each first.
+    pub fn write_configs(&mut self, extra: &str) -> anyhow::Result<()> {
+        for w in &self.witnesses {
+            let text = format!(
+                "{}\n# Added by `palisade demo`: the local PostgreSQL pair and the rest of each site's stack.\n{extra}",
+                w.shipped
+            );
+            Config::parse(&w.config, &text)
+                .with_context(|| format!("the demo's config for site {} is invalid", w.site))?;
+            std::fs::write(&w.config, &text)
+                .with_context(|| format!("writing {}", w.config.display()))?;
+        }
+        self.configured = true;
+        Ok(())
     }
 
     /// The work directory.
@@ -187,6 +213,9 @@ impl Cluster {
     /// stderr appended to its log, in its own process group so that a
     /// terminal's Ctrl-C reaches only the demo, which stops it in order.
     pub fn start(&mut self, site: &str) -> anyhow::Result<()> {
+        if !self.configured {
+            bail!("the witnesses' configs are not written yet");
+        }
         let exe = std::env::current_exe().context("locating the palisade binary")?;
         let w = self.witness(site)?;
         if w.child.is_some() {

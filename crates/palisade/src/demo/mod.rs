@@ -8,19 +8,34 @@
 //!    reuses the test kit's [`PgPair`] for this (which is why
 //!    `palisade-testkit` is a normal dependency of this crate): the demo's
 //!    pair is exactly the one the end-to-end tests fail over.
-//! 3. Writes the three witness configs (`deploy/local/site-*.toml`, embedded
-//!    in the binary, plus `[[database]]` sections for the pair), starts the
-//!    witnesses (this binary, `run --config`), waits for a leader and a
-//!    healthy detector, and prints the cluster status.
-//! 4. Runs a writer (numbered rows, one `INSERT` at a time on the
-//!    current primary), and once 200 rows are acknowledged takes site a down:
-//!    SIGKILL of witness a and of the primary postmaster.
-//! 5. Waits for the failover, then prints its timeline (each step with its
-//!    duration), the detection time, the RTO (kill to the first write the new
-//!    primary acknowledged), the writes acknowledged and lost, and the final
-//!    primary.
-//! 6. Cleans up on success, on error and on Ctrl-C / SIGTERM: witnesses get
-//!    SIGTERM, the pair is stopped, both temporary directories are removed.
+//! 3. Sets up the rest of each site's stack in the work directory
+//!    (module `stack`): the two app servers' `threatconnect.xml` (site a's runs
+//!    jobs, `monitorsEnabled=true`; both use site a's Elasticsearch), an
+//!    Elasticsearch API **test double** per site (no Elasticsearch server is
+//!    installed), and, when `haproxy` is installed, a real HAProxy in TCP
+//!    mode in front of both PostgreSQL servers with site b's server in
+//!    maintenance (module `haproxy`).
+//! 4. Writes the three witness configs (`deploy/local/site-*.toml`, embedded
+//!    in the binary, plus `[[database]]`, `[[app]]`, `[[elasticsearch]]`,
+//!    `[[front_door]]` and `[[check]]` sections), starts the witnesses (this
+//!    binary, `run --config`), waits for a leader and a healthy detector,
+//!    and prints the cluster status.
+//! 5. Runs a writer (numbered rows, one `INSERT` per connection, through
+//!    HAProxy when it runs, else on the current primary), and once 200 rows
+//!    are acknowledged takes site a down: SIGKILL of witness a and of the
+//!    primary postmaster.
+//! 6. Waits for the failover (`fenced`, `promoted`, `app-flipped`,
+//!    `repointed`, `verified`) and for the writer's rows on site b, then
+//!    brings witness a back, whose agent switches site a's app off first
+//!    thing (its database stays down, fenced).
+//! 7. Prints the timeline (each step with its duration), the detection
+//!    time, the RTO (kill to the first write the new primary acknowledged),
+//!    the writes acknowledged and lost, the final primary, both apps'
+//!    files as read back, the post-failover checks, and where the writes
+//!    through HAProxy went.
+//! 8. Cleans up on success, on error and on Ctrl-C / SIGTERM: HAProxy is
+//!    killed, the Elasticsearch doubles stopped, witnesses get SIGTERM, the
+//!    pair is stopped, both temporary directories are removed.
 //!
 //! Human output (`--output table`) prints `--- [elapsed] step` lines on
 //! stdout and, on a terminal, keeps the failed-over cluster running until
@@ -32,9 +47,11 @@
 //! 7401-7403): one demo per machine at a time.
 
 mod cluster;
+mod haproxy;
 mod postgres;
 mod report;
 mod resources;
+mod stack;
 mod writer;
 
 use std::io::IsTerminal;
@@ -50,7 +67,8 @@ use cluster::Cluster;
 pub use report::Report;
 use report::{Progress, Timeline};
 use resources::{cleanup, spawn_on_own_thread, Interrupted, Resources};
-use writer::Writer;
+use stack::{Stack, REAL_RESTART};
+use writer::{Route, Writer};
 
 /// How the demo reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -138,12 +156,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     "The cluster keeps running, now with b as primary. In another terminal:",
                 );
                 progress.detail("  cargo run --release --bin palisadectl -- --endpoint http://127.0.0.1:7402 status");
+                if let Some(c) = &res.cluster {
+                    progress.detail(format!(
+                        "  cat {}/site-b/threatconnect.xml",
+                        c.dir().display()
+                    ));
+                }
+                if let Some(port) = res.stack.as_ref().and_then(Stack::front_door_port) {
+                    progress.detail(format!(
+                        "  PGPASSWORD=palisade psql -h 127.0.0.1 -p {port} -U palisade -d postgres -c 'SELECT inet_server_port()'   # through HAProxy"
+                    ));
+                }
                 progress.detail("Press Ctrl-C to stop it and clean up.");
                 interrupted(&mut interrupt, &mut terminate).await;
             }
         }
     }
-    progress.step("cleaning up: witnesses (SIGTERM), PostgreSQL pair, temporary directories");
+    progress.step("cleaning up: HAProxy, Elasticsearch doubles, witnesses (SIGTERM), PostgreSQL pair, temporary directories");
     cleanup(res, &progress).await;
     let report = outcome?;
     if json {
@@ -206,10 +235,15 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         pair.standby.port()
     ));
 
-    let cluster = res.cluster.insert(Cluster::create(
-        &configs,
-        &postgres::database_sections(&pair, mode)?,
-    )?);
+    let cluster = res.cluster.insert(Cluster::create(&configs)?);
+    let stack = res.stack.insert(Stack::new(cluster.dir()));
+    let route = set_up_stack(stack, &pair, p).await?;
+    cluster.write_configs(&format!(
+        "{}\n{}",
+        postgres::database_sections(&pair, mode)?,
+        stack.sections()?
+    ))?;
+
     p.step(format!(
         "starting witnesses a, b, c (raft {}, control {}; configs, data and logs in {})",
         configs.raft_ports(),
@@ -233,11 +267,15 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     p.step("the cluster is ready");
     report::print_status(p, &status);
 
+    let how = match route {
+        Route::FrontDoor { port } => format!("through HAProxy (127.0.0.1:{port}), one connection per row, each asking the server that took it for its port"),
+        Route::Direct => "one connection per row, on the primary".to_string(),
+    };
     p.step(format!(
-        "starting the writer: rows 1, 2, 3, ... one INSERT at a time on the primary; site a goes down once {WRITES_BEFORE_KILL} are acknowledged"
+        "starting the writer: rows 1, 2, 3, ... one INSERT at a time {how}; site a goes down once {WRITES_BEFORE_KILL} are acknowledged"
     ));
     Writer::create_table(&pair).await?;
-    let writer = res.writer.insert(Writer::start(pair.clone()));
+    let writer = res.writer.insert(Writer::start(pair.clone(), route));
     writer.wait_acked("a", WRITES_BEFORE_KILL, PHASE).await?;
     let leader = cluster
         .wait_for("a leader", SETTLE, |s| s.leader_id)
@@ -267,7 +305,12 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         .await
         .context("waiting for the writer's first row on the new primary")?;
     p.step(format!(
-        "the new primary acknowledged the writer's first row, {} ms after the kill",
+        "the new primary acknowledged the writer's first row{}, {} ms after the kill",
+        if route == Route::Direct {
+            ""
+        } else {
+            " through HAProxy"
+        },
         first_b.duration_since(killed_at).as_millis()
     ));
     writer.wait_acked("b", WRITES_AFTER_FAILOVER, PHASE).await?;
@@ -276,9 +319,23 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         None => bail!("the writer vanished"),
     };
     let on_b = writer::ids_on(&pair.standby).await?;
+
+    p.step("site a comes back: witness a restarts; its database stays down (fenced until it rejoins as a standby), and its agent switches site a's app off before anything else");
+    cluster.start("a")?;
+    stack.wait_monitors("a", false, SETTLE).await?;
+    let apps = stack.read_back()?;
+    for a in &apps {
+        p.detail(format!(
+            "{}: monitorsEnabled={}",
+            a.file.display(),
+            a.monitors_enabled
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "(missing)".into())
+        ));
+    }
     let final_status = cluster
         .wait_for("the status after the failover", SETTLE, |s| {
-            (s.primary_site == failover.to_site).then(|| s.clone())
+            (s.primary_site == failover.to_site && all_views(s)).then(|| s.clone())
         })
         .await?;
     p.step("the cluster after the failover");
@@ -294,7 +351,54 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         log,
         on_new_primary: on_b,
         leader_note,
+        apps,
+        front_door: (route != Route::Direct).then_some("haproxy"),
     }))
+}
+
+/// Sets up the rest of each site's stack (see [`stack`]) and says what it
+/// is; returns how the writer reaches the database.
+async fn set_up_stack(stack: &mut Stack, pair: &PgPair, p: &Progress) -> anyhow::Result<Route> {
+    p.step("setting up the rest of each site's stack: the app servers' configs, Elasticsearch, the front door");
+    stack.start_search().await?;
+    p.detail(format!(
+        "Elasticsearch: TEST DOUBLES of its REST API (palisade_testkit::es_double), not Elasticsearch: no Elasticsearch server is installed here. Site a {}, site b {}; palisade's production client code probes them",
+        stack.search_url("a")?,
+        stack.search_url("b")?
+    ));
+    for line in stack.write_apps(pair)? {
+        p.detail(format!("app config {line}"));
+    }
+    p.detail(format!(
+        "app restart_command: appends a line to site-X/app-restarts.log, standing in for `{REAL_RESTART}`"
+    ));
+    let route = match haproxy::find_binary() {
+        Some(bin) => {
+            let servers = stack.start_haproxy(&bin, pair).await?;
+            let port = stack
+                .front_door_port()
+                .context("HAProxy started without a frontend port")?;
+            p.detail(format!(
+                "front door: {} in TCP mode on 127.0.0.1:{port}, runtime API {}; site b's server put in maintenance through the runtime API:",
+                bin.display(),
+                stack.haproxy_socket().map(|s| s.display().to_string()).unwrap_or_default()
+            ));
+            for s in servers {
+                p.detail(format!("  {s}"));
+            }
+            Route::FrontDoor { port }
+        }
+        None => {
+            p.detail("front door: haproxy is not installed (apt-get install -y haproxy), so there is none; the writer connects to the servers directly");
+            Route::Direct
+        }
+    };
+    p.detail(format!(
+        "extra post-failover check: {:?}, GET {}/_cluster/health, expecting 200",
+        Stack::check_name(),
+        stack.search_url("b")?
+    ));
+    Ok(route)
 }
 
 /// The cluster is led, has recorded site a as primary, and the leader's

@@ -1,7 +1,7 @@
 //! What the demo prints: `--- step` progress lines, the cluster status
 //! table, and the failover report (human timeline or one JSON object).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::time::Instant;
 
@@ -9,6 +9,7 @@ use anyhow::bail;
 use palisade_api::v1::{DatabaseView, FailoverSummary, Role, StatusReply};
 use serde::Serialize;
 
+use super::stack::{AppReadBack, REAL_RESTART};
 use super::writer::WriteLog;
 use super::Replication;
 
@@ -139,6 +140,12 @@ pub struct Timeline {
     pub on_new_primary: Vec<i64>,
     /// Set when witness a led at the kill.
     pub leader_note: Option<String>,
+    /// Both apps as their files say at the end (site a's after its
+    /// witness returned).
+    pub apps: Vec<AppReadBack>,
+    /// `haproxy` when the writer went through it; `None` when it wrote to
+    /// the servers directly (haproxy not installed).
+    pub front_door: Option<&'static str>,
 }
 
 /// One failover step in the JSON report.
@@ -150,6 +157,35 @@ pub struct StepReport {
     pub duration_ms: u64,
     /// How it was done, as the leader recorded it.
     pub detail: String,
+}
+
+/// One post-failover check in the JSON report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// The check and its result, as the leader recorded it.
+    pub check: String,
+    /// False when the leader recorded it as `FAILED`.
+    pub ok: bool,
+}
+
+/// The checks of a `verified` step's detail: the leader joins them with
+/// `; ` and starts a failed one with `FAILED`. The `monitorsEnabled` check
+/// appends the sites it could not read as `; not readable: …`, which
+/// belongs to that check, not a check of its own.
+fn split_checks(detail: &str) -> Vec<CheckReport> {
+    let mut checks: Vec<CheckReport> = Vec::new();
+    for part in detail.split("; ").filter(|p| !p.trim().is_empty()) {
+        match checks.last_mut() {
+            Some(last) if part.starts_with("not readable: ") => {
+                last.check = format!("{}; {part}", last.check);
+            }
+            _ => checks.push(CheckReport {
+                check: part.to_string(),
+                ok: !part.starts_with("FAILED"),
+            }),
+        }
+    }
+    checks
 }
 
 /// The JSON object `palisade demo --output json` prints.
@@ -171,6 +207,17 @@ pub struct JsonReport {
     pub final_primary: String,
     /// The failover's epoch (fencing token).
     pub epoch: u64,
+    /// Each site's `monitorsEnabled`, read back from its
+    /// `threatconnect.xml` at the end (`null`: the property is missing).
+    pub monitors_enabled: BTreeMap<&'static str, Option<bool>>,
+    /// The post-failover checks of the `verified` step, in order.
+    pub checks: Vec<CheckReport>,
+    /// The front door the writer went through: `"haproxy"`, or `null`
+    /// when haproxy is not installed and it wrote directly.
+    pub front_door: Option<&'static str>,
+    /// Writes through the front door, by the site whose server took them
+    /// (`null` without a front door).
+    pub writes_via_front_door: Option<BTreeMap<&'static str, u64>>,
 }
 
 /// The demo's result.
@@ -214,6 +261,25 @@ impl Report {
             writes_lost: lost.len() as u64,
             final_primary: t.status.primary_site.clone(),
             epoch: t.failover.epoch,
+            monitors_enabled: t
+                .apps
+                .iter()
+                .map(|a| (a.site, a.monitors_enabled))
+                .collect(),
+            checks: t
+                .failover
+                .steps
+                .iter()
+                .find(|s| s.step == "verified")
+                .map(|s| split_checks(&s.detail))
+                .unwrap_or_default(),
+            front_door: t.front_door,
+            writes_via_front_door: t.front_door.map(|_| {
+                super::stack::SITES
+                    .into_iter()
+                    .map(|site| (site, t.log.count_on(site) as u64))
+                    .collect()
+            }),
         };
         Report {
             json,
@@ -259,10 +325,14 @@ impl Report {
         if let Some(done) = f.finished_at_ms {
             events.push((since_kill(done), "failover finished".into()));
         }
+        let via = t
+            .front_door
+            .map(|d| format!(" through {d}"))
+            .unwrap_or_default();
         events.push((
             j.rto_ms as i64,
             format!(
-                "first write acknowledged by site {}   [RTO {} ms]",
+                "first write{via} acknowledged by site {}   [RTO {} ms]",
                 f.to_site, j.rto_ms
             ),
         ));
@@ -298,10 +368,64 @@ impl Report {
             "final primary: site {} (epoch {})",
             j.final_primary, j.epoch
         ));
+        self.print_site(p);
     }
 
-    /// Fails when the run broke a promise: a sync-mode loss, or a
-    /// failover that did not end at site b.
+    /// Prints the rest of the site failover: the apps' files, the checks,
+    /// the front door.
+    fn print_site(&self, p: &Progress) {
+        let (t, j) = (&self.timeline, &self.json);
+        p.step("the rest of the site after the failover");
+        p.detail(format!(
+            "app configs, read back from the files (each restart is the stand-in for `{REAL_RESTART}`):"
+        ));
+        for a in &t.apps {
+            let monitors = a
+                .monitors_enabled
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "(missing)".into());
+            let es = a
+                .es_site
+                .map(|s| format!("site {s}'s"))
+                .unwrap_or_else(|| "neither site's".into());
+            p.detail(format!(
+                "  {:<26} monitorsEnabled={monitors:<5}  elasticsearchHosts={} ({es} Elasticsearch)  app restarts: {}",
+                a.file.display(),
+                a.es_hosts,
+                a.restarts
+            ));
+        }
+        p.detail("post-failover checks (the verified step):");
+        if j.checks.is_empty() {
+            p.detail("  (none recorded)");
+        }
+        for c in &j.checks {
+            p.detail(format!(
+                "  {:<6} {}",
+                if c.ok { "ok" } else { "FAILED" },
+                c.check.trim_start_matches("FAILED ")
+            ));
+        }
+        match (t.front_door, &j.writes_via_front_door) {
+            (Some(door), Some(by_site)) => {
+                let on = |s: &str| by_site.get(s).copied().unwrap_or(0);
+                p.detail(format!(
+                    "front door: {door}: {} writes went through it to site a (before the kill), {} to site b (after the repoint), {} back to site a after that",
+                    on("a"),
+                    on("b"),
+                    t.log.back_to("a", "b")
+                ));
+            }
+            _ => p.detail(
+                "front door: none (haproxy is not installed); the writer wrote to the servers directly",
+            ),
+        }
+    }
+
+    /// Fails when the run broke a promise: a sync-mode loss, a failover
+    /// that did not end at site b, a failed post-failover check, an app
+    /// file other than "a off, b on", or a write that reached site a after
+    /// site b had taken one.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.timeline.mode == Replication::Sync && !self.lost.is_empty() {
             bail!(
@@ -316,6 +440,66 @@ impl Report {
                 self.json.final_primary
             );
         }
+        let failed: Vec<&str> = self
+            .json
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.check.as_str())
+            .collect();
+        if self.json.checks.is_empty() || !failed.is_empty() {
+            bail!(
+                "the post-failover checks did not all pass: {}",
+                if failed.is_empty() {
+                    "none was recorded".to_string()
+                } else {
+                    failed.join("; ")
+                }
+            );
+        }
+        let want = BTreeMap::from([("a", Some(false)), ("b", Some(true))]);
+        if self.json.monitors_enabled != want {
+            bail!(
+                "monitorsEnabled reads {:?} in the app files, not a false and b true",
+                self.json.monitors_enabled
+            );
+        }
+        let back = self.timeline.log.back_to("a", "b");
+        if back > 0 {
+            bail!("{back} writes reached site a after site b had taken one");
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_split_on_semicolons_and_keep_the_unreadable_note_with_its_check() {
+        let detail = "database at b writable (lsn 0/3000060); elasticsearch at b green (3 nodes); exactly one monitorsEnabled=true (site b); not readable: a (connection refused); FAILED search API: http://x/_cluster/health: HTTP 503";
+        assert_eq!(
+            split_checks(detail),
+            vec![
+                CheckReport {
+                    check: "database at b writable (lsn 0/3000060)".into(),
+                    ok: true
+                },
+                CheckReport {
+                    check: "elasticsearch at b green (3 nodes)".into(),
+                    ok: true
+                },
+                CheckReport {
+                    check: "exactly one monitorsEnabled=true (site b); not readable: a (connection refused)".into(),
+                    ok: true
+                },
+                CheckReport {
+                    check: "FAILED search API: http://x/_cluster/health: HTTP 503".into(),
+                    ok: false
+                },
+            ]
+        );
+        assert!(split_checks("").is_empty());
     }
 }

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::cluster::Cluster;
 use super::report::Progress;
+use super::stack::Stack;
 use super::writer::Writer;
 
 /// The demo was stopped by a signal (not a failure: no log tails).
@@ -25,6 +26,9 @@ pub struct Resources {
     pub pair: Option<Arc<PgPair>>,
     /// The witnesses and their work directory.
     pub cluster: Option<Cluster>,
+    /// The rest of the sites' stacks: Elasticsearch doubles, HAProxy
+    /// (their files are in the cluster's work directory).
+    pub stack: Option<Stack>,
     /// The writer, while it runs.
     pub writer: Option<Writer>,
 }
@@ -44,14 +48,18 @@ where
     tokio::task::spawn_blocking(move || handle.block_on(work()))
 }
 
-/// Releases everything in `res`, in order: the writer, the witnesses
-/// (SIGTERM, then SIGKILL after 10 s) and their directory, the pair (its
-/// servers stopped, its directory removed). Reports what it could not do.
+/// Releases everything in `res`, in order: the writer, HAProxy (killed)
+/// and the Elasticsearch doubles, the witnesses (SIGTERM, then SIGKILL
+/// after 10 s) and their work directory, the pair (its servers stopped,
+/// its directory removed). Reports what it could not do.
 pub async fn cleanup(res: Resources, p: &Progress) {
     if let Some(w) = res.writer {
         if let Err(e) = w.stop().await {
             p.detail(format!("writer: {e:#}"));
         }
+    }
+    if let Some(s) = res.stack {
+        s.shut_down(p).await;
     }
     if let Some(c) = res.cluster {
         c.shut_down(p).await;

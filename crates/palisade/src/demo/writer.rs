@@ -1,20 +1,29 @@
 //! The demo's client: numbered rows, one `INSERT` at a time, on whichever
 //! server of the pair takes writes.
 //!
-//! It behaves like an application that follows the primary: it writes to
-//! site a; when a write fails it tries site b at once, and while neither
-//! takes the write it retries every 10 ms. Every write opens a fresh
-//! connection (the test kit's [`PgServer::exec`]), so a retry pays a real
-//! reconnect, as an application's would. A row counts as acknowledged only
-//! when its `INSERT` returned success. An id is retried until a server
-//! acknowledges it; `ON CONFLICT DO NOTHING` lets the retry succeed when the
-//! failed attempt did commit without the acknowledgement reaching us.
+//! It goes one of two ways ([`Route`]):
+//! * Through the front door (HAProxy, when installed): every row is one
+//!   fresh connection to HAProxy's port, and the same statement asks the
+//!   server that took it for its port (`inet_server_port()`), so the log
+//!   says which site each write reached. The writer knows nothing of the
+//!   failover: HAProxy moving it from a to b is the point.
+//! * Directly, like an application that follows the primary itself: it
+//!   writes to site a; when a write fails it tries site b at once.
+//!
+//! Either way, while no server takes the write it retries every 10 ms.
+//! Every write opens a fresh connection, so a retry pays a real reconnect,
+//! as an application's would. A row counts as acknowledged only when its
+//! `INSERT` returned success. An id is retried until a server acknowledges
+//! it; `ON CONFLICT DO NOTHING` lets the retry succeed when the failed
+//! attempt did commit without the acknowledgement reaching us.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use palisade_testkit::pg::{PgPair, PgServer};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +33,20 @@ const TABLE: &str = "palisade_demo_writes";
 const RETRY: Duration = Duration::from_millis(10);
 /// The sites, in the writer's order of preference, with the pair's servers.
 const SITES: [&str; 2] = ["a", "b"];
+/// Bound of one write through the front door (connect, insert, answer).
+const FRONT_DOOR_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the writer reaches the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To site a's server, else site b's: the writer follows the primary.
+    Direct,
+    /// Through the front door listening on this loopback port.
+    FrontDoor {
+        /// The frontend's port.
+        port: u16,
+    },
+}
 
 /// One acknowledged row.
 #[derive(Clone, Debug)]
@@ -50,6 +73,16 @@ impl WriteLog {
     pub fn count_on(&self, site: &str) -> usize {
         self.acks.iter().filter(|a| a.site == site).count()
     }
+
+    /// Rows `old` acknowledged after `new` had acknowledged one: writes
+    /// that went back to the old site after the failover (must be none).
+    pub fn back_to(&self, old: &str, new: &str) -> usize {
+        self.acks
+            .iter()
+            .skip_while(|a| a.site != new)
+            .filter(|a| a.site == old)
+            .count()
+    }
 }
 
 /// A running writer task.
@@ -70,12 +103,17 @@ impl Writer {
             .context("creating the writer's table on the primary")
     }
 
-    /// Starts writing rows 1, 2, 3, ...
-    pub fn start(pair: Arc<PgPair>) -> Writer {
+    /// Starts writing rows 1, 2, 3, ... by `route`.
+    pub fn start(pair: Arc<PgPair>, route: Route) -> Writer {
         let log = Arc::new(Mutex::new(WriteLog::default()));
         let cancel = CancellationToken::new();
         let (out, stop) = (log.clone(), cancel.clone());
-        let task = super::resources::spawn_on_own_thread(move || write_rows(pair, out, stop));
+        let task = super::resources::spawn_on_own_thread(move || async move {
+            match route {
+                Route::Direct => write_rows(pair, out, stop).await,
+                Route::FrontDoor { port } => write_through(pair, port, out, stop).await,
+            }
+        });
         Writer { log, cancel, task }
     }
 
@@ -131,7 +169,82 @@ impl Writer {
     }
 }
 
-/// The writer task (see the module doc).
+/// The writer task through the front door at `port` (see the module doc).
+async fn write_through(
+    pair: Arc<PgPair>,
+    port: u16,
+    log: Arc<Mutex<WriteLog>>,
+    cancel: CancellationToken,
+) {
+    let options = pair
+        .primary
+        .connect_options()
+        .port(port)
+        .application_name("palisade-demo-writer");
+    let sites = [
+        (i32::from(pair.primary.port()), SITES[0]),
+        (i32::from(pair.standby.port()), SITES[1]),
+    ];
+    // One statement per row that also answers the port of the server that
+    // took it. The `INSERT` runs although the query does not read it (a
+    // data-modifying `WITH` always runs to completion).
+    let sql = format!(
+        "WITH w AS (INSERT INTO {TABLE} (id) VALUES ($1) ON CONFLICT (id) DO NOTHING) SELECT inet_server_port()"
+    );
+    let mut id = 1i64;
+    while !cancel.is_cancelled() {
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = insert_through(&options, &sql, id) => r,
+        };
+        match outcome {
+            Ok(server_port) => {
+                let site = sites
+                    .iter()
+                    .find(|(p, _)| *p == server_port)
+                    .map(|(_, s)| *s)
+                    .unwrap_or("unknown");
+                let at = Instant::now();
+                log.lock()
+                    .expect("writer log lock poisoned")
+                    .acks
+                    .push(Ack { id, site, at });
+                id += 1;
+            }
+            Err(e) => {
+                log.lock().expect("writer log lock poisoned").last_error =
+                    Some(format!("through the front door: {e:#}"));
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Row `id` by `sql` over one fresh connection through the front door;
+/// returns the port of the server that took it.
+async fn insert_through(options: &PgConnectOptions, sql: &str, id: i64) -> anyhow::Result<i32> {
+    let work = async {
+        let mut conn = PgConnection::connect_with(options)
+            .await
+            .context("connecting")?;
+        let port: i32 = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .with_context(|| format!("inserting row {id}"))?;
+        // The row is committed; a failed goodbye changes nothing.
+        let _ = conn.close().await;
+        Ok(port)
+    };
+    tokio::time::timeout(FRONT_DOOR_TIMEOUT, work)
+        .await
+        .map_err(|_| anyhow!("no answer within {FRONT_DOOR_TIMEOUT:?}"))?
+}
+
+/// The writer task that follows the primary itself (see the module doc).
 async fn write_rows(pair: Arc<PgPair>, log: Arc<Mutex<WriteLog>>, cancel: CancellationToken) {
     let servers: [&PgServer; 2] = [&pair.primary, &pair.standby];
     let mut current = 0;
