@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod pg;
+pub mod stack;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

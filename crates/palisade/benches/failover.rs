@@ -1,0 +1,726 @@
+//! Benchmark: database failover with the daemon's default probe, lease and
+//! failover settings, over real witness processes and real PostgreSQL 15
+//! pairs. Each trial builds a fresh pair and a fresh three-witness cluster,
+//! kills, and times from the kill to the first committed INSERT of a writer
+//! that retries every 10 ms against the database that serves writes next.
+//!
+//! Scenarios:
+//! * `a1`: the primary postmaster is SIGKILLed, `on_primary_crash =
+//!   "failover"`: the standby is promoted; the writer targets the standby.
+//! * `a2`: the same kill with the default `on_primary_crash = "restart"`:
+//!   site a's agent restarts the primary in place (no failover); the writer
+//!   targets the primary.
+//! * `b`: site a lost: its witness and the primary postmaster SIGKILLed
+//!   together, with the Raft leader elsewhere (moved off site a first, as
+//!   `tests/failover.rs` does); the writer targets the standby.
+//! * `b-leader`: the same with the Raft leader at site a (site loss and
+//!   leader loss at once), reported separately.
+//!
+//! Failovers are broken down from the failover record (`Control.Status`
+//! `last_failover`, wall-clock ms): detect (kill -> failover started), fence
+//! (-> `fenced` done), promote (-> `promoted` done) and rest (-> first
+//! committed write: the client's retry, or negative when the writer got in
+//! while the new primary's agent was still finishing the step). The restart
+//! is broken down from site a's witness log: notice (kill -> the agent
+//! decides to restart), start (until `pg_ctl start -w` returns: waiting for
+//! the killed postmaster to be reaped, then crash recovery) and rest. Each
+//! trial takes 6–10 s.
+//!
+//!     cargo bench -p palisade --bench failover                     # 10 trials each
+//!     PALISADE_BENCH_TRIALS=20 cargo bench -p palisade --bench failover
+//!     PALISADE_BENCH_SCENARIOS=a1,b cargo bench -p palisade --bench failover
+//!
+//! Without `--bench` (`cargo test --benches`) it runs one trial of each
+//! scenario as a smoke test. Results go in docs/benchmarks.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use palisade_api::v1::control_client::ControlClient;
+use palisade_api::v1::{FailoverSummary, Role, StatusReply, StatusRequest};
+use palisade_testkit::pg::{PgPair, PgServer};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use support::{step, Cluster};
+use tonic::transport::{Channel, Endpoint};
+
+/// Bound of every wait for the cluster or the databases.
+const SETTLE: Duration = Duration::from_secs(60);
+/// How long the cluster must look settled, without a break, before a kill:
+/// two renewal intervals of the default lease (ttl 2000 ms / 4), so that the
+/// primary's agent has renewed with the current leader since it took office
+/// (a failover's lease wait counts from the later of the two).
+const STEADY: Duration = Duration::from_millis(1000);
+/// The witnesses' loops (probe every 250 ms, lease renewal every 500 ms)
+/// run at fixed phases from their start, and the end of the settling above
+/// is tied to them: without an offset the kills landed at one point of
+/// those loops (every a2 kill ~470 ms before the agent's next check). Trial
+/// k waits `frac(k × 0.618…) × PHASE_SPAN` more, which spreads the kills
+/// evenly over one renewal period (two probe periods).
+const PHASE_SPAN: Duration = Duration::from_millis(500);
+/// The writer's pause between attempts.
+const RETRY: Duration = Duration::from_millis(10);
+/// Bound of one connect or INSERT attempt of the writer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often waits poll `Control.Status`.
+const POLL: Duration = Duration::from_millis(50);
+/// The witness at site a (the configured primary's site).
+const SITE_A: u64 = 1;
+/// How many leadership moves a trial may need before it gives up.
+const MAX_LEADER_MOVES: usize = 10;
+
+const CREATE_TABLE: &str =
+    "CREATE TABLE bench_writes (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())";
+const INSERT: &str = "INSERT INTO bench_writes DEFAULT VALUES";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    CrashFailover,
+    CrashRestart,
+    SiteLoss,
+    SiteLossLeaderAtA,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Scenario::CrashFailover,
+        Scenario::CrashRestart,
+        Scenario::SiteLoss,
+        Scenario::SiteLossLeaderAtA,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Scenario::CrashFailover => "a1",
+            Scenario::CrashRestart => "a2",
+            Scenario::SiteLoss => "b",
+            Scenario::SiteLossLeaderAtA => "b-leader",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::CrashFailover => {
+                "primary crash, on_primary_crash = \"failover\": SIGKILL postmaster -> first write on the promoted standby"
+            }
+            Scenario::CrashRestart => {
+                "primary crash, on_primary_crash = \"restart\" (default): SIGKILL postmaster -> first write on the primary restarted in place"
+            }
+            Scenario::SiteLoss => {
+                "site a lost, leader elsewhere: SIGKILL witness a + postmaster -> first write on the promoted standby"
+            }
+            Scenario::SiteLossLeaderAtA => {
+                "site a lost with the Raft leader: SIGKILL witness a (leader) + postmaster -> first write on the promoted standby"
+            }
+        }
+    }
+
+    /// TOML appended to the witnesses' configs: only what the scenario
+    /// needs; every timing stays at its default.
+    fn config(self) -> &'static str {
+        match self {
+            Scenario::CrashFailover => "[failover]\non_primary_crash = \"failover\"\n",
+            _ => "",
+        }
+    }
+
+    /// Issue 3's target for the p50 of the total, in ms.
+    fn target_ms(self) -> u64 {
+        match self {
+            Scenario::CrashFailover | Scenario::CrashRestart => 2000,
+            Scenario::SiteLoss | Scenario::SiteLossLeaderAtA => 3000,
+        }
+    }
+
+    /// The parts a trial's total is split into, in order.
+    fn part_names(self) -> &'static [&'static str] {
+        match self {
+            Scenario::CrashRestart => &["notice", "start", "rest"],
+            _ => &["detect", "fence", "promote", "rest"],
+        }
+    }
+
+    fn kills_witness_a(self) -> bool {
+        matches!(self, Scenario::SiteLoss | Scenario::SiteLossLeaderAtA)
+    }
+}
+
+/// One trial's figures, in ms.
+struct Trial {
+    total: i64,
+    /// The scenario's [`Scenario::part_names`], in order; `None` when the
+    /// failover record lacks a step to compute them from.
+    parts: Option<Vec<i64>>,
+}
+
+/// One lazily connected control channel per witness, reused across polls.
+struct Control {
+    channels: Vec<(u64, Channel)>,
+}
+
+impl Control {
+    fn new(c: &Cluster) -> Self {
+        let channels = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let ch = Endpoint::from_shared(n.control.clone())
+                    .expect("a witness's control address is a valid URI")
+                    .connect_timeout(Duration::from_millis(200))
+                    .timeout(Duration::from_millis(1500))
+                    .connect_lazy();
+                (n.id, ch)
+            })
+            .collect();
+        Self { channels }
+    }
+
+    async fn status(&self, id: u64) -> Option<StatusReply> {
+        let ch = self.channels.iter().find(|(i, _)| *i == id)?.1.clone();
+        ControlClient::new(ch)
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+}
+
+fn running(c: &Cluster) -> Vec<u64> {
+    c.nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.id)
+        .collect()
+}
+
+/// Polls the running witnesses' status until `f` accepts one; panics
+/// naming `what` (and dumps the witnesses' logs) after `timeout`.
+async fn wait_status<T>(
+    c: &Cluster,
+    ctl: &Control,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&StatusReply) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer");
+    loop {
+        for id in running(c) {
+            if let Some(s) = ctl.status(id).await {
+                if let Some(v) = f(&s) {
+                    return v;
+                }
+                last = format!(
+                    "leader {:?} epoch {} primary {:?} assessment {:?}",
+                    s.leader_id, s.epoch, s.primary_site, s.assessment
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            c.dump_logs();
+            panic!("timed out after {timeout:?} waiting for: {what} (last: {last})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The leader, if `s` shows a cluster ready for a kill: every running
+/// witness follows the same leader in the same term and the leader says it
+/// leads; the roles are the configured ones and no failover has happened;
+/// the detector is healthy; every running witness sees the primary
+/// writable and the standby streaming.
+fn settled(s: &StatusReply, running: &[u64]) -> Option<u64> {
+    let leader = s.leader_id.filter(|l| running.contains(l))?;
+    let ok = running.iter().all(|id| {
+        s.nodes.iter().any(|n| {
+            let dbs_ok = n
+                .databases
+                .iter()
+                .any(|d| d.site == "a" && d.reachable && d.in_recovery == Some(false))
+                && n.databases.iter().any(|d| {
+                    d.site == "b" && d.reachable && d.in_recovery == Some(true) && d.streaming
+                });
+            n.id == *id
+                && n.leader_id == Some(leader)
+                && n.term == s.term
+                && (n.id != leader || n.role == Role::Leader as i32)
+                && dbs_ok
+        })
+    });
+    (ok && s.epoch == 0
+        && s.primary_site == "a"
+        && s.failover_in_progress.is_none()
+        && s.assessment.starts_with("healthy"))
+    .then_some(leader)
+}
+
+/// Waits until the cluster has looked [`settled`] under one leader for
+/// [`STEADY`] without a break; returns that leader.
+async fn wait_settled(c: &Cluster, ctl: &Control) -> u64 {
+    let deadline = Instant::now() + SETTLE;
+    let mut since: Option<(u64, Instant)> = None;
+    loop {
+        let ids = running(c);
+        let mut now_settled = None;
+        for id in &ids {
+            if let Some(s) = ctl.status(*id).await {
+                now_settled = settled(&s, &ids);
+                break;
+            }
+        }
+        since = match (now_settled, since) {
+            (Some(l), Some((prev, t))) if l == prev => Some((l, t)),
+            (Some(l), _) => Some((l, Instant::now())),
+            (None, _) => None,
+        };
+        if let Some((l, t)) = since {
+            if t.elapsed() >= STEADY {
+                return l;
+            }
+        }
+        if Instant::now() > deadline {
+            c.dump_logs();
+            panic!("the cluster did not settle within {SETTLE:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Restarts witness `id` and waits until another witness leads (when it
+/// led) and it is back.
+async fn restart_witness(c: &mut Cluster, ctl: &Control, id: u64) {
+    c.node(id).kill9();
+    wait_status(c, ctl, "a leader among the other witnesses", SETTLE, |s| {
+        s.leader_id.filter(|l| *l != id)
+    })
+    .await;
+    c.node(id).start();
+}
+
+/// Moves leadership until `want(leader)` holds on a settled cluster, by
+/// restarting the leader; returns the leader.
+///
+/// To move it *to* site a, witness a is restarted first: openraft 0.9
+/// lengthens a follower's election timeout by `smaller_log_timeout` once a
+/// vote reply showed it a longer log (as happens to a loser of the first
+/// election), and clears that only when the follower stands for election
+/// itself, which the longer timeout keeps it from doing. A restart clears
+/// it. Without this, witness a won no election in ten leader restarts.
+async fn steer_leader(c: &mut Cluster, ctl: &Control, what: &str, want: fn(u64) -> bool) -> u64 {
+    for _ in 0..MAX_LEADER_MOVES {
+        let leader = wait_settled(c, ctl).await;
+        if want(leader) {
+            return leader;
+        }
+        if want(SITE_A) {
+            step(&format!(
+                "witness {leader} leads; restart witness {SITE_A}, then {leader}, to move leadership ({what})"
+            ));
+            restart_witness(c, ctl, SITE_A).await;
+            wait_settled(c, ctl).await;
+        } else {
+            step(&format!(
+                "witness {leader} leads; restart it to move leadership ({what})"
+            ));
+        }
+        restart_witness(c, ctl, leader).await;
+    }
+    c.dump_logs();
+    panic!("leadership not moved ({what}) after {MAX_LEADER_MOVES} restarts");
+}
+
+/// The `[[database]]` sections for `pair`, then `extra`.
+fn db_config(pair: &PgPair, extra: &str) -> String {
+    let entry = |site: &str, role: &str, s: &PgServer| {
+        let mut e = format!(
+            "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
+            s.dsn(),
+            s.data_dir().display(),
+            s.bin_dir().display(),
+            s.log_file().display()
+        );
+        if let Some(u) = s.os_user() {
+            e.push_str(&format!("os_user = \"{u}\"\n"));
+        }
+        e
+    };
+    format!(
+        "{}\n{}\n{extra}",
+        entry("a", "primary", &pair.primary),
+        entry("b", "standby", &pair.standby)
+    )
+}
+
+/// SIGKILLs the server's postmaster (only that process: its children exit
+/// on their own when they notice, as after a real crash).
+/// Returns its pid.
+fn sigkill_postmaster(server: &PgServer) -> i32 {
+    let pid = server
+        .postmaster_pid()
+        .expect("the primary's postmaster runs before the kill");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the postmaster");
+    pid
+}
+
+/// How long after `killed_at` the killed process `pid` was reaped (its
+/// `/proc` entry gone). Until then it is a zombie, which PostgreSQL's
+/// data-directory lock takes for a live postmaster: a restart in place has
+/// to wait for it. Its parent is init (`pg_ctl` daemonizes the server), so
+/// this measures the machine's init, not palisade.
+async fn reaped_after(pid: i32, killed_at: Instant) -> Option<Duration> {
+    let stat = format!("/proc/{pid}/stat");
+    while killed_at.elapsed() < SETTLE {
+        if std::fs::metadata(&stat).is_err() {
+            return Some(killed_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// One INSERT attempt, connecting first when there is no session. A session
+/// refused only because its server is read-only (a standby not promoted
+/// yet) is kept, as a pooled client would; any other failure drops it.
+async fn try_insert(
+    conn: &mut Option<PgConnection>,
+    opts: &PgConnectOptions,
+) -> Result<(), String> {
+    if conn.is_none() {
+        let c = tokio::time::timeout(ATTEMPT_TIMEOUT, PgConnection::connect_with(opts))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        *conn = Some(c);
+    }
+    let session = conn.as_mut().expect("connected just above");
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, sqlx::query(INSERT).execute(session)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("25006") => {
+            Err(format!("insert: {e}"))
+        }
+        Ok(Err(e)) => {
+            *conn = None;
+            Err(format!("insert: {e}"))
+        }
+        Err(_) => {
+            *conn = None;
+            Err("insert timed out".into())
+        }
+    }
+}
+
+/// Retries the INSERT every [`RETRY`] until one commits; returns when it
+/// committed and after how many attempts.
+async fn first_write(opts: PgConnectOptions, deadline: Instant) -> Result<(Instant, u32), String> {
+    let mut conn = None;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let err = match try_insert(&mut conn, &opts).await {
+            Ok(()) => return Ok((Instant::now(), attempts)),
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no write committed after {attempts} attempts; last error: {err}"
+            ));
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Unix ms of a log line's leading RFC 3339 UTC timestamp
+/// (`2026-11-27T10:11:12.345678Z ...`, tracing-subscriber's default).
+fn log_line_ms(line: &str) -> Option<i64> {
+    let ts = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+    // days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((((days * 24 + h) * 60 + min) * 60 + s) * 1000 + ms)
+}
+
+/// The restart in site a's witness log after `after_ms`: when its agent
+/// decided to restart the crashed primary, when `pg_ctl start -w` returned,
+/// and what the agent said about it.
+fn restart_times(log: &str, after_ms: i64) -> Option<(i64, i64, String)> {
+    let mut lines = log
+        .lines()
+        .filter_map(|l| Some((log_line_ms(l)?, l)))
+        .filter(|(at, _)| *at >= after_ms);
+    let (decided, _) = lines.find(|(_, l)| l.contains("restarting it in place"))?;
+    let (started, line) = lines.find(|(_, l)| l.contains("primary database started"))?;
+    let said = line
+        .split_once("primary database started")
+        .map(|(_, d)| d.trim().to_string())
+        .unwrap_or_default();
+    Some((decided, started, said))
+}
+
+fn step_done(f: &FailoverSummary, name: &str) -> Option<i64> {
+    f.steps
+        .iter()
+        .find(|s| s.step == name)
+        .map(|s| s.done_at_ms)
+}
+
+async fn run_trial(sc: Scenario, trial: usize) -> Trial {
+    let id = sc.id();
+    step(&format!("{id} trial {trial}: start a PostgreSQL pair"));
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    pair.primary
+        .exec(CREATE_TABLE)
+        .await
+        .expect("create the writer's table");
+    pair.wait_replayed(SETTLE)
+        .await
+        .expect("the standby has the writer's table");
+    step(&format!(
+        "{id} trial {trial}: start three witnesses (default timings)"
+    ));
+    let mut c = Cluster::with_config(&db_config(&pair, sc.config()));
+    for n in &mut c.nodes {
+        n.start();
+    }
+    let ctl = Control::new(&c);
+    let leader = match sc {
+        Scenario::SiteLoss => steer_leader(&mut c, &ctl, "off site a", |l| l != SITE_A).await,
+        Scenario::SiteLossLeaderAtA => {
+            steer_leader(&mut c, &ctl, "to site a", |l| l == SITE_A).await
+        }
+        _ => wait_settled(&c, &ctl).await,
+    };
+
+    let (target, what) = match sc {
+        Scenario::CrashRestart => (&pair.primary, "the primary postmaster"),
+        Scenario::CrashFailover => (&pair.standby, "the primary postmaster"),
+        _ => (&pair.standby, "witness a and the primary postmaster"),
+    };
+    let phase = PHASE_SPAN.mul_f64((trial as f64 * 0.618_033_988_749_895).fract());
+    step(&format!(
+        "{id} trial {trial}: settled under leader {leader}; SIGKILL {what} in {} ms (phase offset)",
+        phase.as_millis()
+    ));
+    tokio::time::sleep(phase).await; // deliberate: sets the kill's phase
+    let killed_wall = palisade_raft::unix_ms_now();
+    let killed_at = Instant::now();
+    if sc.kills_witness_a() {
+        c.node(SITE_A).signal(Signal::SIGKILL);
+    }
+    let postmaster = sigkill_postmaster(&pair.primary);
+    let reaped = tokio::spawn(reaped_after(postmaster, killed_at));
+    let writer = tokio::spawn(first_write(target.connect_options(), killed_at + SETTLE));
+    if sc.kills_witness_a() {
+        c.node(SITE_A).kill9(); // reaps it
+    }
+    let (wrote_at, attempts) = match writer.await.expect("writer task") {
+        Ok(w) => w,
+        Err(e) => {
+            c.dump_logs();
+            panic!("{id} trial {trial}: {e}");
+        }
+    };
+    let total = (wrote_at - killed_at).as_millis() as i64;
+    let wrote_wall = killed_wall + total;
+    step(&format!(
+        "{id} trial {trial}: first write committed after {total} ms ({attempts} attempts)"
+    ));
+
+    let (parts, detail) = if sc == Scenario::CrashRestart {
+        let s = wait_status(&c, &ctl, "a status answer", SETTLE, |s| Some(s.clone())).await;
+        assert!(
+            s.epoch == 0 && s.primary_site == "a" && s.last_failover.is_none(),
+            "{id} trial {trial}: restarted in place, not failed over (epoch {}, primary {})",
+            s.epoch,
+            s.primary_site
+        );
+        // The agent logs the start once `pg_ctl start -w` returns, which
+        // can be after the writer got in: wait for that line.
+        let log = &c.nodes[0].log;
+        let deadline = Instant::now() + SETTLE;
+        let (decided, started, detail) = loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(found) = restart_times(&text, killed_wall) {
+                break found;
+            }
+            if Instant::now() > deadline {
+                c.dump_logs();
+                panic!("{id} trial {trial}: site a's agent never logged the restart");
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let parts = vec![
+            decided - killed_wall,
+            started - decided,
+            wrote_wall - started,
+        ];
+        let reaped = match reaped.await.expect("reaper watch task") {
+            Some(d) => format!(
+                "killed postmaster reaped by init after {} ms",
+                d.as_millis()
+            ),
+            None => "killed postmaster not reaped".into(),
+        };
+        (Some(parts), format!("{reaped}; agent: {detail}"))
+    } else {
+        reaped.abort(); // only the restart in place waits for it
+        let f = wait_status(&c, &ctl, "the failover to b finished", SETTLE, |s| {
+            s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+        })
+        .await;
+        assert_eq!(f.outcome, "completed", "{id} trial {trial}: {f:?}");
+        let evidence: serde_json::Value =
+            serde_json::from_str(&f.evidence_json).unwrap_or_default();
+        let parts =
+            step_done(&f, "fenced")
+                .zip(step_done(&f, "promoted"))
+                .map(|(fenced, promoted)| {
+                    vec![
+                        f.started_at_ms - killed_wall,
+                        fenced - f.started_at_ms,
+                        promoted - fenced,
+                        wrote_wall - promoted,
+                    ]
+                });
+        let detail = format!(
+            "down_for {} ms; {}; {}",
+            evidence["down_for_ms"],
+            f.steps.first().map(|s| s.detail.as_str()).unwrap_or(""),
+            f.steps.get(1).map(|s| s.detail.as_str()).unwrap_or("")
+        );
+        (parts, detail)
+    };
+    let breakdown = match &parts {
+        Some(p) => sc
+            .part_names()
+            .iter()
+            .zip(p)
+            .map(|(n, v)| format!("{n} {v:>5}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        None => "breakdown unavailable (no record / log lines)".into(),
+    };
+    println!(
+        "{id:>8} trial {trial:>2}: total {total:>5} ms = {breakdown} (leader {leader}, {attempts} write attempts)"
+    );
+    if !detail.is_empty() {
+        println!("{:>20}{detail}", "");
+    }
+    // Witnesses first (the cluster is declared after the pair, so this is
+    // also the drop order on a panic): no agent reacts to the teardown.
+    drop(c);
+    drop(pair);
+    Trial { total, parts }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summary_line(id: &str, name: &str, mut v: Vec<i64>) -> String {
+    v.sort_unstable();
+    format!(
+        "{id:>8} {name:<8} p50 {:>5} ms  p99 {:>5} ms  max {:>5} ms  (n={})",
+        percentile(&v, 50.0),
+        percentile(&v, 99.0),
+        v.last().expect("at least one sample"),
+        v.len()
+    )
+}
+
+fn summarize(sc: Scenario, trials: &[Trial]) {
+    let id = sc.id();
+    println!("{id:>8}: {}", sc.title());
+    let totals: Vec<i64> = trials.iter().map(|t| t.total).collect();
+    println!("{}", summary_line(id, "total", totals.clone()));
+    for (i, name) in sc.part_names().iter().enumerate() {
+        let v: Vec<i64> = trials
+            .iter()
+            .filter_map(|t| t.parts.as_ref().map(|p| p[i]))
+            .collect();
+        if !v.is_empty() {
+            println!("{}", summary_line(id, name, v));
+        }
+    }
+    let mut sorted = totals;
+    sorted.sort_unstable();
+    let p50 = percentile(&sorted, 50.0);
+    let target = sc.target_ms();
+    println!(
+        "{id:>8} target   p50 <= {target} ms: {} (p50 {p50} ms)",
+        if p50 <= target as i64 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
+    // useful: run one trial of each scenario then, as a smoke test.
+    let trials: usize = if std::env::args().any(|a| a == "--bench") {
+        std::env::var("PALISADE_BENCH_TRIALS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10)
+    } else {
+        1
+    };
+    let scenarios: Vec<Scenario> = match std::env::var("PALISADE_BENCH_SCENARIOS") {
+        Ok(list) => {
+            let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+            for w in &wanted {
+                assert!(
+                    Scenario::ALL.iter().any(|s| s.id() == *w),
+                    "PALISADE_BENCH_SCENARIOS: unknown scenario {w:?} (known: a1, a2, b, b-leader)"
+                );
+            }
+            Scenario::ALL
+                .into_iter()
+                .filter(|s| wanted.contains(&s.id()))
+                .collect()
+        }
+        Err(_) => Scenario::ALL.to_vec(),
+    };
+    println!(
+        "database failover: {trials} trials per scenario, default probe/lease/failover settings, fresh PostgreSQL pair and witnesses per trial"
+    );
+    let mut results = Vec::new();
+    for sc in scenarios {
+        println!("{:>8}: {}", sc.id(), sc.title());
+        let started = Instant::now();
+        let mut done = Vec::new();
+        for trial in 1..=trials {
+            done.push(run_trial(sc, trial).await);
+        }
+        println!(
+            "{:>8}: {trials} trials in {} s",
+            sc.id(),
+            started.elapsed().as_secs()
+        );
+        results.push((sc, done));
+    }
+    println!("\nsummary (ms; p99 of fewer than 100 trials is the max):");
+    for (sc, done) in &results {
+        summarize(*sc, done);
+    }
+}
