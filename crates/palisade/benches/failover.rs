@@ -23,8 +23,8 @@
 //! while the new primary's agent was still finishing the step). The restart
 //! is broken down from site a's witness log: notice (kill -> the agent
 //! decides to restart), start (until `pg_ctl start -w` returns: waiting for
-//! the killed postmaster to be reaped, then crash recovery) and rest. Each
-//! trial takes 6–10 s.
+//! the killed postmaster to be reaped, then crash recovery) and rest. A
+//! trial takes 6–7 s (b-leader about 13 s: it moves leadership first).
 //!
 //!     cargo bench -p palisade --bench failover                     # 10 trials each
 //!     PALISADE_BENCH_TRIALS=20 cargo bench -p palisade --bench failover
@@ -290,8 +290,8 @@ async fn wait_settled(c: &Cluster, ctl: &Control) -> u64 {
     }
 }
 
-/// Restarts witness `id` and waits until another witness leads (when it
-/// led) and it is back.
+/// Restarts witness `id`: kills it, waits until another witness leads,
+/// starts it again (callers wait for the cluster to settle).
 async fn restart_witness(c: &mut Cluster, ctl: &Control, id: u64) {
     c.node(id).kill9();
     wait_status(c, ctl, "a leader among the other witnesses", SETTLE, |s| {
@@ -305,11 +305,12 @@ async fn restart_witness(c: &mut Cluster, ctl: &Control, id: u64) {
 /// restarting the leader; returns the leader.
 ///
 /// To move it *to* site a, witness a is restarted first: openraft 0.9
-/// lengthens a follower's election timeout by `smaller_log_timeout` once a
-/// vote reply showed it a longer log (as happens to a loser of the first
-/// election), and clears that only when the follower stands for election
-/// itself, which the longer timeout keeps it from doing. A restart clears
-/// it. Without this, witness a won no election in ten leader restarts.
+/// lengthens a follower's election timeout by `smaller_log_timeout` (2 ×
+/// `election_timeout_max`) once a vote reply showed it a longer log (as
+/// happens to a loser of the first election), and clears that only when the
+/// follower stands for election itself, which the longer timeout keeps it
+/// from doing. A restart clears it. Without this, witness a won no election
+/// in ten leader restarts in a row.
 async fn steer_leader(c: &mut Cluster, ctl: &Control, what: &str, want: fn(u64) -> bool) -> u64 {
     for _ in 0..MAX_LEADER_MOVES {
         let leader = wait_settled(c, ctl).await;

@@ -67,8 +67,15 @@ async fn trial(haproxy: &std::path::Path) -> Trial {
     let h = start_haproxy(haproxy, pair.primary.port(), pair.standby.port());
     let runtime = HaproxyClient::new(HaproxyEndpoint::Unix(h.socket.clone()));
     let deadline = std::time::Instant::now() + SETTLE;
-    while runtime.set_server_state("postgres", "pg_b", AdminState::Maint).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "haproxy runtime API never answered");
+    while runtime
+        .set_server_state("postgres", "pg_b", AdminState::Maint)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "haproxy runtime API never answered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let extra = format!(
@@ -94,16 +101,32 @@ async fn trial(haproxy: &std::path::Path) -> Trial {
     wait_ready(&c).await;
     let killed = palisade_raft::unix_ms_now();
     pair.primary.kill9();
-    let f = wait_status(&c, "failover finished", SETTLE, |s| s.last_failover.clone().filter(|f| !f.outcome.is_empty())).await;
+    let f = wait_status(&c, "failover finished", SETTLE, |s| {
+        s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+    })
+    .await;
     assert_eq!(f.outcome, "completed", "{f:?}");
-    let step = |n: &str| f.steps.iter().find(|s| s.step == n).cloned().expect("step recorded");
-    let (promoted, flipped, repointed, verified) = (step("promoted"), step("app-flipped"), step("repointed"), step("verified"));
+    let step = |n: &str| {
+        f.steps
+            .iter()
+            .find(|s| s.step == n)
+            .cloned()
+            .expect("step recorded")
+    };
+    let (promoted, flipped, repointed, verified) = (
+        step("promoted"),
+        step("app-flipped"),
+        step("repointed"),
+        step("verified"),
+    );
     let restart = restart_ms(&flipped.detail) + restart_ms(&repointed.detail);
     Trial {
         to_promoted: promoted.done_at_ms - killed,
         to_repointed: repointed.done_at_ms - killed,
         to_verified: verified.done_at_ms - killed,
-        flip_and_repoint: (flipped.done_at_ms - flipped.started_at_ms) + (repointed.done_at_ms - repointed.started_at_ms) - restart,
+        flip_and_repoint: (flipped.done_at_ms - flipped.started_at_ms)
+            + (repointed.done_at_ms - repointed.started_at_ms)
+            - restart,
         restart,
     }
 }
@@ -111,11 +134,16 @@ async fn trial(haproxy: &std::path::Path) -> Trial {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let trials: usize = if std::env::args().any(|a| a == "--bench") {
-        std::env::var("PALISADE_BENCH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+        std::env::var("PALISADE_BENCH_TRIALS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10)
     } else {
         1
     };
-    let Some(haproxy) = haproxy_binary() else { return };
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
     println!("site failover: {trials} trials, SIGKILL of the primary postmaster (crash policy failover), default settings, apps + ES doubles + HAProxy");
     let mut all = Vec::new();
     for i in 1..=trials {
@@ -126,10 +154,28 @@ async fn main() {
         );
         all.push(t);
     }
-    println!("site failover over {} trials (ms from the kill):", all.len());
-    summary("  kill -> promoted", all.iter().map(|t| t.to_promoted).collect());
-    summary("  kill -> repointed", all.iter().map(|t| t.to_repointed).collect());
-    summary("  kill -> verified", all.iter().map(|t| t.to_verified).collect());
-    summary("  app-flipped + repointed steps", all.iter().map(|t| t.flip_and_repoint).collect());
-    summary("  app restart commands (separate)", all.iter().map(|t| t.restart).collect());
+    println!(
+        "site failover over {} trials (ms from the kill):",
+        all.len()
+    );
+    summary(
+        "  kill -> promoted",
+        all.iter().map(|t| t.to_promoted).collect(),
+    );
+    summary(
+        "  kill -> repointed",
+        all.iter().map(|t| t.to_repointed).collect(),
+    );
+    summary(
+        "  kill -> verified",
+        all.iter().map(|t| t.to_verified).collect(),
+    );
+    summary(
+        "  app-flipped + repointed steps",
+        all.iter().map(|t| t.flip_and_repoint).collect(),
+    );
+    summary(
+        "  app restart commands (separate)",
+        all.iter().map(|t| t.restart).collect(),
+    );
 }
