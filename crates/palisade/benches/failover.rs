@@ -45,6 +45,7 @@ use palisade_api::v1::{FailoverSummary, Role, StatusReply, StatusRequest};
 use palisade_testkit::pg::{PgPair, PgServer};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
+use support::pg::db_config;
 use support::{step, Cluster};
 use tonic::transport::{Channel, Endpoint};
 
@@ -332,28 +333,6 @@ async fn steer_leader(c: &mut Cluster, ctl: &Control, what: &str, want: fn(u64) 
     }
     c.dump_logs();
     panic!("leadership not moved ({what}) after {MAX_LEADER_MOVES} restarts");
-}
-
-/// The `[[database]]` sections for `pair`, then `extra`.
-fn db_config(pair: &PgPair, extra: &str) -> String {
-    let entry = |site: &str, role: &str, s: &PgServer| {
-        let mut e = format!(
-            "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
-            s.dsn(),
-            s.data_dir().display(),
-            s.bin_dir().display(),
-            s.log_file().display()
-        );
-        if let Some(u) = s.os_user() {
-            e.push_str(&format!("os_user = \"{u}\"\n"));
-        }
-        e
-    };
-    format!(
-        "{}\n{}\n{extra}",
-        entry("a", "primary", &pair.primary),
-        entry("b", "standby", &pair.standby)
-    )
 }
 
 /// SIGKILLs the server's postmaster (only that process: its children exit

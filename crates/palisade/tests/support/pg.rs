@@ -114,3 +114,14 @@ pub async fn move_leadership_off(c: &mut Cluster, id: u64) {
     let leader = wait_status(c, "a leader", SETTLE, |s| s.leader_id).await;
     assert_ne!(leader, id, "leadership moved off witness {id}");
 }
+
+/// Three witnesses over `pair` with `tuning` (probe, lease, failover
+/// settings), started and ready (leader, roles recorded, detector healthy).
+pub async fn start_cluster(pair: &PgPair, tuning: &str) -> Cluster {
+    let mut c = Cluster::with_config(&db_config(pair, tuning));
+    for n in &mut c.nodes {
+        n.start();
+    }
+    wait_ready(&c).await;
+    c
+}
