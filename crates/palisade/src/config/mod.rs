@@ -290,7 +290,7 @@ impl Config {
         let data_dir = if data_dir.is_relative() {
             // Relative to the config file, so a checkout's deploy/local works
             // from any working directory.
-            file.parent().unwrap_or(Path::new(".")).join(data_dir)
+            normalize(&file.parent().unwrap_or(Path::new(".")).join(data_dir))
         } else {
             data_dir
         };
@@ -373,6 +373,29 @@ impl Config {
             std::fs::remove_file(&probe)
         };
         write().map_err(|e| err(format!("{} is not writable: {e}", dir.display())))
+    }
+}
+
+/// `a/b/../c` as `a/c`, without touching the file system (the directory
+/// may not exist yet), so messages show the path an operator expects.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
     }
 }
 
@@ -638,6 +661,15 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
         assert_eq!(ok.database.expect("db").stonith.len(), 1);
         let one = DATABASES.split("[[database]]").nth(1).expect("first entry");
         assert_eq!(key_of(&with(&format!("[[database]]{one}"))).0, "database");
+    }
+
+    #[test]
+    fn data_dir_is_shown_normalized() {
+        let c =
+            parse(&GOOD.replace("/var/lib/palisade/{site}", "../../state/{site}")).expect("valid");
+        assert_eq!(c.data_dir, Path::new("/state/b"));
+        assert_eq!(normalize(Path::new("deploy/local/../../x")), Path::new("x"));
+        assert_eq!(normalize(Path::new("../x")), Path::new("../x"));
     }
 
     #[test]
