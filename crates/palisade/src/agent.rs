@@ -254,7 +254,7 @@ impl Agent {
                     epoch = state.epoch,
                     "this site must be fenced: stopping the database"
                 );
-                self.fence_now(db, state.epoch, false).await;
+                self.fence_now(db, state.epoch, true).await;
             }
             _ => {}
         }
@@ -311,6 +311,12 @@ impl Agent {
         }
     }
 
+    /// Every fence the agent does today is urgent: its lease is gone (a
+    /// failover began, or the lease ran out), and a postmaster that ignores
+    /// a fast shutdown may still have backends serving old sessions, so it
+    /// gets short step bounds before the immediate shutdown and the kill.
+    /// (A planned switchover, which wants a clean fast shutdown, will pass
+    /// `urgent = false`.)
     async fn fence_now(&self, db: &SiteDb, epoch: u64, urgent: bool) -> Option<String> {
         self.st().lease.revoked();
         match db.fence(epoch, urgent).await {
@@ -434,7 +440,7 @@ impl Agent {
                         self.site, state.epoch
                     ));
                 }
-                self.fence_now(db, epoch, false)
+                self.fence_now(db, epoch, true)
                     .await
                     .map(|detail| SiteActionDone { detail })
                     .ok_or_else(|| "fence failed; see the agent's log".to_string())

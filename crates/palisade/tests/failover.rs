@@ -526,3 +526,77 @@ async fn site_loss_with_a_stonith_hook_is_fenced_by_the_hook() {
         "1 a"
     );
 }
+
+/// The postmaster of `server` and every process it started.
+fn server_processes(server: &PgServer) -> Vec<i32> {
+    let Some(postmaster) = server.postmaster_pid() else {
+        return Vec::new();
+    };
+    let mut pids = vec![postmaster];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // Field 4 of /proc/<pid>/stat, after the parenthesised name.
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_primary_is_fenced_and_never_writable_after_it_thaws() {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let _slot = SLOTS.acquire().await.expect("test slot");
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    let c = start_cluster(
+        &pair,
+        &format!("{FAST}\n[failover]\non_primary_crash = \"failover\"\n"),
+    )
+    .await;
+    let (acked, writer) = start_writer(&pair.primary);
+    wait_acked(&acked, 100).await;
+
+    step("freeze the whole primary (postmaster and every backend, as a VM pause would)");
+    let frozen = server_processes(&pair.primary);
+    assert!(frozen.len() > 3, "postmaster and its children: {frozen:?}");
+    for pid in &frozen {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+    }
+    let acked_when_frozen = acked.lock().expect("acked").len();
+    let f = wait_status(&c, "the failover to b completed", SETTLE, |s| {
+        s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+    })
+    .await;
+    assert_eq!(f.outcome, "completed", "{f:?}");
+    eprintln!("--- fenced: {}", f.steps[0].detail);
+
+    step("thaw it: whatever is left must not take a write");
+    for pid in &frozen {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
+    }
+    let _ = tokio::time::timeout(SETTLE, writer)
+        .await
+        .expect("the writer's session ended");
+    let acked_after = acked.lock().expect("acked").len();
+    assert!(
+        acked_after <= acked_when_frozen + 1,
+        "the old primary acknowledged {} writes after it was frozen and failed over",
+        acked_after - acked_when_frozen
+    );
+    tokio::time::sleep(WATCH).await;
+    assert!(!pair.primary.is_running(), "the old primary stays down");
+    assert!(
+        !pair.standby.in_recovery().await.expect("b answers"),
+        "b is the primary"
+    );
+}
