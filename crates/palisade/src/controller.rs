@@ -116,6 +116,7 @@ impl Controller {
                 WitnessReport {
                     received_at_ms: mono_ms(),
                     dbs: report.dbs,
+                    last_writable: report.last_writable,
                 },
             );
         }
@@ -631,10 +632,15 @@ impl Controller {
             let agent = self
                 .local_agent
                 .get()
-                .ok_or("local site agent not started")?;
-            return tokio::time::timeout(timeout, agent.act(action))
+                .ok_or("local site agent not started")?
+                .clone();
+            // Its own task, so that giving up waiting never cancels a fence
+            // half-way (dropping a JoinHandle does not stop the task).
+            let task = tokio::spawn(async move { agent.act(action).await });
+            return tokio::time::timeout(timeout, task)
                 .await
-                .map_err(|_| format!("local agent did not finish within {timeout:?}"))?;
+                .map_err(|_| format!("local agent did not finish within {timeout:?}"))?
+                .map_err(|e| format!("local agent task failed: {e}"))?;
         }
         self.peers
             .call(witness, Rpc::SiteAction, &action, timeout)

@@ -213,10 +213,9 @@ fn start_witness(
         Arc::new(config.actions.clone()),
     ));
     let own_site = palisade_core::SiteId(config.topology.own().site.clone());
-    let urgent = Duration::from_millis((settings.lease.ttl_ms / 12).max(100));
     let db = settings
         .at(&own_site.0)
-        .map(|d| SiteDb::new(d, Duration::from_secs(10), urgent));
+        .map(|d| SiteDb::new(d, Duration::from_secs(10)));
     let latest = Latest::default();
     let agent = Arc::new(Agent::new(
         own_site,

@@ -23,6 +23,9 @@ use crate::peers::{Peers, Rpc};
 pub struct Latest {
     inner: Arc<RwLock<BTreeMap<SiteId, (PgObservation, u64)>>>,
     search: Arc<RwLock<BTreeMap<SiteId, (EsObservation, u64)>>>,
+    /// Per site: the last WAL position seen while it was a writable
+    /// primary, and when (mono ms).
+    last_writable: Arc<RwLock<BTreeMap<SiteId, (u64, u64)>>>,
     monitors: Arc<RwLock<Option<bool>>>,
 }
 
@@ -189,9 +192,35 @@ impl Observer {
                     latest.insert(site.clone(), (obs.clone(), at));
                 }
             }
+            let last_writable = {
+                let now = mono_ms();
+                let mut memory = self
+                    .latest
+                    .last_writable
+                    .write()
+                    .expect("observations lock poisoned");
+                for (site, obs) in &dbs {
+                    if let (true, Some(lsn)) = (obs.is_writable_primary(), obs.current_lsn) {
+                        memory.insert(site.clone(), (lsn, now));
+                    }
+                }
+                memory
+                    .iter()
+                    .map(|(site, (lsn, at))| {
+                        (
+                            site.clone(),
+                            palisade_core::detector::LastWritable {
+                                lsn: *lsn,
+                                age_ms: now.saturating_sub(*at),
+                            },
+                        )
+                    })
+                    .collect()
+            };
             let report = Report {
                 witness: self.own_id,
                 dbs,
+                last_writable,
             };
             let leader = self.raft.metrics().borrow().current_leader;
             match leader {

@@ -14,6 +14,10 @@ pub struct Report {
     pub witness: NodeId,
     /// What it saw of each database site.
     pub dbs: BTreeMap<SiteId, PgObservation>,
+    /// Its memory of where each database last wrote (see
+    /// `palisade_core::detector::WitnessReport::last_writable`).
+    #[serde(default)]
+    pub last_writable: BTreeMap<SiteId, palisade_core::detector::LastWritable>,
 }
 
 /// The primary site's agent asks the leader to confirm its lease.

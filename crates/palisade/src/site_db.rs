@@ -12,10 +12,6 @@ use crate::config::DatabaseConfig;
 /// The local database of a site agent.
 pub struct SiteDb {
     site: PgSite,
-    /// The same server with short step bounds: when the lease is running
-    /// out, a fast shutdown that does not finish at once gives way to an
-    /// immediate one (and a kill) well before the lease ends.
-    urgent: PgSite,
 }
 
 fn fenced(o: &FenceOutcome) -> String {
@@ -27,15 +23,14 @@ fn fenced(o: &FenceOutcome) -> String {
             format!("stopped ({mode:?} shutdown) in {} ms", elapsed.as_millis()).to_lowercase()
         }
         FenceOutcome::Killed { pids, elapsed } => {
-            format!("hung: killed pids {pids:?} in {} ms", elapsed.as_millis())
+            format!("killed pids {pids:?} in {} ms", elapsed.as_millis())
         }
     }
 }
 
 impl SiteDb {
-    /// Manages the server described by `cfg`; `timeout` bounds each step,
-    /// `urgent_timeout` each step of a fence the lease forces.
-    pub fn new(cfg: &DatabaseConfig, timeout: Duration, urgent_timeout: Duration) -> Self {
+    /// Manages the server described by `cfg`; `timeout` bounds each step.
+    pub fn new(cfg: &DatabaseConfig, timeout: Duration) -> Self {
         let site = PgSite {
             bin_dir: cfg.bin_dir.clone(),
             data_dir: cfg.data_dir.clone(),
@@ -45,11 +40,7 @@ impl SiteDb {
             transfer_timeout: Duration::from_secs(3600),
             log_file: Some(cfg.log_file.clone()),
         };
-        let urgent = PgSite {
-            timeout: urgent_timeout,
-            ..site.clone()
-        };
-        Self { site, urgent }
+        Self { site }
     }
 
     /// Whether the postmaster runs.
@@ -57,13 +48,15 @@ impl SiteDb {
         self.site.is_running().await.map_err(|e| e.to_string())
     }
 
-    /// Stops the server and confirms it cannot take writes.
+    /// Stops the server and confirms it cannot take writes. `urgent`: the
+    /// lease is gone; kill it at once rather than shut it down politely.
     pub async fn fence(&self, epoch: u64, urgent: bool) -> Result<String, String> {
-        let site = if urgent { &self.urgent } else { &self.site };
-        site.fence(epoch)
-            .await
-            .map(|o| fenced(&o))
-            .map_err(|e| e.to_string())
+        let outcome = if urgent {
+            self.site.fence_urgently(epoch).await
+        } else {
+            self.site.fence(epoch).await
+        };
+        outcome.map(|o| fenced(&o)).map_err(|e| e.to_string())
     }
 
     /// Starts the server in the role its data directory says.

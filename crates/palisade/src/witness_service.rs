@@ -53,7 +53,14 @@ impl WitnessPeer for WitnessService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let action: SiteAction = decode(req)?;
-        match self.agent.act(action).await {
+        // Run the action on its own task: if the leader gives up waiting
+        // (its RPC times out and this handler is dropped), a fence that is
+        // half-way must still finish, not stop between two signals.
+        let agent = self.agent.clone();
+        let done = tokio::spawn(async move { agent.act(action).await })
+            .await
+            .map_err(|e| Status::internal(format!("site action task failed: {e}")))?;
+        match done {
             Ok(done) => encode(&done),
             Err(e) => Err(Status::failed_precondition(e)),
         }

@@ -137,8 +137,10 @@ impl PgSite {
         })
     }
 
-    /// The fence itself; see [`super::DatabaseControl::fence`].
-    pub(super) async fn fence_server(&self) -> Result<FenceOutcome, DbError> {
+    /// The fence itself; see [`super::DatabaseControl::fence`]. `urgent`:
+    /// skip the shutdown attempts and kill at once (see
+    /// [`super::PgSite::fence_urgently`]).
+    pub(super) async fn fence_server(&self, urgent: bool) -> Result<FenceOutcome, DbError> {
         let started = Instant::now();
         if self.postmaster_gone().await? {
             // A postmaster that died (SIGKILL, OOM killer) can leave backends
@@ -152,6 +154,21 @@ impl PgSite {
             }
             warn!(pids = ?strays, "server processes outlived their postmaster; killing them");
             let pids = self.kill_server_processes(None).await?;
+            self.confirm_stopped().await?;
+            return Ok(FenceOutcome::Killed {
+                pids,
+                elapsed: started.elapsed(),
+            });
+        }
+
+        if urgent {
+            // The lease is gone: no polite shutdown. A postmaster that is
+            // hung can leave backends serving old sessions for as long as a
+            // shutdown attempt waits (pg_ctl counts whole seconds), which
+            // the lease does not have. Kill the postmaster and every server
+            // process now; PostgreSQL recovers from the WAL on next start.
+            let pids = self.kill_server_processes(self.live_postmaster()).await?;
+            warn!(?pids, "lease gone: killed the postmaster and its children");
             self.confirm_stopped().await?;
             return Ok(FenceOutcome::Killed {
                 pids,

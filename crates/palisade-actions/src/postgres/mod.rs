@@ -176,6 +176,21 @@ impl PgSite {
     }
 }
 
+impl PgSite {
+    /// Fences without the polite shutdown: SIGKILL of the postmaster and of
+    /// every server process of the data directory, then the same
+    /// confirmation as [`DatabaseControl::fence`]. For when the lease is
+    /// gone and the server must be unable to write within milliseconds, not
+    /// after `pg_ctl`'s whole-second waits. Crash recovery runs on the next
+    /// start; nothing committed is lost.
+    #[tracing::instrument(skip_all, fields(epoch = epoch, data_dir = %self.data_dir.display()))]
+    pub async fn fence_urgently(&self, epoch: u64) -> Result<FenceOutcome, DbError> {
+        let outcome = self.fence_server(true).await?;
+        tracing::info!(?outcome, "fenced urgently");
+        Ok(outcome)
+    }
+}
+
 impl DatabaseControl for PgSite {
     #[tracing::instrument(skip_all, fields(data_dir = %self.data_dir.display()))]
     async fn is_running(&self) -> Result<bool, DbError> {
@@ -191,7 +206,7 @@ impl DatabaseControl for PgSite {
     /// with `SET TRANSACTION READ WRITE` (test `read_only_mode_is_not_a_fence`).
     #[tracing::instrument(skip_all, fields(epoch = epoch, data_dir = %self.data_dir.display()))]
     async fn fence(&self, epoch: u64) -> Result<FenceOutcome, DbError> {
-        let outcome = self.fence_server().await?;
+        let outcome = self.fence_server(false).await?;
         tracing::info!(?outcome, "fenced");
         Ok(outcome)
     }

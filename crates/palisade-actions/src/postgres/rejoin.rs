@@ -64,7 +64,7 @@ impl PgSite {
             });
         }
 
-        let fence = self.fence_server().await?;
+        let fence = self.fence_server(false).await?;
         // pg_rewind runs crash recovery in single-user mode after a fence by
         // SIGKILL, which needs the killed postmaster's lock released.
         self.release_stale_lock().await?;

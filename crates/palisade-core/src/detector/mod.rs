@@ -69,6 +69,21 @@ pub struct WitnessReport {
     pub received_at_ms: u64,
     /// What the witness saw of each database site.
     pub dbs: BTreeMap<SiteId, PgObservation>,
+    /// The witness's memory: for each site, the last WAL position it saw
+    /// that database write at, and how long before the report. A leader
+    /// that took office after the primary went dark learns from this how
+    /// far the primary had got, so the lag guard still holds.
+    #[serde(default)]
+    pub last_writable: BTreeMap<SiteId, LastWritable>,
+}
+
+/// A witness's last sighting of a database as a writable primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastWritable {
+    /// `pg_current_wal_lsn()` then.
+    pub lsn: u64,
+    /// How long before the report it was seen, in ms.
+    pub age_ms: u64,
 }
 
 /// The time, as the detector needs it.
@@ -173,6 +188,14 @@ impl Detector {
         // Each witness's vote on the primary.
         let mut votes = Vec::new();
         let mut down = 0usize;
+        for r in reports.values().filter(|r| fresh(r)) {
+            if let Some(seen) = r.last_writable.get(primary) {
+                let at = r.received_at_ms.saturating_sub(seen.age_ms);
+                if self.primary_last_lsn.is_none_or(|(l, _)| seen.lsn > l) {
+                    self.primary_last_lsn = Some((seen.lsn, at));
+                }
+            }
+        }
         for id in witnesses.keys() {
             let vote = match reports.get(id) {
                 None => Vote::NoReport,

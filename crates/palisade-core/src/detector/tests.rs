@@ -110,6 +110,7 @@ fn reports(
                 WitnessReport {
                     received_at_ms: now,
                     dbs,
+                    last_writable: BTreeMap::new(),
                 },
             )
         })
@@ -445,5 +446,34 @@ proptest! {
             let spell = schedule.iter().find(|(a, b)| at >= a && at < b);
             prop_assert!(spell.is_some_and(|(a, _)| at - a >= c.down_after_ms), "failover at {at} without a long enough outage");
         }
+    }
+}
+
+#[test]
+fn a_new_leader_learns_the_primary_position_from_the_witnesses_memory() {
+    // This detector never saw the primary up (a leader that took office
+    // after it died); the witnesses remember where it was.
+    let mut d = Detector::default();
+    let s = state();
+    let mut last = None;
+    for t in (0..3000).step_by(TICK as usize) {
+        let mut r = reports(t, &site("a"), &site("b"), &[1, 2, 3], false);
+        for rep in r.values_mut() {
+            rep.last_writable.insert(
+                site("a"),
+                LastWritable {
+                    lsn: 10 << 20,
+                    age_ms: 5000,
+                },
+            );
+        }
+        last = Some(d.assess(at(t), &s, &witnesses(), &r, &cfg()));
+    }
+    match last {
+        Some(Assessment::Blocked { reason, evidence }) => {
+            assert!(reason.contains("max_lag_bytes"), "{reason}");
+            assert_eq!(evidence.known_lag_bytes, Some((10 << 20) - 1000));
+        }
+        other => panic!("{other:?}"),
     }
 }
