@@ -457,17 +457,30 @@ async fn synchronous_mode_holds_commits_until_the_standby_has_them() -> Result<(
         .await?;
     let writer =
         tokio::spawn(async move { conn.execute("INSERT INTO t VALUES (2)").await.map(|_| conn) });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait until the server itself says the commit waits for the sync
+    // standby (not a guess by time), then check it has not returned.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait_event = p
+            .query_text(
+                "SELECT wait_event FROM pg_stat_activity WHERE application_name = 'blocked-writer'",
+            )
+            .await?;
+        if wait_event.as_deref() == Some("SyncRep") {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the commit never waited for the sync standby (wait_event {wait_event:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // statement_timeout is 1 s: well past it, the commit still waits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     ensure!(
         !writer.is_finished(),
         "the commit returned without a sync standby"
     );
-    let wait_event = p
-        .query_text(
-            "SELECT wait_event FROM pg_stat_activity WHERE application_name = 'blocked-writer'",
-        )
-        .await?;
-    ensure!(wait_event.as_deref() == Some("SyncRep"), "{wait_event:?}");
 
     step("back to asynchronous: the waiting commit is released");
     let unset = db.set_synchronous(5, None).await?;
