@@ -12,6 +12,10 @@
 //! `after-step-<step>` (its `StepDone` is committed, the next step not yet
 //! started), with `<step>` one of `fenced`, `promoted`, `verified`; and
 //! `after-begin-failover`.
+//!
+//! One failpoint breaks safety on purpose, so the chaos suite can prove its
+//! checker catches a split brain: `unsafe-skip-fence=on` makes the fence step
+//! succeed without fencing anything. Debug builds only, like all of them.
 
 /// Hits the failpoint `name`.
 #[cfg(debug_assertions)]
@@ -43,3 +47,19 @@ pub async fn hit(name: &str) {
 /// Failpoints are compiled out of release builds.
 #[cfg(not(debug_assertions))]
 pub async fn hit(_name: &str) {}
+
+/// Whether the failpoint `name` is set to `on` (a switch, not an action).
+#[cfg(debug_assertions)]
+pub fn is_on(name: &str) -> bool {
+    std::env::var("PALISADE_FAILPOINTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, v)| k.trim() == name && v.trim() == "on")
+}
+
+/// Failpoints are compiled out of release builds.
+#[cfg(not(debug_assertions))]
+pub fn is_on(_name: &str) -> bool {
+    false
+}
