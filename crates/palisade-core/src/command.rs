@@ -63,6 +63,27 @@ pub enum Command {
         /// Epoch in force when it rejoined.
         epoch: u64,
     },
+    /// Maintenance mode on (or its end or reason changed): no automatic
+    /// failover until `until_ms` or a `Resume`.
+    Pause {
+        /// Who paused.
+        by: String,
+        /// Why, free text (may be empty).
+        reason: String,
+        /// Leader wall clock when accepted, Unix ms.
+        at_ms: i64,
+        /// When it ends on its own; `None`: until resumed.
+        until_ms: Option<i64>,
+    },
+    /// Maintenance mode off.
+    Resume {
+        /// Who resumed (`expired` when the leader ended it on time).
+        by: String,
+        /// Leader wall clock when accepted, Unix ms.
+        at_ms: i64,
+    },
+    /// A finished DR drill, for the history.
+    RecordDrill(Box<crate::state::DrillRecord>),
     /// The failover of `epoch` ended (after its last step, or aborted before
     /// promotion).
     FinishFailover {
@@ -141,6 +162,47 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Pause {
+                by,
+                reason,
+                at_ms,
+                until_ms,
+            } => {
+                check_text("who", by, MAX_AUTHOR_BYTES)?;
+                if !reason.is_empty() {
+                    check_text("reason", reason, MAX_NOTE_BYTES)?;
+                }
+                if until_ms.is_some_and(|u| u <= *at_ms) {
+                    return Err(CommandError {
+                        field: "for_ms",
+                        reason: "must be more than 0".into(),
+                    });
+                }
+                Ok(())
+            }
+            Command::Resume { by, .. } => check_text("who", by, MAX_AUTHOR_BYTES),
+            Command::RecordDrill(d) => {
+                check_text("drill.name", &d.name, MAX_AUTHOR_BYTES)?;
+                check_text("drill.who", &d.who, MAX_AUTHOR_BYTES)?;
+                check_text("drill.outcome", &d.outcome, MAX_NOTE_BYTES)?;
+                if d.phases.len() > 64 {
+                    return Err(CommandError {
+                        field: "drill.phases",
+                        reason: format!("{} phases; at most 64 are allowed", d.phases.len()),
+                    });
+                }
+                for p in &d.phases {
+                    check_text("drill.phases.name", &p.name, MAX_AUTHOR_BYTES)?;
+                    check_text("drill.phases.outcome", &p.outcome, MAX_NOTE_BYTES)?;
+                }
+                if d.finished_at_ms < d.started_at_ms {
+                    return Err(CommandError {
+                        field: "drill.finished_at_ms",
+                        reason: "is before drill.started_at_ms".into(),
+                    });
+                }
+                Ok(())
+            }
             Command::StepDone { .. }
             | Command::FinishFailover { .. }
             | Command::StandbyRejoined { .. } => Ok(()),
@@ -148,7 +210,7 @@ impl Command {
     }
 }
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), CommandError> {
+pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), CommandError> {
     if value.trim().is_empty() {
         return Err(CommandError {
             field,

@@ -53,6 +53,38 @@ impl Step {
     }
 }
 
+/// What kind of operation moved the primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The primary was lost (automatic) or an operator moved it now: the
+    /// old primary is fenced by any means, no waiting for the standby.
+    #[default]
+    Failover,
+    /// Planned handover: the old primary is shut down cleanly and the
+    /// standby must replay its final WAL before it is promoted.
+    Switchover,
+    /// A switchover back to the configured primary site.
+    Failback,
+}
+
+impl Kind {
+    /// The name logs, the API and the CLI use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Failover => "failover",
+            Kind::Switchover => "switchover",
+            Kind::Failback => "failback",
+        }
+    }
+
+    /// A planned handover: clean shutdown, then catch-up, then promotion;
+    /// aborted (the old primary resumes) when either cannot be done.
+    pub fn is_planned(self) -> bool {
+        matches!(self, Kind::Switchover | Kind::Failback)
+    }
+}
+
 /// Who asked for the failover.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -117,6 +149,12 @@ pub struct StepRecord {
     /// How it was done (e.g. `fenced by agent: stopped (fast) in 210 ms`,
     /// `lease expired`, `promoted at 0/3000148 on timeline 2`).
     pub detail: String,
+    /// The WAL position the step established, when it has one: for the
+    /// fenced step of a planned handover, the old primary's final
+    /// (shutdown) checkpoint, which the standby must replay past before it
+    /// is promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<u64>,
 }
 
 /// How a failover ended.
@@ -142,6 +180,9 @@ pub enum Outcome {
 pub struct Failover {
     /// The epoch this failover raised the cluster to; every action carries it.
     pub epoch: u64,
+    /// Failover, switchover or failback.
+    #[serde(default)]
+    pub kind: Kind,
     /// Site of the old primary.
     pub from: SiteId,
     /// Site being promoted.

@@ -14,6 +14,6 @@ pub mod state;
 pub mod topology;
 
 pub use command::{Command, CommandError, CommandResult};
-pub use failover::{Evidence, Failover, Outcome, Step, StepRecord, Trigger, WitnessVote};
-pub use state::{ClusterState, DbRoles, DesiredRole, JournalEntry};
+pub use failover::{Evidence, Failover, Kind, Outcome, Step, StepRecord, Trigger, WitnessVote};
+pub use state::{ClusterState, DbRoles, DesiredRole, DrillPhase, DrillRecord, JournalEntry, Maintenance};
 pub use topology::{NodeId, SiteId, Topology, TopologyError, Witness};

@@ -11,6 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::control_server::Control;
 use palisade_api::v1::raft_peer_client::RaftPeerClient;
+use palisade_api::v1 as pb;
 use palisade_api::v1::{
     AnnotateReply, AnnotateRequest, FailoverSummary, JournalEntry, JournalReply, JournalRequest,
     NodeStatus, NodeStatusRequest, Role, StatusReply, StatusRequest, StepTiming,
@@ -65,6 +66,17 @@ pub fn summary(f: &palisade_core::Failover) -> FailoverSummary {
         started_at_ms: f.started_at_ms,
         finished_at_ms: f.finished_at_ms,
         evidence_json: serde_json::to_string(&f.evidence).unwrap_or_default(),
+        kind: f.kind.name().into(),
+    }
+}
+
+/// The API view of maintenance mode.
+pub fn maintenance(m: &palisade_core::Maintenance) -> pb::Maintenance {
+    pb::Maintenance {
+        by: m.by.clone(),
+        reason: m.reason.clone(),
+        since_ms: m.since_ms,
+        until_ms: m.until_ms,
     }
 }
 
@@ -259,6 +271,7 @@ impl Control for ControlService {
             last_failover: state.history.last().map(summary),
             assessment,
             standby_needs_rejoin: state.db.as_ref().is_some_and(|d| d.standby_needs_rejoin),
+            maintenance: state.maintenance.as_ref().map(maintenance),
         }))
     }
 
@@ -318,5 +331,65 @@ impl Control for ControlService {
             })
             .collect();
         Ok(Response::new(JournalReply { entries }))
+    }
+
+    async fn switchover(
+        &self,
+        _req: Request<pb::SwitchoverRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        Err(Status::unimplemented("switchover"))
+    }
+
+    async fn failover(
+        &self,
+        _req: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        Err(Status::unimplemented("failover"))
+    }
+
+    async fn failback(
+        &self,
+        _req: Request<pb::FailbackRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        Err(Status::unimplemented("failback"))
+    }
+
+    async fn pause(
+        &self,
+        _req: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        Err(Status::unimplemented("pause"))
+    }
+
+    async fn resume(
+        &self,
+        _req: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        Err(Status::unimplemented("resume"))
+    }
+
+    async fn history(
+        &self,
+        _req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        Err(Status::unimplemented("history"))
+    }
+
+    type WatchStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send + 'static>,
+    >;
+
+    async fn watch(
+        &self,
+        _req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
+
+    async fn record_drill(
+        &self,
+        _req: Request<pb::RecordDrillRequest>,
+    ) -> Result<Response<pb::RecordDrillReply>, Status> {
+        Err(Status::unimplemented("record_drill"))
     }
 }

@@ -263,6 +263,7 @@ impl Controller {
                 return;
             }
             let failover = Failover {
+                kind: palisade_core::Kind::Failover,
                 epoch: state.epoch + 1,
                 from,
                 to,
@@ -356,6 +357,7 @@ impl Controller {
                         started_at_ms,
                         done_at_ms: wall_ms(),
                         detail: detail.clone(),
+                        lsn: None,
                     };
                     if let Err(e) = self.propose(Command::StepDone { epoch, record }).await {
                         tracing::warn!(error = %e, "step done but not recorded; it is re-run (idempotently)");

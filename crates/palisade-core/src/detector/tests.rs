@@ -129,6 +129,7 @@ fn at(mono_ms: u64) -> Now {
 fn fail_over(s: &mut ClusterState, from: &SiteId, to: &SiteId, trigger: Trigger, wall_ms: i64) {
     let epoch = s.epoch + 1;
     let f = Failover {
+        kind: Default::default(),
         epoch,
         from: from.clone(),
         to: to.clone(),
@@ -146,6 +147,7 @@ fn fail_over(s: &mut ClusterState, from: &SiteId, to: &SiteId, trigger: Trigger,
     );
     for step in Step::ALL {
         let record = StepRecord {
+            lsn: None,
             step,
             started_at_ms: wall_ms,
             done_at_ms: wall_ms,

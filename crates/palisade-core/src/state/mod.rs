@@ -36,6 +36,55 @@ pub struct DbRoles {
     pub standby_needs_rejoin: bool,
 }
 
+/// Maintenance mode: automatic failover is off (the guide's "disable
+/// service monitoring" during a DR test).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    /// Who paused.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When (leader wall clock, Unix ms).
+    pub since_ms: i64,
+    /// When it ends on its own; `None`: until resumed.
+    pub until_ms: Option<i64>,
+}
+
+impl Maintenance {
+    /// Whether it is still in force at `now_ms` (leader wall clock).
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        self.until_ms.is_none_or(|u| now_ms < u)
+    }
+}
+
+/// One phase of a recorded drill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillPhase {
+    /// The phase (checkpoint, pre-reboot, check, failover, ...).
+    pub name: String,
+    /// `passed`, `failed: ...`, `skipped`.
+    pub outcome: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A DR drill run by an operator, kept in the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// The plan's name.
+    pub name: String,
+    /// Who ran it.
+    pub who: String,
+    /// Client wall clock, Unix ms.
+    pub started_at_ms: i64,
+    /// Client wall clock, Unix ms.
+    pub finished_at_ms: i64,
+    /// `passed` or `failed: ...`.
+    pub outcome: String,
+    /// Its phases, in order.
+    pub phases: Vec<DrillPhase>,
+}
+
 /// What a site's agent must make its database be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
@@ -49,6 +98,13 @@ pub enum DesiredRole {
     Standby,
     /// Unable to take writes (stopped).
     Fenced,
+    /// The old primary after a failover: stopped, and to be rebuilt as a
+    /// standby of the current primary (`pg_rewind`, else a base backup).
+    /// Never writable; it becomes `Standby` once the leader sees it stream.
+    Rejoin {
+        /// The epoch in force.
+        epoch: u64,
+    },
 }
 
 /// Everything the cluster agrees on. Serialized whole into snapshots, so
@@ -70,6 +126,12 @@ pub struct ClusterState {
     /// Finished failovers, oldest first.
     #[serde(default)]
     pub history: Vec<Failover>,
+    /// Maintenance mode, when on.
+    #[serde(default)]
+    pub maintenance: Option<Maintenance>,
+    /// Recorded DR drills, oldest first.
+    #[serde(default)]
+    pub drills: Vec<DrillRecord>,
 }
 
 fn rejected(reason: String) -> CommandResult {
@@ -134,6 +196,12 @@ impl ClusterState {
                         db.standby
                     ));
                 }
+                if let Some(m) = self.maintenance.as_ref().filter(|m| m.in_force(f.started_at_ms)) {
+                    return rejected(format!(
+                        "the cluster is paused (maintenance by {}); resume it first",
+                        m.by
+                    ));
+                }
                 self.epoch = f.epoch;
                 self.failover = Some((**f).clone());
                 CommandResult::Applied
@@ -184,6 +252,34 @@ impl ClusterState {
                     }
                     _ => rejected(format!("site {site} is not the standby")),
                 }
+            }
+            Command::Pause {
+                by,
+                reason,
+                at_ms,
+                until_ms,
+            } => {
+                let since_ms = match &self.maintenance {
+                    Some(m) if m.in_force(*at_ms) => m.since_ms,
+                    _ => *at_ms,
+                };
+                self.maintenance = Some(Maintenance {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    since_ms,
+                    until_ms: *until_ms,
+                });
+                CommandResult::Applied
+            }
+            Command::Resume { .. } => {
+                if self.maintenance.take().is_none() {
+                    return rejected("the cluster is not paused".into());
+                }
+                CommandResult::Applied
+            }
+            Command::RecordDrill(d) => {
+                self.drills.push((**d).clone());
+                CommandResult::Applied
             }
             Command::FinishFailover {
                 epoch,
@@ -244,7 +340,7 @@ impl ClusterState {
             Some(DesiredRole::Primary { epoch: self.epoch })
         } else if &db.standby == site {
             Some(if db.standby_needs_rejoin {
-                DesiredRole::Fenced
+                DesiredRole::Rejoin { epoch: self.epoch }
             } else {
                 DesiredRole::Standby
             })
@@ -265,6 +361,12 @@ impl ClusterState {
             Some(f) => primary && f.is_done(Step::AppFlipped),
             None => primary,
         })
+    }
+
+    /// The maintenance in force at `now_ms`, if any (an expired one still
+    /// recorded is not in force).
+    pub fn paused(&self, now_ms: i64) -> Option<&Maintenance> {
+        self.maintenance.as_ref().filter(|m| m.in_force(now_ms))
     }
 
     /// The last finished failover, if any.

@@ -24,6 +24,7 @@ fn init() -> Command {
 
 fn begin(epoch: u64, from: &str, to: &str) -> Command {
     Command::BeginFailover(Box::new(Failover {
+        kind: Default::default(),
         epoch,
         from: site(from),
         to: site(to),
@@ -41,6 +42,7 @@ fn step(epoch: u64, step: Step) -> Command {
     Command::StepDone {
         epoch,
         record: StepRecord {
+            lsn: None,
             step,
             started_at_ms: 1,
             done_at_ms: 2,
