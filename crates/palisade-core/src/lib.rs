@@ -7,9 +7,11 @@
 
 pub mod command;
 pub mod detector;
+pub mod events;
 pub mod failover;
 pub mod lease;
 pub mod observe;
+pub mod operation;
 pub mod state;
 pub mod topology;
 

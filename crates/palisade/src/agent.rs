@@ -24,7 +24,7 @@ use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::mono_ms;
-use crate::config::{DatabaseSettings, SyncStandbyDown};
+use crate::config::{DatabaseSettings, RejoinPolicy, SyncStandbyDown};
 use crate::controller::Controller;
 use crate::observer::Latest;
 use crate::peer_msgs::{LeaseAnswer, RenewLease, SiteAction, SiteActionDone};
@@ -33,6 +33,8 @@ use crate::site_db::SiteDb;
 
 /// How long an order waits for this witness to apply the epoch it names.
 const EPOCH_WAIT: Duration = Duration::from_secs(3);
+/// Wait between rejoin attempts: each may copy the whole database.
+const REJOIN_RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct AgentState {
@@ -48,6 +50,8 @@ struct AgentState {
     /// primary: a database found running then gets one lease TTL to be
     /// confirmed before it is fenced.
     primary_since_ms: Option<u64>,
+    /// After a failed rejoin, not before this (agent clock).
+    rejoin_retry_at_ms: Option<u64>,
 }
 
 /// One site's agent.
@@ -250,13 +254,100 @@ impl Agent {
             }
             Some(DesiredRole::Fenced) if running => {
                 self.st().primary_since_ms = None;
+                if let Some(f) = state
+                    .failover
+                    .as_ref()
+                    .filter(|f| f.kind.is_planned() && !f.is_done(Step::Fenced))
+                {
+                    // A planned handover: the leader's order shuts it down
+                    // cleanly so the standby gets the whole WAL; killing it
+                    // here would abort the switchover. The lease still
+                    // bounds it: not leased, it is killed once that runs out.
+                    tracing::info!(
+                        epoch = f.epoch,
+                        "planned handover: shutting the database down cleanly"
+                    );
+                    self.st().lease.revoked();
+                    match db.fence_for_handover(f.epoch).await {
+                        Ok((detail, _)) => {
+                            self.st().self_fenced = true;
+                            tracing::warn!(%detail, "database shut down for a planned handover");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "clean shutdown failed; killing it");
+                            self.fence_now(db, state.epoch, true).await;
+                        }
+                    }
+                    return;
+                }
                 tracing::warn!(
                     epoch = state.epoch,
                     "this site must be fenced: stopping the database"
                 );
                 self.fence_now(db, state.epoch, true).await;
             }
+            Some(DesiredRole::Rejoin { epoch }) => {
+                self.st().primary_since_ms = None;
+                self.rejoin(db, &state, epoch, running).await;
+            }
             _ => {}
+        }
+    }
+
+    /// The old primary after a failover: never writable again until it is
+    /// rebuilt as a standby of the new primary. With `rejoin = "automatic"`
+    /// the agent rebuilds it (`pg_rewind`, else a base backup); the leader
+    /// then sees it stream and records it as the standby.
+    async fn rejoin(&self, db: &SiteDb, state: &palisade_core::ClusterState, epoch: u64, running: bool) {
+        let is_standby = self
+            .latest
+            .observation(&self.site)
+            .is_some_and(|o| o.in_recovery == Some(true));
+        if running && !is_standby {
+            // Running and not known to be a standby: it may be the old
+            // primary taking writes. Stop it first, without grace.
+            tracing::warn!(epoch, "old primary is running: fencing it before it rejoins");
+            self.fence_now(db, epoch, true).await;
+        }
+        if self.settings.rejoin == RejoinPolicy::Manual {
+            return;
+        }
+        {
+            let st = self.st();
+            if st.rejoin_retry_at_ms.is_some_and(|t| mono_ms() < t) {
+                return;
+            }
+        }
+        let Some(primary) = state
+            .db
+            .as_ref()
+            .and_then(|d| self.settings.at(&d.primary.0))
+        else {
+            return;
+        };
+        let Some(upstream) = primary.replication_conninfo.as_deref() else {
+            if self.st().rejoin_retry_at_ms.is_none() {
+                tracing::error!(primary = %primary.site, "cannot rejoin: [[database]] replication_conninfo of the new primary is not configured; rebuild this standby by hand");
+                self.st().rejoin_retry_at_ms = Some(u64::MAX);
+            }
+            return;
+        };
+        let own_name = self
+            .settings
+            .at(&self.site.0)
+            .map(|d| d.application_name.clone())
+            .unwrap_or_else(|| self.site.0.clone());
+        match db.rejoin(epoch, upstream, &own_name).await {
+            Ok(detail) => {
+                if !detail.contains("already streaming") {
+                    tracing::warn!(%detail, upstream = %primary.site, "rebuilt as a standby of the new primary");
+                }
+                self.st().rejoin_retry_at_ms = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rejoin failed; retrying in {} s", REJOIN_RETRY.as_secs());
+                self.st().rejoin_retry_at_ms = Some(mono_ms() + REJOIN_RETRY.as_millis() as u64);
+            }
         }
     }
 
@@ -403,7 +494,7 @@ impl Agent {
                 return app
                     .set_monitors(*enabled)
                     .await
-                    .map(|detail| SiteActionDone { detail });
+                    .map(SiteActionDone::said);
             }
             SiteAction::RepointSearch {
                 hosts,
@@ -415,12 +506,14 @@ impl Agent {
                 return app
                     .repoint_search(hosts, ccr_url, indices)
                     .await
-                    .map(|detail| SiteActionDone { detail });
+                    .map(SiteActionDone::said);
             }
             SiteAction::ReadMonitors { .. } => {
                 let app = self.app.as_ref().ok_or_else(no_app)?;
-                return app.monitors().await.map(|v| SiteActionDone {
-                    detail: v.map(|b| b.to_string()).unwrap_or_else(|| "absent".into()),
+                return app.monitors().await.map(|v| {
+                    SiteActionDone::said(
+                        v.map(|b| b.to_string()).unwrap_or_else(|| "absent".into()),
+                    )
                 });
             }
             SiteAction::Fence { .. } | SiteAction::Promote { .. } => {}
@@ -430,7 +523,7 @@ impl Agent {
         };
         let _ops = self.ops.lock().await;
         match action {
-            SiteAction::Fence { epoch } => {
+            SiteAction::Fence { epoch, planned } => {
                 if matches!(
                     state.desired_role(&self.site),
                     Some(DesiredRole::Primary { .. })
@@ -440,9 +533,16 @@ impl Agent {
                         self.site, state.epoch
                     ));
                 }
+                if planned {
+                    self.st().lease.revoked();
+                    let (detail, lsn) = db.fence_for_handover(epoch).await?;
+                    self.st().self_fenced = true;
+                    tracing::warn!(%detail, "database shut down for a planned handover");
+                    return Ok(SiteActionDone { detail, lsn });
+                }
                 self.fence_now(db, epoch, true)
                     .await
-                    .map(|detail| SiteActionDone { detail })
+                    .map(SiteActionDone::said)
                     .ok_or_else(|| "fence failed; see the agent's log".to_string())
             }
             SiteAction::Promote { epoch } => {
@@ -460,7 +560,7 @@ impl Agent {
                 st.lease.confirmed(mono_ms(), epoch);
                 st.ran_leased = true;
                 st.self_fenced = false;
-                Ok(SiteActionDone { detail })
+                Ok(SiteActionDone::said(detail))
             }
             _ => Err("unexpected action".into()),
         }

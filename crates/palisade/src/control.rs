@@ -16,13 +16,16 @@ use palisade_api::v1::{
     AnnotateReply, AnnotateRequest, FailoverSummary, JournalEntry, JournalReply, JournalRequest,
     NodeStatus, NodeStatusRequest, Role, StatusReply, StatusRequest, StepTiming,
 };
-use palisade_core::{Command, CommandResult, NodeId, Topology};
+use palisade_core::operation::{OperatorRequest, Refusal};
+use palisade_core::{Command, CommandResult, Kind, NodeId, SiteId, Topology};
 use palisade_raft::network::{peer_channel, PeerContacts};
 use palisade_raft::server::{local_status, StatusExtra};
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+
+use crate::controller::{Controller, OperateError};
 
 /// Metadata key set on a request a follower forwarded, so that it is never
 /// forwarded twice (two nodes that each think the other leads).
@@ -32,6 +35,18 @@ const FORWARDED: &str = "x-palisade-forwarded-by";
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a forwarded write may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `Watch` samples the applied state.
+const WATCH_POLL: Duration = Duration::from_millis(100);
+/// Longest maintenance window with an end (`pause --for`).
+const MAX_PAUSE_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// Where a request that changes the state is handled.
+enum Route {
+    /// Here: this witness leads.
+    Local,
+    /// At the leader, through this client.
+    Leader(ControlClient<Channel>),
+}
 
 /// The API view of a failover record.
 pub fn summary(f: &palisade_core::Failover) -> FailoverSummary {
@@ -98,6 +113,7 @@ pub struct ControlService {
     peers: BTreeMap<NodeId, PeerChannels>,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
     replication_mode: String,
+    controller: Option<std::sync::Arc<Controller>>,
 }
 
 impl ControlService {
@@ -129,7 +145,95 @@ impl ControlService {
             peers,
             extra: None,
             replication_mode: String::new(),
+            controller: None,
         })
+    }
+
+    /// Lets operator operations run here when this witness leads.
+    pub fn with_operations(mut self, controller: std::sync::Arc<Controller>) -> Self {
+        self.controller = Some(controller);
+        self
+    }
+
+    /// Handles here when this witness leads; otherwise names the leader to
+    /// forward to, once (a forwarded request is never forwarded again).
+    fn route(&self, forwarded: bool) -> Result<Route, Status> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(l) if l == self.topology.own_id => Ok(Route::Local),
+            Some(l) if !forwarded => match self.peers.get(&l) {
+                Some(ch) => Ok(Route::Leader(ControlClient::new(ch.control.clone()))),
+                None => Err(Status::unavailable(format!(
+                    "leader {l} is not a configured witness"
+                ))),
+            },
+            Some(l) => Err(Status::unavailable(format!(
+                "witness {} is not the leader and the request was already forwarded (leader now {l}); retry",
+                self.topology.own_id
+            ))),
+            None => Err(Status::unavailable(
+                "no leader is known (an election may be in progress); retry shortly",
+            )),
+        }
+    }
+
+    /// `body` as a request forwarded by this witness.
+    fn forwarding<T>(&self, body: T) -> Request<T> {
+        let mut fwd = Request::new(body);
+        fwd.set_timeout(FORWARD_TIMEOUT);
+        fwd.metadata_mut().insert(
+            FORWARDED,
+            self.topology
+                .own_id
+                .to_string()
+                .parse()
+                .expect("a decimal id is valid metadata"),
+        );
+        fwd
+    }
+
+    /// Validates and commits `command` here (this witness leads).
+    async fn commit(&self, command: Command) -> Result<(), Status> {
+        command
+            .validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.raft.client_write(command).await {
+            Ok(resp) => match resp.data {
+                CommandResult::Rejected { reason } => Err(Status::failed_precondition(reason)),
+                _ => Ok(()),
+            },
+            Err(e) => Err(Status::unavailable(format!("not committed: {e}"))),
+        }
+    }
+
+    /// Begins an operator operation on this (leading) witness.
+    async fn operate(
+        &self,
+        req: OperatorRequest,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        let Some(controller) = &self.controller else {
+            return Err(Status::failed_precondition(
+                "this cluster has no [[database]] configured: there is nothing to move",
+            ));
+        };
+        let kind = req.kind;
+        match controller.operate(req).await {
+            Ok(b) => Ok(Response::new(pb::OperationReply {
+                epoch: b.epoch,
+                kind: kind.name().into(),
+                from_site: b.from.0,
+                to_site: b.to.0,
+                leader_id: self.topology.own_id,
+                data_loss_bound: b.data_loss_bound,
+            })),
+            Err(OperateError::Refused(Refusal::InvalidArgument(e))) => {
+                Err(Status::invalid_argument(e))
+            }
+            Err(OperateError::Refused(Refusal::FailedPrecondition(e))) => {
+                Err(Status::failed_precondition(e))
+            }
+            Err(OperateError::Unavailable(e)) => Err(Status::unavailable(e)),
+        }
     }
 
     /// Adds the database views and detector state to status replies.
@@ -335,44 +439,123 @@ impl Control for ControlService {
 
     async fn switchover(
         &self,
-        _req: Request<pb::SwitchoverRequest>,
+        req: Request<pb::SwitchoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        Err(Status::unimplemented("switchover"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.switchover(self.forwarding(body)).await;
+        }
+        self.operate(OperatorRequest {
+            kind: Kind::Switchover,
+            to: Some(SiteId(body.to_site)),
+            who: body.who,
+            force: false,
+            accept_data_loss: false,
+        })
+        .await
     }
 
     async fn failover(
         &self,
-        _req: Request<pb::FailoverRequest>,
+        req: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        Err(Status::unimplemented("failover"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.failover(self.forwarding(body)).await;
+        }
+        self.operate(OperatorRequest {
+            kind: Kind::Failover,
+            to: Some(SiteId(body.to_site)),
+            who: body.who,
+            force: body.force,
+            accept_data_loss: body.accept_data_loss,
+        })
+        .await
     }
 
     async fn failback(
         &self,
-        _req: Request<pb::FailbackRequest>,
+        req: Request<pb::FailbackRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        Err(Status::unimplemented("failback"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.failback(self.forwarding(body)).await;
+        }
+        self.operate(OperatorRequest {
+            kind: Kind::Failback,
+            to: None,
+            who: body.who,
+            force: false,
+            accept_data_loss: false,
+        })
+        .await
     }
 
     async fn pause(
         &self,
-        _req: Request<pb::PauseRequest>,
+        req: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
-        Err(Status::unimplemented("pause"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.pause(self.forwarding(body)).await;
+        }
+        let for_ms = body.for_ms.filter(|ms| *ms > 0);
+        if for_ms.is_some_and(|ms| ms > MAX_PAUSE_MS) {
+            return Err(Status::invalid_argument(format!(
+                "for_ms: {} ms is more than a year; pause without a duration and resume by hand",
+                body.for_ms.unwrap_or_default()
+            )));
+        }
+        let at_ms = palisade_raft::unix_ms_now();
+        let command = Command::Pause {
+            by: body.who,
+            reason: body.reason,
+            at_ms,
+            until_ms: for_ms.map(|ms| at_ms + ms as i64),
+        };
+        self.commit(command).await?;
+        tracing::warn!("maintenance mode on: automatic failover paused");
+        Ok(Response::new(pb::MaintenanceReply {
+            maintenance: self.state.cluster_state().maintenance.as_ref().map(maintenance),
+            leader_id: self.topology.own_id,
+        }))
     }
 
     async fn resume(
         &self,
-        _req: Request<pb::ResumeRequest>,
+        req: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
-        Err(Status::unimplemented("resume"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.resume(self.forwarding(body)).await;
+        }
+        let command = Command::Resume {
+            by: body.who,
+            at_ms: palisade_raft::unix_ms_now(),
+        };
+        self.commit(command).await?;
+        tracing::warn!("maintenance mode off: automatic failover resumed");
+        Ok(Response::new(pb::MaintenanceReply {
+            maintenance: None,
+            leader_id: self.topology.own_id,
+        }))
     }
 
     async fn history(
         &self,
         _req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryReply>, Status> {
-        Err(Status::unimplemented("history"))
+        let state = self.state.cluster_state();
+        Ok(Response::new(pb::HistoryReply {
+            operations: state.history.iter().map(summary).collect(),
+            drills: state.drills.iter().map(drill_summary).collect(),
+            in_progress: state.failover.as_ref().map(summary),
+        }))
     }
 
     type WatchStream = std::pin::Pin<
@@ -383,13 +566,171 @@ impl Control for ControlService {
         &self,
         _req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch"))
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let view = self.state.clone();
+        let raft = self.raft.clone();
+        tokio::spawn(async move { stream_events(view, raft, tx).await });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn record_drill(
         &self,
-        _req: Request<pb::RecordDrillRequest>,
+        req: Request<pb::RecordDrillRequest>,
     ) -> Result<Response<pb::RecordDrillReply>, Status> {
-        Err(Status::unimplemented("record_drill"))
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        if let Route::Leader(mut c) = self.route(forwarded)? {
+            return c.record_drill(self.forwarding(body)).await;
+        }
+        let Some(d) = body.drill else {
+            return Err(Status::invalid_argument("drill: missing"));
+        };
+        let record = palisade_core::DrillRecord {
+            name: d.name,
+            who: d.who,
+            started_at_ms: d.started_at_ms,
+            finished_at_ms: d.finished_at_ms,
+            outcome: d.outcome,
+            phases: d
+                .phases
+                .into_iter()
+                .map(|p| palisade_core::DrillPhase {
+                    name: p.name,
+                    outcome: p.outcome,
+                    duration_ms: p.duration_ms,
+                })
+                .collect(),
+        };
+        self.commit(Command::RecordDrill(Box::new(record))).await?;
+        Ok(Response::new(pb::RecordDrillReply {
+            leader_id: self.topology.own_id,
+        }))
+    }
+}
+
+/// Streams the events of the applied state until the client goes away.
+/// Sampling the applied state (not the log) is enough: `events::between`
+/// reports every step once whatever the sampling.
+async fn stream_events(
+    view: StateView,
+    raft: Raft,
+    tx: tokio::sync::mpsc::Sender<Result<pb::Event, Status>>,
+) {
+    let mut prev = view.cluster_state();
+    let mut leader = raft.metrics().borrow().current_leader;
+    let send = |e: pb::Event| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(e)).await.is_ok() }
+    };
+    if !send(snapshot_event(&prev, leader)).await {
+        return;
+    }
+    let mut tick = tokio::time::interval(WATCH_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tx.closed() => return,
+        }
+        let now_leader = raft.metrics().borrow().current_leader;
+        if now_leader != leader {
+            leader = now_leader;
+            let text = match leader {
+                Some(l) => format!("witness {l} leads"),
+                None => "no leader known (election in progress)".into(),
+            };
+            let e = pb::Event {
+                at_ms: palisade_raft::unix_ms_now(),
+                kind: "leader".into(),
+                epoch: prev.epoch,
+                text,
+            };
+            if !send(e).await {
+                return;
+            }
+        }
+        let cur = view.cluster_state();
+        if cur == prev {
+            continue;
+        }
+        for e in palisade_core::events::between(&prev, &cur) {
+            let e = pb::Event {
+                at_ms: if e.at_ms == 0 {
+                    palisade_raft::unix_ms_now()
+                } else {
+                    e.at_ms
+                },
+                kind: e.kind.into(),
+                epoch: e.epoch,
+                text: e.text,
+            };
+            if !send(e).await {
+                return;
+            }
+        }
+        prev = cur;
+    }
+}
+
+fn snapshot_event(s: &palisade_core::ClusterState, leader: Option<NodeId>) -> pb::Event {
+    let roles = match &s.db {
+        Some(d) => format!(
+            "primary {}, standby {}{}",
+            d.primary,
+            d.standby,
+            if d.standby_needs_rejoin {
+                " (must rejoin)"
+            } else {
+                ""
+            }
+        ),
+        None => "no database roles recorded".into(),
+    };
+    let mut text = format!(
+        "epoch {}, {roles}, leader {}",
+        s.epoch,
+        leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    );
+    if let Some(f) = &s.failover {
+        text.push_str(&format!(
+            "; {} {} → {} in progress ({} steps done)",
+            f.kind.name(),
+            f.from,
+            f.to,
+            f.steps.len()
+        ));
+    }
+    if let Some(m) = &s.maintenance {
+        text.push_str(&format!("; paused by {}", m.by));
+    }
+    pb::Event {
+        at_ms: palisade_raft::unix_ms_now(),
+        kind: "snapshot".into(),
+        epoch: s.epoch,
+        text,
+    }
+}
+
+/// The API view of a drill.
+fn drill_summary(d: &palisade_core::DrillRecord) -> pb::DrillSummary {
+    pb::DrillSummary {
+        name: d.name.clone(),
+        who: d.who.clone(),
+        started_at_ms: d.started_at_ms,
+        finished_at_ms: d.finished_at_ms,
+        outcome: d.outcome.clone(),
+        phases: d
+            .phases
+            .iter()
+            .map(|p| pb::DrillPhase {
+                name: p.name.clone(),
+                outcome: p.outcome.clone(),
+                duration_ms: p.duration_ms,
+            })
+            .collect(),
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use palisade_core::detector::{Assessment, Detector, WitnessReport};
 use palisade_core::lease::LeaseLedger;
+use palisade_core::operation::{self, OperatorRequest, Refusal};
 use palisade_core::{
     Command, CommandResult, DesiredRole, Failover, NodeId, Outcome, SiteId, Step, StepRecord,
     Topology, Trigger,
@@ -31,6 +32,11 @@ use crate::peers::{Peers, Rpc};
 const FENCE_RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the leader waits for a promotion.
 const PROMOTE_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a planned handover waits for the old primary's clean shutdown
+/// (a fast shutdown, an immediate one, then a kill, each bounded).
+const PLANNED_FENCE_TIMEOUT: Duration = Duration::from_secs(40);
+/// How often the leader looks at the target's replay position.
+const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 
 struct Inner {
     reports: BTreeMap<NodeId, WitnessReport>,
@@ -54,6 +60,32 @@ pub struct Controller {
     probes: BTreeMap<SiteId, PgProbe>,
     actions: Arc<SiteActions>,
     local_agent: OnceLock<Arc<Agent>>,
+    /// Wakes the loop at once (an operator began an operation).
+    wake: tokio::sync::Notify,
+}
+
+/// Why an operator's request was not begun.
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    /// Refused by the core's checks (bad request, or not now).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// This witness does not lead, or could not commit.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// An operation the leader committed.
+#[derive(Debug, Clone)]
+pub struct Begun {
+    /// The epoch it raised the cluster to.
+    pub epoch: u64,
+    /// Site of the old primary.
+    pub from: SiteId,
+    /// Site being promoted.
+    pub to: SiteId,
+    /// What it may lose, in words (failover), or empty.
+    pub data_loss_bound: String,
 }
 
 /// Why a step did not finish this time (it is retried next tick).
@@ -63,6 +95,22 @@ enum StepError {
     Failed(String),
     #[error("cancelled: leadership lost")]
     Cancelled,
+    /// A planned handover cannot be done safely: end it before promotion;
+    /// the old primary resumes.
+    #[error("{0}")]
+    Abort(String),
+}
+
+/// A step's result: what it did, and the WAL position it established.
+struct Done {
+    detail: String,
+    lsn: Option<u64>,
+}
+
+impl From<String> for Done {
+    fn from(detail: String) -> Self {
+        Done { detail, lsn: None }
+    }
 }
 
 impl Controller {
@@ -93,6 +141,7 @@ impl Controller {
             probes,
             actions,
             local_agent: OnceLock::new(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -182,6 +231,7 @@ impl Controller {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
+                _ = self.wake.notified() => {}
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -193,6 +243,141 @@ impl Controller {
         inner.reports.clear();
         inner.assessment.clear();
         tracing::info!("controller stopped");
+    }
+
+    /// Begins an operator's operation (switchover, failover, failback) if
+    /// the core's checks approve it on this leader's fresh view; the loop
+    /// then drives it like any failover. Returns once it is committed.
+    #[tracing::instrument(skip_all, fields(kind = req.kind.name(), who = %req.who))]
+    pub async fn operate(&self, req: OperatorRequest) -> Result<Begun, OperateError> {
+        if self.lock().ledger.is_none() {
+            return Err(OperateError::Unavailable(format!(
+                "witness {} is not the leader",
+                self.topology.own_id
+            )));
+        }
+        // The state read below must be the committed one, not a deposed
+        // leader's.
+        self.raft.ensure_linearizable().await.map_err(|e| {
+            OperateError::Unavailable(format!("leadership not confirmed by a quorum: {e}"))
+        })?;
+        let state = self.view.cluster_state();
+        let witnesses = self.witness_sites();
+        let reports = self.lock().reports.clone();
+        let sites: Vec<SiteId> = self.settings.all().iter().map(|d| d.site.clone()).collect();
+        let approved = operation::check(
+            &req,
+            &operation::Facts {
+                state: &state,
+                db_sites: &sites,
+                home: &self.settings.primary.site,
+                witnesses: &witnesses,
+                reports: &reports,
+                now: now(),
+                cfg: &self.settings.detector,
+            },
+        )
+        .inspect_err(|e| tracing::warn!(refused = %e, "operator request refused"))?;
+        let failover = Failover {
+            epoch: state.epoch + 1,
+            kind: req.kind,
+            from: approved.from.clone(),
+            to: approved.to.clone(),
+            trigger: Trigger::Operator {
+                who: req.who.clone(),
+            },
+            reason: approved.reason.clone(),
+            evidence: approved.evidence,
+            started_at_ms: wall_ms(),
+            steps: vec![],
+            outcome: None,
+            finished_at_ms: None,
+        };
+        let epoch = failover.epoch;
+        match self.raft.client_write(Command::BeginFailover(Box::new(failover))).await {
+            Ok(r) => match r.data {
+                CommandResult::Rejected { reason } => {
+                    Err(OperateError::Refused(Refusal::FailedPrecondition(reason)))
+                }
+                _ => {
+                    tracing::warn!(epoch, from = %approved.from, to = %approved.to, reason = %approved.reason, "operator operation begun");
+                    self.wake.notify_one();
+                    Ok(Begun {
+                        epoch,
+                        from: approved.from,
+                        to: approved.to,
+                        data_loss_bound: approved.data_loss_bound,
+                    })
+                }
+            },
+            Err(e) => Err(OperateError::Unavailable(format!("not committed: {e}"))),
+        }
+    }
+
+    fn witness_sites(&self) -> BTreeMap<NodeId, SiteId> {
+        self.topology
+            .witnesses
+            .iter()
+            .map(|(id, w)| (*id, SiteId(w.site.clone())))
+            .collect()
+    }
+
+    /// Ends a maintenance window whose time is up, on record, so that
+    /// status and the history show it ended.
+    async fn end_expired_pause(&self, state: &palisade_core::ClusterState) {
+        let Some(m) = &state.maintenance else { return };
+        if m.in_force(wall_ms()) {
+            return;
+        }
+        let cmd = Command::Resume {
+            by: "expiry".into(),
+            at_ms: wall_ms(),
+        };
+        match self.propose(cmd).await {
+            Ok(()) => tracing::warn!(paused_by = %m.by, "maintenance window over: automatic failover resumed"),
+            Err(e) => tracing::warn!(error = %e, "could not record the end of the maintenance window"),
+        }
+    }
+
+    /// After a failover the old primary is recorded as the standby that
+    /// must rejoin; once a fresh report shows it in recovery and the
+    /// primary shows it streaming, it is recorded as rejoined (and may be
+    /// promoted again).
+    async fn confirm_rejoin(&self, state: &palisade_core::ClusterState) {
+        let Some(db) = &state.db else { return };
+        if !db.standby_needs_rejoin {
+            return;
+        }
+        let Some(standby) = self.settings.at(&db.standby.0) else {
+            return;
+        };
+        let now = mono_ms();
+        let ttl = self.settings.detector.report_ttl_ms;
+        let streaming = self.lock().reports.values().any(|r| {
+            now.saturating_sub(r.received_at_ms) <= ttl
+                && r.dbs.get(&db.primary).is_some_and(|o| {
+                    o.is_writable_primary()
+                        && o.replicas.iter().any(|x| {
+                            x.application_name == standby.application_name
+                                && x.state == "streaming"
+                        })
+                })
+                && r
+                    .dbs
+                    .get(&db.standby)
+                    .is_some_and(|o| o.reachability.is_up() && o.in_recovery == Some(true))
+        });
+        if !streaming {
+            return;
+        }
+        let cmd = Command::StandbyRejoined {
+            site: db.standby.clone(),
+            epoch: state.epoch,
+        };
+        match self.propose(cmd).await {
+            Ok(()) => tracing::warn!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby"),
+            Err(e) => tracing::warn!(error = %e, "could not record the rejoin"),
+        }
     }
 
     async fn propose(&self, command: Command) -> Result<(), String> {
@@ -226,12 +411,10 @@ impl Controller {
             self.drive(f, cancel).await;
             return;
         }
-        let witnesses: BTreeMap<NodeId, SiteId> = self
-            .topology
-            .witnesses
-            .iter()
-            .map(|(id, w)| (*id, SiteId(w.site.clone())))
-            .collect();
+        self.end_expired_pause(&state).await;
+        self.confirm_rejoin(&state).await;
+        let witnesses = self.witness_sites();
+        let paused = state.paused(wall_ms()).cloned();
         let assessment = {
             let mut inner = self.lock();
             let reports = inner.reports.clone();
@@ -240,9 +423,26 @@ impl Controller {
                     .detector
                     .assess(now(), &state, &witnesses, &reports, &self.settings.detector);
             inner.assessment = describe(&a);
-            if inner.assessment.split(':').next() != inner.last_logged.split(':').next() {
-                match &a {
-                    Assessment::Blocked { .. } => {
+            if let Some(m) = &paused {
+                inner.assessment = format!(
+                    "paused (maintenance by {}): {}{}",
+                    m.by,
+                    if matches!(a, Assessment::FailOver { .. }) {
+                        "SUPPRESSED "
+                    } else {
+                        ""
+                    },
+                    inner.assessment
+                );
+            }
+            if inner.assessment.split(':').take(2).collect::<Vec<_>>()
+                != inner.last_logged.split(':').take(2).collect::<Vec<_>>()
+            {
+                match (&a, &paused) {
+                    (Assessment::FailOver { .. }, Some(_)) => {
+                        tracing::warn!(assessment = %inner.assessment, "paused: automatic failover suppressed")
+                    }
+                    (Assessment::Blocked { .. }, _) => {
                         tracing::warn!(assessment = %inner.assessment, "automatic failover blocked")
                     }
                     _ => tracing::info!(assessment = %inner.assessment, "detector"),
@@ -251,6 +451,9 @@ impl Controller {
             }
             a
         };
+        if paused.is_some() {
+            return;
+        }
         if let Assessment::FailOver {
             from,
             to,
@@ -351,13 +554,13 @@ impl Controller {
                 r = self.run_step(&f, step) => r,
             };
             match result {
-                Ok(detail) => {
+                Ok(Done { detail, lsn }) => {
                     let record = StepRecord {
                         step,
                         started_at_ms,
                         done_at_ms: wall_ms(),
                         detail: detail.clone(),
-                        lsn: None,
+                        lsn,
                     };
                     if let Err(e) = self.propose(Command::StepDone { epoch, record }).await {
                         tracing::warn!(error = %e, "step done but not recorded; it is re-run (idempotently)");
@@ -367,6 +570,18 @@ impl Controller {
                     failpoint::hit(&format!("after-step-{}", step.name())).await;
                 }
                 Err(StepError::Cancelled) => return,
+                Err(StepError::Abort(reason)) => {
+                    tracing::error!(%reason, "{} ABORTED before promotion: the old primary resumes", f.kind.name());
+                    let cmd = Command::FinishFailover {
+                        epoch,
+                        outcome: Outcome::Aborted { reason },
+                        at_ms: wall_ms(),
+                    };
+                    if let Err(e) = self.propose(cmd).await {
+                        tracing::warn!(error = %e, "could not record the abort; retrying next tick");
+                    }
+                    return;
+                }
                 Err(StepError::Failed(e)) => {
                     tracing::warn!(error = %e, "step {} not done yet; retrying next tick", step.name());
                     return;
@@ -375,10 +590,16 @@ impl Controller {
         }
     }
 
-    async fn run_step(&self, f: &Failover, step: Step) -> Result<String, StepError> {
+    async fn run_step(&self, f: &Failover, step: Step) -> Result<Done, StepError> {
         match step {
-            Step::Fenced => self.fence(f).await,
+            Step::Fenced if f.kind.is_planned() => self.fence_planned(f).await,
+            Step::Fenced => self.fence(f).await.map(Done::from),
             Step::Promoted => {
+                let caught_up = if f.kind.is_planned() {
+                    Some(self.wait_catch_up(f).await?)
+                } else {
+                    None
+                };
                 let done = self
                     .site_action(
                         &f.to,
@@ -393,11 +614,93 @@ impl Controller {
                 if let Some(l) = self.lock().ledger.as_mut() {
                     l.granted(&f.to, mono_ms());
                 }
-                Ok(done.detail)
+                Ok(match caught_up {
+                    Some(c) => format!("{c}; {}", done.detail),
+                    None => done.detail,
+                }
+                .into())
             }
-            Step::AppFlipped => self.flip_apps(f).await,
-            Step::Repointed => self.repoint(f).await,
-            Step::Verified => Ok(self.verify(f).await),
+            Step::AppFlipped => self.flip_apps(f).await.map(Done::from),
+            Step::Repointed => self.repoint(f).await.map(Done::from),
+            Step::Verified => Ok(self.verify(f).await.into()),
+        }
+    }
+
+    /// The fence of a planned handover: the old primary's agent shuts it
+    /// down cleanly (its WAL senders ship the whole WAL first) and reports
+    /// the final checkpoint. Only a confirmed clean shutdown will do: with
+    /// the agent unreachable, or the server killed, where its WAL ends is
+    /// unknown and the handover is aborted (the old primary resumes) rather
+    /// than turned into a lossy failover the operator did not ask for.
+    async fn fence_planned(&self, f: &Failover) -> Result<Done, StepError> {
+        let action = SiteAction::Fence {
+            epoch: f.epoch,
+            planned: true,
+        };
+        match self.site_action(&f.from, action, PLANNED_FENCE_TIMEOUT).await {
+            Ok(SiteActionDone {
+                detail,
+                lsn: Some(lsn),
+            }) => Ok(Done {
+                detail: format!("shut down cleanly by the site agent of {}: {detail}", f.from),
+                lsn: Some(lsn),
+            }),
+            Ok(SiteActionDone { detail, lsn: None }) => Err(StepError::Abort(format!(
+                "the primary at {} did not shut down cleanly ({detail}); no catch-up can be proven",
+                f.from
+            ))),
+            Err(e) => Err(StepError::Abort(format!(
+                "the site agent of {} did not confirm a clean shutdown: {e}",
+                f.from
+            ))),
+        }
+    }
+
+    /// Waits until the target has replayed past the old primary's final
+    /// checkpoint (DESIGN rule 5: a planned handover loses nothing), probing
+    /// it directly; aborts after `switchover_catchup_timeout`.
+    async fn wait_catch_up(&self, f: &Failover) -> Result<String, StepError> {
+        let Some(final_lsn) = f
+            .steps
+            .iter()
+            .find(|s| s.step == Step::Fenced)
+            .and_then(|s| s.lsn)
+        else {
+            return Err(StepError::Abort(
+                "the fenced step recorded no final WAL position".into(),
+            ));
+        };
+        let Some(probe) = self.probes.get(&f.to) else {
+            return Err(StepError::Abort(format!("no probe of the database at {}", f.to)));
+        };
+        let started = mono_ms();
+        let bound = self.settings.switchover_catchup_timeout.as_millis() as u64;
+        let mut last = None;
+        loop {
+            let o = probe.probe().await;
+            if let Some(replayed) = o.replay_lsn {
+                last = Some(replayed);
+                // The checkpoint LSN is where its record starts; the replay
+                // position is the end of the last record replayed.
+                if replayed > final_lsn {
+                    return Ok(format!(
+                        "{} replayed past the final checkpoint {} (at {}) in {} ms",
+                        f.to,
+                        palisade_core::observe::format_lsn(final_lsn),
+                        palisade_core::observe::format_lsn(replayed),
+                        mono_ms() - started
+                    ));
+                }
+            }
+            if mono_ms() - started >= bound {
+                return Err(StepError::Abort(format!(
+                    "the standby at {} did not replay the old primary's final WAL (checkpoint at {}) within {bound} ms (replayed up to {})",
+                    f.to,
+                    palisade_core::observe::format_lsn(final_lsn),
+                    last.map(palisade_core::observe::format_lsn).unwrap_or_else(|| "unknown".into())
+                )));
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
         }
     }
 
@@ -425,7 +728,7 @@ impl Controller {
             let remaining = safe_after.saturating_sub(mono_ms());
             let attempt = FENCE_RPC_TIMEOUT.min(Duration::from_millis(remaining.max(200)));
             match self
-                .site_action(&f.from, SiteAction::Fence { epoch: f.epoch }, attempt)
+                .site_action(&f.from, SiteAction::Fence { epoch: f.epoch, planned: false }, attempt)
                 .await
             {
                 Ok(done) => {

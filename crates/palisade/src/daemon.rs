@@ -137,7 +137,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             palisade_core::detector::ReplicationMode::Async => "async",
             palisade_core::detector::ReplicationMode::Sync => "sync",
         };
-        control_service = control_service.with_extra(extra, mode);
+        control_service = control_service
+            .with_extra(extra, mode)
+            .with_operations(w.controller.clone());
         witness_service = Some(WitnessPeerServer::new(WitnessService {
             controller: w.controller,
             agent: w.agent,

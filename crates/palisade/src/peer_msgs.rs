@@ -51,6 +51,10 @@ pub enum SiteAction {
     Fence {
         /// Epoch of the failover.
         epoch: u64,
+        /// A planned handover: shut down cleanly and report the final
+        /// checkpoint's LSN, instead of killing at once.
+        #[serde(default)]
+        planned: bool,
     },
     /// Promote the site's standby.
     Promote {
@@ -87,7 +91,7 @@ impl SiteAction {
     /// The epoch the action belongs to.
     pub fn epoch(&self) -> u64 {
         match self {
-            SiteAction::Fence { epoch }
+            SiteAction::Fence { epoch, .. }
             | SiteAction::Promote { epoch }
             | SiteAction::SetMonitors { epoch, .. }
             | SiteAction::RepointSearch { epoch, .. }
@@ -101,4 +105,15 @@ impl SiteAction {
 pub struct SiteActionDone {
     /// e.g. `stopped (fast) in 180 ms`, `promoted at 0/3000148 on timeline 2`.
     pub detail: String,
+    /// A WAL position the action established: for a planned fence, the
+    /// final checkpoint of a clean shutdown (absent when not clean).
+    #[serde(default)]
+    pub lsn: Option<u64>,
+}
+
+impl SiteActionDone {
+    /// An answer with no WAL position.
+    pub fn said(detail: String) -> Self {
+        Self { detail, lsn: None }
+    }
 }

@@ -59,6 +59,68 @@ impl SiteDb {
         outcome.map(|o| fenced(&o)).map_err(|e| e.to_string())
     }
 
+    /// The fence of a planned handover: a clean fast shutdown (the WAL
+    /// senders ship everything, the final checkpoint included, before the
+    /// server exits), then the final checkpoint's position from the control
+    /// file. `None` when the server did not shut down cleanly (it had to be
+    /// killed, or was already down after a crash): then where its WAL ends
+    /// is unknown here and no catch-up can be proven.
+    pub async fn fence_for_handover(&self, epoch: u64) -> Result<(String, Option<u64>), String> {
+        let outcome = self.site.fence(epoch).await.map_err(|e| e.to_string())?;
+        let detail = fenced(&outcome);
+        match self.site.control_data().await {
+            Ok(c) if c.shut_down_cleanly => Ok((
+                format!(
+                    "{detail}; final checkpoint at {}",
+                    format_lsn(c.checkpoint_lsn)
+                ),
+                Some(c.checkpoint_lsn),
+            )),
+            Ok(_) => Ok((
+                format!("{detail}; NOT shut down cleanly: its final WAL position is unknown"),
+                None,
+            )),
+            Err(e) => Ok((
+                format!("{detail}; control file unreadable ({e}): final WAL position unknown"),
+                None,
+            )),
+        }
+    }
+
+    /// Rebuilds this (fenced, former primary) server as a standby of the
+    /// server at `upstream_conninfo`: `pg_rewind`, else a fresh base backup;
+    /// then starts it and waits until it streams. `application_name` is
+    /// added to the conninfo when it names none (sync mode needs it).
+    pub async fn rejoin(
+        &self,
+        epoch: u64,
+        upstream_conninfo: &str,
+        application_name: &str,
+    ) -> Result<String, String> {
+        let conninfo = if upstream_conninfo.contains("application_name") {
+            upstream_conninfo.to_string()
+        } else {
+            format!("{upstream_conninfo} application_name={application_name}")
+        };
+        let o = self
+            .site
+            .rejoin_as_standby(epoch, &conninfo)
+            .await
+            .map_err(|e| e.to_string())?;
+        use palisade_actions::postgres::RejoinMethod;
+        let how = match o.method {
+            RejoinMethod::AlreadyStreaming => "nothing to do (already streaming)",
+            RejoinMethod::NoRewindNeeded => "pg_rewind (nothing to undo)",
+            RejoinMethod::Rewind => "pg_rewind",
+            RejoinMethod::BaseBackup => "pg_basebackup",
+        };
+        let mut detail = format!("rejoined by {how} in {} ms", o.elapsed.as_millis());
+        if let Some(why) = &o.rewind_failure {
+            detail.push_str(&format!(" (pg_rewind failed: {why})"));
+        }
+        Ok(detail)
+    }
+
     /// Starts the server in the role its data directory says.
     pub async fn start(&self, epoch: u64) -> Result<String, String> {
         match self.site.start(epoch).await {

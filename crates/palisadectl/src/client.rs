@@ -24,6 +24,12 @@ pub enum Failure {
     NoLeader(String),
     /// The server answered the RPC with an error status. Exit 5.
     Rejected(String),
+    /// An operation finished but did not succeed (aborted, or completed
+    /// with failed checks), or a drill failed. Exit 6.
+    NotSucceeded(String),
+    /// Waiting for an operation gave up at `--wait-timeout`; the operation
+    /// may still be running. Exit 7.
+    WaitTimedOut(String),
 }
 
 impl Failure {
@@ -35,6 +41,8 @@ impl Failure {
             Failure::Unreachable(_) => 3,
             Failure::NoLeader(_) => 4,
             Failure::Rejected(_) => 5,
+            Failure::NotSucceeded(_) => 6,
+            Failure::WaitTimedOut(_) => 7,
         }
     }
 
@@ -45,7 +53,9 @@ impl Failure {
             | Failure::Usage(m)
             | Failure::Unreachable(m)
             | Failure::NoLeader(m)
-            | Failure::Rejected(m) => m,
+            | Failure::Rejected(m)
+            | Failure::NotSucceeded(m)
+            | Failure::WaitTimedOut(m) => m,
         }
     }
 }
@@ -131,10 +141,24 @@ impl Target {
 
     /// Connects eagerly, so an unreachable endpoint is reported as such
     /// before any request is built, and returns a client on that one channel.
+    /// Every request on it is bounded by the timeout. The channel reconnects
+    /// by itself after a transport failure, so one client serves a whole
+    /// wait loop.
     pub async fn connect(&self) -> Result<ControlClient<Channel>, Failure> {
-        let channel = Endpoint::from(self.uri.clone())
+        self.connect_with(Endpoint::from(self.uri.clone()).timeout(self.timeout))
+            .await
+    }
+
+    /// Like [`Target::connect`], but requests are not bounded: for `watch`,
+    /// whose stream is meant to last until the operator stops it. The
+    /// connect timeout still applies.
+    pub async fn connect_unbounded(&self) -> Result<ControlClient<Channel>, Failure> {
+        self.connect_with(Endpoint::from(self.uri.clone())).await
+    }
+
+    async fn connect_with(&self, endpoint: Endpoint) -> Result<ControlClient<Channel>, Failure> {
+        let channel = endpoint
             .connect_timeout(self.timeout)
-            .timeout(self.timeout)
             .connect()
             .await
             .map_err(|e| {

@@ -155,6 +155,7 @@ pub fn finished_failover() -> FailoverSummary {
         outcome: "completed".to_owned(),
         started_at_ms: t,
         finished_at_ms: Some(t + 4230),
+        kind: "failover".to_owned(),
         evidence_json: r#"{"votes":[{"witness":1,"saw":"down (refused)","report_age_ms":120}],"down_for_ms":10000,"primary_agent_alive":true,"known_lag_bytes":0,"replication":"async"}"#.to_owned(),
     }
 }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use palisade_api::v1::{
-    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, NodeStatus, PeerProgress, Role,
+    AnnotateReply, DatabaseView, DrillPhase, DrillSummary, Event, FailoverSummary, HistoryReply,
+    JournalReply, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PeerProgress, Role,
     SearchView, StatusReply, StepTiming,
 };
 use serde::Serialize;
@@ -49,14 +50,34 @@ pub struct StatusJson {
     /// Site -> `monitorsEnabled` of its app, from the witnesses that
     /// reported it (see [`monitors_by_site`]); empty when none did.
     pub monitors_enabled: BTreeMap<String, bool>,
+    /// Maintenance mode (automatic failover paused); `null` when not paused.
+    pub maintenance: Option<MaintenanceJson>,
 }
 
-/// A failover in [`StatusJson::failover_in_progress`] or
-/// [`StatusJson::last_failover`].
+/// Maintenance mode in [`StatusJson::maintenance`] and
+/// [`MaintenanceReplyJson::maintenance`].
+#[derive(Debug, Serialize)]
+pub struct MaintenanceJson {
+    /// Who paused (their `--who`).
+    pub by: String,
+    /// Why, as they wrote it; may be empty.
+    pub reason: String,
+    /// Leader wall clock when it was paused, Unix ms.
+    pub since_ms: i64,
+    /// When it ends on its own, Unix ms; `null`: until `resume`.
+    pub until_ms: Option<i64>,
+}
+
+/// A failover, switchover or failback in
+/// [`StatusJson::failover_in_progress`], [`StatusJson::last_failover`],
+/// [`HistoryJson`] or [`OperationJson::summary`].
 #[derive(Debug, Serialize)]
 pub struct FailoverJson {
     /// The epoch the failover raised the cluster to.
     pub epoch: u64,
+    /// `failover`, `switchover` or `failback`; `null` when the server did
+    /// not say (servers before operator operations only failed over).
+    pub kind: Option<String>,
     /// The old primary's site.
     pub from_site: String,
     /// The new primary's site.
@@ -239,6 +260,18 @@ impl From<&StatusReply> for StatusJson {
             failover_in_progress: r.failover_in_progress.as_ref().map(FailoverJson::from),
             last_failover: r.last_failover.as_ref().map(FailoverJson::from),
             monitors_enabled: monitors_by_site(r),
+            maintenance: r.maintenance.as_ref().map(MaintenanceJson::from),
+        }
+    }
+}
+
+impl From<&Maintenance> for MaintenanceJson {
+    fn from(m: &Maintenance) -> Self {
+        Self {
+            by: m.by.clone(),
+            reason: m.reason.clone(),
+            since_ms: m.since_ms,
+            until_ms: m.until_ms,
         }
     }
 }
@@ -261,6 +294,7 @@ impl From<&FailoverSummary> for FailoverJson {
     fn from(f: &FailoverSummary) -> Self {
         Self {
             epoch: f.epoch,
+            kind: non_empty(&f.kind),
             from_site: f.from_site.clone(),
             to_site: f.to_site.clone(),
             trigger: f.trigger.clone(),
@@ -379,6 +413,183 @@ impl From<&JournalReply> for JournalJson {
     }
 }
 
+/// `pause` and `resume --output json`.
+#[derive(Debug, Serialize)]
+pub struct MaintenanceReplyJson {
+    /// The maintenance now in force; `null` after `resume`.
+    pub maintenance: Option<MaintenanceJson>,
+    /// The leader that committed the change.
+    pub leader_id: u64,
+}
+
+impl From<&MaintenanceReply> for MaintenanceReplyJson {
+    fn from(r: &MaintenanceReply) -> Self {
+        Self {
+            maintenance: r.maintenance.as_ref().map(MaintenanceJson::from),
+            leader_id: r.leader_id,
+        }
+    }
+}
+
+/// `switchover`, `failover` and `failback --output json`: the committed
+/// operation and, when palisadectl waited, how it ended.
+#[derive(Debug, Serialize)]
+pub struct OperationJson {
+    /// The epoch the operation raised the cluster to.
+    pub epoch: u64,
+    /// `failover`, `switchover` or `failback`.
+    pub kind: String,
+    /// The primary's site when it was committed.
+    pub from_site: String,
+    /// The site being promoted.
+    pub to_site: String,
+    /// The leader that committed it.
+    pub leader_id: u64,
+    /// What the promotion may lose, in words (forced failover); `null` when
+    /// nothing.
+    pub data_loss_bound: Option<String>,
+    /// Whether palisadectl waited for the operation (`false` with
+    /// `--no-wait`).
+    pub waited: bool,
+    /// Whether it saw the operation finish (`false` with `--no-wait` and
+    /// when the wait timed out, exit 7).
+    pub finished: bool,
+    /// `true` when it finished with outcome `completed`, `false` when it
+    /// finished otherwise (exit 6), `null` when not seen finished.
+    pub succeeded: Option<bool>,
+    /// The operation as last seen: finished, or still in progress when the
+    /// wait timed out; `null` with `--no-wait` or when never seen.
+    pub summary: Option<FailoverJson>,
+}
+
+impl OperationJson {
+    /// The reply as committed, before any wait.
+    pub fn committed(r: &OperationReply) -> Self {
+        Self {
+            epoch: r.epoch,
+            kind: r.kind.clone(),
+            from_site: r.from_site.clone(),
+            to_site: r.to_site.clone(),
+            leader_id: r.leader_id,
+            data_loss_bound: non_empty(&r.data_loss_bound),
+            waited: false,
+            finished: false,
+            succeeded: None,
+            summary: None,
+        }
+    }
+}
+
+/// `history --output json`.
+#[derive(Debug, Serialize)]
+pub struct HistoryJson {
+    /// Finished failovers, switchovers and failbacks, oldest first.
+    pub operations: Vec<FailoverJson>,
+    /// The operation in progress; `null` when none is.
+    pub in_progress: Option<FailoverJson>,
+    /// Recorded drills, oldest first.
+    pub drills: Vec<DrillJson>,
+}
+
+impl From<&HistoryReply> for HistoryJson {
+    fn from(r: &HistoryReply) -> Self {
+        Self {
+            operations: r.operations.iter().map(FailoverJson::from).collect(),
+            in_progress: r.in_progress.as_ref().map(FailoverJson::from),
+            drills: r.drills.iter().map(DrillJson::from).collect(),
+        }
+    }
+}
+
+/// One recorded drill in [`HistoryJson::drills`].
+#[derive(Debug, Serialize)]
+pub struct DrillJson {
+    /// The plan's name.
+    pub name: String,
+    /// Who ran it.
+    pub who: String,
+    /// When it started, Unix ms (the running palisadectl's clock).
+    pub started_at_ms: i64,
+    /// When it finished, Unix ms.
+    pub finished_at_ms: i64,
+    /// `finished_at_ms - started_at_ms`.
+    pub duration_ms: i64,
+    /// `passed` or `failed: …`.
+    pub outcome: String,
+    /// Each phase in plan order.
+    pub phases: Vec<DrillPhaseJson>,
+}
+
+/// One phase in [`DrillJson::phases`].
+#[derive(Debug, Serialize)]
+pub struct DrillPhaseJson {
+    /// `checkpoint`, `pre-reboot`, `check`, `failover`, `failover-check`,
+    /// `failback` or `failback-check`.
+    pub name: String,
+    /// `passed`, `failed: …` or `skipped`.
+    pub outcome: String,
+    /// How long it took, ms (0 when skipped).
+    pub duration_ms: u64,
+}
+
+impl From<&DrillSummary> for DrillJson {
+    fn from(d: &DrillSummary) -> Self {
+        Self {
+            name: d.name.clone(),
+            who: d.who.clone(),
+            started_at_ms: d.started_at_ms,
+            finished_at_ms: d.finished_at_ms,
+            duration_ms: d.finished_at_ms.saturating_sub(d.started_at_ms),
+            outcome: d.outcome.clone(),
+            phases: d.phases.iter().map(DrillPhaseJson::from).collect(),
+        }
+    }
+}
+
+impl From<&DrillPhase> for DrillPhaseJson {
+    fn from(p: &DrillPhase) -> Self {
+        Self {
+            name: p.name.clone(),
+            outcome: p.outcome.clone(),
+            duration_ms: p.duration_ms,
+        }
+    }
+}
+
+/// One line of `watch --output json` (JSON Lines).
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    /// When it happened, Unix ms.
+    pub at_ms: i64,
+    /// `snapshot`, `operation_started`, `step_done`, `operation_finished`,
+    /// `paused`, `resumed`, `rejoined`, `roles`, `note`, `drill`, `leader`,
+    /// or a kind newer servers add.
+    pub kind: String,
+    /// The epoch it belongs to; `null` when none.
+    pub epoch: Option<u64>,
+    /// One line for people.
+    pub text: String,
+}
+
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> Self {
+        Self {
+            at_ms: e.at_ms,
+            kind: e.kind.clone(),
+            epoch: (e.epoch != 0).then_some(e.epoch),
+            text: e.text.clone(),
+        }
+    }
+}
+
+/// One of this module's schema types as compact JSON on one line plus a
+/// newline, for JSON Lines.
+pub fn to_json_line<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string(value).expect("schema types always serialise");
+    s.push('\n');
+    s
+}
+
 /// One of this module's schema types as pretty JSON plus a trailing newline.
 pub fn to_json<T: Serialize>(value: &T) -> String {
     // The schema types are plain structs with string keys, which serde_json
@@ -434,6 +645,7 @@ mod tests {
                 "failover_in_progress",
                 "last_failover",
                 "leader_id",
+                "maintenance",
                 "monitors_enabled",
                 "node_id",
                 "nodes",
@@ -454,6 +666,7 @@ mod tests {
             "assessment",
             "failover_in_progress",
             "last_failover",
+            "maintenance",
         ] {
             assert!(v[null].is_null(), "{null} should be null: {}", v[null]);
         }
@@ -531,6 +744,7 @@ mod tests {
                 "evidence",
                 "finished_at_ms",
                 "from_site",
+                "kind",
                 "outcome",
                 "reason",
                 "started_at_ms",
@@ -540,6 +754,7 @@ mod tests {
             ]
         );
         assert_eq!(f["epoch"], 3);
+        assert_eq!(f["kind"], "failover");
         assert_eq!(f["from_site"], "a");
         assert_eq!(f["to_site"], "b");
         assert_eq!(f["trigger"], "automatic");

@@ -1,8 +1,8 @@
 //! `--output table`: padded columns for people.
 
 use palisade_api::v1::{
-    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Role, SearchView, StatusReply,
-    StepTiming,
+    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Maintenance, Role, SearchView,
+    StatusReply, StepTiming,
 };
 
 use crate::json::role_name;
@@ -17,7 +17,7 @@ const NONE: &str = "-";
 /// Longest line the database and failover blocks print, in chars; longer
 /// ones (a long step detail or reason) are cut and end in [`CUT`]. JSON
 /// output carries the full text.
-const MAX_LINE: usize = 160;
+pub const MAX_LINE: usize = 160;
 
 /// Marks a line cut at [`MAX_LINE`].
 const CUT: char = '…';
@@ -51,11 +51,18 @@ pub fn status_table(r: &StatusReply) -> String {
         None => "leader: unknown".to_owned(),
     };
     let mut out = format!(
-        "cluster {} — answered by node {}, {leader} (term {})\n\n",
+        "cluster {} — answered by node {}, {leader} (term {})\n",
         cell(cluster),
         r.node_id,
         r.term
     );
+    // Right under the header: while paused nothing fails over on its own,
+    // which is the first thing an operator must know.
+    if let Some(m) = &r.maintenance {
+        out.push_str(&maintenance_line(m));
+        out.push('\n');
+    }
+    out.push('\n');
 
     // The NOTE column only earns its width when some node has something to say.
     let with_note = r.nodes.iter().any(|n| !n.error.is_empty());
@@ -311,10 +318,36 @@ fn error_class(error: &str) -> &str {
         .trim()
 }
 
+/// `PAUSED by X until T: reason` (`until resumed` without an end; no
+/// `: reason` without one), cut at [`MAX_LINE`].
+pub fn maintenance_line(m: &Maintenance) -> String {
+    let until = m
+        .until_ms
+        .map_or_else(|| "resumed".to_owned(), rfc3339_millis);
+    let mut line = format!("PAUSED by {} until {until}", text_or_none(&m.by));
+    if !m.reason.is_empty() {
+        line.push_str(": ");
+        line.push_str(&cell(&m.reason));
+    }
+    clip(&line, MAX_LINE)
+}
+
+/// What an operation is called in tables: its kind, or `failover` when the
+/// server did not say (servers before operator operations only failed
+/// over).
+pub fn kind_label(kind: &str) -> String {
+    if kind.is_empty() {
+        "failover".to_owned()
+    } else {
+        cell(kind)
+    }
+}
+
 /// The failover under way: what, why, and the steps done so far.
 fn failover_in_progress_block(f: &FailoverSummary) -> String {
     let mut out = format!(
-        "FAILOVER IN PROGRESS epoch {}: {} -> {} ({}): {}\n  started {}\n",
+        "{} IN PROGRESS epoch {}: {} -> {} ({}): {}\n  started {}\n",
+        kind_label(&f.kind).to_uppercase(),
         f.epoch,
         text_or_none(&f.from_site),
         text_or_none(&f.to_site),
@@ -342,7 +375,8 @@ fn last_failover_block(f: &FailoverSummary) -> String {
         None => ("not finished".to_owned(), String::new()),
     };
     let mut out = format!(
-        "last failover: epoch {}, {} -> {} ({}), {took}\n  outcome: {outcome}\n  reason: {}\n  started {}{finished}\n",
+        "last {}: epoch {}, {} -> {} ({}), {took}\n  outcome: {outcome}\n  reason: {}\n  started {}{finished}\n",
+        kind_label(&f.kind),
         f.epoch,
         text_or_none(&f.from_site),
         text_or_none(&f.to_site),
@@ -394,6 +428,28 @@ fn steps_table(steps: &[StepTiming]) -> String {
     out
 }
 
+/// One step of an operation as `switchover`, `failover` and `failback`
+/// print it while they wait: `  fenced        210 ms  how it was done`,
+/// the `verified` step's checks one a line below it; every line cut at
+/// [`MAX_LINE`].
+pub fn progress_step(s: &StepTiming) -> String {
+    let checks = verified_checks(s);
+    let detail = if checks.is_empty() {
+        cell(&s.detail)
+    } else {
+        checks_summary(&checks)
+    };
+    let took = millis(s.done_at_ms.saturating_sub(s.started_at_ms));
+    let mut out = format!("  {:<11} {took:>8}  {detail}", text_or_none(&s.step))
+        .trim_end()
+        .to_owned();
+    out.push('\n');
+    for check in checks {
+        out.push_str(&check_line(check));
+    }
+    clip_lines(&out)
+}
+
 /// The checks of a `verified` step, as the server joined them with `; `;
 /// empty for any other step, or a `verified` step without detail.
 fn verified_checks(s: &StepTiming) -> Vec<&str> {
@@ -428,12 +484,12 @@ fn check_line(check: &str) -> String {
 }
 
 /// A duration in milliseconds, as `210 ms`.
-fn millis(ms: i64) -> String {
+pub fn millis(ms: i64) -> String {
     format!("{ms} ms")
 }
 
 /// `s` cut to at most `max` chars, the last of them [`CUT`] when cut.
-fn clip(s: &str, max: usize) -> String {
+pub fn clip(s: &str, max: usize) -> String {
     if width(s) <= max {
         return s.to_owned();
     }
@@ -509,7 +565,7 @@ fn width(s: &str) -> usize {
 
 /// A server-supplied string made safe for one table cell: control characters
 /// (a newline in a note, say) would break the row, so they are escaped.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let escaped: Vec<char> = if c.is_control() {
@@ -523,7 +579,7 @@ fn cell(s: &str) -> String {
 }
 
 /// A cell for a string that may be empty.
-fn text_or_none(s: &str) -> String {
+pub fn text_or_none(s: &str) -> String {
     if s.is_empty() {
         NONE.to_owned()
     } else {

@@ -505,3 +505,87 @@ fn is_postmaster_of(pid: i32, data_dir: &Path) -> bool {
             .unwrap_or(false),
     }
 }
+
+/// What `pg_controldata` says of a stopped server: whether it was shut down
+/// cleanly, and where its last checkpoint record starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlData {
+    /// `Database cluster state: shut down`: a clean shutdown wrote a final
+    /// checkpoint and nothing was written after it. Anything else (a crash,
+    /// a kill, a standby) leaves the end of the WAL unknown from here.
+    pub shut_down_cleanly: bool,
+    /// `Latest checkpoint location`: after a clean shutdown, the start of
+    /// the last record this server ever wrote.
+    pub checkpoint_lsn: u64,
+}
+
+/// Parses `pg_controldata` output (its labels are not translated when
+/// `LC_ALL=C`, which the runner sets).
+pub(super) fn parse_control_data(out: &str) -> Result<ControlData, String> {
+    let field = |label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim_start_matches(':').trim())
+            .ok_or_else(|| format!("no \"{label}\" line in pg_controldata output"))
+    };
+    let state = field("Database cluster state")?;
+    let lsn = field("Latest checkpoint location")?;
+    let checkpoint_lsn = palisade_core::observe::parse_lsn(lsn)
+        .ok_or_else(|| format!("\"Latest checkpoint location\" is not an LSN: {lsn:?}"))?;
+    Ok(ControlData {
+        shut_down_cleanly: state == "shut down",
+        checkpoint_lsn,
+    })
+}
+
+impl PgSite {
+    /// Reads the control file of the (stopped) server with `pg_controldata`.
+    pub async fn control_data(&self) -> Result<ControlData, DbError> {
+        let cmd = Cmd::new("pg_controldata")
+            .env("LC_ALL", "C")
+            .path_arg("-D", &self.data_dir);
+        let done = self.runner().run(cmd, self.timeout).await?;
+        if !done.success() {
+            return Err(done.into_error(&self.server()));
+        }
+        parse_control_data(&done.stdout).map_err(|detail| DbError::InvalidInput {
+            server: self.server(),
+            what: "pg_controldata output",
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod control_data_tests {
+    use super::*;
+
+    const STOPPED: &str = "pg_control version number:            1300\n\
+Database cluster state:               shut down\n\
+Latest checkpoint location:           0/3000148\n\
+Latest checkpoint's REDO location:    0/3000148\n";
+
+    #[test]
+    fn reads_a_clean_shutdown() {
+        let c = parse_control_data(STOPPED).unwrap();
+        assert!(c.shut_down_cleanly);
+        assert_eq!(c.checkpoint_lsn, 0x300_0148);
+    }
+
+    #[test]
+    fn a_crashed_server_is_not_clean() {
+        let out = STOPPED.replace("shut down", "in production");
+        assert!(!parse_control_data(&out).unwrap().shut_down_cleanly);
+        let standby = STOPPED.replace("shut down", "shut down in recovery");
+        assert!(!parse_control_data(&standby).unwrap().shut_down_cleanly);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_field() {
+        let e = parse_control_data("nothing here").unwrap_err();
+        assert!(e.contains("Database cluster state"), "{e}");
+        let bad = STOPPED.replace("0/3000148\n", "zz\n");
+        let e = parse_control_data(&bad).unwrap_err();
+        assert!(e.contains("Latest checkpoint location"), "{e}");
+    }
+}

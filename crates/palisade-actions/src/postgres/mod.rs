@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 
 pub use error::DbError;
+pub use fence::ControlData;
 
 /// Controls one database server on behalf of its site agent.
 ///

@@ -60,6 +60,8 @@ pub(super) struct RawFailover {
     replication: ReplicationMode,
     sync_standby_down: SyncStandbyDown,
     automatic: bool,
+    rejoin: RejoinPolicy,
+    switchover_catchup_timeout_ms: u64,
 }
 
 impl Default for RawFailover {
@@ -76,8 +78,22 @@ impl Default for RawFailover {
             replication: ReplicationMode::Async,
             sync_standby_down: SyncStandbyDown::Degrade,
             automatic: true,
+            rejoin: RejoinPolicy::Automatic,
+            switchover_catchup_timeout_ms: 10_000,
         }
     }
+}
+
+/// What happens to the old primary after a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejoinPolicy {
+    /// Its site agent rebuilds it as a standby of the new primary
+    /// (`pg_rewind`, else `pg_basebackup`) as soon as it can.
+    Automatic,
+    /// It stays stopped until an operator rebuilds it by hand; the leader
+    /// records it as the standby once it sees it stream.
+    Manual,
 }
 
 /// What `sync` replication does when the standby is down.
@@ -182,6 +198,11 @@ pub struct DatabaseSettings {
     pub automatic: bool,
     /// STONITH hooks, by site.
     pub stonith: Vec<StonithConfig>,
+    /// Whether the old primary's agent rebuilds it as a standby by itself.
+    pub rejoin: RejoinPolicy,
+    /// How long a switchover waits for the target to replay the old
+    /// primary's final WAL before it gives up and the old primary resumes.
+    pub switchover_catchup_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -245,6 +266,15 @@ pub(super) fn validate(
         return Err(fail(
             "lease.renew_interval_ms",
             format!("{renew} ms must be positive and at most half of lease.ttl_ms ({} ms), so that one lost renewal does not fence a healthy primary", lease.ttl_ms),
+        ));
+    }
+    if failover.switchover_catchup_timeout_ms < probe.interval_ms {
+        return Err(fail(
+            "failover.switchover_catchup_timeout_ms",
+            format!(
+                "{} ms is shorter than probe.interval_ms ({} ms): no catch-up could ever be seen",
+                failover.switchover_catchup_timeout_ms, probe.interval_ms
+            ),
         ));
     }
     if failover.down_after_ms < probe.interval_ms {
@@ -414,6 +444,8 @@ pub(super) fn validate(
         sync_standby_down: failover.sync_standby_down,
         automatic: failover.automatic,
         stonith: hooks,
+        rejoin: failover.rejoin,
+        switchover_catchup_timeout: Duration::from_millis(failover.switchover_catchup_timeout_ms),
     }))
 }
 

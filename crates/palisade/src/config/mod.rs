@@ -12,7 +12,9 @@ use std::time::Duration;
 use palisade_core::{NodeId, Topology, Witness};
 use serde::Deserialize;
 
-pub use database::{redact, DatabaseConfig, DatabaseSettings, StonithConfig, SyncStandbyDown};
+pub use database::{
+    redact, DatabaseConfig, DatabaseSettings, RejoinPolicy, StonithConfig, SyncStandbyDown,
+};
 pub use site_actions::{AppConfig, EsTarget, FrontDoor, HttpCheck, SearchConfig, SiteActions};
 
 /// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.

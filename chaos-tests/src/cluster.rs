@@ -1,0 +1,881 @@
+//! One world: three sites in namespaces; a witness in each; PostgreSQL 15
+//! primary in site a and streaming standby in site b (run as OS user
+//! `postgres`, built with initdb + pg_basebackup -R as the guide does); the
+//! two apps' `threatconnect.xml`; HAProxy on the host side of the bridge as
+//! the front door. Dropping a [`World`] tears all of it down, also on panic.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::faults::{FaultLog, Net};
+use crate::netns::{self, SITES};
+use crate::procs;
+use crate::{step, wait_for};
+
+/// Superuser of the test clusters (password auth over TCP, trust on the
+/// unix socket the harness's own clients use).
+pub const SUPERUSER: &str = "palisade";
+/// Its password.
+pub const PASSWORD: &str = "palisade";
+/// Port of PostgreSQL in each data site, and of the front door on the host.
+pub const PG_PORT: u16 = 5432;
+/// How long a world may take to become ready, or to settle after a heal.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+/// The settings a world's witnesses run with (docs/chaos.md explains the
+/// choice).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `[probe] interval_ms`.
+    pub probe_interval_ms: u64,
+    /// `[failover] down_after_ms`.
+    pub down_after_ms: u64,
+    /// `[lease] ttl_ms`.
+    pub lease_ttl_ms: u64,
+    /// `[failover] on_primary_crash`: `restart` or `failover`.
+    pub on_primary_crash: &'static str,
+    /// `[failover] restart_budget_ms`.
+    pub restart_budget_ms: u64,
+    /// `[failover] replication`: `sync` or `async`.
+    pub replication: &'static str,
+    /// `PALISADE_FAILPOINTS` for every witness's first start (debug builds).
+    pub failpoints: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            probe_interval_ms: 200,
+            down_after_ms: 1000,
+            lease_ttl_ms: 1500,
+            on_primary_crash: "restart",
+            restart_budget_ms: 5000,
+            replication: "sync",
+            failpoints: None,
+        }
+    }
+}
+
+/// One witness process.
+pub struct Witness {
+    /// Its site.
+    pub site: &'static str,
+    /// Its Raft id (a=1, b=2, c=3).
+    pub id: u64,
+    config: PathBuf,
+    /// Its stderr.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// One PostgreSQL server.
+pub struct Db {
+    /// Its site.
+    pub site: &'static str,
+    /// `PGDATA`.
+    pub data_dir: PathBuf,
+    /// `unix_socket_directories`: how the harness's own clients reach it,
+    /// whatever the network cuts (as an app on the same host would).
+    pub sock_dir: PathBuf,
+    /// `pg_ctl -l`.
+    pub log: PathBuf,
+}
+
+/// One world. See the module doc.
+pub struct World {
+    /// `/tmp/pal-chaos-*`: every file of the world.
+    pub dir: PathBuf,
+    /// The settings its witnesses run with.
+    pub settings: Settings,
+    /// The fault log.
+    pub log: FaultLog,
+    /// The network cuts in force.
+    pub net: Option<Net>,
+    /// Witnesses a, b, c.
+    pub witnesses: Vec<Witness>,
+    /// Databases a (primary at start) and b (standby at start).
+    pub dbs: Vec<Db>,
+    /// The apps' `threatconnect.xml`, by site.
+    pub apps: Vec<(&'static str, PathBuf)>,
+    /// HAProxy's runtime API socket.
+    pub haproxy_sock: PathBuf,
+    haproxy: Option<Child>,
+    palisade: PathBuf,
+    palisadectl: PathBuf,
+    /// Where to keep the logs when the run failed (set by the runner).
+    pub keep_logs_in: Option<PathBuf>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// One world at a time in a process: they share names and addresses.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// On SIGINT / SIGTERM, tear everything down before exiting, so an
+/// interrupted run leaves nothing behind.
+fn install_signal_cleanup() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("chaos: no signal handler ({e}); an interrupted run leaves leftovers that the next run cleans");
+                    return;
+                }
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                let name = tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                };
+                eprintln!("chaos: {name}: tearing down every world before exiting");
+                for p in netns::cleanup_all() {
+                    eprintln!("chaos: cleanup: {p}");
+                }
+                std::process::exit(130);
+            });
+        });
+    });
+}
+
+/// The newest `/usr/lib/postgresql/<major>/bin` with the server tools.
+fn pg_bin_dir() -> Result<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .context("reading /usr/lib/postgresql (is postgresql-15 installed?)")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, b)| b)
+        .context("no PostgreSQL server binaries under /usr/lib/postgresql; apt-get install -y postgresql-15")
+}
+
+fn haproxy_bin() -> Result<PathBuf> {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("haproxy is not installed; apt-get install -y haproxy")
+}
+
+/// Runs a command to completion, failing with its output.
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip netns exec pal-SITE runuser -u postgres -- BIN ARGS`.
+fn pg_cmd(site: &str, bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &netns::ns(site), "runuser", "-u", "postgres", "--"])
+        .arg(bin)
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+fn chown_postgres(path: &Path) -> Result<()> {
+    run(
+        Command::new("chown").args(["-R", "postgres:postgres"]).arg(path),
+        &format!("chown -R postgres {}", path.display()),
+    )
+    .map(|_| ())
+}
+
+/// The `threatconnect.xml` of a site's app (the shape of the real one:
+/// Spring beans, a commented-out old setting, odd spacing).
+pub fn threatconnect_xml(monitors: bool) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<beans xmlns=\"http://www.springframework.org/schema/beans\">\n  <!-- <property name=\"monitorsEnabled\" value=\"true\"/> old setting -->\n  <bean id=\"settings\" class=\"com.threatconnect.Settings\">\n    <property name=\"dbHost\"   value=\"127.0.0.1\"/>\n    <property  value=\"{monitors}\" name=\"monitorsEnabled\" />\n  </bean>\n</beans>\n"
+    )
+}
+
+/// `monitorsEnabled` as the file says it: the value of the one uncommented
+/// `<property ... name="monitorsEnabled" .../>` element.
+pub fn read_monitors(file: &Path) -> Result<bool> {
+    let text =
+        fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut rest = text.as_str();
+    let mut values = Vec::new();
+    while let Some(start) = rest.find("<!--") {
+        let (before, after) = rest.split_at(start);
+        values.extend(monitors_in(before));
+        rest = after.find("-->").map(|e| &after[e + 3..]).unwrap_or("");
+    }
+    values.extend(monitors_in(rest));
+    match values.as_slice() {
+        [v] => Ok(*v),
+        other => bail!(
+            "{}: expected one monitorsEnabled property, found {} ({other:?})",
+            file.display(),
+            other.len()
+        ),
+    }
+}
+
+fn monitors_in(text: &str) -> Vec<bool> {
+    text.split("<property")
+        .skip(1)
+        .filter_map(|el| {
+            let el = &el[..el.find("/>")?];
+            if !el.contains("name=\"monitorsEnabled\"") {
+                return None;
+            }
+            let v = el.split("value=\"").nth(1)?.split('"').next()?;
+            Some(v == "true")
+        })
+        .collect()
+}
+
+impl World {
+    /// Builds and starts a world, and waits until it is ready: a leader
+    /// all witnesses agree on, roles recorded, the detector healthy, the
+    /// standby streaming (and, in sync mode, synchronous replication on).
+    /// Refuses to start, after cleaning them, if an earlier run left
+    /// anything behind.
+    pub async fn start(settings: Settings) -> Result<World> {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        install_signal_cleanup();
+        let left = netns::leftovers();
+        if !left.is_empty() {
+            let problems = netns::cleanup_all();
+            bail!(
+                "leftovers of an earlier chaos run were found (an interrupted or killed run):\n  {}\nthey have been cleaned up{}; refusing to start this run on a machine that was not clean: run it again",
+                left.join("\n  "),
+                if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(", except: {}", problems.join("; "))
+                }
+            );
+        }
+        let (palisade, palisadectl) = crate::binaries()?;
+        let dir = PathBuf::from(format!(
+            "/tmp/{}{}-{}",
+            netns::WORLD_DIR_PREFIX,
+            std::process::id(),
+            crate::now_ms()
+        ));
+        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        let log = FaultLog::new(dir.join("faults.log"));
+        let mut w = World {
+            haproxy_sock: dir.join("haproxy.sock"),
+            dir,
+            settings,
+            log,
+            net: None,
+            witnesses: Vec::new(),
+            dbs: Vec::new(),
+            apps: Vec::new(),
+            haproxy: None,
+            palisade,
+            palisadectl,
+            keep_logs_in: None,
+            _serial: serial,
+        };
+        step("create the sites: namespaces pal-a/b/c on bridge pal-br0 (198.18.0.0/24)");
+        netns::create()?;
+        w.net = Some(Net::new(w.log.clone())?);
+        step("PostgreSQL: primary in site a (initdb), standby in site b (pg_basebackup -R)");
+        w.start_databases().await?;
+        step("apps, HAProxy front door, witnesses");
+        for (site, on) in [("a", true), ("b", false)] {
+            let d = w.dir.join(format!("app-{site}"));
+            fs::create_dir(&d)?;
+            let f = d.join("threatconnect.xml");
+            fs::write(&f, threatconnect_xml(on))?;
+            w.apps.push((site, f));
+        }
+        w.start_haproxy()?;
+        w.write_witness_configs()?;
+        let fp = w.settings.failpoints.clone();
+        for site in SITES {
+            let env: Vec<(String, String)> = fp
+                .iter()
+                .map(|f| ("PALISADE_FAILPOINTS".to_string(), f.clone()))
+                .collect();
+            w.start_witness_env(site, &env)?;
+        }
+        w.wait_ready("the world is ready").await?;
+        Ok(w)
+    }
+
+    fn db(&self, site: &str) -> &Db {
+        self.dbs
+            .iter()
+            .find(|d| d.site == site)
+            .unwrap_or_else(|| panic!("site {site} has no database (a and b do)"))
+    }
+
+    async fn start_databases(&mut self) -> Result<()> {
+        let bin = pg_bin_dir()?;
+        let mk = |site: &'static str| -> Result<Db> {
+            let root = self.dir.join(format!("db-{site}"));
+            fs::create_dir_all(root.join("sock"))?;
+            Ok(Db {
+                site,
+                data_dir: root.join("data"),
+                sock_dir: root.join("sock"),
+                log: root.join("server.log"),
+            })
+        };
+        let (a, b) = (mk("a")?, mk("b")?);
+        for d in [&a, &b] {
+            chown_postgres(d.data_dir.parent().expect("db root"))?;
+        }
+        let pw = self.dir.join("db-a/pw");
+        fs::write(&pw, format!("{PASSWORD}\n"))?;
+        chown_postgres(&pw)?;
+        let (dd, pws) = (a.data_dir.display().to_string(), pw.display().to_string());
+        run(
+            &mut pg_cmd(
+                "a",
+                &bin.join("initdb"),
+                &[
+                    "-D",
+                    &dd,
+                    "-U",
+                    SUPERUSER,
+                    "--pwfile",
+                    &pws,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+            ),
+            "initdb of site a",
+        )?;
+        let _ = fs::remove_file(&pw);
+        fs::write(
+            a.data_dir.join("pg_hba.conf"),
+            "local all all trust\nhost replication replicator 198.18.0.0/24 scram-sha-256\nhost all all 198.18.0.0/24 scram-sha-256\n",
+        )?;
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(a.data_dir.join("postgresql.conf"))?;
+        conf.write_all(b"\ninclude 'palisade.conf'\n")?;
+        write_pg_conf(&a)?;
+        pg_ctl_start(&bin, &a)?;
+        let mut c = crate::workload::connect_local(&a.sock_dir).await?;
+        for sql in [
+            "CREATE USER replicator REPLICATION LOGIN ENCRYPTED PASSWORD 'replicator'",
+            "CREATE TABLE chaos_writes (id bigint PRIMARY KEY, via text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .with_context(|| format!("on site a: {sql}"))?;
+        }
+        let bd = b.data_dir.display().to_string();
+        run(
+            pg_cmd(
+                "b",
+                &bin.join("pg_basebackup"),
+                &[
+                    "-R", "-D", &bd, "-h", netns::addr("a"), "-p", "5432", "-X", "stream", "-c",
+                    "fast", "-U", "replicator", "--no-sync",
+                ],
+            )
+            .env("PGPASSWORD", "replicator"),
+            "pg_basebackup of site b from site a",
+        )?;
+        fs::write(
+            b.data_dir.join("postgresql.auto.conf"),
+            format!(
+                "primary_conninfo = '{}'\nrecovery_target_timeline = 'latest'\n",
+                conninfo("a", "site_b")
+            ),
+        )?;
+        write_pg_conf(&b)?;
+        chown_postgres(&b.data_dir)?;
+        pg_ctl_start(&bin, &b)?;
+        wait_for("site b streams from site a", SETTLE, || async {
+            let mut c = crate::workload::connect_local(&a.sock_dir).await.ok()?;
+            let s: Option<String> = sqlx::query_scalar(
+                "SELECT state FROM pg_stat_replication WHERE application_name = 'site_b'",
+            )
+            .fetch_optional(&mut c)
+            .await
+            .ok()?;
+            (s.as_deref() == Some("streaming")).then_some(())
+        })
+        .await?;
+        self.dbs = vec![a, b];
+        Ok(())
+    }
+
+    fn start_haproxy(&mut self) -> Result<()> {
+        let bin = haproxy_bin()?;
+        let cfg = self.dir.join("haproxy.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "global\n    stats socket {} mode 600 level admin\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\nfrontend postgres\n    bind {}:{PG_PORT}\n    default_backend postgres\nbackend postgres\n    server pg_a {}:{PG_PORT}\n    server pg_b {}:{PG_PORT}\n",
+                self.haproxy_sock.display(),
+                netns::HOST_ADDR,
+                netns::addr("a"),
+                netns::addr("b"),
+            ),
+        )?;
+        let log = fs::File::create(self.dir.join("haproxy.log"))?;
+        self.haproxy = Some(
+            Command::new(bin)
+                .arg("-f")
+                .arg(&cfg)
+                .arg("-db")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting haproxy")?,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.haproxy_sock.exists() {
+            if std::time::Instant::now() > deadline {
+                bail!("haproxy's runtime socket {} never appeared", self.haproxy_sock.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The standby's server goes to maintenance through the runtime API,
+        // as an operator does (a `disabled` in the config could never be
+        // cleared at runtime by HAProxy 2.6).
+        self.haproxy_cmd("set server postgres/pg_b state maint")?;
+        Ok(())
+    }
+
+    /// Sends one runtime API command to HAProxy and returns its answer.
+    pub fn haproxy_cmd(&self, cmd: &str) -> Result<String> {
+        let mut s = UnixStream::connect(&self.haproxy_sock)
+            .with_context(|| format!("connecting to {}", self.haproxy_sock.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(format!("{cmd}\n").as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .with_context(|| format!("reading haproxy's answer to {cmd:?}"))?;
+        Ok(out)
+    }
+
+    fn write_witness_configs(&mut self) -> Result<()> {
+        let s = &self.settings;
+        let bin = pg_bin_dir()?;
+        let mut common = format!(
+            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n[probe]\ninterval_ms = {}\n\n[lease]\nttl_ms = {}\n\n[failover]\ndown_after_ms = {}\non_primary_crash = \"{}\"\nrestart_budget_ms = {}\nreplication = \"{}\"\n\n",
+            s.probe_interval_ms,
+            s.lease_ttl_ms,
+            s.down_after_ms,
+            s.on_primary_crash,
+            s.restart_budget_ms,
+            s.replication,
+            dir = self.dir.display(),
+        );
+        for (db, role) in self.dbs.iter().zip(["primary", "standby"]) {
+            common.push_str(&format!(
+                "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\napplication_name = \"site_{site}\"\ndsn = \"postgres://{SUPERUSER}:{PASSWORD}@{addr}:{PG_PORT}/postgres\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\nos_user = \"postgres\"\n\n",
+                db.data_dir.display(),
+                bin.display(),
+                db.log.display(),
+                site = db.site,
+                addr = netns::addr(db.site),
+            ));
+        }
+        for (site, f) in &self.apps {
+            common.push_str(&format!(
+                "[[app]]\nsite = \"{site}\"\nconfig_file = \"{}\"\n\n",
+                f.display()
+            ));
+        }
+        common.push_str(&format!(
+            "[[front_door]]\nkind = \"haproxy\"\nruntime_api = \"{}\"\nbackend = \"postgres\"\nservers = {{ a = \"pg_a\", b = \"pg_b\" }}\n\n",
+            self.haproxy_sock.display()
+        ));
+        for (i, site) in SITES.iter().enumerate() {
+            common.push_str(&format!(
+                "[[witness]]\nid = {}\nsite = \"{site}\"\nraft_addr = \"{a}:7301\"\ncontrol_addr = \"{a}:7401\"\n\n",
+                i + 1,
+                a = netns::addr(site)
+            ));
+        }
+        for (i, site) in SITES.iter().enumerate() {
+            let config = self.dir.join(format!("site-{site}.toml"));
+            fs::write(&config, format!("node_id = {}\n\n{common}", i + 1))?;
+            self.witnesses.push(Witness {
+                site,
+                id: i as u64 + 1,
+                config,
+                log: self.dir.join(format!("witness-{site}.log")),
+                child: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn witness(&mut self, site: &str) -> &mut Witness {
+        self.witnesses
+            .iter_mut()
+            .find(|w| w.site == site)
+            .unwrap_or_else(|| panic!("no witness at site {site:?}"))
+    }
+
+    /// Starts `site`'s witness with extra environment (failpoints).
+    pub fn start_witness_env(&mut self, site: &str, env: &[(String, String)]) -> Result<()> {
+        let bin = self.palisade.clone();
+        let w = self.witness(site);
+        if let Some(c) = &mut w.child {
+            if c.try_wait()?.is_none() {
+                bail!("witness {site} is already running");
+            }
+        }
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG".into(), "info,openraft=warn".into()));
+        let config = w.config.display().to_string();
+        w.child = Some(procs::spawn_in(
+            site,
+            &bin,
+            &["run", "--config", &config],
+            &env,
+            &w.log,
+        )?);
+        Ok(())
+    }
+
+    /// Starts `site`'s witness again (same config, no failpoints).
+    pub fn start_witness(&mut self, site: &str) -> Result<i64> {
+        self.start_witness_env(site, &[])?;
+        Ok(self.log.record(format!("start witness {site}")))
+    }
+
+    /// The PID of `site`'s witness, if it runs.
+    pub fn witness_pid(&mut self, site: &str) -> Option<i32> {
+        let w = self.witness(site);
+        let c = w.child.as_mut()?;
+        match c.try_wait() {
+            Ok(None) => Some(c.id() as i32),
+            _ => None,
+        }
+    }
+
+    /// Sends `sig` to `site`'s witness (logged); a SIGKILL also reaps it.
+    pub fn signal_witness(&mut self, site: &str, sig: Signal) -> Result<i64> {
+        let pid = self
+            .witness_pid(site)
+            .with_context(|| format!("witness {site} is not running, cannot send {sig}"))?;
+        procs::signal(pid, sig);
+        let at = self.log.record(format!("{sig} witness {site} (pid {pid})"));
+        if sig == Signal::SIGKILL || sig == Signal::SIGTERM {
+            let w = self.witness(site);
+            if let Some(mut c) = w.child.take() {
+                let _ = c.wait();
+            }
+        }
+        Ok(at)
+    }
+
+    /// Waits for `site`'s witness to exit on its own; returns its code.
+    pub async fn wait_witness_exit(&mut self, site: &str, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let w = self.witness(site);
+            let c = w.child.as_mut().with_context(|| format!("witness {site} not running"))?;
+            if let Some(st) = c.try_wait()? {
+                w.child = None;
+                return Ok(st.code());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("witness {site} did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Which witness exited on its own (a failpoint), if any.
+    pub fn exited_witness(&mut self) -> Option<(&'static str, Option<i32>)> {
+        for w in &mut self.witnesses {
+            if let Some(c) = &mut w.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    w.child = None;
+                    return Some((w.site, st.code()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends `sig` to every process of `site`'s database server (logged);
+    /// returns the PIDs, so a freeze can be thawed exactly.
+    pub fn signal_db(&mut self, site: &str, sig: Signal) -> Result<Vec<i32>> {
+        let pids = procs::server_processes(&self.db(site).data_dir);
+        if pids.is_empty() {
+            bail!("database {site} is not running, cannot send {sig}");
+        }
+        for p in &pids {
+            procs::signal(*p, sig);
+        }
+        self.log
+            .record(format!("{sig} database {site} (postmaster {} + {} children)", pids[0], pids.len() - 1));
+        Ok(pids)
+    }
+
+    /// Thaws processes frozen by [`World::signal_db`] (logged).
+    pub fn thaw(&mut self, what: &str, pids: &[i32]) {
+        for p in pids {
+            procs::signal(*p, Signal::SIGCONT);
+        }
+        self.log.record(format!("SIGCONT {what}"));
+    }
+
+    /// Whether `site`'s database has a live postmaster.
+    pub fn db_running(&self, site: &str) -> bool {
+        procs::postmaster(&self.db(site).data_dir).is_some()
+    }
+
+    /// Unix socket directory of `site`'s database.
+    pub fn db_sock(&self, site: &str) -> PathBuf {
+        self.db(site).sock_dir.clone()
+    }
+
+    /// The network (cuts and heals).
+    pub fn net(&mut self) -> &mut Net {
+        self.net.as_mut().expect("the world's network exists once started")
+    }
+
+    /// `palisadectl status --output json` asked of `site`'s witness from
+    /// inside its own namespace (so a cut between the host and the site does
+    /// not hide the answer); `None` if it did not answer.
+    pub async fn status(&self, site: &str) -> Option<Value> {
+        let out = tokio::time::timeout(
+            Duration::from_secs(6),
+            tokio::process::Command::new("ip")
+                .args(["netns", "exec", &netns::ns(site)])
+                .arg(&self.palisadectl)
+                .args([
+                    "--endpoint",
+                    &format!("http://{}:7401", netns::addr(site)),
+                    "status",
+                    "--output",
+                    "json",
+                ])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Status of every running witness's own view, by site.
+    pub async fn statuses(&mut self) -> Vec<(&'static str, Option<Value>)> {
+        let mut out = Vec::new();
+        for site in SITES {
+            let v = if self.witness_pid(site).is_some() {
+                self.status(site).await
+            } else {
+                None
+            };
+            out.push((site, v));
+        }
+        out
+    }
+
+    /// Waits until every witness answers with the same known leader and
+    /// term, no failover is in progress, every witness has applied the same
+    /// log index, the detector is healthy (or blocked on the standby's
+    /// rejoin after a failover), and, without a failover, the standby
+    /// streams again with the configured replication mode in force.
+    pub async fn wait_ready(&mut self, what: &str) -> Result<Value> {
+        let mut last = String::new();
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            match self.ready_once().await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = format!("{e:#}"),
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{what}: not settled within {SETTLE:?}; last: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn ready_once(&mut self) -> Result<Value> {
+        let all = self.statuses().await;
+        let mut seen: Option<(u64, u64)> = None;
+        let mut applied = Vec::new();
+        let mut any = None;
+        for (site, s) in &all {
+            let s = s.as_ref().with_context(|| format!("witness {site} does not answer"))?;
+            let view = (
+                s["leader_id"].as_u64().with_context(|| format!("witness {site} knows no leader"))?,
+                s["term"].as_u64().unwrap_or(0),
+            );
+            if seen.is_some_and(|v| v != view) {
+                bail!("witnesses disagree on (leader, term): {seen:?} vs {view:?} at {site}");
+            }
+            seen = Some(view);
+            if !s["failover_in_progress"].is_null() {
+                bail!("a failover is in progress");
+            }
+            let me = s["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["site"] == *site))
+                .and_then(|n| n["last_applied_index"].as_u64());
+            applied.push((site, me));
+            any = Some(s.clone());
+        }
+        if applied.windows(2).any(|w| w[0].1 != w[1].1) {
+            bail!("witnesses have applied different log indexes: {applied:?}");
+        }
+        let s = any.context("no witness")?;
+        let assessment = s["assessment"].as_str().unwrap_or("");
+        let failed_over = s["epoch"].as_u64().unwrap_or(0) > 0;
+        if !failed_over {
+            if !assessment.starts_with("healthy") {
+                bail!("detector: {assessment}");
+            }
+            if s["primary_site"] != "a" {
+                bail!("primary is {} without a failover", s["primary_site"]);
+            }
+            let streaming = s["nodes"].as_array().is_some_and(|ns| {
+                ns.iter().all(|n| {
+                    n["databases"].as_array().is_some_and(|d| {
+                        d.iter().any(|d| d["site"] == "b" && d["streaming"] == true)
+                    })
+                })
+            });
+            if !streaming {
+                bail!("not every witness sees the standby streaming");
+            }
+            if s["replication_mode"] != self.settings.replication {
+                bail!("replication in force: {}", s["replication_mode"]);
+            }
+        } else if !(assessment.starts_with("healthy") || assessment.starts_with("blocked")) {
+            bail!("detector after the failover: {assessment}");
+        }
+        Ok(s)
+    }
+
+    /// Tears the world down now (also what dropping it does).
+    pub fn teardown(&mut self) {
+        if let Some(dest) = &self.keep_logs_in {
+            let _ = fs::create_dir_all(dest);
+            for f in ["faults.log", "haproxy.log", "site-a.toml"]
+                .iter()
+                .map(|f| self.dir.join(f))
+                .chain(self.witnesses.iter().map(|w| w.log.clone()))
+                .chain(self.dbs.iter().map(|d| d.log.clone()))
+            {
+                if let Some(name) = f.file_name() {
+                    let name = match f.parent().and_then(|p| p.file_name()) {
+                        Some(p) if p.to_string_lossy().starts_with("db-") => {
+                            format!("{}-{}", p.to_string_lossy(), name.to_string_lossy())
+                        }
+                        _ => name.to_string_lossy().into_owned(),
+                    };
+                    let _ = fs::copy(&f, dest.join(name));
+                }
+            }
+            eprintln!("chaos: logs of the failed run kept in {}", dest.display());
+        }
+        for w in &mut self.witnesses {
+            if let Some(mut c) = w.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut h) = self.haproxy.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        for p in netns::cleanup_all() {
+            eprintln!("chaos: cleanup: {p}");
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// libpq conninfo a standby uses to stream from `site`.
+fn conninfo(site: &str, app: &str) -> String {
+    format!(
+        "host={} port={PG_PORT} user=replicator password=replicator application_name={app}",
+        netns::addr(site)
+    )
+}
+
+/// The settings of a site's server, included from `postgresql.conf`.
+/// Replication timeouts are short so a cut or frozen peer is noticed in
+/// about two seconds (sync mode degrades only after that).
+fn write_pg_conf(db: &Db) -> Result<()> {
+    let conf = format!(
+        "listen_addresses = '{addr}'\nport = {PG_PORT}\nunix_socket_directories = '{sock}'\ncluster_name = 'site-{site}'\nmax_connections = 50\nshared_buffers = '16MB'\nfsync = on\nwal_level = replica\nwal_log_hints = on\nmax_wal_senders = 5\nwal_keep_size = '128MB'\nhot_standby = on\nwal_sender_timeout = '2s'\nwal_receiver_timeout = '2s'\nwal_receiver_status_interval = '500ms'\nwal_retrieve_retry_interval = '500ms'\nlog_line_prefix = '%m [%p] %q%u@%d '\n",
+        addr = netns::addr(db.site),
+        sock = db.sock_dir.display(),
+        site = db.site,
+    );
+    let p = db.data_dir.join("palisade.conf");
+    fs::write(&p, conf).with_context(|| format!("writing {}", p.display()))?;
+    chown_postgres(&p)
+}
+
+fn pg_ctl_start(bin: &Path, db: &Db) -> Result<()> {
+    run(
+        &mut pg_cmd(
+            db.site,
+            &bin.join("pg_ctl"),
+            &[
+                "-D",
+                &db.data_dir.display().to_string(),
+                "-l",
+                &db.log.display().to_string(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        ),
+        &format!("pg_ctl start of site {}", db.site),
+    )
+    .map(|_| ())
+}
