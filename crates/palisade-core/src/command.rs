@@ -62,6 +62,9 @@ pub enum Command {
         site: SiteId,
         /// Epoch in force when it rejoined.
         epoch: u64,
+        /// Leader wall clock when it saw it stream, Unix ms.
+        #[serde(default)]
+        at_ms: i64,
     },
     /// Maintenance mode on (or its end or reason changed): no automatic
     /// failover until `until_ms` or a `Resume`.

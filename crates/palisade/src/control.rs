@@ -555,6 +555,16 @@ impl Control for ControlService {
             operations: state.history.iter().map(summary).collect(),
             drills: state.drills.iter().map(drill_summary).collect(),
             in_progress: state.failover.as_ref().map(summary),
+            rejoins: state
+                .rejoins
+                .iter()
+                .map(|r| pb::RejoinSummary {
+                    site: r.site.0.clone(),
+                    epoch: r.epoch,
+                    at_ms: r.at_ms,
+                    primary_site: r.primary.0.clone(),
+                })
+                .collect(),
         }))
     }
 

@@ -373,6 +373,7 @@ impl Controller {
         let cmd = Command::StandbyRejoined {
             site: db.standby.clone(),
             epoch: state.epoch,
+            at_ms: wall_ms(),
         };
         match self.propose(cmd).await {
             Ok(()) => tracing::warn!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby"),

@@ -89,19 +89,23 @@ impl SiteDb {
 
     /// Rebuilds this (fenced, former primary) server as a standby of the
     /// server at `upstream_conninfo`: `pg_rewind`, else a fresh base backup;
-    /// then starts it and waits until it streams. `application_name` is
-    /// added to the conninfo when it names none (sync mode needs it).
+    /// then starts it and waits until it streams, as `application_name`.
     pub async fn rejoin(
         &self,
         epoch: u64,
         upstream_conninfo: &str,
         application_name: &str,
     ) -> Result<String, String> {
-        let conninfo = if upstream_conninfo.contains("application_name") {
-            upstream_conninfo.to_string()
-        } else {
-            format!("{upstream_conninfo} application_name={application_name}")
-        };
+        // The name it streams under must be its own (sync mode names it in
+        // synchronous_standby_names; the leader recognises the rejoin by
+        // it), whatever the shared conninfo says.
+        let mut conninfo: Vec<&str> = upstream_conninfo
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("application_name="))
+            .collect();
+        let name = format!("application_name={application_name}");
+        conninfo.push(&name);
+        let conninfo = conninfo.join(" ");
         let o = self
             .site
             .rejoin_as_standby(epoch, &conninfo)

@@ -364,6 +364,7 @@ fn failback_targets_the_configured_primary() {
         &Command::StandbyRejoined {
             site: site("a"),
             epoch,
+            at_ms: NOW_WALL,
         },
     );
     for r in w.reports.values_mut() {

@@ -132,6 +132,22 @@ pub struct ClusterState {
     /// Recorded DR drills, oldest first.
     #[serde(default)]
     pub drills: Vec<DrillRecord>,
+    /// Old primaries that rejoined as standbys, oldest first.
+    #[serde(default)]
+    pub rejoins: Vec<RejoinRecord>,
+}
+
+/// An old primary rebuilt as a streaming standby after a failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinRecord {
+    /// The site that rejoined.
+    pub site: SiteId,
+    /// The epoch it rejoined in.
+    pub epoch: u64,
+    /// When the leader saw it stream (Unix ms).
+    pub at_ms: i64,
+    /// The primary it streams from.
+    pub primary: SiteId,
 }
 
 fn rejected(reason: String) -> CommandResult {
@@ -238,7 +254,7 @@ impl ClusterState {
                 }
                 CommandResult::Applied
             }
-            Command::StandbyRejoined { site, epoch } => {
+            Command::StandbyRejoined { site, epoch, at_ms } => {
                 if *epoch != self.epoch || self.failover.is_some() {
                     return rejected(format!(
                         "rejoin of epoch {epoch} while epoch {} is current or a failover runs",
@@ -247,7 +263,16 @@ impl ClusterState {
                 }
                 match self.db.as_mut() {
                     Some(db) if &db.standby == site => {
+                        if !db.standby_needs_rejoin {
+                            return rejected(format!("site {site} has already rejoined"));
+                        }
                         db.standby_needs_rejoin = false;
+                        self.rejoins.push(RejoinRecord {
+                            site: site.clone(),
+                            epoch: *epoch,
+                            at_ms: *at_ms,
+                            primary: db.primary.clone(),
+                        });
                         CommandResult::Applied
                     }
                     _ => rejected(format!("site {site} is not the standby")),

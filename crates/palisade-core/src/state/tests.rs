@@ -120,8 +120,8 @@ fn a_whole_failover_moves_the_primary_and_raises_the_epoch_once() {
     );
     assert_eq!(
         s.desired_role(&site("a")),
-        Some(DesiredRole::Fenced),
-        "old primary stays fenced until it rejoins"
+        Some(DesiredRole::Rejoin { epoch: 1 }),
+        "old primary stays fenced, to be rebuilt, until it rejoins"
     );
     assert_eq!(s.desired_role(&site("c")), None);
     assert_eq!(
@@ -256,9 +256,86 @@ fn no_second_failover_until_the_old_primary_rejoined() {
     );
 }
 
+fn pause() -> Command {
+    Command::Pause {
+        by: "ops".into(),
+        reason: String::new(),
+        at_ms: 0,
+        until_ms: None,
+    }
+}
+
+fn resume() -> Command {
+    Command::Resume {
+        by: "ops".into(),
+        at_ms: 0,
+    }
+}
+
+fn rejoined(s: &str, epoch: u64) -> Command {
+    Command::StandbyRejoined {
+        site: site(s),
+        epoch,
+        at_ms: 0,
+    }
+}
+
+#[test]
+fn paused_clusters_begin_no_failover_until_resumed() {
+    let (s, r) = apply_all(&[init(), pause(), begin(1, "a", "b")]);
+    assert!(
+        matches!(&r[2], CommandResult::Rejected { reason } if reason.contains("paused")),
+        "{r:?}"
+    );
+    assert_eq!(s.epoch, 0);
+    let (s, r) = apply_all(&[init(), pause(), resume(), begin(1, "a", "b")]);
+    assert_eq!(r[3], CommandResult::Applied);
+    assert_eq!(s.epoch, 1);
+    // A pause that has ended by the time the failover is planned does not
+    // block it.
+    let timed = Command::Pause {
+        by: "ops".into(),
+        reason: "window".into(),
+        at_ms: 0,
+        until_ms: Some(10),
+    };
+    let mut late = begin(1, "a", "b");
+    if let Command::BeginFailover(f) = &mut late {
+        f.started_at_ms = 10;
+    }
+    let (s, _) = apply_all(&[init(), timed, late]);
+    assert_eq!(s.epoch, 1);
+    // Resume when not paused is refused, and says so.
+    let (_, r) = apply_all(&[init(), resume()]);
+    assert!(matches!(&r[1], CommandResult::Rejected { reason } if reason.contains("not paused")));
+}
+
+#[test]
+fn a_rejoin_is_recorded_once_and_makes_the_site_a_standby_again() {
+    let mut cmds = vec![init(), begin(1, "a", "b")];
+    cmds.extend(Step::ALL.iter().map(|s| step(1, *s)));
+    cmds.push(finish(1, Outcome::Completed));
+    cmds.push(rejoined("b", 1));
+    cmds.push(rejoined("a", 0));
+    cmds.push(rejoined("a", 1));
+    cmds.push(rejoined("a", 1));
+    let (s, r) = apply_all(&cmds);
+    let n = r.len();
+    assert!(matches!(r[n - 4], CommandResult::Rejected { .. }), "b is the primary");
+    assert!(matches!(r[n - 3], CommandResult::Rejected { .. }), "stale epoch");
+    assert_eq!(r[n - 2], CommandResult::Applied);
+    assert!(matches!(r[n - 1], CommandResult::Rejected { .. }), "only once");
+    assert_eq!(s.desired_role(&site("a")), Some(DesiredRole::Standby));
+    assert_eq!(s.rejoins.len(), 1);
+    assert_eq!(s.rejoins[0].primary, site("b"));
+}
+
 fn any_command() -> impl Strategy<Value = Command> {
     let sites = prop_oneof![Just("a"), Just("b")];
     prop_oneof![
+        Just(pause()),
+        Just(resume()),
+        (sites.clone(), 0u64..5).prop_map(|(s, e)| rejoined(s, e)),
         (0i64..5).prop_map(note),
         Just(init()),
         (0u64..5, sites.clone(), sites).prop_map(|(e, f, t)| begin(e, f, t)),
@@ -295,6 +372,9 @@ proptest! {
             let before = s.clone();
             s.apply(i as u64 + 1, c);
             prop_assert!(s.epoch >= last_epoch);
+            if before.paused(0).is_some() {
+                prop_assert_eq!(s.epoch, before.epoch, "no failover begins while paused");
+            }
             last_epoch = s.epoch;
             let primaries = ["a", "b"].iter()
                 .filter(|x| matches!(s.desired_role(&site(x)), Some(DesiredRole::Primary { .. })))

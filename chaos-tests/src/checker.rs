@@ -1,0 +1,502 @@
+//! The checker: reads what clients saw (acknowledged writes, samples of
+//! which databases were writable and routable), the fault log, and every
+//! witness's own record of the failover, and says whether the safety rules
+//! of DESIGN.md held. Rules (the lettering):
+//!
+//! * (a) no split brain: no write accepted by the old primary after the
+//!   failover's `fenced` step was done, none by the new primary before it,
+//!   and never two writable primaries at one sample (a violation whether or
+//!   not the front door routes to both; it says which it did);
+//! * (b) no acknowledged write lost beyond the bound of the replication
+//!   mode: `sync`: none, except writes acknowledged while the primary's
+//!   agent had degraded to async (`synchronous_standby_names` empty when
+//!   the write was taken), which are counted and reported; `async`: only
+//!   writes the old primary took in the last `max_lag_seconds` (30 s)
+//!   before the failover began;
+//! * (c) exactly one app has `monitorsEnabled=true`, the primary's;
+//! * (d) no failover where none was warranted, never more than one;
+//! * (e) where one was warranted it completed within the RTO bound,
+//!   counted from the fault; a crash restarted in place was writable again
+//!   within the bound;
+//! * (f) every witness's replicated state agrees: epoch, roles, the
+//!   failover record step by step, and the applied log index.
+//!
+//! A violation carries the time it is about, and the report prints the
+//! slice of the merged history around it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::faults::FaultEvent;
+use crate::fmt_ms;
+use crate::workload::{Ack, Sample};
+
+/// `max_lag_seconds` (the default), the async-mode loss bound.
+pub const ASYNC_LOSS_WINDOW_MS: i64 = 30_000;
+
+/// What the scenario says should happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No failover at all.
+    NoFailover,
+    /// Exactly one failover, a → b, completed within the RTO.
+    Failover,
+    /// At most one failover; if one happened it completed.
+    AtMostOne,
+    /// A crashed primary either restarted in place or failed over, within
+    /// the RTO either way.
+    RestartOrFailover,
+}
+
+/// Everything the checker reads.
+pub struct History {
+    /// The fault log.
+    pub faults: Vec<FaultEvent>,
+    /// Every acknowledged write.
+    pub acks: Vec<Ack>,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+    /// Each witness's `status --output json` after the world settled.
+    pub statuses: Vec<(&'static str, Option<Value>)>,
+    /// `monitorsEnabled` read from each app's file.
+    pub monitors: Vec<(&'static str, Result<bool, String>)>,
+    /// Ids stored on the final primary, or why they could not be read.
+    pub final_ids: Result<Vec<i64>, String>,
+    /// When the fault the RTO is counted from was injected.
+    pub fault_at_ms: Option<i64>,
+    /// What should have happened.
+    pub expect: Expect,
+    /// RTO bound, ms.
+    pub rto_ms: i64,
+    /// `sync` or `async`.
+    pub replication: String,
+}
+
+/// One broken rule.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// `a` … `f`.
+    pub rule: &'static str,
+    /// What happened, with ids and times.
+    pub what: String,
+    /// The moment it is about, for the history slice.
+    pub at_ms: Option<i64>,
+}
+
+/// The verdict and the numbers of the results table.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Broken rules; empty: the run passed.
+    pub violations: Vec<Violation>,
+    /// Failovers the witnesses recorded (the epoch).
+    pub failovers: u64,
+    /// From the fault to the failover's end, ms.
+    pub failover_ms: Option<i64>,
+    /// From the fault to the primary writable again in place, ms.
+    pub recovered_ms: Option<i64>,
+    /// Acknowledged writes, all writers.
+    pub acked: usize,
+    /// Acknowledged through the front door.
+    pub acked_front_door: usize,
+    /// Acknowledged writes missing from the final primary.
+    pub lost: usize,
+    /// Of those, how many the mode's bound allows (degraded sync, async tail).
+    pub lost_allowed: usize,
+    /// The merged history slices of the violations, ready to print.
+    pub slices: String,
+}
+
+fn failover_of(s: &Value) -> Option<&Value> {
+    let f = &s["last_failover"];
+    (!f.is_null()).then_some(f)
+}
+
+fn step_done(f: &Value, step: &str) -> Option<i64> {
+    f["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["step"] == step)?["done_at_ms"]
+        .as_i64()
+}
+
+/// The comparable part of a witness's replicated state.
+fn state_key(s: &Value) -> String {
+    let f = failover_of(s).map(|f| {
+        let steps: Vec<String> = f["steps"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| format!("{}@{}", s["step"], s["done_at_ms"]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "epoch {} {}->{} {} steps [{}]",
+            f["epoch"],
+            f["from_site"],
+            f["to_site"],
+            f["outcome"],
+            steps.join(", ")
+        )
+    });
+    format!(
+        "epoch {} primary {} standby {} needs_rejoin {} last_failover {}",
+        s["epoch"],
+        s["primary_site"],
+        s["standby_site"],
+        s["standby_needs_rejoin"],
+        f.unwrap_or_else(|| "none".into())
+    )
+}
+
+fn own_applied(site: &str, s: &Value) -> Option<u64> {
+    s["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["site"] == site)?["last_applied_index"]
+        .as_u64()
+}
+
+/// Checks `h` against rules a–f.
+pub fn check(h: &History) -> Report {
+    let mut r = Report {
+        acked: h.acks.len(),
+        acked_front_door: h.acks.iter().filter(|a| a.via == "front-door").count(),
+        ..Report::default()
+    };
+    let mut v = Vec::new();
+
+    // (f) first: the other rules read the record, which must be agreed.
+    let answered: Vec<(&str, &Value)> = h
+        .statuses
+        .iter()
+        .filter_map(|(site, s)| Some((*site, s.as_ref()?)))
+        .collect();
+    for (site, s) in &h.statuses {
+        if s.is_none() {
+            v.push(Violation {
+                rule: "f",
+                what: format!("witness {site} did not answer after the world settled: its record cannot be compared"),
+                at_ms: None,
+            });
+        }
+    }
+    let keys: BTreeMap<String, Vec<&str>> = answered.iter().fold(BTreeMap::new(), |mut m, (site, s)| {
+        m.entry(state_key(s)).or_insert_with(Vec::new).push(site);
+        m
+    });
+    if keys.len() > 1 {
+        v.push(Violation {
+            rule: "f",
+            what: format!("the witnesses' replicated states differ: {keys:#?}"),
+            at_ms: None,
+        });
+    }
+    let applied: Vec<(&str, Option<u64>)> =
+        answered.iter().map(|(site, s)| (*site, own_applied(site, s))).collect();
+    if applied.windows(2).any(|w| w[0].1 != w[1].1) {
+        v.push(Violation {
+            rule: "f",
+            what: format!("the witnesses applied different log indexes after settling: {applied:?}"),
+            at_ms: None,
+        });
+    }
+    let Some((_, rec)) = answered.first() else {
+        v.push(Violation {
+            rule: "f",
+            what: "no witness answered".into(),
+            at_ms: None,
+        });
+        r.violations = v;
+        return r;
+    };
+    let epoch = rec["epoch"].as_u64().unwrap_or(0);
+    r.failovers = epoch;
+    let primary = rec["primary_site"].as_str().unwrap_or("").to_string();
+    let failover = failover_of(rec);
+
+    // (a) split brain.
+    if let Some(f) = failover {
+        let from = f["from_site"].as_str().unwrap_or("");
+        let to = f["to_site"].as_str().unwrap_or("");
+        match step_done(f, "fenced") {
+            None => v.push(Violation {
+                rule: "a",
+                what: format!("the failover record has no `fenced` step: {f}"),
+                at_ms: f["started_at_ms"].as_i64(),
+            }),
+            Some(fenced) => {
+                for a in &h.acks {
+                    if a.server == from && a.server_ms > fenced {
+                        v.push(Violation {
+                            rule: "a",
+                            what: format!(
+                                "split brain: old primary {from} accepted write {} (via {}) at {}, after it was recorded fenced at {}",
+                                a.id, a.via, fmt_ms(a.server_ms), fmt_ms(fenced)
+                            ),
+                            at_ms: Some(a.server_ms),
+                        });
+                    }
+                    if a.server == to && a.server_ms < fenced {
+                        v.push(Violation {
+                            rule: "a",
+                            what: format!(
+                                "split brain: new primary {to} accepted write {} at {}, before the old primary was fenced at {}",
+                                a.id, fmt_ms(a.server_ms), fmt_ms(fenced)
+                            ),
+                            at_ms: Some(a.server_ms),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for s in &h.samples {
+        let w: Vec<&str> = s
+            .writable
+            .iter()
+            .filter(|(_, w)| *w == Some(true))
+            .map(|(site, _)| *site)
+            .collect();
+        if w.len() > 1 {
+            let routed = s
+                .routable
+                .as_ref()
+                .map(|r| w.iter().filter(|x| r.contains(x)).count())
+                .unwrap_or(0);
+            v.push(Violation {
+                rule: "a",
+                what: format!(
+                    "two writable primaries at {}: {w:?}; HAProxy routed to {routed} of them ({:?})",
+                    fmt_ms(s.at_ms),
+                    s.routable
+                ),
+                at_ms: Some(s.at_ms),
+            });
+        }
+    }
+
+    // (b) lost acknowledged writes.
+    match &h.final_ids {
+        Err(e) => v.push(Violation {
+            rule: "b",
+            what: format!("cannot read the final primary {primary}: {e}"),
+            at_ms: None,
+        }),
+        Ok(ids) => {
+            let stored: HashSet<i64> = ids.iter().copied().collect();
+            let began = failover.and_then(|f| f["started_at_ms"].as_i64());
+            for a in h.acks.iter().filter(|a| !stored.contains(&a.id)) {
+                r.lost += 1;
+                let allowed = a.server != primary
+                    && match h.replication.as_str() {
+                        "sync" => !a.sync,
+                        _ => began.is_some_and(|b| a.server_ms >= b - ASYNC_LOSS_WINDOW_MS),
+                    };
+                if allowed {
+                    r.lost_allowed += 1;
+                } else {
+                    v.push(Violation {
+                        rule: "b",
+                        what: format!(
+                            "acknowledged write {} (via {}, taken by {} at {}, sync in force: {}) is not on the final primary {primary}",
+                            a.id, a.via, a.server, fmt_ms(a.server_ms), a.sync
+                        ),
+                        at_ms: Some(a.server_ms),
+                    });
+                }
+            }
+        }
+    }
+
+    // (c) exactly one monitorsEnabled=true, the primary's.
+    let mut on = Vec::new();
+    for (site, m) in &h.monitors {
+        match m {
+            Ok(true) => on.push(*site),
+            Ok(false) => {}
+            Err(e) => v.push(Violation {
+                rule: "c",
+                what: format!("app {site}: {e}"),
+                at_ms: None,
+            }),
+        }
+    }
+    if on != [primary.as_str()] {
+        v.push(Violation {
+            rule: "c",
+            what: format!("monitorsEnabled=true at {on:?}; expected exactly the primary's app ({primary})"),
+            at_ms: None,
+        });
+    }
+
+    // (d) and (e).
+    let fault = h.fault_at_ms;
+    if let (Some(f), Some(t0)) = (failover, fault) {
+        r.failover_ms = f["finished_at_ms"].as_i64().map(|e| e - t0);
+    }
+    let completed_in_time = |v: &mut Vec<Violation>| {
+        let Some(f) = failover else { return };
+        if f["outcome"] != "completed" {
+            v.push(Violation {
+                rule: "e",
+                what: format!("the failover did not complete: outcome {}", f["outcome"]),
+                at_ms: f["finished_at_ms"].as_i64(),
+            });
+        }
+        match r.failover_ms {
+            Some(ms) if ms <= h.rto_ms => {}
+            other => v.push(Violation {
+                rule: "e",
+                what: format!(
+                    "the failover ended {other:?} ms after the fault, beyond the RTO bound of {} ms",
+                    h.rto_ms
+                ),
+                at_ms: f["finished_at_ms"].as_i64(),
+            }),
+        }
+    };
+    if epoch > 1 {
+        v.push(Violation {
+            rule: "d",
+            what: format!("{epoch} failovers: ping-pong"),
+            at_ms: failover.and_then(|f| f["started_at_ms"].as_i64()),
+        });
+    }
+    match h.expect {
+        Expect::NoFailover => {
+            if epoch != 0 || failover.is_some() || primary != "a" {
+                v.push(Violation {
+                    rule: "d",
+                    what: format!(
+                        "a failover where none was warranted: epoch {epoch}, primary {primary}, record {}",
+                        failover.map(|f| f.to_string()).unwrap_or_default()
+                    ),
+                    at_ms: failover.and_then(|f| f["started_at_ms"].as_i64()),
+                });
+            }
+        }
+        Expect::Failover => {
+            if epoch != 1 || primary != "b" {
+                v.push(Violation {
+                    rule: "e",
+                    what: format!("a failover to b was warranted; epoch {epoch}, primary {primary}"),
+                    at_ms: fault,
+                });
+            }
+            completed_in_time(&mut v);
+        }
+        Expect::AtMostOne => {
+            if let Some(f) = failover {
+                if f["outcome"] != "completed" {
+                    v.push(Violation {
+                        rule: "e",
+                        what: format!("the failover did not complete: outcome {}", f["outcome"]),
+                        at_ms: f["finished_at_ms"].as_i64(),
+                    });
+                }
+            }
+        }
+        Expect::RestartOrFailover => {
+            if failover.is_some() {
+                completed_in_time(&mut v);
+            } else if let Some(t0) = fault {
+                r.recovered_ms = h
+                    .samples
+                    .iter()
+                    .find(|s| {
+                        s.at_ms > t0 && s.writable.iter().any(|(site, w)| *site == "a" && *w == Some(true))
+                    })
+                    .map(|s| s.at_ms - t0);
+                if !r.recovered_ms.is_some_and(|ms| ms <= h.rto_ms) {
+                    v.push(Violation {
+                        rule: "e",
+                        what: format!(
+                            "the crashed primary was neither failed over nor writable again in place within {} ms (back after {:?} ms)",
+                            h.rto_ms, r.recovered_ms
+                        ),
+                        at_ms: fault,
+                    });
+                }
+            }
+        }
+    }
+
+    for x in &v {
+        let _ = writeln!(r.slices, "VIOLATION ({}) {}", x.rule, x.what);
+        if let Some(t) = x.at_ms {
+            let _ = writeln!(r.slices, "{}", slice(h, rec, t - 3000, t + 2000));
+        }
+    }
+    if v.iter().any(|x| x.at_ms.is_none()) && !h.faults.is_empty() {
+        let (from, to) = (
+            h.faults.first().map(|f| f.at_ms).unwrap_or(0) - 1000,
+            h.faults.last().map(|f| f.at_ms).unwrap_or(0) + 3000,
+        );
+        let _ = writeln!(r.slices, "history of the faults:\n{}", slice(h, rec, from, to));
+    }
+    r.violations = v;
+    r
+}
+
+/// The merged history between two moments: faults, the failover record,
+/// acknowledged writes (grouped by writer and server per 250 ms), and the
+/// samples where something changed.
+pub fn slice(h: &History, rec: &Value, from: i64, to: i64) -> String {
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    for f in &h.faults {
+        lines.push((f.at_ms, format!("FAULT   {}", f.text)));
+    }
+    if let Some(f) = failover_of(rec) {
+        if let Some(t) = f["started_at_ms"].as_i64() {
+            lines.push((
+                t,
+                format!("RECORD  failover began: epoch {} {}->{} ({})", f["epoch"], f["from_site"], f["to_site"], f["reason"]),
+            ));
+        }
+        for s in f["steps"].as_array().into_iter().flatten() {
+            if let Some(t) = s["done_at_ms"].as_i64() {
+                lines.push((t, format!("RECORD  step {} done: {}", s["step"], s["detail"])));
+            }
+        }
+        if let Some(t) = f["finished_at_ms"].as_i64() {
+            lines.push((t, format!("RECORD  failover finished: {}", f["outcome"])));
+        }
+    }
+    let mut groups: BTreeMap<(i64, &str, &str), (i64, i64, usize, bool)> = BTreeMap::new();
+    for a in h.acks.iter().filter(|a| a.server_ms >= from && a.server_ms <= to) {
+        let e = groups
+            .entry((a.server_ms / 250 * 250, a.via, a.server.as_str()))
+            .or_insert((a.id, a.id, 0, true));
+        e.0 = e.0.min(a.id);
+        e.1 = e.1.max(a.id);
+        e.2 += 1;
+        e.3 &= a.sync;
+    }
+    for ((t, via, server), (lo, hi, n, sync)) in groups {
+        lines.push((
+            t,
+            format!("ACK     {n} writes via {via} taken by {server}: ids {lo}..={hi}{}", if sync { "" } else { " (not all sync)" }),
+        ));
+    }
+    let mut prev = String::new();
+    for s in &h.samples {
+        let now = format!("writable {:?} routable {:?}", s.writable, s.routable);
+        if now != prev && s.at_ms >= from && s.at_ms <= to {
+            lines.push((s.at_ms, format!("SAMPLE  {now}")));
+        }
+        prev = now;
+    }
+    lines.retain(|(t, _)| *t >= from && *t <= to);
+    lines.sort_by_key(|(t, _)| *t);
+    let mut out = format!("--- history {} .. {}\n", fmt_ms(from), fmt_ms(to));
+    for (t, l) in lines.iter().take(120) {
+        let _ = writeln!(out, "{} {l}", fmt_ms(*t));
+    }
+    if lines.len() > 120 {
+        let _ = writeln!(out, "... {} more lines", lines.len() - 120);
+    }
+    out
+}
