@@ -52,6 +52,9 @@ struct AgentState {
     primary_since_ms: Option<u64>,
     /// After a failed rejoin, not before this (agent clock).
     rejoin_retry_at_ms: Option<u64>,
+    /// The leader refused the lease for a planned handover of this epoch:
+    /// shut down cleanly rather than kill.
+    handover: Option<u64>,
 }
 
 /// One site's agent.
@@ -176,11 +179,15 @@ impl Agent {
         let mut st = self.st();
         match answer {
             Ok(LeaseAnswer::Granted) => st.lease.confirmed(sent, epoch),
-            Ok(LeaseAnswer::Refused { reason }) => {
+            Ok(LeaseAnswer::Refused { reason, handover }) => {
                 if st.lease.is_valid(mono_ms(), epoch, &self.settings.lease) {
                     tracing::warn!(%reason, "lease renewal refused: fencing");
                 }
                 st.lease.revoked();
+                st.handover = handover;
+            }
+            Ok(LeaseAnswer::Unconfirmed { reason }) => {
+                tracing::debug!(%reason, "lease renewal not confirmed; the lease runs down")
             }
             Err(e) => tracing::debug!(error = %e, "lease renewal failed; the lease runs down"),
         }
@@ -248,8 +255,14 @@ impl Agent {
                         }
                     }
                 } else if running && !in_grace {
-                    tracing::warn!(epoch, "no confirmed lease: fencing the database");
-                    self.fence_now(db, epoch, true).await;
+                    let handover = self.st().handover.take();
+                    match handover {
+                        Some(h) => self.shut_down_for_handover(db, h, state.epoch).await,
+                        None => {
+                            tracing::warn!(epoch, "no confirmed lease: fencing the database");
+                            self.fence_now(db, epoch, true).await;
+                        }
+                    }
                 }
             }
             Some(DesiredRole::Fenced) if running => {
@@ -263,21 +276,7 @@ impl Agent {
                     // cleanly so the standby gets the whole WAL; killing it
                     // here would abort the switchover. The lease still
                     // bounds it: not leased, it is killed once that runs out.
-                    tracing::info!(
-                        epoch = f.epoch,
-                        "planned handover: shutting the database down cleanly"
-                    );
-                    self.st().lease.revoked();
-                    match db.fence_for_handover(f.epoch).await {
-                        Ok((detail, _)) => {
-                            self.st().self_fenced = true;
-                            tracing::warn!(%detail, "database shut down for a planned handover");
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "clean shutdown failed; killing it");
-                            self.fence_now(db, state.epoch, true).await;
-                        }
-                    }
+                    self.shut_down_for_handover(db, f.epoch, state.epoch).await;
                     return;
                 }
                 tracing::warn!(
@@ -291,6 +290,28 @@ impl Agent {
                 self.rejoin(db, &state, epoch, running).await;
             }
             _ => {}
+        }
+    }
+
+    /// A planned handover away from this site: a clean fast shutdown, so
+    /// that the standby receives the whole WAL (a kill would make the
+    /// switchover abort). Bounded like any fence: fast, then immediate,
+    /// then a kill.
+    async fn shut_down_for_handover(&self, db: &SiteDb, handover_epoch: u64, epoch: u64) {
+        tracing::info!(
+            epoch = handover_epoch,
+            "planned handover: shutting the database down cleanly"
+        );
+        self.st().lease.revoked();
+        match db.fence_for_handover(handover_epoch).await {
+            Ok((detail, _)) => {
+                self.st().self_fenced = true;
+                tracing::warn!(%detail, "database shut down for a planned handover");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "clean shutdown failed; killing it");
+                self.fence_now(db, epoch, true).await;
+            }
         }
     }
 

@@ -183,19 +183,19 @@ impl Controller {
     /// of the ledger, so a failover never misses a grant.
     pub async fn renew_lease(&self, req: RenewLease) -> LeaseAnswer {
         if self.lock().ledger.is_none() {
-            return LeaseAnswer::Refused {
+            return LeaseAnswer::Unconfirmed {
                 reason: "not the leader".into(),
             };
         }
         if let Err(e) = self.raft.ensure_linearizable().await {
-            return LeaseAnswer::Refused {
+            return LeaseAnswer::Unconfirmed {
                 reason: format!("leadership not confirmed by a quorum: {e}"),
             };
         }
         let state = self.view.cluster_state();
         let mut inner = self.lock();
         let Some(ledger) = inner.ledger.as_mut() else {
-            return LeaseAnswer::Refused {
+            return LeaseAnswer::Unconfirmed {
                 reason: "not the leader".into(),
             };
         };
@@ -206,8 +206,16 @@ impl Controller {
             }
             Some(DesiredRole::Primary { epoch }) => LeaseAnswer::Refused {
                 reason: format!("epoch {} is not current (epoch {epoch})", req.epoch),
+                handover: None,
             },
             other => LeaseAnswer::Refused {
+                handover: state
+                    .failover
+                    .as_ref()
+                    .filter(|f| {
+                        f.kind.is_planned() && f.from == req.site && !f.is_done(Step::Fenced)
+                    })
+                    .map(|f| f.epoch),
                 reason: format!(
                     "site {} is not the primary (desired role {other:?})",
                     req.site
@@ -256,11 +264,10 @@ impl Controller {
                 self.topology.own_id
             )));
         }
-        // The state read below must be the committed one, not a deposed
-        // leader's.
-        self.raft.ensure_linearizable().await.map_err(|e| {
-            OperateError::Unavailable(format!("leadership not confirmed by a quorum: {e}"))
-        })?;
+        // No quorum round here: the state read below may lag the log by a
+        // moment, but `BeginFailover` is checked again when applied (next
+        // epoch, no operation in progress, same roles, not paused), and a
+        // deposed leader cannot commit it.
         let state = self.view.cluster_state();
         let witnesses = self.witness_sites();
         let reports = self.lock().reports.clone();

@@ -36,10 +36,22 @@ pub enum LeaseAnswer {
     /// Confirmed after a quorum round: stay writable for `ttl` from when
     /// the request was sent.
     Granted,
+    /// No answer either way: this witness does not lead, or could not
+    /// confirm that it still does. The lease is not renewed and runs down;
+    /// nothing is revoked.
+    Unconfirmed {
+        /// Why.
+        reason: String,
+    },
     /// Refused: fence now.
     Refused {
         /// Why (another primary, a failover under way, a newer epoch).
         reason: String,
+        /// Set when the refusal is a planned handover away from this site
+        /// (its epoch): shut down cleanly, so the standby gets every byte
+        /// of WAL, instead of killing the server.
+        #[serde(default)]
+        handover: Option<u64>,
     },
 }
 

@@ -14,6 +14,17 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 /// The `[[database]]` sections for `pair` plus `tuning` (probe, lease and
 /// failover settings).
 pub fn db_config(pair: &PgPair, tuning: &str) -> String {
+    config_for(pair, tuning, false)
+}
+
+/// Like [`db_config`], with each server's `replication_conninfo`, so that
+/// an old primary rejoins as a standby on its own after a failover.
+#[allow(dead_code)]
+pub fn db_config_rejoining(pair: &PgPair, tuning: &str) -> String {
+    config_for(pair, tuning, true)
+}
+
+fn config_for(pair: &PgPair, tuning: &str, rejoin: bool) -> String {
     let entry = |site: &str, role: &str, s: &PgServer| {
         let mut e = format!(
             "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\napplication_name = \"{}\"\ndsn = \"{}\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\n",
@@ -25,6 +36,13 @@ pub fn db_config(pair: &PgPair, tuning: &str) -> String {
         );
         if let Some(u) = s.os_user() {
             e.push_str(&format!("os_user = \"{u}\"\n"));
+        }
+        // How the other server streams from this one once it rejoins.
+        if rejoin {
+            e.push_str(&format!(
+                "replication_conninfo = \"{}\"\n",
+                s.replication_conninfo()
+            ));
         }
         e
     };
@@ -118,7 +136,17 @@ pub async fn move_leadership_off(c: &mut Cluster, id: u64) {
 /// Three witnesses over `pair` with `tuning` (probe, lease, failover
 /// settings), started and ready (leader, roles recorded, detector healthy).
 pub async fn start_cluster(pair: &PgPair, tuning: &str) -> Cluster {
-    let mut c = Cluster::with_config(&db_config(pair, tuning));
+    start_with(&db_config(pair, tuning)).await
+}
+
+/// Like [`start_cluster`], with automatic rejoin configured.
+#[allow(dead_code)]
+pub async fn start_cluster_rejoining(pair: &PgPair, tuning: &str) -> Cluster {
+    start_with(&db_config_rejoining(pair, tuning)).await
+}
+
+async fn start_with(config: &str) -> Cluster {
+    let mut c = Cluster::with_config(config);
     for n in &mut c.nodes {
         n.start();
     }
