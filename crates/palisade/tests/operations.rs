@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_api::v1::control_client::ControlClient;
@@ -15,6 +14,7 @@ use palisade_api::v1::{
 };
 use palisade_testkit::pg::{PgPair, PgServer};
 use support::pg::{start_cluster_rejoining, status, wait_status, FAST, SETTLE, SLOTS};
+use support::writer::{write_pause, Ack, Writer};
 use support::{step, Cluster};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -66,114 +66,6 @@ async fn leader(c: &Cluster) -> u64 {
 async fn follower(c: &Cluster) -> u64 {
     let l = leader(c).await;
     (1..=3).find(|id| *id != l).expect("a follower")
-}
-
-/// One acknowledged write: its id, when the ack arrived, and which server
-/// took it.
-#[derive(Clone, Debug)]
-struct Ack {
-    id: i64,
-    at: Instant,
-    site: &'static str,
-}
-
-/// A client that writes numbered rows to whichever server takes writes,
-/// as an application behind a front door would: on an error it tries the
-/// other server. Ids that got an error are never retried (their fate is
-/// unknown); only acknowledged ones are checked.
-struct Writer {
-    acks: Arc<Mutex<Vec<Ack>>>,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    async fn start(pair: &PgPair) -> Writer {
-        pair.primary
-            .exec("CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY)")
-            .await
-            .expect("create the table");
-        let servers = [
-            ("a", pair.primary.connect_options()),
-            ("b", pair.standby.connect_options()),
-        ];
-        let acks = Arc::new(Mutex::new(Vec::new()));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (out, halt) = (acks.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            use sqlx::ConnectOptions;
-            let mut current = 0usize;
-            let mut conn: Option<sqlx::PgConnection> = None;
-            let mut id = 0i64;
-            while !halt.is_cancelled() {
-                let (site, opts) = &servers[current];
-                if conn.is_none() {
-                    conn = opts.connect().await.ok();
-                }
-                let Some(c) = conn.as_mut() else {
-                    current = 1 - current;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                };
-                id += 1;
-                let r = sqlx::query("INSERT INTO writes (id) VALUES ($1)")
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await;
-                match r {
-                    Ok(_) => out.lock().expect("acks").push(Ack {
-                        id,
-                        at: Instant::now(),
-                        site,
-                    }),
-                    Err(_) => {
-                        conn = None;
-                        current = 1 - current;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            }
-        });
-        Writer { acks, stop, task }
-    }
-
-    fn acks(&self) -> Vec<Ack> {
-        self.acks.lock().expect("acks").clone()
-    }
-
-    async fn wait_acks_at(&self, site: &str, n: usize) {
-        let deadline = Instant::now() + SETTLE;
-        while self.acks().iter().filter(|a| a.site == site).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the writer did not get {n} writes acknowledged by {site}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) -> Vec<Ack> {
-        self.stop.cancel();
-        self.task.await.expect("writer task");
-        self.acks.lock().expect("acks").clone()
-    }
-}
-
-/// Time between the last write acknowledged by `from` and the first by `to`.
-fn write_pause(acks: &[Ack], from: &str, to: &str) -> Duration {
-    let last = acks
-        .iter()
-        .filter(|a| a.site == from)
-        .map(|a| a.at)
-        .max()
-        .expect("writes on the old primary");
-    let first = acks
-        .iter()
-        .filter(|a| a.site == to && a.at > last)
-        .map(|a| a.at)
-        .min()
-        .expect("writes on the new primary");
-    first - last
 }
 
 async fn ids_on(server: &PgServer) -> Vec<i64> {
@@ -247,6 +139,7 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
     writer.wait_acks_at("a", 50).await;
 
     step("switchover to b, asked of a follower (forwarded to the leader)");
+    let asked = Instant::now();
     let via = follower(&c).await;
     let reply = {
         let ctl = control(&c, via).await;
@@ -301,7 +194,7 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
 
     writer.wait_acks_at("b", 50).await;
     let acks = writer.stop().await;
-    let pause = write_pause(&acks, "a", "b");
+    let pause = write_pause(&acks, "a", "b", asked);
     eprintln!(
         "--- switchover write pause: {} ms ({} writes acknowledged)",
         pause.as_millis(),

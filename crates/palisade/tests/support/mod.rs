@@ -5,6 +5,7 @@
 
 pub mod pg;
 pub mod stack;
+pub mod writer;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
