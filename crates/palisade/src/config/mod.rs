@@ -589,6 +589,8 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
         assert_eq!(db.detector.report_ttl_ms, 1250);
         assert_eq!(db.renew_interval.as_millis(), 500);
         assert_eq!(db.primary.admin_dsn, db.primary.dsn);
+        assert_eq!(db.rejoin, RejoinPolicy::Automatic);
+        assert_eq!(db.switchover_catchup_timeout.as_millis(), 10_000);
         assert!(
             parse(GOOD).expect("valid").database.is_none(),
             "no [[database]]: witnesses only"
@@ -650,6 +652,18 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
             .0,
             "failover.on_primary_crash"
         );
+        assert_eq!(
+            key_of(&with(&format!(
+                "[failover]\nrejoin = \"sometimes\"\n{DATABASES}"
+            )))
+            .0,
+            "failover.rejoin"
+        );
+        let (key, reason) = key_of(&with(&format!(
+            "[failover]\nswitchover_catchup_timeout_ms = 10\n{DATABASES}"
+        )));
+        assert_eq!(key, "failover.switchover_catchup_timeout_ms");
+        assert!(reason.contains("probe.interval_ms"), "{reason}");
         let (key, _) = key_of(&with(&format!("{DATABASES}\n[[stonith]]\nsite = \"a\"\n")));
         assert_eq!(key, "stonith[0].command");
         let (key, _) = key_of(&with(&format!(
