@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{
     FailbackRequest, FailoverRequest, HistoryRequest, PauseRequest, ResumeRequest, StatusReply,
-    SwitchoverRequest,
+    SwitchoverRequest, WatchRequest,
 };
 use palisade_testkit::pg::{PgPair, PgServer};
 use support::pg::{start_cluster_rejoining, status, wait_status, FAST, SETTLE, SLOTS};
@@ -137,6 +137,32 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
     let c = start_cluster_rejoining(&pair, FAST).await;
     let writer = Writer::start(&pair).await;
     writer.wait_acks_at("a", 50).await;
+
+    step("watch the cluster's events from witness 3");
+    let mut events = control(&c, 3)
+        .await
+        .watch(WatchRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = events.message().await.expect("stream").expect("an event");
+    assert_eq!(first.kind, "snapshot", "{first:?}");
+    assert!(
+        first.text.contains("primary a, standby b"),
+        "{}",
+        first.text
+    );
+    let watched = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(e)) = events.message().await {
+            let done = e.kind == "rejoined";
+            seen.push((e.kind, e.text));
+            if done {
+                break;
+            }
+        }
+        seen
+    });
 
     step("switchover to b, asked of a follower (forwarded to the leader)");
     let asked = Instant::now();
