@@ -320,14 +320,20 @@ impl Agent {
     /// the agent rebuilds it (`pg_rewind`, else a base backup); the leader
     /// then sees it stream and records it as the standby.
     async fn rejoin(&self, db: &SiteDb, state: &palisade_core::ClusterState, epoch: u64, running: bool) {
-        let is_standby = self
-            .latest
-            .observation(&self.site)
-            .is_some_and(|o| o.in_recovery == Some(true));
+        let own = self.latest.observation(&self.site);
+        let is_standby = own.as_ref().is_some_and(|o| o.in_recovery == Some(true));
+        if running && own.as_ref().is_some_and(|o| o.is_streaming()) {
+            // A standby that streams (rebuilt by this agent, or by hand):
+            // the leader records the rejoin; nothing to rebuild.
+            return;
+        }
         if running && !is_standby {
             // Running and not known to be a standby: it may be the old
             // primary taking writes. Stop it first, without grace.
-            tracing::warn!(epoch, "old primary is running: fencing it before it rejoins");
+            tracing::warn!(
+                epoch,
+                "this site must be fenced (the old primary, until it rejoins as a standby): stopping the database"
+            );
             self.fence_now(db, epoch, true).await;
         }
         if self.settings.rejoin == RejoinPolicy::Manual {
