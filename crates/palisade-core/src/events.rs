@@ -141,7 +141,7 @@ pub fn between(old: &ClusterState, new: &ClusterState) -> Vec<Event> {
                 "automatic failover paused by {}{}{}",
                 m.by,
                 m.until_ms
-                    .map(|u| format!(" until {u} (Unix ms)"))
+                    .map(|u| format!(" for {} s", (u - m.since_ms).max(0) / 1000))
                     .unwrap_or_else(|| " until resumed".into()),
                 if m.reason.is_empty() {
                     String::new()

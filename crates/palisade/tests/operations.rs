@@ -251,6 +251,27 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
         ),
         ("a", "b")
     );
+
+    step("the watch stream saw the switchover step by step, then the rejoin");
+    let seen = tokio::time::timeout(SETTLE, watched)
+        .await
+        .expect("the watch stream reported the rejoin")
+        .expect("watch task");
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| *k != "leader")
+        .collect();
+    let mut want = vec!["operation_started"];
+    want.extend(["step_done"; 5]);
+    want.extend(["operation_finished", "rejoined"]);
+    assert_eq!(kinds, want, "{seen:?}");
+    assert!(
+        seen[0]
+            .1
+            .contains("switchover a → b began (operator alice@test)"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,7 +13,7 @@ use crate::table::{
 const IN_PROGRESS: &str = "in progress";
 
 /// The `history` table: operations oldest first (the one in progress
-/// last), then drills. With `steps`, each operation's steps and each
+/// last), then rejoins, then drills. With `steps`, each operation's steps and each
 /// drill's phases follow its row, indented.
 pub fn history_table(r: &HistoryReply, steps: bool) -> String {
     let mut out = String::from("operations\n");
@@ -24,7 +24,13 @@ pub fn history_table(r: &HistoryReply, steps: bool) -> String {
         let rows: Vec<Vec<String>> = ops.iter().map(|f| operation_row(f)).collect();
         let below: Vec<String> = ops
             .iter()
-            .map(|f| if steps { operation_steps(f) } else { String::new() })
+            .map(|f| {
+                if steps {
+                    operation_steps(f)
+                } else {
+                    String::new()
+                }
+            })
             .collect();
         out.push_str(&with_blocks(
             &render_table(
@@ -37,6 +43,26 @@ pub fn history_table(r: &HistoryReply, steps: bool) -> String {
         ));
     }
 
+    if !r.rejoins.is_empty() {
+        out.push_str("\nrejoins\n");
+        let rows: Vec<Vec<String>> = r
+            .rejoins
+            .iter()
+            .map(|j| {
+                vec![
+                    j.epoch.to_string(),
+                    text_or_none(&j.site),
+                    text_or_none(&j.primary_site),
+                    rfc3339_millis(j.at_ms),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &["EPOCH", "SITE", "STREAMS FROM", "AT"],
+            &rows,
+        ));
+    }
+
     out.push_str("\ndrills\n");
     if r.drills.is_empty() {
         out.push_str("  none\n");
@@ -45,7 +71,13 @@ pub fn history_table(r: &HistoryReply, steps: bool) -> String {
         let below: Vec<String> = r
             .drills
             .iter()
-            .map(|d| if steps { drill_phases(d) } else { String::new() })
+            .map(|d| {
+                if steps {
+                    drill_phases(d)
+                } else {
+                    String::new()
+                }
+            })
             .collect();
         out.push_str(&with_blocks(
             &render_table(
@@ -157,7 +189,7 @@ fn with_blocks(table: &str, blocks: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::fixtures;
-    use palisade_api::v1::DrillPhase;
+    use palisade_api::v1::{DrillPhase, RejoinSummary};
 
     fn history() -> HistoryReply {
         let mut switchover = fixtures::finished_failover();
@@ -181,6 +213,12 @@ mod tests {
             duration_ms: ms,
         };
         HistoryReply {
+            rejoins: vec![RejoinSummary {
+                site: "a".to_owned(),
+                epoch: 3,
+                at_ms: 1_700_000_060_000,
+                primary_site: "b".to_owned(),
+            }],
             operations: vec![fixtures::finished_failover(), switchover],
             in_progress: Some(running),
             drills: vec![DrillSummary {
@@ -188,10 +226,15 @@ mod tests {
                 who: "alice@ops".to_owned(),
                 started_at_ms: 1_700_000_000_000,
                 finished_at_ms: 1_700_003_723_000,
-                outcome: "failed: phase 2 (failover): switchover epoch 4 did not succeed".to_owned(),
+                outcome: "failed: phase 2 (failover): switchover epoch 4 did not succeed"
+                    .to_owned(),
                 phases: vec![
                     phase("checkpoint", "passed", 1200),
-                    phase("failover", "failed: switchover epoch 4 did not succeed", 3_600_000),
+                    phase(
+                        "failover",
+                        "failed: switchover epoch 4 did not succeed",
+                        3_600_000,
+                    ),
                     phase("failover-check", "skipped", 0),
                 ],
             }],
@@ -209,6 +252,10 @@ EPOCH  KIND        FROM  TO  TRIGGER             STARTED                   TOOK 
 3      failover    a     b   automatic           2023-11-14T22:13:20.000Z  4230 ms   completed
 4      switchover  b     a   operator:alice@ops  2023-11-14T22:13:20.000Z  10500 ms  aborted: standby a did not catch up within 10000 ms
 5      failback    a     b   automatic           2023-11-14T22:13:20.000Z  -         in progress
+
+rejoins
+EPOCH  SITE  STREAMS FROM  AT
+3      a     b             2023-11-14T22:14:20.000Z
 
 drills
 NAME       WHO        STARTED                   TOOK      OUTCOME                                                         PHASES
@@ -229,7 +276,9 @@ quarterly  alice@ops  2023-11-14T22:13:20.000Z  1h 2m 3s  failed: phase 2 (failo
             "got:\n{got}"
         );
         assert!(
-            got.contains("  verified     1800 ms  3 checks passed:\n    ok      database at b writable"),
+            got.contains(
+                "  verified     1800 ms  3 checks passed:\n    ok      database at b writable"
+            ),
             "got:\n{got}"
         );
         assert!(got.contains("in progress\n  no step done\n"), "got:\n{got}");

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use palisade_api::v1::{
     AnnotateReply, DatabaseView, DrillPhase, DrillSummary, Event, FailoverSummary, HistoryReply,
-    JournalReply, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PeerProgress, Role,
-    SearchView, StatusReply, StepTiming,
+    JournalReply, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PeerProgress,
+    RejoinSummary, Role, SearchView, StatusReply, StepTiming,
 };
 use serde::Serialize;
 
@@ -489,6 +489,8 @@ pub struct HistoryJson {
     pub in_progress: Option<FailoverJson>,
     /// Recorded drills, oldest first.
     pub drills: Vec<DrillJson>,
+    /// Old primaries that rejoined as streaming standbys, oldest first.
+    pub rejoins: Vec<RejoinJson>,
 }
 
 impl From<&HistoryReply> for HistoryJson {
@@ -497,6 +499,31 @@ impl From<&HistoryReply> for HistoryJson {
             operations: r.operations.iter().map(FailoverJson::from).collect(),
             in_progress: r.in_progress.as_ref().map(FailoverJson::from),
             drills: r.drills.iter().map(DrillJson::from).collect(),
+            rejoins: r.rejoins.iter().map(RejoinJson::from).collect(),
+        }
+    }
+}
+
+/// One rejoin in [`HistoryJson::rejoins`].
+#[derive(Debug, Serialize)]
+pub struct RejoinJson {
+    /// The old primary's site, now a standby.
+    pub site: String,
+    /// The epoch of the operation it rejoined after.
+    pub epoch: u64,
+    /// When the leader saw it stream, Unix ms.
+    pub at_ms: i64,
+    /// The primary it streams from.
+    pub primary_site: String,
+}
+
+impl From<&RejoinSummary> for RejoinJson {
+    fn from(r: &RejoinSummary) -> Self {
+        Self {
+            site: r.site.clone(),
+            epoch: r.epoch,
+            at_ms: r.at_ms,
+            primary_site: r.primary_site.clone(),
         }
     }
 }

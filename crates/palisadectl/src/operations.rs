@@ -264,10 +264,7 @@ impl OperationResult {
             ))),
             Some(WaitEnd::TimedOut { last, last_error }) => {
                 let seen = match last {
-                    Some(f) => format!(
-                        "last seen in progress with {} step(s) done",
-                        f.steps.len()
-                    ),
+                    Some(f) => format!("last seen in progress with {} step(s) done", f.steps.len()),
                     None => "never seen in progress".to_owned(),
                 };
                 let error = last_error
@@ -370,7 +367,6 @@ pub async fn command(
 pub async fn pause(
     target: &Target,
     client: &mut ControlClient<Channel>,
-    out: &Out,
     who: &str,
     for_: Option<Duration>,
     reason: &str,
@@ -384,7 +380,6 @@ pub async fn pause(
         .await
         .map_err(|s| target.rpc_failure("pause", &s))?
         .into_inner();
-    print_maintenance(out, &reply)?;
     Ok(reply)
 }
 
@@ -392,7 +387,6 @@ pub async fn pause(
 pub async fn resume(
     target: &Target,
     client: &mut ControlClient<Channel>,
-    out: &Out,
     who: &str,
 ) -> Result<MaintenanceReply, Failure> {
     let reply = client
@@ -402,11 +396,11 @@ pub async fn resume(
         .await
         .map_err(|s| target.rpc_failure("resume", &s))?
         .into_inner();
-    print_maintenance(out, &reply)?;
     Ok(reply)
 }
 
-fn print_maintenance(out: &Out, r: &MaintenanceReply) -> Result<(), Failure> {
+/// Prints a `pause` or `resume` reply.
+pub fn print_maintenance(out: &Out, r: &MaintenanceReply) -> Result<(), Failure> {
     if out.json() {
         return out.emit(&json::to_json(&MaintenanceReplyJson::from(r)));
     }

@@ -23,6 +23,20 @@ pub fn rfc3339_millis(unix_ms: i64) -> String {
     )
 }
 
+/// Unix milliseconds as a UTC timestamp fit for a file name, to the
+/// second: `20231114T221320Z` (RFC 3339's basic form, no `:`).
+pub fn compact_utc(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(MS_PER_DAY);
+    let secs = unix_ms.rem_euclid(MS_PER_DAY) / 1000;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01;
 /// Howard Hinnant's `civil_from_days`, which shifts the year to start in
 /// March so the leap day falls at its end.
@@ -42,6 +56,12 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_utc_is_file_name_safe() {
+        assert_eq!(compact_utc(1_700_000_000_123), "20231114T221320Z");
+        assert_eq!(compact_utc(0), "19700101T000000Z");
+    }
 
     #[test]
     fn rfc3339_of_known_timestamps() {

@@ -739,6 +739,46 @@ FAILOVER IN PROGRESS epoch 4: b -> a (operator:alice): DR drill
     }
 
     #[test]
+    fn operation_blocks_are_named_by_kind_and_maintenance_heads_the_table() {
+        let mut r = fixtures::failed_over();
+        let mut last = fixtures::finished_failover();
+        last.kind = "switchover".to_owned();
+        let mut running = fixtures::finished_failover();
+        running.kind = "failback".to_owned();
+        running.epoch = 4;
+        running.outcome.clear();
+        running.finished_at_ms = None;
+        running.steps.clear();
+        r.last_failover = Some(last);
+        r.failover_in_progress = Some(running);
+        r.maintenance = Some(Maintenance {
+            by: "alice@ops".to_owned(),
+            reason: "DR test\nphase 1".to_owned(),
+            since_ms: fixtures::FAILOVER_STARTED_MS,
+            until_ms: Some(fixtures::FAILOVER_STARTED_MS + 7_200_000),
+        });
+        let got = status_table(&r);
+        assert!(
+            got.starts_with(
+                "cluster palisade-local — answered by node 2, leader 1 (term 5)\n\
+                 PAUSED by alice@ops until 2023-11-15T00:13:20.000Z: DR test\\nphase 1\n\nID "
+            ),
+            "got:\n{got}"
+        );
+        assert!(
+            got.contains("\nFAILBACK IN PROGRESS epoch 4: a -> b (automatic): "),
+            "got:\n{got}"
+        );
+        assert!(
+            got.contains("\nlast switchover: epoch 3, a -> b (automatic), took 4230 ms\n"),
+            "got:\n{got}"
+        );
+        r.maintenance.as_mut().expect("paused").until_ms = None;
+        r.maintenance.as_mut().expect("paused").reason.clear();
+        assert!(status_table(&r).contains("\nPAUSED by alice@ops until resumed\n\n"));
+    }
+
+    #[test]
     fn without_leader_view_the_detector_is_unknown_and_views_may_be_missing() {
         let mut r = fixtures::failed_over();
         r.assessment.clear();

@@ -111,8 +111,10 @@ mod tests {
             serde_json::json!({"at_ms": 1_700_000_000_123_i64, "kind": "snapshot",
                                "epoch": null, "text": "epoch 0, primary a"})
         );
-        assert!(!json::to_json_line(&EventJson::from(&event("leader", 2, "x")))
-            .trim_end()
-            .contains('\n'));
+        assert!(
+            !json::to_json_line(&EventJson::from(&event("leader", 2, "x")))
+                .trim_end()
+                .contains('\n')
+        );
     }
 }

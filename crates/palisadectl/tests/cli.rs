@@ -2,32 +2,94 @@
 //! and against an in-process fake witness serving `palisade.v1.Control`, and
 //! checks exit codes, stdout and the one-line stderr contract.
 
-use std::net::SocketAddr;
-use std::process::Output;
+mod fake;
 
-use palisade_api::v1::control_server::{Control, ControlServer};
-use palisade_api::v1::{
-    AnnotateReply, AnnotateRequest, DatabaseView, FailoverSummary, JournalEntry, JournalReply,
-    JournalRequest, NodeStatus, Role, SearchView, StatusReply, StatusRequest, StepTiming,
-};
-use tonic::transport::server::TcpIncoming;
-use tonic::{Code, Request, Response, Status};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-/// Runs palisadectl with `args` and a clean environment for its own
-/// variables, so the caller's shell cannot change the outcome.
-async fn palisadectl(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_palisadectl"))
-        .args(args)
+use fake::{serve, Cluster, Ending, FakeWitness};
+use palisade_api::v1::Event;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tonic::Code;
+
+/// palisadectl with `args` and a clean environment for its own variables,
+/// so the caller's shell cannot change the outcome; `$USER` is `tester`.
+fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_palisadectl"));
+    cmd.args(args)
         .env_remove("PALISADE_ENDPOINT")
         .env_remove("PALISADE_TIMEOUT_MS")
+        .env_remove("PALISADE_WHO")
         .env("USER", "tester")
-        .output()
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs palisadectl with `args` (see [`command`]).
+async fn palisadectl(args: &[&str]) -> Output {
+    command(args).output().await.expect("run palisadectl")
+}
+
+/// Runs palisadectl with `args` in `dir`, `input` on its stdin.
+async fn palisadectl_in(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = command(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn palisadectl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(input.as_bytes())
         .await
-        .expect("run palisadectl")
+        .expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().await.expect("run palisadectl")
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The last stderr line, which carries the error after any progress lines
+/// (`--output json` sends progress to stderr); asserts its prefix.
+fn last_stderr_line(o: &Output) -> String {
+    let err = stderr(o);
+    let last = err.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("palisadectl: "), "unprefixed: {err:?}");
+    last
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {o:?}"))
+}
+
+/// Asserts that `out` has a line that starts with `start` and ends with
+/// `end` (the part between is a measured duration).
+fn has_timed_line(out: &str, start: &str, end: &str) {
+    assert!(
+        out.lines().any(|l| l.starts_with(start)
+            && l.ends_with(end)
+            && l.len() >= start.len() + end.len()),
+        "missing {start:?}…{end:?} in:\n{out}"
+    );
+}
+
+/// Asserts that `out` has each of `lines` as a whole line.
+fn has_lines(out: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            out.lines().any(|l| l == *line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
 }
 
 /// Asserts the stderr contract: exactly one line, prefixed, and returns it.
@@ -63,156 +125,9 @@ async fn unknown_flag_exits_2() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
 
-/// A witness that answers with canned replies.
-#[derive(Clone)]
-struct FakeWitness {
-    leader_id: Option<u64>,
-    /// `Some` makes `annotate` fail with this status.
-    annotate_error: Option<(Code, &'static str)>,
-}
-
-#[tonic::async_trait]
-impl Control for FakeWitness {
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        let node = |id: u64, role: Role| NodeStatus {
-            id,
-            site: format!("site-{id}"),
-            role: role as i32,
-            term: 5,
-            leader_id: self.leader_id,
-            last_log_index: Some(12),
-            last_applied_index: Some(12),
-            snapshot_index: None,
-            raft_addr: format!("127.0.0.1:730{id}"),
-            control_addr: format!("127.0.0.1:740{id}"),
-            error: String::new(),
-            replication: vec![],
-            millis_since_quorum_ack: None,
-            databases: vec![
-                DatabaseView {
-                    site: "site-1".to_owned(),
-                    reachable: true,
-                    in_recovery: Some(false),
-                    lsn: "0/3000148".to_owned(),
-                    latency_ms: 2,
-                    age_ms: 150,
-                    ..Default::default()
-                },
-                DatabaseView {
-                    site: "site-2".to_owned(),
-                    reachable: false,
-                    error: "refused: connection refused".to_owned(),
-                    latency_ms: 1,
-                    age_ms: 150,
-                    ..Default::default()
-                },
-            ],
-            search: vec![SearchView {
-                site: "site-1".to_owned(),
-                reachable: true,
-                status: "green".to_owned(),
-                number_of_nodes: Some(3),
-                latency_ms: 5,
-                age_ms: 150,
-                ..Default::default()
-            }],
-            // Both sites' apps on: the table must warn.
-            monitors_enabled: Some(true),
-            ..Default::default()
-        };
-        let role = if self.leader_id.is_some() {
-            Role::Leader
-        } else {
-            Role::Candidate
-        };
-        Ok(Response::new(StatusReply {
-            node_id: 1,
-            leader_id: self.leader_id,
-            term: 5,
-            cluster_name: "fake".to_owned(),
-            nodes: vec![node(1, role), node(2, Role::Follower)],
-            replication: vec![],
-            epoch: 2,
-            primary_site: "site-1".to_owned(),
-            standby_site: "site-2".to_owned(),
-            replication_mode: "sync".to_owned(),
-            // Only a leader has a detector to report.
-            assessment: match self.leader_id {
-                Some(_) => "suspect: primary down for 2000 ms of the 10000 ms quorum requires",
-                None => "",
-            }
-            .to_owned(),
-            standby_needs_rejoin: true,
-            failover_in_progress: None,
-            last_failover: Some(FailoverSummary {
-                epoch: 2,
-                from_site: "site-2".to_owned(),
-                to_site: "site-1".to_owned(),
-                trigger: "operator:tester".to_owned(),
-                reason: "DR drill".to_owned(),
-                steps: vec![StepTiming {
-                    step: "fenced".to_owned(),
-                    started_at_ms: 1_700_000_000_000,
-                    done_at_ms: 1_700_000_000_250,
-                    detail: "lease expired".to_owned(),
-                }],
-                outcome: "aborted: standby too far behind".to_owned(),
-                started_at_ms: 1_700_000_000_000,
-                finished_at_ms: Some(1_700_000_000_900),
-                evidence_json: r#"{"down_for_ms": 0, "replication": "sync"}"#.to_owned(),
-            }),
-        }))
-    }
-
-    async fn annotate(
-        &self,
-        request: Request<AnnotateRequest>,
-    ) -> Result<Response<AnnotateReply>, Status> {
-        if let Some((code, message)) = self.annotate_error {
-            return Err(Status::new(code, message));
-        }
-        let r = request.into_inner();
-        // Echo the author back through the log index so the test can see
-        // which author reached the server.
-        let log_index = if r.author == "tester" { 13 } else { 0 };
-        Ok(Response::new(AnnotateReply {
-            log_index,
-            leader_id: 1,
-        }))
-    }
-
-    async fn journal(&self, _: Request<JournalRequest>) -> Result<Response<JournalReply>, Status> {
-        Ok(Response::new(JournalReply {
-            entries: vec![JournalEntry {
-                log_index: 13,
-                at_unix_ms: 1_700_000_000_123,
-                author: "tester".to_owned(),
-                text: "DR drill".to_owned(),
-            }],
-        }))
-    }
-}
-
-/// Serves `witness` on an ephemeral port for the rest of the test.
-async fn serve(witness: FakeWitness) -> String {
-    let incoming =
-        TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind ephemeral port");
-    let addr = incoming.local_addr().expect("local addr");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ControlServer::new(witness))
-            .serve_with_incoming(incoming),
-    );
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn status_with_leader_prints_table_and_exits_0() {
-    let endpoint = serve(FakeWitness {
-        leader_id: Some(1),
-        annotate_error: None,
-    })
-    .await;
+    let endpoint = serve(&FakeWitness::new(Cluster::canned(Some(1)))).await;
     let o = palisadectl(&["--endpoint", &endpoint, "status"]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
@@ -248,11 +163,7 @@ async fn status_with_leader_prints_table_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_json_carries_databases_detector_and_last_failover() {
-    let endpoint = serve(FakeWitness {
-        leader_id: Some(1),
-        annotate_error: None,
-    })
-    .await;
+    let endpoint = serve(&FakeWitness::new(Cluster::canned(Some(1)))).await;
     let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "status"]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
@@ -268,7 +179,7 @@ async fn status_json_carries_databases_detector_and_last_failover() {
     assert_eq!(
         v["last_failover"],
         serde_json::json!({
-            "epoch": 2, "from_site": "site-2", "to_site": "site-1",
+            "epoch": 2, "kind": "failover", "from_site": "site-2", "to_site": "site-1",
             "trigger": "operator:tester", "reason": "DR drill",
             "outcome": "aborted: standby too far behind",
             "started_at_ms": 1_700_000_000_000_i64,
@@ -302,15 +213,12 @@ async fn status_json_carries_databases_detector_and_last_failover() {
         v["monitors_enabled"],
         serde_json::json!({"site-1": true, "site-2": true})
     );
+    assert!(v["maintenance"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_without_leader_prints_json_then_exits_4() {
-    let endpoint = serve(FakeWitness {
-        leader_id: None,
-        annotate_error: None,
-    })
-    .await;
+    let endpoint = serve(&FakeWitness::new(Cluster::canned(None))).await;
     // --output after the subcommand: it is a global flag.
     let o = palisadectl(&["--endpoint", &endpoint, "status", "--output", "json"]).await;
     assert_eq!(o.status.code(), Some(4), "{o:?}");
@@ -325,11 +233,9 @@ async fn status_without_leader_prints_json_then_exits_4() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_annotate_exits_5_with_the_server_message() {
-    let endpoint = serve(FakeWitness {
-        leader_id: None,
-        annotate_error: Some((Code::Unavailable, "no leader to forward to")),
-    })
-    .await;
+    let mut cluster = Cluster::canned(None);
+    cluster.annotate_error = Some((Code::Unavailable, "no leader to forward to"));
+    let endpoint = serve(&FakeWitness::new(cluster)).await;
     let o = palisadectl(&["--endpoint", &endpoint, "annotate", "drill"]).await;
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     let err = one_stderr_line(&o);
@@ -340,21 +246,43 @@ async fn rejected_annotate_exits_5_with_the_server_message() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn annotate_sends_user_as_author_and_journal_lists_it() {
-    let endpoint = serve(FakeWitness {
-        leader_id: Some(1),
-        annotate_error: None,
-    })
-    .await;
+async fn annotate_sends_who_as_author_and_journal_lists_it() {
+    let fake = FakeWitness::new(Cluster::canned(Some(1)));
+    let endpoint = serve(&fake).await;
     let o = palisadectl(&["--endpoint", &endpoint, "annotate", "DR drill"]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o), "noted at log index 13 (leader 1)\n");
+    // --who wins over the default; --author over --who.
+    let o = palisadectl(&["--endpoint", &endpoint, "--who", "bob", "annotate", "b"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "bob",
+        "annotate",
+        "--author",
+        "carol",
+        "c",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let log = fake.state().log.clone();
+    assert_eq!(log.len(), 3, "{log:?}");
+    // The default who is $USER@<hostname>.
+    assert!(
+        log[0].starts_with("annotate author=tester@") && log[0].ends_with(" text=DR drill"),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[1..],
+        ["annotate author=bob text=b", "annotate author=carol text=c"]
+    );
 
     let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "journal"]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
     assert_eq!(
-        v,
+        json_of(&o),
         serde_json::json!({"entries": [{
             "log_index": 13, "at_unix_ms": 1_700_000_000_123_i64,
             "author": "tester", "text": "DR drill"
@@ -367,4 +295,1267 @@ async fn annotate_sends_user_as_author_and_journal_lists_it() {
         "INDEX  WHEN                      AUTHOR  TEXT\n\
          13     2023-11-14T22:13:20.123Z  tester  DR drill\n"
     );
+}
+
+#[tokio::test]
+async fn blank_who_exits_2_naming_the_flag_where_it_is_sent() {
+    // Checked before anything is contacted (port 1 is closed).
+    let o = palisadectl(&["--endpoint", "http://127.0.0.1:1", "--who", "  ", "pause"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = one_stderr_line(&o);
+    assert!(err.contains("invalid --who"), "{err}");
+    assert!(err.contains("must not be empty"), "{err}");
+}
+
+/// A healthy fake cluster served on an ephemeral port.
+async fn healthy() -> (FakeWitness, String) {
+    let fake = FakeWitness::new(Cluster::healthy());
+    let endpoint = serve(&fake).await;
+    (fake, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switchover_waits_printing_each_step_then_the_outcome() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "ops",
+        "switchover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "\
+switchover site-1 -> site-2 committed: epoch 3 (leader 1)
+waiting for epoch 3 to finish (up to 2m)
+  fenced        120 ms  stopped (fast shutdown)
+  promoted      800 ms  promoted at 0/3000148
+  app-flipped    60 ms  site-1: monitorsEnabled true -> false; site-2: false -> true
+  repointed      90 ms  haproxy -> site-2
+  verified      300 ms  2 checks passed:
+    ok      database at site-2 writable
+    ok      exactly one monitorsEnabled=true (site-2)
+switchover epoch 3 completed in 1380 ms
+"
+    );
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    assert_eq!(fake.state().log, ["switchover to=site-2 who=ops"]);
+    assert_eq!(fake.state().primary, "site-2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_rides_out_a_witness_without_a_leader() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().status_errors = 3;
+    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    for step in ["fenced", "promoted", "app-flipped", "repointed", "verified"] {
+        assert!(
+            out.contains(&format!("\n  {step} ")),
+            "{step} missing:\n{out}"
+        );
+    }
+    assert!(
+        out.ends_with("switchover epoch 3 completed in 1380 ms\n"),
+        "{out}"
+    );
+    assert_eq!(
+        fake.state().status_errors,
+        0,
+        "the failing polls were not made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switchover_json_is_one_document_with_the_final_summary() {
+    let (_fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--output",
+        "json",
+        "switchover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    for (key, value) in [
+        ("epoch", serde_json::json!(3)),
+        ("kind", serde_json::json!("switchover")),
+        ("from_site", serde_json::json!("site-1")),
+        ("to_site", serde_json::json!("site-2")),
+        ("leader_id", serde_json::json!(1)),
+        ("data_loss_bound", serde_json::Value::Null),
+        ("waited", serde_json::json!(true)),
+        ("finished", serde_json::json!(true)),
+        ("succeeded", serde_json::json!(true)),
+    ] {
+        assert_eq!(v[key], value, "{key}: {v}");
+    }
+    let summary = &v["summary"];
+    assert_eq!(summary["kind"], "switchover");
+    assert_eq!(summary["outcome"], "completed");
+    assert_eq!(summary["duration_ms"], 1380);
+    assert_eq!(
+        summary["trigger"],
+        "operator:tester@".to_owned() + &hostname()
+    );
+    let steps: Vec<&str> = summary["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        steps,
+        ["fenced", "promoted", "app-flipped", "repointed", "verified"]
+    );
+    // Progress went to stderr, leaving stdout to the JSON.
+    assert!(
+        stderr(&o).contains("  fenced        120 ms"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The hostname palisadectl puts after `$USER@`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aborted_switchover_exits_6_with_the_outcome() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().next_ending = Ending::Aborts;
+    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let abort =
+        "aborted: standby site-2 did not catch up within 10000 ms; site-1 resumes as primary";
+    has_lines(
+        &stdout(&o),
+        &[
+            "  fenced        120 ms  stopped (fast shutdown)",
+            &format!("switchover epoch 3 {abort} in 130 ms"),
+        ],
+    );
+    assert!(!stdout(&o).contains("promoted"), "{}", stdout(&o));
+    assert_eq!(
+        one_stderr_line(&o),
+        format!("palisadectl: switchover epoch 3 did not succeed: {abort}")
+    );
+    assert_eq!(fake.state().primary, "site-1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completed_with_failed_checks_exits_6_and_json_says_not_succeeded() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().next_ending = Ending::FailedChecks;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--output",
+        "json",
+        "failover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["kind"], "failover");
+    assert_eq!(v["finished"], true);
+    assert_eq!(v["succeeded"], false);
+    assert_eq!(
+        v["summary"]["outcome"],
+        "completed_with_failed_checks: FAILED webhook: HTTP 500"
+    );
+    assert!(
+        stderr(&o).contains("    FAILED  webhook: HTTP 500\n"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        last_stderr_line(&o),
+        "palisadectl: failover epoch 3 did not succeed: \
+         completed_with_failed_checks: FAILED webhook: HTTP 500"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_that_times_out_exits_7_with_what_was_seen() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().next_ending = Ending::Never;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--output",
+        "json",
+        "switchover",
+        "--to",
+        "site-2",
+        "--wait-timeout",
+        "1s",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["waited"], true);
+    assert_eq!(v["finished"], false);
+    assert!(v["succeeded"].is_null());
+    assert!(v["summary"]["outcome"].is_null(), "{v}");
+    assert!(v["summary"]["steps"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty()));
+    let err = last_stderr_line(&o);
+    assert!(
+        err.starts_with("palisadectl: gave up waiting for switchover epoch 3 after 1s (last seen in progress with "),
+        "{err}"
+    );
+    assert!(err.contains("it may still be running"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_wait_returns_once_committed() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--no-wait",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "switchover site-1 -> site-2 committed: epoch 3 (leader 1)\n\
+         not waiting (--no-wait): follow epoch 3 with `palisadectl status` or `palisadectl watch`\n"
+    );
+    // Nothing asked for Status, so the fake's operation has not moved.
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "status"]).await;
+    let v = json_of(&o);
+    assert_eq!(v["failover_in_progress"]["kind"], "switchover");
+    assert_eq!(v["failover_in_progress"]["epoch"], 3);
+    assert_eq!(fake.state().log.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_operations_exit_5_with_the_server_message() {
+    let (fake, endpoint) = healthy().await;
+    for (args, message) in [
+        (
+            &["switchover", "--to", "site-1"][..],
+            "rejected switchover: site-1 is already the primary (FailedPrecondition)",
+        ),
+        (
+            &["failover", "--to", "mars"][..],
+            "rejected failover: unknown site \"mars\" (InvalidArgument)",
+        ),
+    ] {
+        let mut full = vec!["--endpoint", &endpoint];
+        full.extend_from_slice(args);
+        let o = palisadectl(&full).await;
+        assert_eq!(o.status.code(), Some(5), "{o:?}");
+        assert_eq!(
+            one_stderr_line(&o),
+            format!("palisadectl: {endpoint} {message}")
+        );
+        assert!(stdout(&o).is_empty());
+    }
+    assert_eq!(fake.state().epoch, 2, "nothing was committed");
+}
+
+#[tokio::test]
+async fn force_without_its_confirmation_is_a_usage_error_naming_the_missing_flag() {
+    // Port 1: the usage error comes before anything is contacted.
+    for (flag, missing) in [
+        ("--force", "--yes-i-accept-data-loss"),
+        ("--yes-i-accept-data-loss", "--force"),
+    ] {
+        let o = palisadectl(&[
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "failover",
+            "--to",
+            "b",
+            flag,
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        assert!(stderr(&o).contains(missing), "{flag}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_target_needs_force_and_the_data_loss_bound_is_printed() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().target_lags = true;
+    let o = palisadectl(&["--endpoint", &endpoint, "failover", "--to", "site-2"]).await;
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(one_stderr_line(&o).contains("site-2 lags by 3 s of commits"));
+
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "failover",
+        "--to",
+        "site-2",
+        "--force",
+        "--yes-i-accept-data-loss",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    has_lines(
+        &out,
+        &[
+            "failover site-1 -> site-2 committed: epoch 3 (leader 1)",
+            "WARNING: DATA MAY BE LOST: up to 3 s of commits (1.2 MB of WAL) since 0/3000148",
+            "failover epoch 3 completed in 1380 ms",
+        ],
+    );
+    let log = fake.state().log.clone();
+    assert!(
+        log[1].starts_with("failover to=site-2 who=tester@")
+            && log[1].ends_with(" force=true accept_data_loss=true"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failback_is_refused_until_the_old_primary_rejoined() {
+    let (_fake, endpoint) = healthy().await;
+    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = palisadectl(&["--endpoint", &endpoint, "failback"]).await;
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(one_stderr_line(&o)
+        .ends_with("rejected failback: site-1 has not rejoined yet (FailedPrecondition)"));
+    // The fake rejoins the old primary after two more Status calls.
+    for _ in 0..2 {
+        palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    }
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "failback"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["kind"], "failback");
+    assert_eq!(
+        (v["from_site"].as_str(), v["to_site"].as_str()),
+        (Some("site-2"), Some("site-1"))
+    );
+    assert_eq!(v["succeeded"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_shows_in_status_and_resume_clears_it() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "alice",
+        "pause",
+        "--for",
+        "1h30m",
+        "--reason",
+        "DR test",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // Paused at T0 + 1 h = 23:13:20, for 1 h 30 min.
+    assert_eq!(
+        stdout(&o),
+        "PAUSED by alice until 2023-11-15T00:43:20.000Z: DR test (leader 1)\n\
+         automatic failover is off; operations are refused until `palisadectl resume` \
+         or 2023-11-15T00:43:20.000Z\n"
+    );
+    assert_eq!(
+        fake.state().log,
+        ["pause who=alice reason=DR test for_ms=Some(5400000)"]
+    );
+
+    let o = palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(
+            "cluster fake — answered by node 1, leader 1 (term 5)\n\
+             PAUSED by alice until 2023-11-15T00:43:20.000Z: DR test\n\n"
+        ),
+        "{out}"
+    );
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "status"]).await;
+    assert_eq!(
+        json_of(&o)["maintenance"],
+        serde_json::json!({"by": "alice", "reason": "DR test",
+                           "since_ms": 1_700_003_600_000_i64, "until_ms": 1_700_009_000_000_i64})
+    );
+
+    // While paused, operations are refused.
+    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(one_stderr_line(&o).contains("paused"));
+
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "resume"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        json_of(&o),
+        serde_json::json!({"maintenance": null, "leader_id": 1})
+    );
+    let o = palisadectl(&["--endpoint", &endpoint, "resume"]).await;
+    assert_eq!(
+        stdout(&o),
+        "resumed: automatic failover is on again (leader 1)\n"
+    );
+
+    // Without --for: until resumed, for_ms unset.
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "pause"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert!(v["maintenance"]["until_ms"].is_null(), "{v}");
+    assert_eq!(v["maintenance"]["reason"], "");
+    assert!(fake
+        .state()
+        .log
+        .last()
+        .is_some_and(|l| l.ends_with("for_ms=None")));
+    let o = palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    assert!(stdout(&o).contains(&format!(
+        "\nPAUSED by tester@{} until resumed\n",
+        hostname()
+    )));
+}
+
+#[tokio::test]
+async fn a_bad_pause_duration_is_a_usage_error_naming_for() {
+    let o = palisadectl(&["--endpoint", "http://127.0.0.1:1", "pause", "--for", "2x"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = stderr(&o);
+    assert!(err.contains("--for"), "{err}");
+    assert!(err.contains("unknown time unit"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_lists_operations_rejoins_and_drills() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().next_ending = Ending::Aborts;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "ops",
+        "switchover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "ops",
+        "switchover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    fake.state().next_ending = Ending::Completes;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "ops",
+        "switchover",
+        "--to",
+        "site-2",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for _ in 0..2 {
+        palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    }
+
+    let o = palisadectl(&["--endpoint", &endpoint, "history"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    has_lines(
+        &out,
+        &[
+            "operations",
+            "EPOCH  KIND        FROM    TO      TRIGGER       STARTED                   TOOK     OUTCOME",
+            // Table lines are cut at 160 characters.
+            "3      switchover  site-1  site-2  operator:ops  2023-11-14T22:18:20.000Z  130 ms   aborted: standby site-2 did not catch up within 10000 ms; site-1 resumes as…",
+            "5      switchover  site-1  site-2  operator:ops  2023-11-14T22:21:40.000Z  1380 ms  completed",
+            "rejoins",
+            "EPOCH  SITE    STREAMS FROM  AT",
+            "5      site-1  site-2        2023-11-14T22:21:45.000Z",
+            "drills",
+            "  none",
+        ],
+    );
+    assert!(!out.contains("  fenced"), "{out}");
+    let o = palisadectl(&["--endpoint", &endpoint, "history", "--steps"]).await;
+    assert!(
+        stdout(&o).contains("  operator:ops  2023-11-14T22:21:40.000Z  1380 ms  completed\n  fenced        120 ms  stopped (fast shutdown)\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "history"]).await;
+    let v = json_of(&o);
+    let mut keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["drills", "in_progress", "operations", "rejoins"]);
+    assert_eq!(v["operations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["operations"][2]["kind"], "switchover");
+    assert_eq!(v["operations"][2]["outcome"], "completed");
+    assert!(v["in_progress"].is_null());
+    assert_eq!(
+        v["rejoins"],
+        serde_json::json!([{"site": "site-1", "epoch": 5,
+                            "at_ms": 1_700_000_505_000_i64, "primary_site": "site-2"}])
+    );
+    assert_eq!(v["drills"], serde_json::json!([]));
+}
+
+fn events() -> Vec<Event> {
+    let e = |kind: &str, epoch: u64, text: &str| Event {
+        at_ms: 1_700_000_000_123,
+        kind: kind.to_owned(),
+        epoch,
+        text: text.to_owned(),
+    };
+    vec![
+        e("snapshot", 2, "primary site-1, standby site-2, leader 1"),
+        e("operation_started", 3, "switchover site-1 -> site-2 by ops"),
+        e("step_done", 3, "fenced: stopped (fast shutdown)"),
+        e("note", 0, "ops: drill\nstarted"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_prints_each_event_and_exits_3_when_the_stream_ends() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().events = events();
+    let o = palisadectl(&["--endpoint", &endpoint, "watch"]).await;
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "\
+2023-11-14T22:13:20.123Z  snapshot            epoch 2   primary site-1, standby site-2, leader 1
+2023-11-14T22:13:20.123Z  operation_started   epoch 3   switchover site-1 -> site-2 by ops
+2023-11-14T22:13:20.123Z  step_done           epoch 3   fenced: stopped (fast shutdown)
+2023-11-14T22:13:20.123Z  note                -         ops: drill\\nstarted
+"
+    );
+    assert_eq!(
+        one_stderr_line(&o),
+        format!("palisadectl: watch stream from {endpoint} ended: the witness closed it")
+    );
+
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "watch"]).await;
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"at_ms": 1_700_000_000_123_i64, "kind": "snapshot", "epoch": 2,
+                           "text": "primary site-1, standby site-2, leader 1"})
+    );
+    assert!(lines[3]["epoch"].is_null());
+    assert_eq!(lines[3]["text"], "ops: drill\nstarted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_runs_until_ctrl_c_and_then_exits_0() {
+    let (fake, endpoint) = healthy().await;
+    {
+        let mut c = fake.state();
+        c.events = events();
+        c.keep_watch_open = true;
+    }
+    // A request timeout shorter than the test: the stream must not be cut
+    // by it.
+    let mut child = command(&["--endpoint", &endpoint, "--timeout", "300", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..4 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("an event within 10 s")
+            .expect("read")
+            .expect("a line");
+        assert!(line.starts_with("2023-11-14T22:13:20.123Z  "), "{line}");
+    }
+    // Past the request timeout and still running.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "watch ended by itself"
+    );
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// A plan for the fake's sites with every kind of step and check.
+const PLAN: &str = r#"
+name = "fake-drill"
+description = "CLI test of the whole DR test"
+
+[[phase]]
+name = "checkpoint"
+steps = [
+  { annotate = "DR test: checkpoint" },
+  { pause = "2h", reason = "DR test" },
+  { run = "echo backup-done > backup.txt", timeout = "30s" },
+  { manual = "Reboot the standby servers now" },
+]
+checks = ["leader", "paused"]
+
+[[phase]]
+name = "check"
+checks = ["leader", "one-primary", "standby-streaming", "monitors-one", "not-in-progress", "search-healthy"]
+
+[[phase]]
+name = "failover"
+steps = [{ resume = true }, { switchover = "site-2" }]
+
+[[phase]]
+name = "failover-check"
+steps = [{ wait_rejoined = "30s" }]
+checks = ["one-primary", "standby-streaming", "monitors-one", "not-paused", "not-in-progress"]
+
+[[phase]]
+name = "failback"
+steps = [{ failback = true, timeout = "1m" }]
+
+[[phase]]
+name = "failback-check"
+steps = [{ wait_rejoined = "30s" }]
+checks = ["one-primary", "standby-streaming", "monitors-one"]
+"#;
+
+/// A temporary directory holding `plan.toml` with `text`.
+fn plan_dir(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plan.toml"), text).expect("write plan");
+    dir
+}
+
+/// The `.md` and `.json` reports in `dir`.
+fn reports(dir: &Path) -> (String, serde_json::Value) {
+    let mut md = None;
+    let mut json = None;
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if name.starts_with("fake-drill-") && name.ends_with(".md") {
+            assert!(md.is_none(), "two reports");
+            md = Some(std::fs::read_to_string(&path).expect("read md"));
+        } else if name.starts_with("fake-drill-") && name.ends_with(".json") {
+            assert!(json.is_none(), "two reports");
+            let text = std::fs::read_to_string(&path).expect("read json");
+            json = Some(serde_json::from_str(&text).expect("report is JSON"));
+        }
+    }
+    (md.expect("a .md report"), json.expect("a .json report"))
+}
+
+fn phase_outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name").to_owned(),
+                p["outcome"].as_str().expect("outcome").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_runs_every_phase_writes_both_reports_and_records_itself() {
+    let (fake, endpoint) = healthy().await;
+    let dir = plan_dir(PLAN);
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            &endpoint,
+            "--who",
+            "drill-op",
+            "drill",
+            "run",
+            "plan.toml",
+            "--yes",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}\n{}", stdout(&o));
+    let out = stdout(&o);
+    has_lines(
+        &out,
+        &[
+            &format!("drill fake-drill: 6 phase(s) from plan.toml, run by drill-op via {endpoint}"),
+            "phase 1/6: checkpoint",
+            "  1. annotate \"DR test: checkpoint\"",
+            "  4. manual: Reboot the standby servers now",
+            "  check leader            ok      leader 1; all 2 witnesses reachable",
+            "  2. switchover to site-2",
+            "       switchover site-1 -> site-2 committed: epoch 3 (leader 1)",
+            "         fenced        120 ms  stopped (fast shutdown)",
+            "       switchover epoch 3 completed in 1380 ms",
+            "  check standby-streaming ok      standby site-2 streams, seen by witness(es) 1, 2",
+            "recorded in the cluster history (leader 1)",
+        ],
+    );
+    has_timed_line(
+        &out,
+        "     passed (",
+        " ms): noted at log index 13 (leader 1)",
+    );
+    has_timed_line(&out, "     passed (", " ms): not waited for (--yes)");
+    has_timed_line(
+        &out,
+        "     passed (",
+        "): switchover epoch 3 completed in 1380 ms",
+    );
+    has_timed_line(&out, "phase 3/6: failover passed (", ")");
+    has_timed_line(&out, "drill fake-drill passed in ", "");
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // The run step ran in the current directory.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("backup.txt")).expect("backup.txt"),
+        "backup-done\n"
+    );
+
+    let (md, report) = reports(dir.path());
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["outcome"], "passed");
+    assert_eq!(report["who"], "drill-op");
+    assert_eq!(report["recorded"], true);
+    assert!(report["record_error"].is_null());
+    let names: Vec<(String, String)> = [
+        "checkpoint",
+        "check",
+        "failover",
+        "failover-check",
+        "failback",
+        "failback-check",
+    ]
+    .iter()
+    .map(|n| ((*n).to_owned(), "passed".to_owned()))
+    .collect();
+    assert_eq!(phase_outcomes(&report), names);
+    let switchover = &report["phases"][2]["steps"][1];
+    assert_eq!(switchover["action"], "switchover");
+    assert_eq!(switchover["outcome"], "passed");
+    assert_eq!(
+        switchover["detail"],
+        "switchover epoch 3 completed in 1380 ms"
+    );
+    assert_eq!(
+        switchover["operation"]["summary"]["steps"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    assert_eq!(
+        report["phases"][1]["checks"].as_array().map(Vec::len),
+        Some(6)
+    );
+    assert!(report["phases"][1]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .all(|c| c["outcome"] == "passed"));
+    assert!(md.starts_with("# DR drill `fake-drill`: PASSED\n"), "{md}");
+    assert!(md.contains("\n| 3 | failover | passed | "), "{md}");
+    assert!(
+        md.contains("\n| fenced | 120 ms | stopped (fast shutdown) |\n"),
+        "{md}"
+    );
+
+    // What reached the server; the guard is gone before the next await.
+    {
+        let c = fake.state();
+        assert_eq!(c.drills.len(), 1);
+        let d = &c.drills[0];
+        assert_eq!(
+            (d.name.as_str(), d.who.as_str(), d.outcome.as_str()),
+            ("fake-drill", "drill-op", "passed")
+        );
+        let recorded: Vec<(&str, &str)> = d
+            .phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("checkpoint", "passed"),
+                ("check", "passed"),
+                ("failover", "passed"),
+                ("failover-check", "passed"),
+                ("failback", "passed"),
+                ("failback-check", "passed")
+            ]
+        );
+        assert!(d.finished_at_ms >= d.started_at_ms);
+        let actions: Vec<&str> = c
+            .log
+            .iter()
+            .map(|l| l.split(' ').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "annotate",
+                "pause",
+                "resume",
+                "switchover",
+                "failback",
+                "record_drill"
+            ]
+        );
+        assert_eq!(
+            c.log[1],
+            "pause who=drill-op reason=DR test for_ms=Some(7200000)"
+        );
+        assert_eq!(c.primary, "site-1");
+    }
+
+    // The recorded drill in `history`.
+    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "history"]).await;
+    let d = &json_of(&o)["drills"][0];
+    let mut keys: Vec<&String> = d.as_object().expect("drill").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "duration_ms",
+            "finished_at_ms",
+            "name",
+            "outcome",
+            "phases",
+            "started_at_ms",
+            "who"
+        ]
+    );
+    assert_eq!(
+        d["phases"][2],
+        serde_json::json!({
+            "name": "failover", "outcome": "passed",
+            "duration_ms": report["phases"][2]["duration_ms"]
+        })
+    );
+    let o = palisadectl(&["--endpoint", &endpoint, "history"]).await;
+    assert!(
+        stdout(&o).contains("\nfake-drill  drill-op  "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("  passed   6 passed\n"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_phase_skips_the_rest_still_reports_and_exits_6() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().next_ending = Ending::Aborts;
+    let dir = plan_dir(PLAN);
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            &endpoint,
+            "--output",
+            "json",
+            "drill",
+            "run",
+            "plan.toml",
+            "--yes",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let why = "phase 3 (failover): step 2 (switchover): switchover epoch 3 did not succeed: \
+               aborted: standby site-2 did not catch up within 10000 ms; site-1 resumes as primary";
+    // stdout is exactly the report, as written to the .json file.
+    let printed = json_of(&o);
+    let (md, report) = reports(dir.path());
+    assert_eq!(printed, report);
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["outcome"], format!("failed: {why}"));
+    let outcomes = phase_outcomes(&report);
+    assert_eq!(outcomes[1], ("check".to_owned(), "passed".to_owned()));
+    assert!(
+        outcomes[2].1.starts_with("failed: step 2 (switchover): "),
+        "{outcomes:?}"
+    );
+    for skipped in &outcomes[3..] {
+        assert_eq!(skipped.1, "skipped", "{outcomes:?}");
+    }
+    assert_eq!(report["phases"][3]["steps"][0]["outcome"], "skipped");
+    assert_eq!(report["phases"][3]["checks"][0]["outcome"], "skipped");
+    assert!(md.starts_with("# DR drill `fake-drill`: FAILED\n"), "{md}");
+
+    let err = last_stderr_line(&o);
+    assert!(
+        err.starts_with(&format!(
+            "palisadectl: drill fake-drill failed: {why} (report: "
+        )),
+        "{err}"
+    );
+    let c = fake.state();
+    assert_eq!(c.drills.len(), 1);
+    assert_eq!(c.drills[0].outcome, format!("failed: {why}"));
+    let recorded: Vec<&str> = c.drills[0]
+        .phases
+        .iter()
+        .map(|p| p.outcome.as_str())
+        .collect();
+    assert_eq!(recorded[3..], ["skipped", "skipped", "skipped"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_that_cannot_be_recorded_says_so_and_still_writes_the_report() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().record_error = Some((Code::Unavailable, "no leader"));
+    let dir = plan_dir(
+        "name = \"fake-drill\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\", \"not-paused\"]\n",
+    );
+    let o = palisadectl_in(
+        dir.path(),
+        &["--endpoint", &endpoint, "drill", "run", "plan.toml"],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        one_stderr_line(&o),
+        format!(
+            "palisadectl: could not record the drill in the cluster history \
+             ({endpoint} rejected record_drill: no leader (Unavailable)); the report is still written"
+        )
+    );
+    let (md, report) = reports(dir.path());
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["recorded"], false);
+    assert_eq!(
+        report["record_error"],
+        format!("{endpoint} rejected record_drill: no leader (Unavailable)")
+    );
+    assert!(
+        md.contains("| Recorded in the cluster history | **no**: "),
+        "{md}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_between_asks_before_each_phase_and_stop_ends_the_drill() {
+    let (fake, endpoint) = healthy().await;
+    let dir = plan_dir(
+        "name = \"fake-drill\"\n\
+         [[phase]]\nname = \"checkpoint\"\nsteps = [{ annotate = \"one\" }]\n\
+         [[phase]]\nname = \"check\"\nchecks = [\"leader\"]\n\
+         [[phase]]\nname = \"failover\"\nsteps = [{ switchover = \"site-2\" }]\n",
+    );
+    // Enter before phase 2, then `stop` before phase 3.
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            &endpoint,
+            "drill",
+            "run",
+            "plan.toml",
+            "--pause-between",
+        ],
+        "\nstop\n",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("next: phase 2/3 (check). Press Enter to start it, or type `stop` to end the drill here: "),
+        "{out}"
+    );
+    let (_, report) = reports(dir.path());
+    assert_eq!(
+        phase_outcomes(&report),
+        [
+            ("checkpoint".to_owned(), "passed".to_owned()),
+            ("check".to_owned(), "passed".to_owned()),
+            ("failover".to_owned(), "skipped".to_owned()),
+        ]
+    );
+    assert_eq!(
+        report["outcome"],
+        "failed: stopped before phase 3 (failover): the operator answered \"stop\""
+    );
+    assert!(
+        !fake.state().log.iter().any(|l| l.starts_with("switchover")),
+        "the skipped phase ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_step_without_yes_fails_when_stdin_closes() {
+    let (_fake, endpoint) = healthy().await;
+    let dir = plan_dir(
+        "name = \"fake-drill\"\n[[phase]]\nname = \"pre-reboot\"\nsteps = [{ manual = \"Reboot site-1\" }]\n",
+    );
+    let o = palisadectl_in(
+        dir.path(),
+        &["--endpoint", &endpoint, "drill", "run", "plan.toml"],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    assert!(
+        stdout(&o).contains("     >>> Reboot site-1\n"),
+        "{}",
+        stdout(&o)
+    );
+    let (_, report) = reports(dir.path());
+    assert_eq!(
+        report["phases"][0]["steps"][0]["detail"],
+        "stdin closed before the step was confirmed (use --yes to run unattended)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_steps_take_a_note_or_a_failure_from_the_operator() {
+    let (_fake, endpoint) = healthy().await;
+    let dir = plan_dir(
+        "name = \"fake-drill\"\n[[phase]]\nname = \"pre-reboot\"\n\
+         steps = [{ manual = \"Reboot site-1\" }, { manual = \"Check site-1\" }]\n",
+    );
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            &endpoint,
+            "--who",
+            "op",
+            "drill",
+            "run",
+            "plan.toml",
+        ],
+        "failover of the VMs done\nfail site-1 did not come back\n",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{o:?}");
+    let (_, report) = reports(dir.path());
+    let steps = &report["phases"][0]["steps"];
+    assert_eq!(steps[0]["outcome"], "passed");
+    assert_eq!(
+        steps[0]["detail"],
+        "confirmed by op: failover of the VMs done"
+    );
+    assert_eq!(steps[1]["outcome"], "failed");
+    assert_eq!(
+        steps[1]["detail"],
+        "marked failed by op: site-1 did not come back"
+    );
+    assert_eq!(
+        report["outcome"],
+        "failed: phase 1 (pre-reboot): step 2 (manual): marked failed by op: site-1 did not come back"
+    );
+}
+
+#[tokio::test]
+async fn invalid_plans_exit_2_naming_the_file_and_phase() {
+    for (text, expected) in [
+        (
+            "name = \"x\"\n[[phase]]\nname = \"checkpoint\"\nchecks = [\"leader\"]\n[[phase]]\nname = \"reboot\"\nchecks = [\"leader\"]\n",
+            "palisadectl: drill plan plan.toml: phase 2 (reboot), name: unknown variant `reboot`, expected one of",
+        ),
+        (
+            "name = \"x\"\n[[phase]\n",
+            "palisadectl: drill plan plan.toml: not valid TOML: ",
+        ),
+        (
+            "name = \"x\"\n[[phase]]\nname = \"checkpoint\"\nsteps = [{ annotate = \"a\" }, { pauze = \"2h\" }]\n",
+            "palisadectl: drill plan plan.toml: phase 1 (checkpoint), step 2: unknown field `pauze`, expected one of",
+        ),
+        (
+            "name = \"x\"\n[[phase]]\nname = \"failover\"\nchecks = [\"leader\"]\n[[phase]]\nname = \"check\"\nchecks = [\"leader\"]\n",
+            "palisadectl: drill plan plan.toml: phase 2 (check): comes after failover (phase 1)",
+        ),
+    ] {
+        let dir = plan_dir(text);
+        // Port 1: validation comes before anything is contacted.
+        let o = palisadectl_in(
+            dir.path(),
+            &["--endpoint", "http://127.0.0.1:1", "drill", "run", "plan.toml", "--yes"],
+            "",
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = one_stderr_line(&o);
+        assert!(err.starts_with(expected), "{err}");
+    }
+    let o = palisadectl(&["drill", "run", "/nonexistent/plan.toml"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(one_stderr_line(&o)
+        .starts_with("palisadectl: drill plan /nonexistent/plan.toml: cannot read: "));
+}
+
+#[tokio::test]
+async fn a_missing_report_dir_is_a_usage_error_before_anything_runs() {
+    let dir = plan_dir(PLAN);
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "drill",
+            "run",
+            "plan.toml",
+            "--yes",
+            "--report-dir",
+            "nope",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(one_stderr_line(&o).starts_with("palisadectl: invalid --report-dir nope: "));
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_the_plan_and_contacts_nothing() {
+    let dir = plan_dir(PLAN);
+    // Port 1 is closed: a dry run that contacted anything would exit 3.
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "drill",
+            "run",
+            "plan.toml",
+            "--dry-run",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("drill fake-drill from plan.toml: 6 phase(s)\n  CLI test of the whole DR test\n\nphase 1/6: checkpoint\n"),
+        "{out}"
+    );
+    has_lines(
+        &out,
+        &[
+            "  step 2: pause automatic failover for 2h: DR test",
+            "  step 3: run `echo backup-done > backup.txt` (timeout 30s)",
+            "  checks (within 30s): leader, paused",
+            "phase 3/6: failover",
+            "  step 2: switchover to site-2",
+            "  step 1: failback (wait up to 1m)",
+        ],
+    );
+    assert!(
+        !dir.path().join("backup.txt").exists(),
+        "the dry run ran a step"
+    );
+
+    let o = palisadectl_in(
+        dir.path(),
+        &[
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--output",
+            "json",
+            "drill",
+            "run",
+            "plan.toml",
+            "--dry-run",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["name"], "fake-drill");
+    assert_eq!(v["phases"].as_array().map(Vec::len), Some(6));
+    assert_eq!(
+        v["phases"][0]["steps"][1],
+        serde_json::json!({"index": 2, "action": "pause",
+                           "description": "pause automatic failover for 2h: DR test"})
+    );
+    assert_eq!(
+        v["phases"][0]["checks"],
+        serde_json::json!(["leader", "paused"])
+    );
+    assert_eq!(v["phases"][0]["checks_timeout_ms"], 30000);
+}
+
+#[tokio::test]
+async fn the_shipped_demo_plan_is_valid() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/drills/dr-test.toml"
+    );
+    let o = palisadectl(&["drill", "run", plan, "--dry-run"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    for phase in [
+        "checkpoint",
+        "pre-reboot",
+        "check",
+        "failover",
+        "failover-check",
+        "failback",
+        "failback-check",
+    ] {
+        assert!(
+            out.contains(&format!(": {phase}\n")),
+            "{phase} missing:\n{out}"
+        );
+    }
 }

@@ -161,7 +161,7 @@ fn standby_streaming(r: &StatusReply) -> (bool, String) {
             ""
         };
         return (
-            r.standby_needs_rejoin.then_some(()).is_none(),
+            !r.standby_needs_rejoin,
             format!(
                 "standby {site} streams, seen by witness(es) {}{rejoin}",
                 streaming.join(", ")
@@ -193,7 +193,11 @@ fn monitors_one(r: &StatusReply) -> (bool, String) {
         [] => (false, "monitorsEnabled=true at no site".to_owned()),
         many => (
             false,
-            format!("monitorsEnabled=true at {} sites: {}", many.len(), many.join(", ")),
+            format!(
+                "monitorsEnabled=true at {} sites: {}",
+                many.len(),
+                many.join(", ")
+            ),
         ),
     }
 }
@@ -223,10 +227,7 @@ fn search_healthy(r: &StatusReply) -> (bool, String) {
         })
         .collect();
     if bad.is_empty() {
-        (
-            true,
-            format!("all {} views green or yellow", views.len()),
-        )
+        (true, format!("all {} views green or yellow", views.len()))
     } else {
         (false, bad.join("; "))
     }
@@ -365,10 +366,7 @@ mod tests {
     fn progress_and_maintenance_checks() {
         let mut r = healthy();
         assert!(check(Check::NotInProgress, &r).0);
-        assert_eq!(
-            check(Check::NotPaused, &r),
-            (true, "not paused".to_owned())
-        );
+        assert_eq!(check(Check::NotPaused, &r), (true, "not paused".to_owned()));
         assert!(!check(Check::Paused, &r).0);
         let mut f = fixtures::finished_failover();
         f.kind = "switchover".to_owned();

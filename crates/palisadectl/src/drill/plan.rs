@@ -354,7 +354,12 @@ fn deserialize(file: &str, text: &str) -> Result<RawPlan, PlanError> {
         reason: format!("not valid TOML: {}{}", one_line(e.message()), at(e.span())),
     })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+        let segments: Vec<String> = e
+            .path()
+            .iter()
+            .filter(|s| !matches!(s, serde_path_to_error::Segment::Unknown))
+            .map(|s| s.to_string())
+            .collect();
         let inner = e.into_inner();
         let reason = format!("{}{}", one_line(inner.message()), at(inner.span()));
         locate_error(file, text, &segments, reason)
@@ -377,6 +382,13 @@ fn locate_error(file: &str, text: &str, segments: &[String], reason: String) -> 
                 phase = Some((i + 1, phase_name_as_written(text, i)));
                 rest = tail;
             }
+        }
+    }
+    // For an unknown key the path ends in the key, which the reason
+    // names already.
+    if let [init @ .., last] = rest {
+        if reason.starts_with(&format!("unknown field `{last}`")) {
+            rest = init;
         }
     }
     let mut place = Vec::new();
@@ -633,6 +645,73 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `drill run --dry-run --output json`: the plan as palisadectl read it.
+#[derive(Debug, serde::Serialize)]
+pub struct PlanJson {
+    /// The plan's `name`.
+    pub name: String,
+    /// The plan's `description`; may be empty.
+    pub description: String,
+    /// The phases, in order.
+    pub phases: Vec<PhaseJson>,
+}
+
+/// One phase in [`PlanJson::phases`].
+#[derive(Debug, serde::Serialize)]
+pub struct PhaseJson {
+    /// 1-based position.
+    pub index: usize,
+    /// The phase's name.
+    pub name: String,
+    /// Its steps, in order.
+    pub steps: Vec<StepJson>,
+    /// Its checks' names, in order.
+    pub checks: Vec<String>,
+    /// How long the checks may take to pass, ms.
+    pub checks_timeout_ms: u64,
+}
+
+/// One step in [`PhaseJson::steps`].
+#[derive(Debug, serde::Serialize)]
+pub struct StepJson {
+    /// 1-based position in the phase.
+    pub index: usize,
+    /// The action key.
+    pub action: String,
+    /// What it does, in words.
+    pub description: String,
+}
+
+impl From<&Plan> for PlanJson {
+    fn from(p: &Plan) -> Self {
+        Self {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            phases: p
+                .phases
+                .iter()
+                .enumerate()
+                .map(|(i, ph)| PhaseJson {
+                    index: i + 1,
+                    name: ph.name.to_string(),
+                    steps: ph
+                        .steps
+                        .iter()
+                        .enumerate()
+                        .map(|(j, s)| StepJson {
+                            index: j + 1,
+                            action: s.action().to_owned(),
+                            description: s.describe(),
+                        })
+                        .collect(),
+                    checks: ph.checks.iter().map(|c| c.as_str().to_owned()).collect(),
+                    checks_timeout_ms: crate::durations::as_ms(ph.checks_timeout),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The plan for `--dry-run`: phases, steps and checks, nothing contacted.
 pub fn describe(plan: &Plan, file: &str) -> String {
     let mut out = format!(
@@ -806,28 +885,32 @@ checks = ["leader", "one-primary", "standby-streaming", "monitors-one",
             "name = \"x\"\n[[phase]]\nname = \"checkpoint\"\nsteps = [{ annotate = \"a\" }, { pauze = \"2h\" }]\n",
         );
         assert!(
-            e.starts_with("drill plan plan.toml: phase 1 (checkpoint), step 2"),
+            e.starts_with("drill plan plan.toml: phase 1 (checkpoint), step 2: unknown field `pauze`, expected one of `annotate`, `pause`"),
             "{e}"
         );
-        assert!(e.contains("unknown field `pauze`"), "{e}");
         assert!(e.contains("(line 4)"), "{e}");
     }
 
     #[test]
     fn unknown_check_and_phase_key_are_named() {
-        let e = err("name = \"x\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\", \"leaderr\"]\n");
+        let e =
+            err("name = \"x\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\", \"leaderr\"]\n");
         assert!(
-            e.starts_with("drill plan plan.toml: phase 1 (check), check 2: unknown variant `leaderr`"),
+            e.starts_with(
+                "drill plan plan.toml: phase 1 (check), check 2: unknown variant `leaderr`"
+            ),
             "{e}"
         );
         let e = err("name = \"x\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\"]\nnote = 1\n");
         assert!(
-            e.starts_with("drill plan plan.toml: phase 1 (check)"),
+            e.starts_with("drill plan plan.toml: phase 1 (check): unknown field `note`"),
             "{e}"
         );
-        assert!(e.contains("unknown field `note`"), "{e}");
         let e = err("name = \"x\"\ncolour = 1\n");
-        assert!(e.contains("unknown field `colour`"), "{e}");
+        assert!(
+            e.starts_with("drill plan plan.toml: unknown field `colour`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -909,8 +992,10 @@ checks = ["leader", "one-primary", "standby-streaming", "monitors-one",
             err("name = \"x\"\n"),
             "drill plan plan.toml: has no [[phase]]; a plan needs at least one"
         );
-        assert!(err("name = \"../etc\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\"]\n")
-            .starts_with("drill plan plan.toml: name: \"../etc\" must be letters"));
+        assert!(
+            err("name = \"../etc\"\n[[phase]]\nname = \"check\"\nchecks = [\"leader\"]\n")
+                .starts_with("drill plan plan.toml: name: \"../etc\" must be letters")
+        );
         assert!(err("[[phase]]\nname = \"check\"\nchecks = [\"leader\"]\n")
             .contains("missing field `name`"));
         assert_eq!(

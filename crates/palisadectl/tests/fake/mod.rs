@@ -1,0 +1,610 @@
+//! `FakeWitness`: an in-process test double of a witness's
+//! `palisade.v1.Control` service for the CLI tests. It keeps a small
+//! cluster model: operations advance one step per `Status` call (so a
+//! waiting palisadectl sees every step, deterministically, without
+//! sleeps), end as the test scripts them, and an old primary rejoins a
+//! few `Status` calls after an operation. Every request is logged so tests
+//! can assert what reached the server.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use palisade_api::v1::control_server::{Control, ControlServer};
+use palisade_api::v1::{
+    AnnotateReply, AnnotateRequest, DatabaseView, DrillSummary, Event, FailbackRequest,
+    FailoverRequest, FailoverSummary, HistoryReply, HistoryRequest, JournalEntry, JournalReply,
+    JournalRequest, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PauseRequest,
+    RecordDrillReply, RecordDrillRequest, RejoinSummary, ResumeRequest, Role, SearchView,
+    StatusReply, StatusRequest, StepTiming, SwitchoverRequest, WatchRequest,
+};
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+
+/// The fake leader's wall clock at epoch 0, Unix ms.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// The site `failback` returns to.
+pub const HOME: &str = "site-1";
+
+/// How the next operation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// All five steps, outcome `completed`, roles swapped.
+    Completes,
+    /// After `fenced`, `aborted: ...`; the old primary resumes.
+    Aborts,
+    /// All five steps, a check failed, roles swapped.
+    FailedChecks,
+    /// All five steps, then never an outcome.
+    Never,
+}
+
+/// An operation under way: the summary so far and the steps still to come.
+#[derive(Debug, Clone)]
+struct Running {
+    summary: FailoverSummary,
+    pending: VecDeque<StepTiming>,
+    ending: Ending,
+}
+
+/// The fake cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub leader_id: Option<u64>,
+    /// `Some` makes `annotate` fail with this status.
+    pub annotate_error: Option<(Code, &'static str)>,
+    /// `Some` makes `record_drill` fail with this status.
+    pub record_error: Option<(Code, &'static str)>,
+    pub epoch: u64,
+    pub primary: String,
+    pub standby: String,
+    /// The standby is seen streaming; otherwise it is seen down.
+    pub standby_streaming: bool,
+    pub needs_rejoin: bool,
+    /// `Status` calls left until the old primary has rejoined.
+    pub rejoin_in: u32,
+    /// Site -> monitorsEnabled of its app.
+    pub monitors: BTreeMap<String, bool>,
+    pub maintenance: Option<Maintenance>,
+    running: Option<Running>,
+    pub last_failover: Option<FailoverSummary>,
+    pub operations: Vec<FailoverSummary>,
+    pub rejoins: Vec<RejoinSummary>,
+    pub drills: Vec<DrillSummary>,
+    /// How the next operation ends.
+    pub next_ending: Ending,
+    /// The target lags: a failover without force and confirmation is
+    /// refused.
+    pub target_lags: bool,
+    /// `watch` sends these, then ends the stream, or keeps it open.
+    pub events: Vec<Event>,
+    pub keep_watch_open: bool,
+    /// The next this many `Status` calls fail with `Unavailable`, as while
+    /// the answering witness knows no leader.
+    pub status_errors: u32,
+    /// Every request that changes state, in order, as `rpc key=value ...`.
+    pub log: Vec<String>,
+}
+
+impl Cluster {
+    /// The canned cluster the status tests were written against: standby
+    /// site-2 down and due to rejoin, both apps on, one aborted failover.
+    pub fn canned(leader_id: Option<u64>) -> Self {
+        Self {
+            leader_id,
+            annotate_error: None,
+            record_error: None,
+            epoch: 2,
+            primary: "site-1".to_owned(),
+            standby: "site-2".to_owned(),
+            standby_streaming: false,
+            needs_rejoin: true,
+            rejoin_in: 0,
+            monitors: [("site-1".to_owned(), true), ("site-2".to_owned(), true)].into(),
+            maintenance: None,
+            running: None,
+            last_failover: Some(FailoverSummary {
+                epoch: 2,
+                kind: "failover".to_owned(),
+                from_site: "site-2".to_owned(),
+                to_site: "site-1".to_owned(),
+                trigger: "operator:tester".to_owned(),
+                reason: "DR drill".to_owned(),
+                steps: vec![StepTiming {
+                    step: "fenced".to_owned(),
+                    started_at_ms: 1_700_000_000_000,
+                    done_at_ms: 1_700_000_000_250,
+                    detail: "lease expired".to_owned(),
+                }],
+                outcome: "aborted: standby too far behind".to_owned(),
+                started_at_ms: 1_700_000_000_000,
+                finished_at_ms: Some(1_700_000_000_900),
+                evidence_json: r#"{"down_for_ms": 0, "replication": "sync"}"#.to_owned(),
+            }),
+            operations: vec![],
+            rejoins: vec![],
+            drills: vec![],
+            next_ending: Ending::Completes,
+            target_lags: false,
+            events: vec![],
+            keep_watch_open: false,
+            status_errors: 0,
+            log: vec![],
+        }
+    }
+
+    /// A healthy pair: site-1 primary, site-2 streaming standby, only
+    /// site-1's app on, nothing in the history.
+    pub fn healthy() -> Self {
+        Self {
+            standby_streaming: true,
+            needs_rejoin: false,
+            monitors: [("site-1".to_owned(), true), ("site-2".to_owned(), false)].into(),
+            last_failover: None,
+            ..Self::canned(Some(1))
+        }
+    }
+
+    /// One `Status` call's worth of progress: the next step of a running
+    /// operation, its end, or the countdown to the old primary's rejoin.
+    fn tick(&mut self) {
+        if let Some(run) = &mut self.running {
+            if let Some(step) = run.pending.pop_front() {
+                run.summary.steps.push(step);
+                return;
+            }
+            if run.ending == Ending::Never {
+                return;
+            }
+            let ending = run.ending;
+            let mut f = self.running.take().expect("running").summary;
+            let end = f.steps.last().map_or(f.started_at_ms, |s| s.done_at_ms) + 10;
+            f.finished_at_ms = Some(end);
+            f.outcome = match ending {
+                Ending::Aborts => format!(
+                    "aborted: standby {} did not catch up within 10000 ms; {} resumes as primary",
+                    f.to_site, f.from_site
+                ),
+                Ending::FailedChecks => {
+                    "completed_with_failed_checks: FAILED webhook: HTTP 500".to_owned()
+                }
+                Ending::Completes | Ending::Never => "completed".to_owned(),
+            };
+            if ending != Ending::Aborts {
+                std::mem::swap(&mut self.primary, &mut self.standby);
+                self.monitors.insert(self.primary.clone(), true);
+                self.monitors.insert(self.standby.clone(), false);
+                self.standby_streaming = false;
+                self.needs_rejoin = true;
+                self.rejoin_in = 2;
+            }
+            self.last_failover = Some(f.clone());
+            self.operations.push(f);
+            return;
+        }
+        if self.needs_rejoin && self.rejoin_in > 0 {
+            self.rejoin_in -= 1;
+            if self.rejoin_in == 0 {
+                self.needs_rejoin = false;
+                self.standby_streaming = true;
+                self.rejoins.push(RejoinSummary {
+                    site: self.standby.clone(),
+                    epoch: self.epoch,
+                    at_ms: T0 + self.epoch as i64 * 100_000 + 5000,
+                    primary_site: self.primary.clone(),
+                });
+            }
+        }
+    }
+
+    fn status(&self) -> StatusReply {
+        let mut sites = [self.primary.clone(), self.standby.clone()];
+        sites.sort();
+        let databases: Vec<DatabaseView> = sites
+            .iter()
+            .map(|site| {
+                if *site == self.primary {
+                    DatabaseView {
+                        site: site.clone(),
+                        reachable: true,
+                        in_recovery: Some(false),
+                        lsn: "0/3000148".to_owned(),
+                        latency_ms: 2,
+                        age_ms: 150,
+                        ..Default::default()
+                    }
+                } else if self.standby_streaming {
+                    DatabaseView {
+                        site: site.clone(),
+                        reachable: true,
+                        in_recovery: Some(true),
+                        lsn: "0/3000148".to_owned(),
+                        replay_lag_seconds: Some(0.0),
+                        streaming: true,
+                        latency_ms: 2,
+                        age_ms: 150,
+                        ..Default::default()
+                    }
+                } else {
+                    DatabaseView {
+                        site: site.clone(),
+                        reachable: false,
+                        error: "refused: connection refused".to_owned(),
+                        latency_ms: 1,
+                        age_ms: 150,
+                        ..Default::default()
+                    }
+                }
+            })
+            .collect();
+        let node = |id: u64, role: Role| {
+            let site = format!("site-{id}");
+            NodeStatus {
+                id,
+                role: role as i32,
+                term: 5,
+                leader_id: self.leader_id,
+                last_log_index: Some(12),
+                last_applied_index: Some(12),
+                raft_addr: format!("127.0.0.1:730{id}"),
+                control_addr: format!("127.0.0.1:740{id}"),
+                databases: databases.clone(),
+                search: vec![SearchView {
+                    site: "site-1".to_owned(),
+                    reachable: true,
+                    status: "green".to_owned(),
+                    number_of_nodes: Some(3),
+                    latency_ms: 5,
+                    age_ms: 150,
+                    ..Default::default()
+                }],
+                monitors_enabled: self.monitors.get(&site).copied(),
+                site,
+                ..Default::default()
+            }
+        };
+        let role = if self.leader_id.is_some() {
+            Role::Leader
+        } else {
+            Role::Candidate
+        };
+        StatusReply {
+            node_id: 1,
+            leader_id: self.leader_id,
+            term: 5,
+            cluster_name: "fake".to_owned(),
+            nodes: vec![node(1, role), node(2, Role::Follower)],
+            epoch: self.epoch,
+            primary_site: self.primary.clone(),
+            standby_site: self.standby.clone(),
+            replication_mode: "sync".to_owned(),
+            // Only a leader has a detector to report.
+            assessment: match self.leader_id {
+                Some(_) => "suspect: primary down for 2000 ms of the 10000 ms quorum requires",
+                None => "",
+            }
+            .to_owned(),
+            standby_needs_rejoin: self.needs_rejoin,
+            failover_in_progress: self.running.as_ref().map(|r| r.summary.clone()),
+            last_failover: self.last_failover.clone(),
+            maintenance: self.maintenance.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Commits an operation to `to` the way the leader would, or refuses it.
+    fn begin(
+        &mut self,
+        kind: &str,
+        to: &str,
+        who: &str,
+        data_loss_bound: &str,
+    ) -> Result<OperationReply, Status> {
+        if who.is_empty() {
+            return Err(Status::invalid_argument("who must not be empty"));
+        }
+        if self.leader_id.is_none() {
+            return Err(Status::unavailable("no leader"));
+        }
+        if !["site-1", "site-2"].contains(&to) {
+            return Err(Status::invalid_argument(format!("unknown site {to:?}")));
+        }
+        if self.maintenance.is_some() {
+            return Err(Status::failed_precondition(
+                "the cluster is paused; resume first",
+            ));
+        }
+        if let Some(r) = &self.running {
+            return Err(Status::failed_precondition(format!(
+                "{} epoch {} is in progress",
+                r.summary.kind, r.summary.epoch
+            )));
+        }
+        if to == self.primary {
+            return Err(Status::failed_precondition(format!(
+                "{to} is already the primary"
+            )));
+        }
+        self.epoch += 1;
+        let start = T0 + self.epoch as i64 * 100_000;
+        let from = self.primary.clone();
+        let mut at = start;
+        let mut step = |name: &str, took: i64, detail: String| {
+            let s = StepTiming {
+                step: name.to_owned(),
+                started_at_ms: at,
+                done_at_ms: at + took,
+                detail,
+            };
+            at += took;
+            s
+        };
+        let verified = if self.next_ending == Ending::FailedChecks {
+            format!("database at {to} writable; FAILED webhook: HTTP 500")
+        } else {
+            format!("database at {to} writable; exactly one monitorsEnabled=true ({to})")
+        };
+        let mut pending: VecDeque<StepTiming> = [
+            step("fenced", 120, "stopped (fast shutdown)".to_owned()),
+            step("promoted", 800, "promoted at 0/3000148".to_owned()),
+            step(
+                "app-flipped",
+                60,
+                format!("{from}: monitorsEnabled true -> false; {to}: false -> true"),
+            ),
+            step("repointed", 90, format!("haproxy -> {to}")),
+            step("verified", 300, verified),
+        ]
+        .into();
+        if self.next_ending == Ending::Aborts {
+            pending.truncate(1);
+        }
+        self.running = Some(Running {
+            summary: FailoverSummary {
+                epoch: self.epoch,
+                kind: kind.to_owned(),
+                from_site: from.clone(),
+                to_site: to.to_owned(),
+                trigger: format!("operator:{who}"),
+                reason: format!("{kind} requested by {who}"),
+                started_at_ms: start,
+                ..Default::default()
+            },
+            pending,
+            ending: self.next_ending,
+        });
+        Ok(OperationReply {
+            epoch: self.epoch,
+            kind: kind.to_owned(),
+            from_site: from,
+            to_site: to.to_owned(),
+            leader_id: 1,
+            data_loss_bound: data_loss_bound.to_owned(),
+        })
+    }
+}
+
+/// A witness serving the shared [`Cluster`].
+#[derive(Clone)]
+pub struct FakeWitness {
+    pub cluster: Arc<Mutex<Cluster>>,
+}
+
+impl FakeWitness {
+    pub fn new(cluster: Cluster) -> Self {
+        Self {
+            cluster: Arc::new(Mutex::new(cluster)),
+        }
+    }
+
+    /// The cluster, for a test to set up or inspect.
+    pub fn state(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().expect("fake cluster lock")
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Control for FakeWitness {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let mut c = self.state();
+        if c.status_errors > 0 {
+            c.status_errors -= 1;
+            return Err(Status::unavailable(
+                "no leader known (election in progress)",
+            ));
+        }
+        c.tick();
+        Ok(Response::new(c.status()))
+    }
+
+    async fn annotate(
+        &self,
+        request: Request<AnnotateRequest>,
+    ) -> Result<Response<AnnotateReply>, Status> {
+        let mut c = self.state();
+        if let Some((code, message)) = c.annotate_error {
+            return Err(Status::new(code, message));
+        }
+        let r = request.into_inner();
+        c.log
+            .push(format!("annotate author={} text={}", r.author, r.text));
+        Ok(Response::new(AnnotateReply {
+            log_index: 13,
+            leader_id: 1,
+        }))
+    }
+
+    async fn journal(&self, _: Request<JournalRequest>) -> Result<Response<JournalReply>, Status> {
+        Ok(Response::new(JournalReply {
+            entries: vec![JournalEntry {
+                log_index: 13,
+                at_unix_ms: 1_700_000_000_123,
+                author: "tester".to_owned(),
+                text: "DR drill".to_owned(),
+            }],
+        }))
+    }
+
+    async fn switchover(
+        &self,
+        request: Request<SwitchoverRequest>,
+    ) -> Result<Response<OperationReply>, Status> {
+        let r = request.into_inner();
+        let mut c = self.state();
+        c.log
+            .push(format!("switchover to={} who={}", r.to_site, r.who));
+        c.begin("switchover", &r.to_site, &r.who, "")
+            .map(Response::new)
+    }
+
+    async fn failover(
+        &self,
+        request: Request<FailoverRequest>,
+    ) -> Result<Response<OperationReply>, Status> {
+        let r = request.into_inner();
+        let mut c = self.state();
+        c.log.push(format!(
+            "failover to={} who={} force={} accept_data_loss={}",
+            r.to_site, r.who, r.force, r.accept_data_loss
+        ));
+        if r.force != r.accept_data_loss {
+            return Err(Status::failed_precondition(
+                "force needs accept_data_loss and the other way round",
+            ));
+        }
+        let bound = if c.target_lags {
+            if !r.force {
+                return Err(Status::failed_precondition(format!(
+                    "{} lags by 3 s of commits; --force --yes-i-accept-data-loss to promote it anyway",
+                    r.to_site
+                )));
+            }
+            "up to 3 s of commits (1.2 MB of WAL) since 0/3000148"
+        } else {
+            ""
+        };
+        c.begin("failover", &r.to_site, &r.who, bound)
+            .map(Response::new)
+    }
+
+    async fn failback(
+        &self,
+        request: Request<FailbackRequest>,
+    ) -> Result<Response<OperationReply>, Status> {
+        let r = request.into_inner();
+        let mut c = self.state();
+        c.log.push(format!("failback who={}", r.who));
+        if c.needs_rejoin {
+            return Err(Status::failed_precondition(format!(
+                "{} has not rejoined yet",
+                c.standby
+            )));
+        }
+        c.begin("failback", HOME, &r.who, "").map(Response::new)
+    }
+
+    async fn pause(
+        &self,
+        request: Request<PauseRequest>,
+    ) -> Result<Response<MaintenanceReply>, Status> {
+        let r = request.into_inner();
+        let mut c = self.state();
+        c.log.push(format!(
+            "pause who={} reason={} for_ms={:?}",
+            r.who, r.reason, r.for_ms
+        ));
+        if r.who.is_empty() {
+            return Err(Status::invalid_argument("who must not be empty"));
+        }
+        let since = T0 + 3_600_000;
+        let m = Maintenance {
+            by: r.who,
+            reason: r.reason,
+            since_ms: since,
+            until_ms: r
+                .for_ms
+                .filter(|ms| *ms > 0)
+                .map(|ms| since + i64::try_from(ms).expect("fits")),
+        };
+        c.maintenance = Some(m.clone());
+        Ok(Response::new(MaintenanceReply {
+            maintenance: Some(m),
+            leader_id: 1,
+        }))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<MaintenanceReply>, Status> {
+        let r = request.into_inner();
+        let mut c = self.state();
+        c.log.push(format!("resume who={}", r.who));
+        c.maintenance = None;
+        Ok(Response::new(MaintenanceReply {
+            maintenance: None,
+            leader_id: 1,
+        }))
+    }
+
+    async fn history(&self, _: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {
+        let c = self.state();
+        Ok(Response::new(HistoryReply {
+            operations: c.operations.clone(),
+            drills: c.drills.clone(),
+            in_progress: c.running.as_ref().map(|r| r.summary.clone()),
+            rejoins: c.rejoins.clone(),
+        }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let c = self.state();
+        let events = tokio_stream::iter(c.events.clone().into_iter().map(Ok));
+        let stream: EventStream = if c.keep_watch_open {
+            Box::pin(events.chain(tokio_stream::pending()))
+        } else {
+            Box::pin(events)
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn record_drill(
+        &self,
+        request: Request<RecordDrillRequest>,
+    ) -> Result<Response<RecordDrillReply>, Status> {
+        let mut c = self.state();
+        if let Some((code, message)) = c.record_error {
+            return Err(Status::new(code, message));
+        }
+        let d = request
+            .into_inner()
+            .drill
+            .ok_or_else(|| Status::invalid_argument("drill is required"))?;
+        if d.who.is_empty() || d.phases.len() > 64 {
+            return Err(Status::invalid_argument("bad drill"));
+        }
+        c.log.push(format!("record_drill name={}", d.name));
+        c.drills.push(d);
+        Ok(Response::new(RecordDrillReply { leader_id: 1 }))
+    }
+}
+
+/// Serves `witness` on an ephemeral port for the rest of the test.
+pub async fn serve(witness: &FakeWitness) -> String {
+    let incoming =
+        TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind ephemeral port");
+    let addr = incoming.local_addr().expect("local addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ControlServer::new(witness.clone()))
+            .serve_with_incoming(incoming),
+    );
+    format!("http://{addr}")
+}
