@@ -171,7 +171,10 @@ pub fn between(old: &ClusterState, new: &ClusterState) -> Vec<Event> {
             at_ms: 0,
             kind: "roles",
             epoch: new.epoch,
-            text: format!("database roles recorded: primary {}, standby {}", n.primary, n.standby),
+            text: format!(
+                "database roles recorded: primary {}, standby {}",
+                n.primary, n.standby
+            ),
         }),
         _ => {}
     }
@@ -264,7 +267,9 @@ mod tests {
             want.extend(std::iter::repeat_n("step_done", Step::ALL.len()));
             want.push("operation_finished");
             assert_eq!(kinds(&events), want, "sampled every {sample_every}");
-            assert!(events[0].text.contains("switchover a → b began (operator ops)"));
+            assert!(events[0]
+                .text
+                .contains("switchover a → b began (operator ops)"));
             assert!(events.last().unwrap().text.contains("completed in 1000 ms"));
         }
     }
@@ -292,9 +297,19 @@ mod tests {
         );
         let e = between(&old, &new);
         assert_eq!(kinds(&e), ["note", "paused"]);
-        assert!(e[1].text.contains("until resumed: DR test"), "{}", e[1].text);
+        assert!(
+            e[1].text.contains("until resumed: DR test"),
+            "{}",
+            e[1].text
+        );
         let mut later = new.clone();
-        later.apply(4, &Command::Resume { by: "ops".into(), at_ms: 7 });
+        later.apply(
+            4,
+            &Command::Resume {
+                by: "ops".into(),
+                at_ms: 7,
+            },
+        );
         assert_eq!(kinds(&between(&new, &later)), ["resumed"]);
         assert!(between(&later, &later).is_empty());
 

@@ -17,7 +17,8 @@ pub mod topology;
 
 pub use command::{Command, CommandError, CommandResult};
 pub use failover::{Evidence, Failover, Kind, Outcome, Step, StepRecord, Trigger, WitnessVote};
-pub use state::{ClusterState, DbRoles, DesiredRole, DrillPhase, DrillRecord, JournalEntry, Maintenance,
+pub use state::{
+    ClusterState, DbRoles, DesiredRole, DrillPhase, DrillRecord, JournalEntry, Maintenance,
     RejoinRecord,
 };
 pub use topology::{NodeId, SiteId, Topology, TopologyError, Witness};

@@ -319,7 +319,13 @@ impl Agent {
     /// rebuilt as a standby of the new primary. With `rejoin = "automatic"`
     /// the agent rebuilds it (`pg_rewind`, else a base backup); the leader
     /// then sees it stream and records it as the standby.
-    async fn rejoin(&self, db: &SiteDb, state: &palisade_core::ClusterState, epoch: u64, running: bool) {
+    async fn rejoin(
+        &self,
+        db: &SiteDb,
+        state: &palisade_core::ClusterState,
+        epoch: u64,
+        running: bool,
+    ) {
         let own = self.latest.observation(&self.site);
         let is_standby = own.as_ref().is_some_and(|o| o.in_recovery == Some(true));
         if running && own.as_ref().is_some_and(|o| o.is_streaming()) {
@@ -518,10 +524,7 @@ impl Agent {
                         self.site
                     ));
                 }
-                return app
-                    .set_monitors(*enabled)
-                    .await
-                    .map(SiteActionDone::said);
+                return app.set_monitors(*enabled).await.map(SiteActionDone::said);
             }
             SiteAction::RepointSearch {
                 hosts,

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use palisade_api::v1 as pb;
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::control_server::Control;
 use palisade_api::v1::raft_peer_client::RaftPeerClient;
-use palisade_api::v1 as pb;
 use palisade_api::v1::{
     AnnotateReply, AnnotateRequest, FailoverSummary, JournalEntry, JournalReply, JournalRequest,
     NodeStatus, NodeStatusRequest, Role, StatusReply, StatusRequest, StepTiming,
@@ -207,10 +207,7 @@ impl ControlService {
     }
 
     /// Begins an operator operation on this (leading) witness.
-    async fn operate(
-        &self,
-        req: OperatorRequest,
-    ) -> Result<Response<pb::OperationReply>, Status> {
+    async fn operate(&self, req: OperatorRequest) -> Result<Response<pb::OperationReply>, Status> {
         let Some(controller) = &self.controller else {
             return Err(Status::failed_precondition(
                 "this cluster has no [[database]] configured: there is nothing to move",
@@ -520,7 +517,12 @@ impl Control for ControlService {
         self.commit(command).await?;
         tracing::warn!("maintenance mode on: automatic failover paused");
         Ok(Response::new(pb::MaintenanceReply {
-            maintenance: self.state.cluster_state().maintenance.as_ref().map(maintenance),
+            maintenance: self
+                .state
+                .cluster_state()
+                .maintenance
+                .as_ref()
+                .map(maintenance),
             leader_id: self.topology.own_id,
         }))
     }

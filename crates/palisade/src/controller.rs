@@ -301,7 +301,11 @@ impl Controller {
             finished_at_ms: None,
         };
         let epoch = failover.epoch;
-        match self.raft.client_write(Command::BeginFailover(Box::new(failover))).await {
+        match self
+            .raft
+            .client_write(Command::BeginFailover(Box::new(failover)))
+            .await
+        {
             Ok(r) => match r.data {
                 CommandResult::Rejected { reason } => {
                     Err(OperateError::Refused(Refusal::FailedPrecondition(reason)))
@@ -341,8 +345,12 @@ impl Controller {
             at_ms: wall_ms(),
         };
         match self.propose(cmd).await {
-            Ok(()) => tracing::warn!(paused_by = %m.by, "maintenance window over: automatic failover resumed"),
-            Err(e) => tracing::warn!(error = %e, "could not record the end of the maintenance window"),
+            Ok(()) => {
+                tracing::warn!(paused_by = %m.by, "maintenance window over: automatic failover resumed")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the end of the maintenance window")
+            }
         }
     }
 
@@ -365,12 +373,10 @@ impl Controller {
                 && r.dbs.get(&db.primary).is_some_and(|o| {
                     o.is_writable_primary()
                         && o.replicas.iter().any(|x| {
-                            x.application_name == standby.application_name
-                                && x.state == "streaming"
+                            x.application_name == standby.application_name && x.state == "streaming"
                         })
                 })
-                && r
-                    .dbs
+                && r.dbs
                     .get(&db.standby)
                     .is_some_and(|o| o.reachability.is_up() && o.in_recovery == Some(true))
         });
@@ -383,7 +389,9 @@ impl Controller {
             at_ms: wall_ms(),
         };
         match self.propose(cmd).await {
-            Ok(()) => tracing::warn!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby"),
+            Ok(()) => {
+                tracing::warn!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby")
+            }
             Err(e) => tracing::warn!(error = %e, "could not record the rejoin"),
         }
     }
@@ -645,12 +653,18 @@ impl Controller {
             epoch: f.epoch,
             planned: true,
         };
-        match self.site_action(&f.from, action, PLANNED_FENCE_TIMEOUT).await {
+        match self
+            .site_action(&f.from, action, PLANNED_FENCE_TIMEOUT)
+            .await
+        {
             Ok(SiteActionDone {
                 detail,
                 lsn: Some(lsn),
             }) => Ok(Done {
-                detail: format!("shut down cleanly by the site agent of {}: {detail}", f.from),
+                detail: format!(
+                    "shut down cleanly by the site agent of {}: {detail}",
+                    f.from
+                ),
                 lsn: Some(lsn),
             }),
             Ok(SiteActionDone { detail, lsn: None }) => Err(StepError::Abort(format!(
@@ -679,7 +693,10 @@ impl Controller {
             ));
         };
         let Some(probe) = self.probes.get(&f.to) else {
-            return Err(StepError::Abort(format!("no probe of the database at {}", f.to)));
+            return Err(StepError::Abort(format!(
+                "no probe of the database at {}",
+                f.to
+            )));
         };
         let started = mono_ms();
         let bound = self.settings.switchover_catchup_timeout.as_millis() as u64;
@@ -736,7 +753,14 @@ impl Controller {
             let remaining = safe_after.saturating_sub(mono_ms());
             let attempt = FENCE_RPC_TIMEOUT.min(Duration::from_millis(remaining.max(200)));
             match self
-                .site_action(&f.from, SiteAction::Fence { epoch: f.epoch, planned: false }, attempt)
+                .site_action(
+                    &f.from,
+                    SiteAction::Fence {
+                        epoch: f.epoch,
+                        planned: false,
+                    },
+                    attempt,
+                )
                 .await
             {
                 Ok(done) => {

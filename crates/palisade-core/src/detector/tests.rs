@@ -168,7 +168,14 @@ fn fail_over(s: &mut ClusterState, from: &SiteId, to: &SiteId, trigger: Trigger,
 fn rejoin(s: &mut ClusterState) {
     let site = s.db.as_ref().expect("roles").standby.clone();
     let epoch = s.epoch;
-    s.apply(13, &Command::StandbyRejoined { site, epoch, at_ms: 0 });
+    s.apply(
+        13,
+        &Command::StandbyRejoined {
+            site,
+            epoch,
+            at_ms: 0,
+        },
+    );
 }
 
 #[test]

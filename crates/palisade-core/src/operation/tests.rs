@@ -167,7 +167,10 @@ fn a_healthy_switchover_is_approved_with_its_evidence() {
 fn unknown_site_and_empty_identity_are_bad_requests() {
     let w = World::healthy();
     let e = invalid(w.check(&req(Kind::Switchover, "zz")));
-    assert!(e.contains("unknown site \"zz\"") && e.contains("a, b"), "{e}");
+    assert!(
+        e.contains("unknown site \"zz\"") && e.contains("a, b"),
+        "{e}"
+    );
     // The tie-breaker has no database.
     assert!(invalid(w.check(&req(Kind::Failover, "c"))).contains("unknown site"));
     let mut r = req(Kind::Switchover, "b");
@@ -208,7 +211,10 @@ fn an_operation_in_progress_blocks_another() {
         crate::CommandResult::Applied
     );
     let e = precondition(w.check(&req(Kind::Failover, "b")));
-    assert!(e.contains("switchover of epoch 1") && e.contains("in progress"), "{e}");
+    assert!(
+        e.contains("switchover of epoch 1") && e.contains("in progress"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -224,7 +230,10 @@ fn a_paused_cluster_refuses_until_the_pause_ends() {
         },
     );
     let e = precondition(w.check(&req(Kind::Switchover, "b")));
-    assert!(e.contains("paused") && e.contains("carol") && e.contains("resume"), "{e}");
+    assert!(
+        e.contains("paused") && e.contains("carol") && e.contains("resume"),
+        "{e}"
+    );
     // Expired: no longer in force.
     w.state.maintenance.as_mut().unwrap().until_ms = Some(NOW_WALL);
     assert!(w.check(&req(Kind::Switchover, "b")).is_ok());
@@ -245,7 +254,10 @@ fn switchover_needs_a_streaming_close_standby_and_a_live_primary() {
 
     let w = World::new(primary(5000 + (2 << 20)), standby(true, 5000));
     let e = precondition(w.check(&req(Kind::Switchover, "b")));
-    assert!(e.contains("bytes behind") && e.contains("max_lag_bytes"), "{e}");
+    assert!(
+        e.contains("bytes behind") && e.contains("max_lag_bytes"),
+        "{e}"
+    );
 
     let w = World::new(
         PgObservation::down(ErrorClass::Refused, "refused", 1),
@@ -283,7 +295,11 @@ fn failover_with_a_lagging_standby_needs_force_and_confirmation() {
 
     forced.accept_data_loss = true;
     let ok = w.check(&forced).unwrap();
-    assert!(ok.data_loss_bound.contains(&(4u64 << 20).to_string()), "{}", ok.data_loss_bound);
+    assert!(
+        ok.data_loss_bound.contains(&(4u64 << 20).to_string()),
+        "{}",
+        ok.data_loss_bound
+    );
     assert!(ok.reason.contains("forced"), "{}", ok.reason);
 }
 
@@ -304,7 +320,11 @@ fn failover_of_a_dead_primary_uses_the_witnesses_memory_for_the_bound() {
     }
     let ok = w.check(&req(Kind::Failover, "b")).unwrap();
     assert_eq!(ok.evidence.known_lag_bytes, Some(100));
-    assert!(ok.data_loss_bound.contains("100 bytes"), "{}", ok.data_loss_bound);
+    assert!(
+        ok.data_loss_bound.contains("100 bytes"),
+        "{}",
+        ok.data_loss_bound
+    );
     assert!(ok.data_loss_bound.contains("after it was last observed"));
 }
 

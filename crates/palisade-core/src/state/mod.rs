@@ -212,7 +212,11 @@ impl ClusterState {
                         db.standby
                     ));
                 }
-                if let Some(m) = self.maintenance.as_ref().filter(|m| m.in_force(f.started_at_ms)) {
+                if let Some(m) = self
+                    .maintenance
+                    .as_ref()
+                    .filter(|m| m.in_force(f.started_at_ms))
+                {
                     return rejected(format!(
                         "the cluster is paused (maintenance by {}); resume it first",
                         m.by

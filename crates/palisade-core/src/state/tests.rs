@@ -321,10 +321,19 @@ fn a_rejoin_is_recorded_once_and_makes_the_site_a_standby_again() {
     cmds.push(rejoined("a", 1));
     let (s, r) = apply_all(&cmds);
     let n = r.len();
-    assert!(matches!(r[n - 4], CommandResult::Rejected { .. }), "b is the primary");
-    assert!(matches!(r[n - 3], CommandResult::Rejected { .. }), "stale epoch");
+    assert!(
+        matches!(r[n - 4], CommandResult::Rejected { .. }),
+        "b is the primary"
+    );
+    assert!(
+        matches!(r[n - 3], CommandResult::Rejected { .. }),
+        "stale epoch"
+    );
     assert_eq!(r[n - 2], CommandResult::Applied);
-    assert!(matches!(r[n - 1], CommandResult::Rejected { .. }), "only once");
+    assert!(
+        matches!(r[n - 1], CommandResult::Rejected { .. }),
+        "only once"
+    );
     assert_eq!(s.desired_role(&site("a")), Some(DesiredRole::Standby));
     assert_eq!(s.rejoins.len(), 1);
     assert_eq!(s.rejoins[0].primary, site("b"));
