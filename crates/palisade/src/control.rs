@@ -40,6 +40,9 @@ const WATCH_POLL: Duration = Duration::from_millis(100);
 /// Longest maintenance window with an end (`pause --for`).
 const MAX_PAUSE_MS: u64 = 365 * 24 * 3600 * 1000;
 
+/// A request to send on to the leader, with the client to send it with.
+type Forward<T> = (ControlClient<Channel>, Request<T>);
+
 /// Where a request that changes the state is handled.
 enum Route {
     /// Here: this witness leads.
@@ -175,6 +178,18 @@ impl ControlService {
                 "no leader is known (an election may be in progress); retry shortly",
             )),
         }
+    }
+
+    /// Handles a state-changing request: `Ok(body)` when this witness
+    /// leads and handles it, else the leader's client and the request to
+    /// forward to it.
+    fn at_leader<T>(&self, req: Request<T>) -> Result<Result<T, Forward<T>>, Status> {
+        let forwarded = req.metadata().get(FORWARDED).is_some();
+        let body = req.into_inner();
+        Ok(match self.route(forwarded)? {
+            Route::Local => Ok(body),
+            Route::Leader(c) => Err((c, self.forwarding(body))),
+        })
     }
 
     /// `body` as a request forwarded by this witness.
@@ -438,11 +453,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::SwitchoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.switchover(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.switchover(fwd).await,
+        };
         self.operate(OperatorRequest {
             kind: Kind::Switchover,
             to: Some(SiteId(body.to_site)),
@@ -457,11 +471,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.failover(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.failover(fwd).await,
+        };
         self.operate(OperatorRequest {
             kind: Kind::Failover,
             to: Some(SiteId(body.to_site)),
@@ -476,11 +489,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::FailbackRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.failback(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.failback(fwd).await,
+        };
         self.operate(OperatorRequest {
             kind: Kind::Failback,
             to: None,
@@ -495,11 +507,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.pause(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.pause(fwd).await,
+        };
         let for_ms = body.for_ms.filter(|ms| *ms > 0);
         if for_ms.is_some_and(|ms| ms > MAX_PAUSE_MS) {
             return Err(Status::invalid_argument(format!(
@@ -531,11 +542,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.resume(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.resume(fwd).await,
+        };
         let command = Command::Resume {
             by: body.who,
             at_ms: palisade_raft::unix_ms_now(),
@@ -591,11 +601,10 @@ impl Control for ControlService {
         &self,
         req: Request<pb::RecordDrillRequest>,
     ) -> Result<Response<pb::RecordDrillReply>, Status> {
-        let forwarded = req.metadata().get(FORWARDED).is_some();
-        let body = req.into_inner();
-        if let Route::Leader(mut c) = self.route(forwarded)? {
-            return c.record_drill(self.forwarding(body)).await;
-        }
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err((mut c, fwd)) => return c.record_drill(fwd).await,
+        };
         let Some(d) = body.drill else {
             return Err(Status::invalid_argument("drill: missing"));
         };
