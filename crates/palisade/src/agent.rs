@@ -164,18 +164,39 @@ impl Agent {
         let req = RenewLease {
             site: self.site.clone(),
             epoch,
+            relayed: false,
         };
+        // The lease counts from here, before any attempt: a grant that
+        // comes back by a longer way is still counted from this moment.
         let sent = mono_ms();
+        let attempt = self.settings.renew_interval / 2;
         let leader = self.raft.metrics().borrow().current_leader;
-        let answer = match leader {
-            Some(l) if l == self.own_id => Ok(self.controller.renew_lease(req).await),
+        let mut answer = match leader {
+            Some(l) if l == self.own_id => Ok(self.controller.renew_lease(req.clone()).await),
             Some(l) => self
                 .peers
-                .call(l, Rpc::RenewLease, &req, self.settings.renew_interval)
+                .call(l, Rpc::RenewLease, &req, attempt)
                 .await
                 .map_err(|e| e.to_string()),
             None => Err("no leader known".to_string()),
         };
+        // Cut off from the leader but not from the others (a broken link
+        // between two sites): renew through another witness, which relays
+        // to the leader it knows. Without this a link cut between the
+        // primary's site and the leader's would fence a healthy primary
+        // that a quorum still sees.
+        if matches!(answer, Err(_) | Ok(LeaseAnswer::Unconfirmed { .. })) {
+            for via in self.peers.ids().filter(|id| Some(*id) != leader) {
+                match self.peers.call(via, Rpc::RenewLease, &req, attempt).await {
+                    Ok(a @ (LeaseAnswer::Granted | LeaseAnswer::Refused { .. })) => {
+                        tracing::debug!(via, "lease renewed through another witness");
+                        answer = Ok(a);
+                        break;
+                    }
+                    Ok(LeaseAnswer::Unconfirmed { .. }) | Err(_) => {}
+                }
+            }
+        }
         let mut st = self.st();
         match answer {
             Ok(LeaseAnswer::Granted) => st.lease.confirmed(sent, epoch),
@@ -484,6 +505,36 @@ impl Agent {
                 Err(e) => tracing::error!(error = %e, "could not set monitorsEnabled"),
             },
             Err(e) => tracing::error!(error = %e, "cannot read monitorsEnabled"),
+        }
+    }
+
+    /// A renewal that reached this witness, which does not lead: sent on to
+    /// the leader this witness knows, once (a relayed renewal is never
+    /// relayed again, so two witnesses that each think the other leads
+    /// cannot bounce it).
+    pub async fn relay_renewal(&self, req: RenewLease) -> LeaseAnswer {
+        let leader = self.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(l) if l != self.own_id && !req.relayed => {
+                let relayed = RenewLease {
+                    relayed: true,
+                    ..req
+                };
+                self.peers
+                    .call(
+                        l,
+                        Rpc::RenewLease,
+                        &relayed,
+                        self.settings.renew_interval / 2,
+                    )
+                    .await
+                    .unwrap_or_else(|e| LeaseAnswer::Unconfirmed {
+                        reason: format!("relay to leader {l} failed: {e}"),
+                    })
+            }
+            _ => LeaseAnswer::Unconfirmed {
+                reason: "not the leader, and no leader to relay to".into(),
+            },
         }
     }
 

@@ -27,6 +27,10 @@ pub struct RenewLease {
     pub site: SiteId,
     /// The epoch the agent believes in force.
     pub epoch: u64,
+    /// Sent on by a witness that is not the leader (the agent cannot reach
+    /// the leader itself): never relayed again.
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// The leader's answer to [`RenewLease`].

@@ -70,6 +70,11 @@ impl Peers {
         self.sites.get(site).copied()
     }
 
+    /// Every other witness.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.channels.keys().copied()
+    }
+
     /// Calls `rpc` on witness `to` with `req`, within `timeout`.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::agent::Agent;
 use crate::controller::Controller;
-use crate::peer_msgs::{RenewLease, Report, SiteAction};
+use crate::peer_msgs::{LeaseAnswer, RenewLease, Report, SiteAction};
 
 /// Serves one witness's peer calls.
 pub struct WitnessService {
@@ -45,7 +45,12 @@ impl WitnessPeer for WitnessService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let renew: RenewLease = decode(req)?;
-        encode(&self.controller.renew_lease(renew).await)
+        match self.controller.renew_lease(renew.clone()).await {
+            LeaseAnswer::Unconfirmed { .. } if !renew.relayed => {
+                encode(&self.agent.relay_renewal(renew).await)
+            }
+            answer => encode(&answer),
+        }
     }
 
     async fn site_action(
