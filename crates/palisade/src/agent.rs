@@ -33,6 +33,9 @@ use crate::site_db::SiteDb;
 
 /// How long an order waits for this witness to apply the epoch it names.
 const EPOCH_WAIT: Duration = Duration::from_secs(3);
+/// How often the lease guard looks at the lease (a refusal pulls its
+/// deadline to now; a renewal pushes it out).
+const GUARD_POLL: Duration = Duration::from_millis(20);
 /// Wait between rejoin attempts: each may copy the whole database.
 const REJOIN_RETRY: Duration = Duration::from_secs(10);
 
@@ -55,6 +58,20 @@ struct AgentState {
     /// The leader refused the lease for a planned handover of this epoch:
     /// shut down cleanly rather than kill.
     handover: Option<u64>,
+    /// The lease guard's deadline (agent clock) and epoch: set by every
+    /// confirmed lease, pulled to now by a refusal, cleared once the
+    /// database is stopped. See [`Agent::guard_lease`].
+    guard: Option<(u64, u64)>,
+}
+
+impl AgentState {
+    /// A lease confirmed for `epoch`, sent at `sent_ms`.
+    fn leased(&mut self, sent_ms: u64, epoch: u64, cfg: &palisade_core::lease::LeaseConfig) {
+        self.lease.confirmed(sent_ms, epoch);
+        if let Some(until) = self.lease.valid_until_ms(cfg) {
+            self.guard = Some((until, epoch));
+        }
+    }
 }
 
 /// One site's agent.
@@ -142,6 +159,52 @@ impl Agent {
         }
     }
 
+    /// The lease guard: kills the database the moment the lease runs out
+    /// (`ttl / 4` before its end, as the leader's wait assumes), whatever
+    /// the reconcile loop or an order is doing. Those hold the operations
+    /// lock and may wait on a hung server for seconds (a frozen primary
+    /// makes `ALTER SYSTEM` hang until it thaws); the lease cannot wait for
+    /// them. Killing takes no lock: it is idempotent, and a concurrent
+    /// start or stop only fails. Found by the chaos suite's freeze scenario.
+    pub async fn guard_lease(self: Arc<Self>, cancel: CancellationToken) {
+        let Some(db) = &self.db else { return };
+        loop {
+            let now = mono_ms();
+            let due = self
+                .st()
+                .guard
+                .map(|(until, epoch)| (until.saturating_sub(self.fence_margin_ms()), epoch));
+            let wait = match due {
+                Some((deadline, epoch)) if deadline <= now => {
+                    self.st().guard = None;
+                    if db.is_running().await.unwrap_or(true) {
+                        tracing::warn!(
+                            epoch,
+                            "lease guard: the lease ran out; killing the database"
+                        );
+                        self.st().lease.revoked();
+                        match db.fence(epoch, true).await {
+                            Ok(detail) => {
+                                self.st().self_fenced = true;
+                                tracing::warn!(%detail, "database fenced by the lease guard");
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "LEASE GUARD COULD NOT FENCE: a human must look")
+                            }
+                        }
+                    }
+                    GUARD_POLL
+                }
+                Some((deadline, _)) => GUARD_POLL.min(Duration::from_millis(deadline - now)),
+                None => GUARD_POLL,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     /// Sleep until the next renewal, or the fence deadline if sooner.
     fn next_wake(&self) -> Duration {
         let renew = self.settings.renew_interval;
@@ -199,13 +262,20 @@ impl Agent {
         }
         let mut st = self.st();
         match answer {
-            Ok(LeaseAnswer::Granted) => st.lease.confirmed(sent, epoch),
+            Ok(LeaseAnswer::Granted) => st.leased(sent, epoch, &self.settings.lease),
             Ok(LeaseAnswer::Refused { reason, handover }) => {
                 if st.lease.is_valid(mono_ms(), epoch, &self.settings.lease) {
                     tracing::warn!(%reason, "lease renewal refused: fencing");
                 }
                 st.lease.revoked();
                 st.handover = handover;
+                // A plain refusal: stop now. A planned handover: the clean
+                // shutdown may use what is left of the lease, no more.
+                if handover.is_none() {
+                    if let Some((_, e)) = st.guard {
+                        st.guard = Some((mono_ms(), e));
+                    }
+                }
             }
             Ok(LeaseAnswer::Unconfirmed { reason }) => {
                 tracing::debug!(%reason, "lease renewal not confirmed; the lease runs down")
@@ -326,7 +396,10 @@ impl Agent {
         self.st().lease.revoked();
         match db.fence_for_handover(handover_epoch).await {
             Ok((detail, _)) => {
-                self.st().self_fenced = true;
+                let mut st = self.st();
+                st.self_fenced = true;
+                st.guard = None;
+                drop(st);
                 tracing::warn!(%detail, "database shut down for a planned handover");
             }
             Err(e) => {
@@ -466,7 +539,10 @@ impl Agent {
         self.st().lease.revoked();
         match db.fence(epoch, urgent).await {
             Ok(detail) => {
-                self.st().self_fenced = true;
+                let mut st = self.st();
+                st.self_fenced = true;
+                st.guard = None;
+                drop(st);
                 tracing::warn!(%detail, "database fenced");
                 Some(detail)
             }
@@ -617,7 +693,10 @@ impl Agent {
                 if planned {
                     self.st().lease.revoked();
                     let (detail, lsn) = db.fence_for_handover(epoch).await?;
-                    self.st().self_fenced = true;
+                    let mut st = self.st();
+                    st.self_fenced = true;
+                    st.guard = None;
+                    drop(st);
                     tracing::warn!(%detail, "database shut down for a planned handover");
                     return Ok(SiteActionDone { detail, lsn });
                 }
@@ -638,7 +717,7 @@ impl Agent {
                 let detail = db.promote(epoch).await?;
                 // The order is the first lease of the new primary.
                 let mut st = self.st();
-                st.lease.confirmed(mono_ms(), epoch);
+                st.leased(mono_ms(), epoch, &self.settings.lease);
                 st.ran_leased = true;
                 st.self_fenced = false;
                 Ok(SiteActionDone::said(detail))

@@ -605,3 +605,89 @@ async fn a_frozen_primary_is_fenced_and_never_writable_after_it_thaws() {
         "b is the primary"
     );
 }
+
+/// The chaos suite's freeze scenario, on loopback: in sync mode the
+/// primary's agent reacts to the frozen server by clearing
+/// `synchronous_standby_names`, an `ALTER SYSTEM` that hangs until the
+/// server thaws. The server is thawed the moment the failover begins, with
+/// a client session still open on it. Its lease must still kill it before
+/// the leader records the fence by lease expiry: no write may commit on it
+/// after the `fenced` step's time (server clock = this host's clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_thawed_mid_failover_commits_nothing_after_its_recorded_fence() {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let _slot = SLOTS.acquire().await.expect("test slot");
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    let c = start_cluster(
+        &pair,
+        &format!(
+            "{FAST}\n[failover]\non_primary_crash = \"failover\"\nreplication = \"sync\"\nsync_standby_down = \"degrade\"\n"
+        ),
+    )
+    .await;
+    // Each write returns the server's clock at the insert.
+    let commits = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let opts = pair.primary.connect_options();
+    let out = commits.clone();
+    let writer = tokio::spawn(async move {
+        use sqlx::ConnectOptions;
+        let mut conn = opts.connect().await.expect("connect to a");
+        sqlx::query("CREATE TABLE stamped (id bigserial PRIMARY KEY, at_ms bigint)")
+            .execute(&mut conn)
+            .await
+            .expect("create");
+        loop {
+            let r: Result<i64, _> = sqlx::query_scalar(
+                "INSERT INTO stamped (at_ms) VALUES ((extract(epoch from clock_timestamp()) * 1000)::bigint) RETURNING at_ms",
+            )
+            .fetch_one(&mut conn)
+            .await;
+            match r {
+                Ok(at) => out.lock().expect("commits").push(at),
+                Err(_) => return,
+            }
+        }
+    });
+    let deadline = Instant::now() + SETTLE;
+    while commits.lock().expect("commits").len() < 100 {
+        assert!(Instant::now() < deadline, "the writer got no writes in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    step("freeze the whole primary; thaw it as soon as the failover begins");
+    let frozen = server_processes(&pair.primary);
+    for pid in &frozen {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+    }
+    wait_status(&c, "a failover began", SETTLE, |s| {
+        s.failover_in_progress.as_ref().map(|_| ())
+    })
+    .await;
+    for pid in &frozen {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
+    }
+    let f = wait_status(&c, "the failover completed", SETTLE, |s| {
+        s.last_failover.clone().filter(|f| !f.outcome.is_empty())
+    })
+    .await;
+    assert_eq!(f.outcome, "completed", "{f:?}");
+    let fenced = &f.steps[0];
+    eprintln!("--- fenced at {}: {}", fenced.done_at_ms, fenced.detail);
+    let _ = tokio::time::timeout(SETTLE, writer)
+        .await
+        .expect("the writer's session ended");
+    let late: Vec<i64> = commits
+        .lock()
+        .expect("commits")
+        .iter()
+        .copied()
+        .filter(|at| *at > fenced.done_at_ms)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old primary committed {} writes after its fence was recorded at {}: {late:?}",
+        late.len(),
+        fenced.done_at_ms
+    );
+}
