@@ -232,7 +232,10 @@ impl Agent {
         // The lease counts from here, before any attempt: a grant that
         // comes back by a longer way is still counted from this moment.
         let sent = mono_ms();
-        let attempt = self.settings.renew_interval / 2;
+        // Each attempt may take a whole renewal interval (the leader runs a
+        // quorum round first): the lease outlasts three intervals after the
+        // send, so the direct attempt and one relay both fit.
+        let attempt = self.settings.renew_interval;
         let leader = self.raft.metrics().borrow().current_leader;
         let mut answer = match leader {
             Some(l) if l == self.own_id => Ok(self.controller.renew_lease(req.clone()).await),
@@ -270,11 +273,16 @@ impl Agent {
                 st.lease.revoked();
                 st.handover = handover;
                 // A plain refusal: stop now. A planned handover: the clean
-                // shutdown may use what is left of the lease, no more.
-                if handover.is_none() {
-                    if let Some((_, e)) = st.guard {
-                        st.guard = Some((mono_ms(), e));
+                // shutdown takes what it takes (each of its stages is
+                // bounded), because nothing is promoted before this agent
+                // confirms it (no lease expiry is used for a handover).
+                match handover {
+                    None => {
+                        if let Some((_, e)) = st.guard {
+                            st.guard = Some((mono_ms(), e));
+                        }
                     }
+                    Some(_) => st.guard = None,
                 }
             }
             Ok(LeaseAnswer::Unconfirmed { reason }) => {
@@ -393,7 +401,13 @@ impl Agent {
             epoch = handover_epoch,
             "planned handover: shutting the database down cleanly"
         );
-        self.st().lease.revoked();
+        {
+            // See the refusal in `renew`: the guard must not kill a clean
+            // shutdown half-way, which would abort the handover.
+            let mut st = self.st();
+            st.lease.revoked();
+            st.guard = None;
+        }
         match db.fence_for_handover(handover_epoch).await {
             Ok((detail, _)) => {
                 let mut st = self.st();
@@ -691,7 +705,11 @@ impl Agent {
                     ));
                 }
                 if planned {
-                    self.st().lease.revoked();
+                    {
+                        let mut st = self.st();
+                        st.lease.revoked();
+                        st.guard = None;
+                    }
                     let (detail, lsn) = db.fence_for_handover(epoch).await?;
                     let mut st = self.st();
                     st.self_fenced = true;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use palisade_testkit::es_double::EsDouble;
 use palisade_testkit::pg::PgPair;
 use serde_json::Value;
-use support::pg::{db_config_rejoining, wait_ready, FAST, SLOTS};
+use support::pg::{db_config_rejoining, wait_ready, OPERATED, SLOTS};
 use support::stack::threatconnect_xml;
 use support::{step, Cluster};
 
@@ -48,7 +48,7 @@ async fn the_guides_dr_test_runs_end_to_end_and_is_reported_and_recorded() {
          [[app]]\nsite = \"b\"\nconfig_file = \"{xb}\"\nrestart_command = [\"/bin/true\"]\nes_property = \"elasticsearchHosts\"\n\n\
          [[elasticsearch]]\nsite = \"a\"\nurl = \"{ea}\"\nhosts = \"{ha}\"\n\n\
          [[elasticsearch]]\nsite = \"b\"\nurl = \"{eb}\"\nhosts = \"{hb}\"\n",
-        db = db_config_rejoining(&pair, FAST),
+        db = db_config_rejoining(&pair, OPERATED),
         xa = xml_a.display(),
         xb = xml_b.display(),
         ea = es_a.url(),

@@ -13,7 +13,7 @@ use palisade_api::v1::{
     SwitchoverRequest, WatchRequest,
 };
 use palisade_testkit::pg::{PgPair, PgServer};
-use support::pg::{start_cluster_rejoining, status, wait_status, FAST, SETTLE, SLOTS};
+use support::pg::{start_cluster_rejoining, status, wait_status, OPERATED, SETTLE, SLOTS};
 use support::writer::{write_pause, Ack, Writer};
 use support::{step, Cluster};
 use tonic::transport::Channel;
@@ -103,9 +103,19 @@ async fn finished(c: &Cluster, epoch: u64) -> palisade_api::v1::FailoverSummary 
 
 /// Waits until the standby no longer needs to rejoin, and streams.
 async fn rejoined(c: &Cluster, standby: &str) -> StatusReply {
-    wait_status(c, &format!("site {standby} rejoined"), REJOIN, |s| {
-        (!s.standby_needs_rejoin && s.standby_site == standby).then(|| s.clone())
-    })
+    wait_status(
+        c,
+        &format!("site {standby} rejoined and streams"),
+        REJOIN,
+        |s| {
+            let streams = s
+                .nodes
+                .iter()
+                .filter(|n| !n.databases.is_empty())
+                .all(|n| n.databases.iter().any(|d| d.site == standby && d.streaming));
+            (!s.standby_needs_rejoin && s.standby_site == standby && streams).then(|| s.clone())
+        },
+    )
     .await
 }
 
@@ -134,7 +144,7 @@ async fn assert_streams(primary: &PgServer, standby: &PgServer) {
 async fn switchover_under_a_writer_loses_no_acknowledged_write() {
     let _slot = SLOTS.acquire().await.expect("test slot");
     let pair = PgPair::start().await.expect("PostgreSQL pair");
-    let c = start_cluster_rejoining(&pair, FAST).await;
+    let c = start_cluster_rejoining(&pair, OPERATED).await;
     let writer = Writer::start(&pair).await;
     writer.wait_acks_at("a", 50).await;
 
@@ -277,7 +287,7 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
 async fn failover_then_failback_rewinds_the_old_primary_and_both_stream_at_the_end() {
     let _slot = SLOTS.acquire().await.expect("test slot");
     let pair = PgPair::start().await.expect("PostgreSQL pair");
-    let c = start_cluster_rejoining(&pair, FAST).await;
+    let c = start_cluster_rejoining(&pair, OPERATED).await;
     let writer = Writer::start(&pair).await;
     writer.wait_acks_at("a", 20).await;
 
@@ -378,7 +388,7 @@ async fn pause_stops_an_automatic_failover_and_resume_lets_it_happen() {
     let pair = PgPair::start().await.expect("PostgreSQL pair");
     let c = start_cluster_rejoining(
         &pair,
-        &format!("{FAST}\n[failover]\non_primary_crash = \"failover\"\n"),
+        &format!("{OPERATED}\n[failover]\non_primary_crash = \"failover\"\n"),
     )
     .await;
 
@@ -461,7 +471,7 @@ async fn pause_stops_an_automatic_failover_and_resume_lets_it_happen() {
 async fn bad_operator_requests_are_refused_with_the_reason() {
     let _slot = SLOTS.acquire().await.expect("test slot");
     let pair = PgPair::start().await.expect("PostgreSQL pair");
-    let c = start_cluster_rejoining(&pair, FAST).await;
+    let c = start_cluster_rejoining(&pair, OPERATED).await;
     let ctl = control(&c, follower(&c).await).await;
     let switchover = |to: &str| SwitchoverRequest {
         to_site: to.into(),

@@ -55,6 +55,11 @@ fn config_for(pair: &PgPair, tuning: &str, rejoin: bool) -> String {
 
 pub const FAST: &str = "[probe]\ninterval_ms = 200\n\n[lease]\nttl_ms = 1500\n";
 
+/// For the operator-operation tests: fast probes, the default lease. A
+/// planned handover must not race a lease that a loaded machine cannot
+/// renew in time (each renewal is a quorum round).
+pub const OPERATED: &str = "[probe]\ninterval_ms = 200\n";
+
 /// Each test runs a PostgreSQL pair and three witnesses; on a two-core
 /// machine more than two such tests at once starve each other's probes.
 pub static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
