@@ -929,6 +929,7 @@ impl Controller {
     async fn check_one_monitor(&self, f: &Failover) -> String {
         let mut on = Vec::new();
         let mut unknown = Vec::new();
+        let mut switched_off = Vec::new();
         for app in &self.actions.apps {
             match self
                 .site_action(
@@ -938,16 +939,38 @@ impl Controller {
                 )
                 .await
             {
+                // The old site was unreachable at the flip and is back: its
+                // agent leaves the app alone while the failover runs, so
+                // switch it off now (DESIGN rule 4 holds once it ends).
+                Ok(d) if d.detail == "true" && app.site == f.from => {
+                    let off = SiteAction::SetMonitors {
+                        epoch: f.epoch,
+                        enabled: false,
+                    };
+                    match self.site_action(&app.site, off, FENCE_RPC_TIMEOUT).await {
+                        Ok(d) => switched_off.push(format!("{}: {}", app.site, d.detail)),
+                        Err(e) => {
+                            on.push(app.site.0.clone());
+                            tracing::warn!(error = %e, site = %app.site, "could not switch the returning old site's app off");
+                        }
+                    }
+                }
                 Ok(d) if d.detail == "true" => on.push(app.site.0.clone()),
                 Ok(_) => {}
                 Err(e) => unknown.push(format!("{} ({e})", app.site)),
             }
         }
-        let note = if unknown.is_empty() {
+        let mut note = if unknown.is_empty() {
             String::new()
         } else {
             format!(" (not readable: {})", unknown.join(", "))
         };
+        if !switched_off.is_empty() {
+            note.push_str(&format!(
+                " (switched off on its return: {})",
+                switched_off.join(", ")
+            ));
+        }
         if on.len() == 1 && on[0] == f.to.0 {
             format!("exactly one monitorsEnabled=true (site {}){note}", f.to)
         } else {
