@@ -1,7 +1,8 @@
 //! The site agent: each witness reconciles its own site's database to the
 //! role the replicated state wants for it.
 //!
-//! * Desired primary: keep a lease. Renew every `renew_interval`; while the
+//! * Desired primary: keep a lease (renewed every `renew_interval` by its
+//!   own task; a lease guard task kills the database when it runs out); while the
 //!   lease is valid (with a margin for the time a stop takes), make sure the
 //!   database runs — restart it after a crash when `on_primary_crash =
 //!   "restart"`; once the lease has run out, fence (stop) it at once.
@@ -159,6 +160,30 @@ impl Agent {
         }
     }
 
+    /// Keeps the lease: while the replicated state makes this site primary,
+    /// sends a renewal every `renew_interval`, each on its own task, so that
+    /// neither a slow database operation of the reconcile loop nor a slow
+    /// renewal delays the next one (a late confirmation never moves the
+    /// lease back).
+    pub async fn keep_lease(self: Arc<Self>, cancel: CancellationToken) {
+        if self.db.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.settings.renew_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let state = self.view.cluster_state();
+            if let Some(DesiredRole::Primary { epoch }) = state.desired_role(&self.site) {
+                let agent = self.clone();
+                tokio::spawn(async move { agent.renew(epoch).await });
+            }
+        }
+    }
+
     /// The lease guard: kills the database the moment the lease runs out
     /// (`ttl / 4` before its end, as the leader's wait assumes), whatever
     /// the reconcile loop or an order is doing. Those hold the operations
@@ -297,9 +322,6 @@ impl Agent {
         self.reconcile_app(&state).await;
         let Some(db) = &self.db else { return };
         let desired = state.desired_role(&self.site);
-        if let Some(DesiredRole::Primary { epoch }) = desired {
-            self.renew(epoch).await;
-        }
         let _ops = self.ops.lock().await;
         let running = match db.is_running().await {
             Ok(r) => r,

@@ -261,6 +261,7 @@ fn start_witness(
     tasks.spawn(observer.run(shutdown.clone()));
     tasks.spawn(agent.clone().run(shutdown.clone()));
     tasks.spawn(agent.clone().guard_lease(shutdown.clone()));
+    tasks.spawn(agent.clone().keep_lease(shutdown.clone()));
     tasks.spawn(lead_while_leader(
         raft.clone(),
         controller.clone(),
