@@ -200,9 +200,12 @@ impl Agent {
                 .guard
                 .map(|(until, epoch)| (until.saturating_sub(self.fence_margin_ms()), epoch));
             let wait = match due {
+                // Expired, and stays armed until a new lease or a handover
+                // or rejoin disarms it: a server that comes up later (a
+                // start decided under the old lease that only finished
+                // now, while PID 1 reaped the last one) is killed too.
                 Some((deadline, epoch)) if deadline <= now => {
-                    self.st().guard = None;
-                    if db.is_running().await.unwrap_or(true) {
+                    if db.has_processes() {
                         tracing::warn!(
                             epoch,
                             "lease guard: the lease ran out; killing the database"
@@ -472,6 +475,9 @@ impl Agent {
             );
             self.fence_now(db, epoch, true).await;
         }
+        // From here on a server of this site is a standby (rebuilt by this
+        // agent or by hand), which runs without a lease.
+        self.st().guard = None;
         if self.settings.rejoin == RejoinPolicy::Manual {
             return;
         }
@@ -572,13 +578,18 @@ impl Agent {
     /// (A planned switchover, which wants a clean fast shutdown, will pass
     /// `urgent = false`.)
     async fn fence_now(&self, db: &SiteDb, epoch: u64, urgent: bool) -> Option<String> {
-        self.st().lease.revoked();
+        {
+            // No server of this site may run again before a new lease: the
+            // guard kills one that does (a start already under way).
+            let mut st = self.st();
+            st.lease.revoked();
+            if let Some((_, e)) = st.guard {
+                st.guard = Some((mono_ms(), e));
+            }
+        }
         match db.fence(epoch, urgent).await {
             Ok(detail) => {
-                let mut st = self.st();
-                st.self_fenced = true;
-                st.guard = None;
-                drop(st);
+                self.st().self_fenced = true;
                 tracing::warn!(%detail, "database fenced");
                 Some(detail)
             }

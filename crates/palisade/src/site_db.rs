@@ -48,6 +48,11 @@ impl SiteDb {
         self.site.is_running().await.map_err(|e| e.to_string())
     }
 
+    /// Whether any process of the server runs (cheap: `/proc` only).
+    pub fn has_processes(&self) -> bool {
+        self.site.has_server_processes()
+    }
+
     /// Stops the server and confirms it cannot take writes. `urgent`: the
     /// lease is gone; kill it at once rather than shut it down politely.
     pub async fn fence(&self, epoch: u64, urgent: bool) -> Result<String, String> {

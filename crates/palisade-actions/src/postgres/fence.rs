@@ -539,6 +539,13 @@ pub(super) fn parse_control_data(out: &str) -> Result<ControlData, String> {
 }
 
 impl PgSite {
+    /// Whether any process of this server runs (its postmaster, or a
+    /// backend that outlived it), from `/proc` alone: no command is run,
+    /// so a lease guard can ask every few milliseconds.
+    pub fn has_server_processes(&self) -> bool {
+        self.live_postmaster().is_some() || !server_processes(&self.data_dir).is_empty()
+    }
+
     /// Reads the control file of the (stopped) server with `pg_controldata`.
     pub async fn control_data(&self) -> Result<ControlData, DbError> {
         let cmd = Cmd::new("pg_controldata")
