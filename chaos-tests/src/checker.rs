@@ -114,11 +114,7 @@ fn failover_of(s: &Value) -> Option<&Value> {
 }
 
 fn step_done(f: &Value, step: &str) -> Option<i64> {
-    f["steps"]
-        .as_array()?
-        .iter()
-        .find(|s| s["step"] == step)?["done_at_ms"]
-        .as_i64()
+    f["steps"].as_array()?.iter().find(|s| s["step"] == step)?["done_at_ms"].as_i64()
 }
 
 /// The comparable part of a witness's replicated state.
@@ -152,11 +148,7 @@ fn state_key(s: &Value) -> String {
 }
 
 fn own_applied(site: &str, s: &Value) -> Option<u64> {
-    s["nodes"]
-        .as_array()?
-        .iter()
-        .find(|n| n["site"] == site)?["last_applied_index"]
-        .as_u64()
+    s["nodes"].as_array()?.iter().find(|n| n["site"] == site)?["last_applied_index"].as_u64()
 }
 
 /// Checks `h` against rules a–f.
@@ -183,10 +175,11 @@ pub fn check(h: &History) -> Report {
             });
         }
     }
-    let keys: BTreeMap<String, Vec<&str>> = answered.iter().fold(BTreeMap::new(), |mut m, (site, s)| {
-        m.entry(state_key(s)).or_insert_with(Vec::new).push(site);
-        m
-    });
+    let keys: BTreeMap<String, Vec<&str>> =
+        answered.iter().fold(BTreeMap::new(), |mut m, (site, s)| {
+            m.entry(state_key(s)).or_insert_with(Vec::new).push(site);
+            m
+        });
     if keys.len() > 1 {
         v.push(Violation {
             rule: "f",
@@ -194,12 +187,16 @@ pub fn check(h: &History) -> Report {
             at_ms: None,
         });
     }
-    let applied: Vec<(&str, Option<u64>)> =
-        answered.iter().map(|(site, s)| (*site, own_applied(site, s))).collect();
+    let applied: Vec<(&str, Option<u64>)> = answered
+        .iter()
+        .map(|(site, s)| (*site, own_applied(site, s)))
+        .collect();
     if applied.windows(2).any(|w| w[0].1 != w[1].1) {
         v.push(Violation {
             rule: "f",
-            what: format!("the witnesses applied different log indexes after settling: {applied:?}"),
+            what: format!(
+                "the witnesses applied different log indexes after settling: {applied:?}"
+            ),
             at_ms: None,
         });
     }
@@ -228,13 +225,19 @@ pub fn check(h: &History) -> Report {
                 at_ms: f["started_at_ms"].as_i64(),
             }),
             Some(fenced) => {
+                let promoted = step_done(f, "promoted");
                 for a in &h.acks {
                     if a.server == from && a.server_ms > fenced {
+                        let when = match promoted {
+                            Some(p) if a.server_ms >= p => format!("after the new primary {to} was promoted at {}: two writable primaries", fmt_ms(p)),
+                            Some(p) => format!("before the new primary {to} was promoted at {}: the fence the record relies on had not happened", fmt_ms(p)),
+                            None => "with no promotion recorded".to_string(),
+                        };
                         v.push(Violation {
                             rule: "a",
                             what: format!(
-                                "split brain: old primary {from} accepted write {} (via {}) at {}, after it was recorded fenced at {}",
-                                a.id, a.via, fmt_ms(a.server_ms), fmt_ms(fenced)
+                                "split brain: old primary {from} accepted write {} (via {}, sync in force: {}) at {}, after it was recorded fenced at {}, {when}",
+                                a.id, a.via, a.sync, fmt_ms(a.server_ms), fmt_ms(fenced)
                             ),
                             at_ms: Some(a.server_ms),
                         });
@@ -327,7 +330,9 @@ pub fn check(h: &History) -> Report {
     if on != [primary.as_str()] {
         v.push(Violation {
             rule: "c",
-            what: format!("monitorsEnabled=true at {on:?}; expected exactly the primary's app ({primary})"),
+            what: format!(
+                "monitorsEnabled=true at {on:?}; expected exactly the primary's app ({primary})"
+            ),
             at_ms: None,
         });
     }
@@ -382,7 +387,9 @@ pub fn check(h: &History) -> Report {
             if epoch != 1 || primary != "b" {
                 v.push(Violation {
                     rule: "e",
-                    what: format!("a failover to b was warranted; epoch {epoch}, primary {primary}"),
+                    what: format!(
+                        "a failover to b was warranted; epoch {epoch}, primary {primary}"
+                    ),
                     at_ms: fault,
                 });
             }
@@ -407,10 +414,13 @@ pub fn check(h: &History) -> Report {
                     .samples
                     .iter()
                     .find(|s| {
-                        s.at_ms > t0 && s.writable.iter().any(|(site, w)| *site == "a" && *w == Some(true))
+                        s.at_ms > t0
+                            && s.writable
+                                .iter()
+                                .any(|(site, w)| *site == "a" && *w == Some(true))
                     })
                     .map(|s| s.at_ms - t0);
-                if !r.recovered_ms.is_some_and(|ms| ms <= h.rto_ms) {
+                if r.recovered_ms.is_none_or(|ms| ms > h.rto_ms) {
                     v.push(Violation {
                         rule: "e",
                         what: format!(
@@ -435,7 +445,11 @@ pub fn check(h: &History) -> Report {
             h.faults.first().map(|f| f.at_ms).unwrap_or(0) - 1000,
             h.faults.last().map(|f| f.at_ms).unwrap_or(0) + 3000,
         );
-        let _ = writeln!(r.slices, "history of the faults:\n{}", slice(h, rec, from, to));
+        let _ = writeln!(
+            r.slices,
+            "history of the faults:\n{}",
+            slice(h, rec, from, to)
+        );
     }
     r.violations = v;
     r
@@ -453,20 +467,33 @@ pub fn slice(h: &History, rec: &Value, from: i64, to: i64) -> String {
         if let Some(t) = f["started_at_ms"].as_i64() {
             lines.push((
                 t,
-                format!("RECORD  failover began: epoch {} {}->{} ({})", f["epoch"], f["from_site"], f["to_site"], f["reason"]),
+                format!(
+                    "RECORD  failover began: epoch {} {}->{} ({})",
+                    f["epoch"], f["from_site"], f["to_site"], f["reason"]
+                ),
             ));
         }
         for s in f["steps"].as_array().into_iter().flatten() {
             if let Some(t) = s["done_at_ms"].as_i64() {
-                lines.push((t, format!("RECORD  step {} done: {}", s["step"], s["detail"])));
+                lines.push((
+                    t,
+                    format!("RECORD  step {} done: {}", s["step"], s["detail"]),
+                ));
             }
         }
         if let Some(t) = f["finished_at_ms"].as_i64() {
             lines.push((t, format!("RECORD  failover finished: {}", f["outcome"])));
         }
     }
-    let mut groups: BTreeMap<(i64, &str, &str), (i64, i64, usize, bool)> = BTreeMap::new();
-    for a in h.acks.iter().filter(|a| a.server_ms >= from && a.server_ms <= to) {
+    // (250 ms bucket, writer, server) -> (lowest id, highest id, count, all sync)
+    type Key<'a> = (i64, &'a str, &'a str);
+    type Span = (i64, i64, usize, bool);
+    let mut groups: BTreeMap<Key<'_>, Span> = BTreeMap::new();
+    for a in h
+        .acks
+        .iter()
+        .filter(|a| a.server_ms >= from && a.server_ms <= to)
+    {
         let e = groups
             .entry((a.server_ms / 250 * 250, a.via, a.server.as_str()))
             .or_insert((a.id, a.id, 0, true));
@@ -478,7 +505,10 @@ pub fn slice(h: &History, rec: &Value, from: i64, to: i64) -> String {
     for ((t, via, server), (lo, hi, n, sync)) in groups {
         lines.push((
             t,
-            format!("ACK     {n} writes via {via} taken by {server}: ids {lo}..={hi}{}", if sync { "" } else { " (not all sync)" }),
+            format!(
+                "ACK     {n} writes via {via} taken by {server}: ids {lo}..={hi}{}",
+                if sync { "" } else { " (not all sync)" }
+            ),
         ));
     }
     let mut prev = String::new();
@@ -499,4 +529,120 @@ pub fn slice(h: &History, rec: &Value, from: i64, to: i64) -> String {
         let _ = writeln!(out, "... {} more lines", lines.len() - 120);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ack(id: i64, server: &str, at: i64, sync: bool) -> Ack {
+        Ack {
+            id,
+            via: "local-a",
+            server: server.into(),
+            sync,
+            server_ms: at,
+            acked_ms: at + 1,
+        }
+    }
+
+    fn failed_over() -> Value {
+        let f = json!({
+            "epoch": 1, "from_site": "a", "to_site": "b", "outcome": "completed",
+            "started_at_ms": 1000, "finished_at_ms": 3000,
+            "steps": [
+                {"step": "fenced", "done_at_ms": 2000},
+                {"step": "promoted", "done_at_ms": 2500},
+            ],
+        });
+        json!({
+            "epoch": 1, "primary_site": "b", "standby_site": "a", "standby_needs_rejoin": true,
+            "last_failover": f,
+            "nodes": [{"site": "a", "last_applied_index": 9}, {"site": "b", "last_applied_index": 9}, {"site": "c", "last_applied_index": 9}],
+        })
+    }
+
+    fn history(acks: Vec<Ack>, stored: Vec<i64>) -> History {
+        let s = failed_over();
+        History {
+            faults: vec![FaultEvent {
+                at_ms: 500,
+                text: "isolate site a".into(),
+            }],
+            acks,
+            samples: Vec::new(),
+            statuses: vec![
+                ("a", Some(s.clone())),
+                ("b", Some(s.clone())),
+                ("c", Some(s)),
+            ],
+            monitors: vec![("a", Ok(false)), ("b", Ok(true))],
+            final_ids: Ok(stored),
+            fault_at_ms: Some(500),
+            expect: Expect::Failover,
+            rto_ms: 20_000,
+            replication: "sync".into(),
+        }
+    }
+
+    #[test]
+    fn a_clean_failover_passes() {
+        let h = history(
+            vec![ack(1, "a", 900, true), ack(2, "b", 2600, false)],
+            vec![1, 2],
+        );
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.failover_ms, Some(2500));
+    }
+
+    #[test]
+    fn a_write_on_the_old_primary_after_the_fence_is_split_brain() {
+        let h = history(vec![ack(1, "a", 2600, true)], vec![1]);
+        let r = check(&h);
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.rule == "a" && v.what.contains("two writable primaries")),
+            "{:?}",
+            r.violations
+        );
+        assert!(r.slices.contains("isolate site a"), "{}", r.slices);
+    }
+
+    #[test]
+    fn a_lost_sync_write_is_a_violation_and_a_degraded_one_is_allowed() {
+        let h = history(
+            vec![ack(1, "a", 900, true), ack(2, "a", 950, false)],
+            vec![],
+        );
+        let r = check(&h);
+        assert_eq!((r.lost, r.lost_allowed), (2, 1));
+        assert_eq!(
+            r.violations.iter().filter(|v| v.rule == "b").count(),
+            1,
+            "{:?}",
+            r.violations
+        );
+    }
+
+    #[test]
+    fn two_monitors_on_and_disagreeing_witnesses_are_violations() {
+        let mut h = history(vec![], vec![]);
+        h.monitors = vec![("a", Ok(true)), ("b", Ok(true))];
+        let mut other = failed_over();
+        other["epoch"] = json!(2);
+        h.statuses[2].1 = Some(other);
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.rule == "c"));
+        assert!(r.violations.iter().any(|v| v.rule == "f"));
+    }
+
+    #[test]
+    fn a_failover_where_none_was_warranted_is_rule_d() {
+        let mut h = history(vec![], vec![]);
+        h.expect = Expect::NoFailover;
+        assert!(check(&h).violations.iter().any(|v| v.rule == "d"));
+    }
 }

@@ -114,7 +114,41 @@ pub struct World {
     palisadectl: PathBuf,
     /// Where to keep the logs when the run failed (set by the runner).
     pub keep_logs_in: Option<PathBuf>,
+    /// Held while the world exists: see [`machine_lock`]. Declared before
+    /// `_serial` and released after teardown (Drop runs before fields drop).
+    _machine: fs::File,
     _serial: MutexGuard<'static, ()>,
+}
+
+/// Where worlds of different processes (a test run, the `chaos` binary)
+/// take turns: they share names and addresses, and a world that starts
+/// removes whatever another left behind, so two at once would destroy
+/// each other.
+pub const MACHINE_LOCK: &str = "/run/palisade-chaos.lock";
+
+/// Takes the machine-wide lock, waiting (and saying so) while another
+/// process holds it.
+fn machine_lock() -> Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(MACHINE_LOCK)
+        .with_context(|| format!("opening {MACHINE_LOCK}"))?;
+    match f.try_lock() {
+        Ok(()) => return Ok(f),
+        Err(fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "chaos: another process runs a world ({MACHINE_LOCK} is locked); waiting for it"
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {MACHINE_LOCK}"))
+        }
+    }
+    f.lock()
+        .with_context(|| format!("locking {MACHINE_LOCK}"))?;
+    Ok(f)
 }
 
 /// One world at a time in a process: they share names and addresses.
@@ -170,18 +204,21 @@ fn pg_bin_dir() -> Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found
-        .pop()
-        .map(|(_, b)| b)
-        .context("no PostgreSQL server binaries under /usr/lib/postgresql; apt-get install -y postgresql-15")
+    found.pop().map(|(_, b)| b).context(
+        "no PostgreSQL server binaries under /usr/lib/postgresql; apt-get install -y postgresql-15",
+    )
 }
 
 fn haproxy_bin() -> Result<PathBuf> {
-    ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .context("haproxy is not installed; apt-get install -y haproxy")
+    [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .context("haproxy is not installed; apt-get install -y haproxy")
 }
 
 /// Runs a command to completion, failing with its output.
@@ -201,16 +238,26 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 /// `ip netns exec pal-SITE runuser -u postgres -- BIN ARGS`.
 fn pg_cmd(site: &str, bin: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &netns::ns(site), "runuser", "-u", "postgres", "--"])
-        .arg(bin)
-        .args(args)
-        .stdin(Stdio::null());
+    c.args([
+        "netns",
+        "exec",
+        &netns::ns(site),
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+    ])
+    .arg(bin)
+    .args(args)
+    .stdin(Stdio::null());
     c
 }
 
 fn chown_postgres(path: &Path) -> Result<()> {
     run(
-        Command::new("chown").args(["-R", "postgres:postgres"]).arg(path),
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path),
         &format!("chown -R postgres {}", path.display()),
     )
     .map(|_| ())
@@ -227,8 +274,7 @@ pub fn threatconnect_xml(monitors: bool) -> String {
 /// `monitorsEnabled` as the file says it: the value of the one uncommented
 /// `<property ... name="monitorsEnabled" .../>` element.
 pub fn read_monitors(file: &Path) -> Result<bool> {
-    let text =
-        fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut rest = text.as_str();
     let mut values = Vec::new();
     while let Some(start) = rest.find("<!--") {
@@ -269,6 +315,7 @@ impl World {
     /// anything behind.
     pub async fn start(settings: Settings) -> Result<World> {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let machine = machine_lock()?;
         install_signal_cleanup();
         let left = netns::leftovers();
         if !left.is_empty() {
@@ -306,6 +353,7 @@ impl World {
             palisade,
             palisadectl,
             keep_logs_in: None,
+            _machine: machine,
             _serial: serial,
         };
         step("create the sites: namespaces pal-a/b/c on bridge pal-br0 (198.18.0.0/24)");
@@ -410,8 +458,20 @@ impl World {
                 "b",
                 &bin.join("pg_basebackup"),
                 &[
-                    "-R", "-D", &bd, "-h", netns::addr("a"), "-p", "5432", "-X", "stream", "-c",
-                    "fast", "-U", "replicator", "--no-sync",
+                    "-R",
+                    "-D",
+                    &bd,
+                    "-h",
+                    netns::addr("a"),
+                    "-p",
+                    "5432",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-U",
+                    "replicator",
+                    "--no-sync",
                 ],
             )
             .env("PGPASSWORD", "replicator"),
@@ -470,7 +530,10 @@ impl World {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !self.haproxy_sock.exists() {
             if std::time::Instant::now() > deadline {
-                bail!("haproxy's runtime socket {} never appeared", self.haproxy_sock.display());
+                bail!(
+                    "haproxy's runtime socket {} never appeared",
+                    self.haproxy_sock.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -609,11 +672,18 @@ impl World {
     }
 
     /// Waits for `site`'s witness to exit on its own; returns its code.
-    pub async fn wait_witness_exit(&mut self, site: &str, timeout: Duration) -> Result<Option<i32>> {
+    pub async fn wait_witness_exit(
+        &mut self,
+        site: &str,
+        timeout: Duration,
+    ) -> Result<Option<i32>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let w = self.witness(site);
-            let c = w.child.as_mut().with_context(|| format!("witness {site} not running"))?;
+            let c = w
+                .child
+                .as_mut()
+                .with_context(|| format!("witness {site} not running"))?;
             if let Some(st) = c.try_wait()? {
                 w.child = None;
                 return Ok(st.code());
@@ -648,8 +718,11 @@ impl World {
         for p in &pids {
             procs::signal(*p, sig);
         }
-        self.log
-            .record(format!("{sig} database {site} (postmaster {} + {} children)", pids[0], pids.len() - 1));
+        self.log.record(format!(
+            "{sig} database {site} (postmaster {} + {} children)",
+            pids[0],
+            pids.len() - 1
+        ));
         Ok(pids)
     }
 
@@ -659,6 +732,27 @@ impl World {
             procs::signal(*p, Signal::SIGCONT);
         }
         self.log.record(format!("SIGCONT {what}"));
+    }
+
+    /// Starts `site`'s database with `pg_ctl` inside its namespace, as the
+    /// host's service manager would restart a crashed server (the site
+    /// agent restarts only a primary; a standby is the OS's to restart).
+    pub fn start_db(&mut self, site: &str) -> Result<i64> {
+        let bin = pg_bin_dir()?;
+        // The backends of a killed postmaster take a moment to notice and
+        // exit, and PID 1 here reaps slowly; until then pg_ctl refuses
+        // ("another server might be running"). Retry a few times.
+        let mut tries = 0;
+        while let Err(e) = pg_ctl_start(&bin, self.db(site)) {
+            tries += 1;
+            if tries >= 5 {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Ok(self.log.record(format!(
+            "start database {site} (pg_ctl, as a service manager would)"
+        )))
     }
 
     /// Whether `site`'s database has a live postmaster.
@@ -673,7 +767,9 @@ impl World {
 
     /// The network (cuts and heals).
     pub fn net(&mut self) -> &mut Net {
-        self.net.as_mut().expect("the world's network exists once started")
+        self.net
+            .as_mut()
+            .expect("the world's network exists once started")
     }
 
     /// `palisadectl status --output json` asked of `site`'s witness from
@@ -721,7 +817,7 @@ impl World {
     /// rejoin after a failover), and, without a failover, the standby
     /// streams again with the configured replication mode in force.
     pub async fn wait_ready(&mut self, what: &str) -> Result<Value> {
-        let mut last = String::new();
+        let mut last;
         let deadline = tokio::time::Instant::now() + SETTLE;
         loop {
             match self.ready_once().await {
@@ -741,9 +837,13 @@ impl World {
         let mut applied = Vec::new();
         let mut any = None;
         for (site, s) in &all {
-            let s = s.as_ref().with_context(|| format!("witness {site} does not answer"))?;
+            let s = s
+                .as_ref()
+                .with_context(|| format!("witness {site} does not answer"))?;
             let view = (
-                s["leader_id"].as_u64().with_context(|| format!("witness {site} knows no leader"))?,
+                s["leader_id"]
+                    .as_u64()
+                    .with_context(|| format!("witness {site} knows no leader"))?,
                 s["term"].as_u64().unwrap_or(0),
             );
             if seen.is_some_and(|v| v != view) {
@@ -788,6 +888,26 @@ impl World {
             }
         } else if !(assessment.starts_with("healthy") || assessment.starts_with("blocked")) {
             bail!("detector after the failover: {assessment}");
+        }
+        // Each site's agent keeps its own app's monitorsEnabled equal to
+        // the cluster's intent; one that was unreachable during the flip
+        // does it when it is back. Settled means every app was read back.
+        let primary = s["primary_site"].as_str().unwrap_or("");
+        let on: Vec<&str> = self
+            .apps
+            .iter()
+            .map(|(site, _)| *site)
+            .filter(|site| s["monitors_enabled"][site] == true)
+            .collect();
+        let reported = self
+            .apps
+            .iter()
+            .all(|(site, _)| s["monitors_enabled"][site].is_boolean());
+        if !reported || on != [primary] {
+            bail!(
+                "the apps' monitorsEnabled as the witnesses read them back: {} (primary {primary})",
+                s["monitors_enabled"]
+            );
         }
         Ok(s)
     }

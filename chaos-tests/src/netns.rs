@@ -123,7 +123,11 @@ fn our_dirs() -> Vec<PathBuf> {
     std::fs::read_dir("/tmp")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(WORLD_DIR_PREFIX))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(WORLD_DIR_PREFIX)
+                })
                 .map(|e| e.path())
                 .collect()
         })
@@ -174,9 +178,23 @@ pub fn alive(pid: i32) -> bool {
         .ok()
         .and_then(|s| {
             let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|st| st != "Z" && st != "X")
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
         })
         .unwrap_or(false)
+}
+
+/// Host interfaces with our prefix (the bridge, veth ends).
+fn our_host_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn bridge_exists() -> bool {
@@ -243,13 +261,16 @@ pub fn cleanup_all() -> Vec<String> {
             problems.push(format!("{e:#}"));
         }
     }
-    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(PREFIX) {
-                if let Err(e) = ip(&["link", "del", &name]) {
-                    problems.push(format!("{e:#}"));
-                }
+    // A deleted namespace takes its veth ends, and their host-side peers,
+    // with it, but the kernel removes them asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while our_host_links().iter().any(|l| l != BRIDGE) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for name in our_host_links() {
+        if let Err(e) = ip(&["link", "del", &name]) {
+            if Path::new(&format!("/sys/class/net/{name}")).exists() {
+                problems.push(format!("{e:#}"));
             }
         }
     }

@@ -85,7 +85,12 @@ pub async fn connect_local(sock_dir: &Path) -> Result<PgConnection> {
         .application_name("chaos-local");
     tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
         .await
-        .with_context(|| format!("connecting over {}: no answer in {CONNECT_TIMEOUT:?}", sock_dir.display()))?
+        .with_context(|| {
+            format!(
+                "connecting over {}: no answer in {CONNECT_TIMEOUT:?}",
+                sock_dir.display()
+            )
+        })?
         .with_context(|| format!("connecting over {}", sock_dir.display()))
 }
 
@@ -111,7 +116,7 @@ enum Target {
 impl Workload {
     /// Starts the writers and the sampler.
     pub fn start(sock_a: PathBuf, sock_b: PathBuf, haproxy_sock: PathBuf) -> Self {
-        let w = Self {
+        let mut w = Self {
             acks: Arc::default(),
             samples: Arc::default(),
             stop: Arc::default(),
@@ -137,7 +142,8 @@ impl Workload {
             w.samples.clone(),
             w.stop.clone(),
         )));
-        Self { tasks, ..w }
+        w.tasks = tasks;
+        w
     }
 
     /// Stops everything and waits for it.
@@ -145,7 +151,10 @@ impl Workload {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks.drain(..) {
             let abort = t.abort_handle();
-            if tokio::time::timeout(WRITE_TIMEOUT + CONNECT_TIMEOUT, t).await.is_err() {
+            if tokio::time::timeout(WRITE_TIMEOUT + CONNECT_TIMEOUT, t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -281,7 +290,9 @@ async fn haproxy_routable(sock: &Path) -> Option<Vec<&'static str>> {
         s.read_to_string(&mut out).await.ok()?;
         Some(out)
     };
-    let out = tokio::time::timeout(Duration::from_millis(500), ask).await.ok()??;
+    let out = tokio::time::timeout(Duration::from_millis(500), ask)
+        .await
+        .ok()??;
     let mut sites = Vec::new();
     for line in out.lines().filter(|l| !l.starts_with('#')) {
         let f: Vec<&str> = line.split_whitespace().collect();

@@ -1,0 +1,784 @@
+//! The named scenarios, the runner that wraps each in a fresh world, a
+//! workload, a heal, a settle and the checker, and the results table.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+
+use crate::checker::{self, Expect, History, Report};
+use crate::cluster::{read_monitors, Settings, World, SETTLE};
+use crate::faults::Dir;
+use crate::netns::SITES;
+use crate::workload::{stored_ids, Workload};
+use crate::{fmt_ms, now_ms, step};
+
+/// The RTO bound for a lost site or a crashed primary under the default
+/// crash policy `failover`, from the fault to the failover's end:
+/// detection (probe timeout 1 s + `down_after` 1 s), the lease wait
+/// (ttl 1.5 s × 1.1), promotion, the app flip, the HAProxy repoint and the
+/// checks (about 1 s), with headroom for debug builds on two busy cores.
+pub const RTO_MS: i64 = 20_000;
+
+/// A scenario body: injects its faults, heals, and returns when the fault
+/// the RTO is counted from was injected.
+pub type Body = for<'a> fn(&'a mut World) -> Fut<'a>;
+
+/// What a body returns.
+pub type Fut<'a> = Pin<Box<dyn Future<Output = Result<Option<i64>>> + 'a>>;
+
+/// One named scenario.
+pub struct Scenario {
+    /// Its name, also the test's.
+    pub name: &'static str,
+    /// What the checker expects.
+    pub expect: Expect,
+    /// RTO bound for it, ms.
+    pub rto_ms: i64,
+    /// The world's settings.
+    pub settings: fn() -> Settings,
+    /// What it does.
+    pub body: Body,
+}
+
+/// How long scenarios watch for a failover that must not happen: longer
+/// than detection plus the lease wait (about 4 s) with margin.
+const WATCH: Duration = Duration::from_secs(8);
+
+/// A deliberate watch: nothing is awaited, the world is left alone for
+/// `d` so that something that must not happen has the time to.
+pub async fn watch(d: Duration, why: &str) {
+    step(&format!("watch {d:?}: {why}"));
+    tokio::time::sleep(d).await;
+}
+
+/// Waits until a finished failover is recorded; returns its record.
+pub async fn wait_failover_done(w: &mut World, timeout: Duration) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (_, s) in w.statuses().await {
+            if let Some(s) = s {
+                let f = &s["last_failover"];
+                if !f.is_null() && !f["outcome"].is_null() {
+                    return Ok(f.clone());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no finished failover recorded within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The leader's site, as the witnesses agree on it.
+pub async fn leader_site(w: &mut World) -> Result<&'static str> {
+    let s = w.wait_ready("a leader").await?;
+    let id = s["leader_id"].as_u64().context("leader_id")?;
+    Ok(SITES[(id - 1) as usize])
+}
+
+/// Gathers the history and runs the checker. Acks are read before the
+/// final rows, so every ack counted was committed before the read began.
+pub async fn collect_and_check(
+    w: &mut World,
+    wl: &Workload,
+    expect: Expect,
+    rto_ms: i64,
+    fault_at_ms: Option<i64>,
+) -> Report {
+    let acks = wl.acks.lock().expect("acks").clone();
+    let samples = wl.samples.lock().expect("samples").clone();
+    let statuses = w.statuses().await;
+    let primary = statuses
+        .iter()
+        .find_map(|(_, s)| s.as_ref()?["primary_site"].as_str().map(String::from))
+        .unwrap_or_else(|| "a".into());
+    let final_ids = if primary == "a" || primary == "b" {
+        // A primary may be down for a moment even after the cluster
+        // settled (restarted in place by its agent): what matters is what
+        // it holds once it answers.
+        let sock = w.db_sock(&primary);
+        let mut last = Err(String::new());
+        for _ in 0..60 {
+            last = stored_ids(&sock).await.map_err(|e| format!("{e:#}"));
+            if last.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        last
+    } else {
+        Err(format!("no primary recorded ({primary:?})"))
+    };
+    let monitors = w
+        .apps
+        .iter()
+        .map(|(site, f)| (*site, read_monitors(f).map_err(|e| format!("{e:#}"))))
+        .collect();
+    checker::check(&History {
+        faults: w.log.events(),
+        acks,
+        samples,
+        statuses,
+        monitors,
+        final_ids,
+        fault_at_ms,
+        expect,
+        rto_ms,
+        replication: w.settings.replication.to_string(),
+    })
+}
+
+/// `target/chaos-results.md`: the rows of this build's runs.
+pub fn results_file() -> PathBuf {
+    crate::build_dir()
+        .ok()
+        .and_then(|d| d.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("chaos-results.md")
+}
+
+/// The header of the results table.
+pub const TABLE_HEADER: &str = "| scenario | outcome | failover time | writes acked (front door / all) | writes lost (allowed by the mode) | wall time |\n|---|---|---|---|---|---|";
+
+/// One row of the results table.
+pub fn row(name: &str, r: &Report, wall: Duration, error: Option<&str>) -> String {
+    let outcome = match (error, r.violations.len()) {
+        (Some(e), _) => format!("ERROR: {}", e.lines().next().unwrap_or("")),
+        (None, 0) => "pass".to_string(),
+        (None, n) => format!(
+            "FAIL: {n} violation(s) of rule(s) {}",
+            r.violations
+                .iter()
+                .map(|v| v.rule)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    let fo = match (r.failovers, r.failover_ms, r.recovered_ms) {
+        (0, _, Some(ms)) => format!(
+            "none (restarted in place, writable after {:.1} s)",
+            ms as f64 / 1000.0
+        ),
+        (0, _, None) => "none".to_string(),
+        (n, Some(ms), _) => format!("{n}: {:.1} s after the fault", ms as f64 / 1000.0),
+        (n, None, _) => format!("{n}"),
+    };
+    format!(
+        "| {name} | {outcome} | {fo} | {} / {} | {} ({}) | {:.0} s |",
+        r.acked_front_door,
+        r.acked,
+        r.lost,
+        r.lost_allowed,
+        wall.as_secs_f64()
+    )
+}
+
+fn append_row(line: &str) {
+    let f = results_file();
+    let new = !f.exists();
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f)
+    {
+        if new {
+            let _ = writeln!(file, "{TABLE_HEADER}");
+        }
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// Runs `sc` in a fresh world: start, workload, body, heal, settle, check.
+/// Prints the report and appends its row to the results table; an error
+/// or a violation is returned as `Err` with the report and history slices.
+pub async fn run(sc: &Scenario) -> Result<Report> {
+    run_with(sc, (sc.settings)()).await
+}
+
+/// [`run`] with explicit settings (the broken-fence self-test).
+pub async fn run_with(sc: &Scenario, settings: Settings) -> Result<Report> {
+    let started = Instant::now();
+    step(&format!("scenario {}: start the world", sc.name));
+    let mut w = World::start(settings).await?;
+    let mut wl = Workload::start(w.db_sock("a"), w.db_sock("b"), w.haproxy_sock.clone());
+    let outcome = drive(sc, &mut w, &mut wl).await;
+    wl.stop().await;
+    let (report, error) = match outcome {
+        Ok(r) => (r, None),
+        Err((r, e)) => (r, Some(format!("{e:#}"))),
+    };
+    let line = row(sc.name, &report, started.elapsed(), error.as_deref());
+    eprintln!("\n{TABLE_HEADER}\n{line}\n");
+    append_row(&line);
+    if error.is_some() || !report.violations.is_empty() {
+        w.keep_logs_in = Some(results_file().with_file_name("chaos-logs").join(format!(
+            "{}-{}",
+            sc.name,
+            now_ms()
+        )));
+        eprintln!("{}", report.slices);
+        bail!(
+            "scenario {} failed: {}\n{}",
+            sc.name,
+            error.unwrap_or_else(|| format!("{} violation(s)", report.violations.len())),
+            report.slices
+        );
+    }
+    Ok(report)
+}
+
+async fn drive(
+    sc: &Scenario,
+    w: &mut World,
+    wl: &mut Workload,
+) -> std::result::Result<Report, (Report, anyhow::Error)> {
+    let fail = |e| (Report::default(), e);
+    wl.wait_more_acks("front-door", 20, SETTLE)
+        .await
+        .map_err(fail)?;
+    step(&format!("scenario {}: inject", sc.name));
+    let body = (sc.body)(w).await;
+    // Whatever the body did or failed to do, heal and bring every witness
+    // back before judging.
+    if w.net().is_cut() {
+        w.net().heal().map_err(fail)?;
+    }
+    for site in SITES {
+        if w.witness_pid(site).is_none() {
+            w.start_witness(site).map_err(fail)?;
+        }
+    }
+    // A body that failed (a wait that timed out) is still judged: the
+    // checker's history slices show what happened instead.
+    let (fault_at, body_error) = match body {
+        Ok(t) => (t, None),
+        Err(e) => (w.log.events().first().map(|e| e.at_ms), Some(e)),
+    };
+    step(&format!(
+        "scenario {}: healed; wait for the cluster to settle",
+        sc.name
+    ));
+    let settled = w.wait_ready("settle after the heal").await;
+    let more = match &settled {
+        Ok(_) => wl.wait_more_acks("front-door", 5, SETTLE).await,
+        Err(_) => Ok(()),
+    };
+    let mut r = collect_and_check(w, wl, sc.expect, sc.rto_ms, fault_at).await;
+    for (what, res) in [
+        ("settle", settled.map(|_| ())),
+        ("front door writable after settling", more),
+    ] {
+        if let Err(e) = res {
+            r.violations.push(checker::Violation {
+                rule: "settle",
+                what: format!("{what}: {e:#}"),
+                at_ms: None,
+            });
+            r.slices
+                .push_str(&format!("VIOLATION (settle) {what}: {e:#}\n"));
+        }
+    }
+    if let Some(e) = body_error {
+        r.slices.push_str(&format!("scenario body failed: {e:#}\n"));
+        return Err((r, e));
+    }
+    Ok(r)
+}
+
+fn default_settings() -> Settings {
+    Settings::default()
+}
+
+fn failover_policy() -> Settings {
+    Settings {
+        on_primary_crash: "failover",
+        ..Settings::default()
+    }
+}
+
+fn leader_exits_after_fenced() -> Settings {
+    Settings {
+        on_primary_crash: "failover",
+        failpoints: Some("after-step-fenced=exit".into()),
+        ..Settings::default()
+    }
+}
+
+fn isolate_a(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w.net().isolate("a")?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        step(&format!("failover recorded: {}", f["outcome"]));
+        w.net().heal()?;
+        Ok(Some(t))
+    })
+}
+
+async fn isolate_and_watch(w: &mut World, site: &str) -> Result<Option<i64>> {
+    let t = w.net().isolate(site)?;
+    watch(
+        WATCH,
+        &format!("site {site} is isolated: no failover may start"),
+    )
+    .await;
+    w.net().heal()?;
+    Ok(Some(t))
+}
+
+fn isolate_b(w: &mut World) -> Fut<'_> {
+    Box::pin(isolate_and_watch(w, "b"))
+}
+
+fn isolate_c(w: &mut World) -> Fut<'_> {
+    Box::pin(isolate_and_watch(w, "c"))
+}
+
+/// Cuts a↔`y`. Unless `leader_at_y`, the leader is first moved off `y`:
+/// the witnesses renew the primary's lease only through the leader, so a
+/// cut between the primary's site and the leader's site costs the primary
+/// its lease (see docs/chaos.md, "Known daemon defects"); with
+/// `leader_at_y` the leader is moved to `y` to show exactly that.
+async fn cut_and_watch(
+    w: &mut World,
+    x: &'static str,
+    y: &'static str,
+    leader_at_y: bool,
+) -> Result<Option<i64>> {
+    if leader_at_y {
+        // Each restart of the leader hands leadership to one of the other
+        // two at random: repeat until it lands on `y`.
+        for _ in 0..6 {
+            let l = leader_site(w).await?;
+            if l == y {
+                break;
+            }
+            move_leadership_off(w, l).await?;
+        }
+        if leader_site(w).await? != y {
+            bail!("could not move the leader to site {y} in 6 tries");
+        }
+    } else {
+        move_leadership_off(w, y).await?;
+    }
+    step(&format!("leader at site {}", leader_site(w).await?));
+    let t = w.net().cut(x, y, Dir::Both)?;
+    watch(
+        WATCH,
+        &format!("{x}<->{y} cut, the third site sees both: no failover"),
+    )
+    .await;
+    w.net().heal()?;
+    Ok(Some(t))
+}
+
+fn cut_a_b(w: &mut World) -> Fut<'_> {
+    Box::pin(cut_and_watch(w, "a", "b", false))
+}
+
+fn cut_a_c(w: &mut World) -> Fut<'_> {
+    Box::pin(cut_and_watch(w, "a", "c", false))
+}
+
+fn cut_a_b_leader_b(w: &mut World) -> Fut<'_> {
+    Box::pin(cut_and_watch(w, "a", "b", true))
+}
+
+fn cut_a_c_leader_c(w: &mut World) -> Fut<'_> {
+    Box::pin(cut_and_watch(w, "a", "c", true))
+}
+
+/// Makes sure the leader is not at `site`: if it is, restarts that
+/// witness once the other two have elected a leader (it rejoins as a
+/// follower). Logged as a fault, since it is one.
+pub async fn move_leadership_off(w: &mut World, site: &'static str) -> Result<()> {
+    if leader_site(w).await? != site {
+        return Ok(());
+    }
+    step(&format!(
+        "the leader is at site {site}: move leadership off it"
+    ));
+    w.signal_witness(site, Signal::SIGKILL)?;
+    let other = SITES
+        .iter()
+        .copied()
+        .find(|s| *s != site)
+        .expect("another site");
+    crate::wait_for("a leader among the other two", SETTLE, || async {
+        let s = w.status(other).await?;
+        let l = SITES[(s["leader_id"].as_u64()? - 1) as usize];
+        (l != site).then_some(())
+    })
+    .await?;
+    w.start_witness(site)?;
+    w.wait_ready("the restarted witness rejoined as a follower")
+        .await?;
+    if leader_site(w).await? == site {
+        bail!("leadership came back to site {site}");
+    }
+    Ok(())
+}
+
+fn isolate_leader(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        // Isolating a leader at site a would be a site loss (a failover is
+        // warranted there): move leadership off a first.
+        move_leadership_off(w, "a").await?;
+        let old = leader_site(w).await?;
+        let t = w.net().isolate(old)?;
+        let others: Vec<&str> = SITES.iter().copied().filter(|s| *s != old).collect();
+        let new = crate::wait_for(
+            "the two other witnesses elect a new leader",
+            SETTLE,
+            || async {
+                let s = w.status(others[0]).await?;
+                let l = SITES[(s["leader_id"].as_u64()? - 1) as usize];
+                (l != old).then_some(l)
+            },
+        )
+        .await?;
+        step(&format!("leader moved from {old} to {new}"));
+        watch(WATCH, "the old leader is isolated: no failover may start").await;
+        w.net().heal()?;
+        Ok(Some(t))
+    })
+}
+
+fn kill_primary_db(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w.log.record("SIGKILL database a (next line: the signals)");
+        w.signal_db("a", Signal::SIGKILL)?;
+        let policy = w.settings.on_primary_crash;
+        if policy == "failover" {
+            wait_failover_done(w, Duration::from_secs(40)).await?;
+        } else {
+            crate::wait_for(
+                "database a running again (restarted in place) or a failover",
+                SETTLE,
+                || async {
+                    if w.db_running("a") {
+                        return Some(());
+                    }
+                    let s = w.status("c").await?;
+                    (!s["last_failover"].is_null()).then_some(())
+                },
+            )
+            .await?;
+            watch(
+                Duration::from_secs(3),
+                "after the restart in place: no failover may follow",
+            )
+            .await;
+        }
+        Ok(Some(t))
+    })
+}
+
+fn kill_primary_witness(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w.signal_witness("a", Signal::SIGKILL)?;
+        watch(
+            WATCH,
+            "site a's witness is dead, its database fine: no failover",
+        )
+        .await;
+        w.start_witness("a")?;
+        Ok(Some(t))
+    })
+}
+
+fn kill_leader_mid_failover(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w
+            .log
+            .record("SIGKILL database a; every witness runs with after-step-fenced=exit");
+        w.signal_db("a", Signal::SIGKILL)?;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let exited = loop {
+            if let Some(e) = w.exited_witness() {
+                break e;
+            }
+            if Instant::now() > deadline {
+                bail!("no witness exited at the failpoint after committing `fenced` within 40 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        w.log.record(format!(
+            "witness {} exited with {:?} (failpoint after-step-fenced)",
+            exited.0, exited.1
+        ));
+        if exited.1 != Some(86) {
+            bail!(
+                "witness {} exited with {:?}, not the failpoint's 86",
+                exited.0,
+                exited.1
+            );
+        }
+        w.start_witness(exited.0)?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        let promoted = f["steps"]
+            .as_array()
+            .map(|s| s.iter().filter(|s| s["step"] == "promoted").count());
+        if promoted != Some(1) {
+            bail!("the failover record has {promoted:?} `promoted` steps: {f}");
+        }
+        Ok(Some(t))
+    })
+}
+
+fn flap_a(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let mut first = None;
+        for _ in 0..15 {
+            let t = w.net().cut("a", "b", Dir::Both)?;
+            w.net().cut("a", "c", Dir::Both)?;
+            first.get_or_insert(t);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            w.net().heal()?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(first)
+    })
+}
+
+fn freeze_primary_db(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let pids = w.signal_db("a", Signal::SIGSTOP)?;
+        let t = w.log.events().last().map(|e| e.at_ms);
+        let down_after = Duration::from_millis(w.settings.down_after_ms);
+        // Thaw it while the failover runs: the most dangerous moment for
+        // a server that wakes up believing it is still primary.
+        crate::wait_for("a failover begins", Duration::from_secs(40), || async {
+            let s = w.status("c").await?;
+            (!s["failover_in_progress"].is_null() || !s["last_failover"].is_null()).then_some(())
+        })
+        .await?;
+        if t.is_some_and(|t| now_ms() - t < down_after.as_millis() as i64) {
+            bail!("the failover began less than down_after after the freeze");
+        }
+        w.thaw("database a", &pids);
+        wait_failover_done(w, Duration::from_secs(40)).await?;
+        watch(
+            Duration::from_secs(3),
+            "the thawed old primary must stay fenced",
+        )
+        .await;
+        Ok(t)
+    })
+}
+
+fn restart_all_witnesses(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let before = w.wait_ready("before the restart").await?;
+        let t = w.log.record("SIGTERM all three witnesses at once");
+        for site in SITES {
+            w.signal_witness(site, Signal::SIGTERM)?;
+        }
+        for site in SITES {
+            w.start_witness(site)?;
+        }
+        let after = w.wait_ready("the witnesses are back").await?;
+        for key in ["epoch", "primary_site", "standby_site"] {
+            if before[key] != after[key] {
+                bail!(
+                    "{key} changed across the restart: {} -> {}",
+                    before[key],
+                    after[key]
+                );
+            }
+        }
+        let applied = |s: &serde_json::Value| {
+            s["nodes"].as_array().and_then(|n| {
+                n.iter()
+                    .filter_map(|n| n["last_applied_index"].as_u64())
+                    .min()
+            })
+        };
+        if applied(&after) < applied(&before) {
+            bail!(
+                "applied index went back across the restart: {:?} -> {:?}",
+                applied(&before),
+                applied(&after)
+            );
+        }
+        watch(
+            Duration::from_secs(4),
+            "restarted witnesses must not fail over",
+        )
+        .await;
+        Ok(Some(t))
+    })
+}
+
+/// Every named scenario, in the order the suite runs them.
+pub fn all() -> Vec<Scenario> {
+    let s = |name, expect, rto_ms, settings: fn() -> Settings, body: Body| Scenario {
+        name,
+        expect,
+        rto_ms,
+        settings,
+        body,
+    };
+    vec![
+        s(
+            "isolate_site_a_fails_over",
+            Expect::Failover,
+            RTO_MS,
+            default_settings,
+            isolate_a,
+        ),
+        s(
+            "isolate_site_b_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            isolate_b,
+        ),
+        s(
+            "isolate_site_c_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            isolate_c,
+        ),
+        s(
+            "cut_a_b_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            cut_a_b,
+        ),
+        s(
+            "cut_a_c_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            cut_a_c,
+        ),
+        s(
+            "cut_a_b_leader_at_b_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            cut_a_b_leader_b,
+        ),
+        s(
+            "cut_a_c_leader_at_c_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            cut_a_c_leader_c,
+        ),
+        s(
+            "isolate_leader_new_leader_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            isolate_leader,
+        ),
+        s(
+            "kill_primary_db_restart_policy",
+            Expect::RestartOrFailover,
+            RTO_MS + 5_000,
+            default_settings,
+            kill_primary_db,
+        ),
+        s(
+            "kill_primary_db_failover_policy",
+            Expect::Failover,
+            RTO_MS,
+            failover_policy,
+            kill_primary_db,
+        ),
+        s(
+            "kill_primary_witness_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            kill_primary_witness,
+        ),
+        s(
+            "kill_leader_mid_failover_one_failover",
+            Expect::Failover,
+            RTO_MS + 10_000,
+            leader_exits_after_fenced,
+            kill_leader_mid_failover,
+        ),
+        s(
+            "flap_a_links_at_most_one_failover",
+            Expect::AtMostOne,
+            RTO_MS,
+            default_settings,
+            flap_a,
+        ),
+        s(
+            "freeze_primary_db_fenced_after_thaw",
+            Expect::Failover,
+            RTO_MS,
+            failover_policy,
+            freeze_primary_db,
+        ),
+        s(
+            "restart_all_witnesses_no_failover",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            restart_all_witnesses,
+        ),
+    ]
+}
+
+/// The scenario called `name`.
+pub fn named(name: &str) -> Scenario {
+    all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario named {name:?}"))
+}
+
+/// The broken-build self-test: "isolate site a" on witnesses whose fence
+/// step succeeds without fencing (`unsafe-skip-fence=on`), async
+/// replication and a long lease (so the old primary's own agent keeps its
+/// database writable for seconds after the promotion, as a real broken
+/// fence would). Returns the checker's report, which must show rule (a).
+pub async fn broken_fence() -> Result<Report> {
+    let sc = named("isolate_site_a_fails_over");
+    let settings = Settings {
+        failpoints: Some("unsafe-skip-fence=on".into()),
+        replication: "async",
+        lease_ttl_ms: 8000,
+        ..Settings::default()
+    };
+    match run_with(&sc, settings).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let text = format!("{e:#}");
+            if text.contains("VIOLATION (a)") {
+                eprintln!("broken-fence: the checker caught the split brain:\n{text}");
+                Ok(Report {
+                    slices: text,
+                    violations: vec![checker::Violation {
+                        rule: "a",
+                        what: "see slices".into(),
+                        at_ms: None,
+                    }],
+                    ..Report::default()
+                })
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `fmt_ms` of now, for headers.
+pub fn stamp() -> String {
+    fmt_ms(now_ms())
+}
