@@ -160,6 +160,20 @@ impl Agent {
         }
     }
 
+    /// A planned handover away from this site is under way and its fence
+    /// is not recorded yet: the clean shutdown (each stage bounded: fast,
+    /// immediate, kill) must not be killed half-way, which would abort the
+    /// handover, and nothing is promoted before this agent confirms it (a
+    /// handover never fences by lease expiry). Once the fence is recorded,
+    /// or the handover is aborted, the guard acts again on the lease's own
+    /// deadline.
+    fn handing_over(&self) -> bool {
+        self.view
+            .cluster_state()
+            .failover
+            .is_some_and(|f| f.kind.is_planned() && f.from == self.site && !f.is_done(Step::Fenced))
+    }
+
     /// Keeps the lease: while the replicated state makes this site primary,
     /// sends a renewal every `renew_interval`, each on its own task, so that
     /// neither a slow database operation of the reconcile loop nor a slow
@@ -205,7 +219,7 @@ impl Agent {
                 // start decided under the old lease that only finished
                 // now, while PID 1 reaped the last one) is killed too.
                 Some((deadline, epoch)) if deadline <= now => {
-                    if db.has_processes() {
+                    if db.has_processes() && !self.handing_over() {
                         tracing::warn!(
                             epoch,
                             "lease guard: the lease ran out; killing the database"
@@ -300,17 +314,13 @@ impl Agent {
                 }
                 st.lease.revoked();
                 st.handover = handover;
-                // A plain refusal: stop now. A planned handover: the clean
-                // shutdown takes what it takes (each of its stages is
-                // bounded), because nothing is promoted before this agent
-                // confirms it (no lease expiry is used for a handover).
-                match handover {
-                    None => {
-                        if let Some((_, e)) = st.guard {
-                            st.guard = Some((mono_ms(), e));
-                        }
+                // A plain refusal: stop now. A planned handover: the guard
+                // keeps the lease's own deadline and holds off while the
+                // handover's clean shutdown is under way (see `handing_over`).
+                if handover.is_none() {
+                    if let Some((_, e)) = st.guard {
+                        st.guard = Some((mono_ms(), e));
                     }
-                    Some(_) => st.guard = None,
                 }
             }
             Ok(LeaseAnswer::Unconfirmed { reason }) => {
@@ -426,19 +436,10 @@ impl Agent {
             epoch = handover_epoch,
             "planned handover: shutting the database down cleanly"
         );
-        {
-            // See the refusal in `renew`: the guard must not kill a clean
-            // shutdown half-way, which would abort the handover.
-            let mut st = self.st();
-            st.lease.revoked();
-            st.guard = None;
-        }
+        self.st().lease.revoked();
         match db.fence_for_handover(handover_epoch).await {
             Ok((detail, _)) => {
-                let mut st = self.st();
-                st.self_fenced = true;
-                st.guard = None;
-                drop(st);
+                self.st().self_fenced = true;
                 tracing::warn!(%detail, "database shut down for a planned handover");
             }
             Err(e) => {
@@ -738,16 +739,9 @@ impl Agent {
                     ));
                 }
                 if planned {
-                    {
-                        let mut st = self.st();
-                        st.lease.revoked();
-                        st.guard = None;
-                    }
+                    self.st().lease.revoked();
                     let (detail, lsn) = db.fence_for_handover(epoch).await?;
-                    let mut st = self.st();
-                    st.self_fenced = true;
-                    st.guard = None;
-                    drop(st);
+                    self.st().self_fenced = true;
                     tracing::warn!(%detail, "database shut down for a planned handover");
                     return Ok(SiteActionDone { detail, lsn });
                 }
