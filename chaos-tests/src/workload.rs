@@ -43,7 +43,8 @@ pub struct Ack {
     pub via: &'static str,
     /// The site whose server took it (its `cluster_name`).
     pub server: String,
-    /// Whether `synchronous_standby_names` was set when it was taken.
+    /// Whether `synchronous_standby_names` was set when it was taken and
+    /// still set once it was acknowledged.
     pub sync: bool,
     /// The server's clock when the row was inserted, Unix ms.
     pub server_ms: i64,
@@ -219,11 +220,31 @@ async fn writer(
             .fetch_one(&mut conn);
             match tokio::time::timeout(WRITE_TIMEOUT, q).await {
                 Ok(Ok((cluster, sync_names, server_ms))) => {
+                    // Set at the insert is not enough: a commit waiting for
+                    // the standby is released, unconfirmed, when the agent
+                    // degrades to async meanwhile (`sync_standby_down =
+                    // "degrade"`). The session sees the new setting on its
+                    // next statement; a write counts as synchronous only if
+                    // it was set on both sides of the commit. (If that read
+                    // fails, the setting at the insert stands: the stricter
+                    // reading.)
+                    let after = tokio::time::timeout(
+                        WRITE_TIMEOUT,
+                        sqlx::query_scalar::<_, String>(
+                            "SELECT current_setting('synchronous_standby_names')",
+                        )
+                        .fetch_one(&mut conn),
+                    )
+                    .await;
+                    let sync_after = match after {
+                        Ok(Ok(names)) => !names.is_empty(),
+                        _ => true,
+                    };
                     acks.lock().expect("acks lock").push(Ack {
                         id,
                         via,
                         server: cluster.trim_start_matches("site-").to_string(),
-                        sync: !sync_names.is_empty(),
+                        sync: !sync_names.is_empty() && sync_after,
                         server_ms,
                         acked_ms: now_ms(),
                     });
