@@ -346,6 +346,9 @@ fn isolate_c(w: &mut World) -> Fut<'_> {
 /// cut between the primary's site and the leader's site costs the primary
 /// its lease (see docs/chaos.md, "Known daemon defects"); with
 /// `leader_at_y` the leader is moved to `y` to show exactly that.
+/// How many leader restarts a scenario tries to put the leader at a site.
+const MOVE_TRIES: usize = 20;
+
 async fn cut_and_watch(
     w: &mut World,
     x: &'static str,
@@ -354,8 +357,9 @@ async fn cut_and_watch(
 ) -> Result<Option<i64>> {
     if leader_at_y {
         // Each restart of the leader hands leadership to one of the other
-        // two at random: repeat until it lands on `y`.
-        for _ in 0..6 {
+        // two at random (and openraft can keep one witness from winning for
+        // a while after it saw a longer log): repeat until it lands on `y`.
+        for _ in 0..MOVE_TRIES {
             let l = leader_site(w).await?;
             if l == y {
                 break;
@@ -363,7 +367,7 @@ async fn cut_and_watch(
             move_leadership_off(w, l).await?;
         }
         if leader_site(w).await? != y {
-            bail!("could not move the leader to site {y} in 6 tries");
+            bail!("could not move the leader to site {y} in {MOVE_TRIES} tries");
         }
     } else {
         move_leadership_off(w, y).await?;
