@@ -1,8 +1,9 @@
 //! The site agent: each witness reconciles its own site's database to the
 //! role the replicated state wants for it.
 //!
-//! * Desired primary: keep a lease (renewed every `renew_interval` by its
-//!   own task; a lease guard task kills the database when it runs out); while the
+//! * Desired primary: keep the quorum lease (a renewal to every witness every
+//!   `renew_interval`, on its own task; a lease guard task kills the database
+//!   when a majority of grants has run out); while the
 //!   lease is valid (with a margin for the time a stop takes), make sure the
 //!   database runs — restart it after a crash when `on_primary_crash =
 //!   "restart"`; once the lease has run out, fence (stop) it at once.
@@ -18,18 +19,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::detector::CrashPolicy;
-use palisade_core::lease::AgentLease;
-use palisade_core::{DesiredRole, SiteId, Step};
+use palisade_core::lease::{lease_epoch, majority, Grant, QuorumLease};
+use palisade_core::{DesiredRole, NodeId, SiteId, Step};
 use palisade_raft::store::StateView;
-use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::mono_ms;
 use crate::config::{DatabaseSettings, RejoinPolicy, SyncStandbyDown};
-use crate::controller::Controller;
+use crate::lease::WitnessLease;
 use crate::observer::Latest;
-use crate::peer_msgs::{LeaseAnswer, RenewLease, SiteAction, SiteActionDone};
-use crate::peers::{Peers, Rpc};
+use crate::peer_msgs::{SiteAction, SiteActionDone};
+use crate::peers::Peers;
 use crate::site_db::SiteDb;
 
 /// How long an order waits for this witness to apply the epoch it names.
@@ -40,9 +40,8 @@ const GUARD_POLL: Duration = Duration::from_millis(20);
 /// Wait between rejoin attempts: each may copy the whole database.
 const REJOIN_RETRY: Duration = Duration::from_secs(10);
 
-#[derive(Default)]
 struct AgentState {
-    lease: AgentLease,
+    lease: QuorumLease,
     /// This agent stopped the database itself (lease lapse, fence order):
     /// it may start it again once leased. A database that stopped on its
     /// own crashed, and the crash policy decides.
@@ -66,11 +65,35 @@ struct AgentState {
 }
 
 impl AgentState {
-    /// A lease confirmed for `epoch`, sent at `sent_ms`.
-    fn leased(&mut self, sent_ms: u64, epoch: u64, cfg: &palisade_core::lease::LeaseConfig) {
-        self.lease.confirmed(sent_ms, epoch);
-        if let Some(until) = self.lease.valid_until_ms(cfg) {
-            self.guard = Some((until, epoch));
+    fn new(quorum: usize) -> Self {
+        Self {
+            lease: QuorumLease::new(quorum),
+            self_fenced: false,
+            ran_leased: false,
+            primary_since_ms: None,
+            rejoin_retry_at_ms: None,
+            handover: None,
+            guard: None,
+        }
+    }
+
+    /// Witness `witness` granted, for `epoch`, the renewal sent at
+    /// `sent_ms`; the guard's deadline follows the quorum lease (it never
+    /// moves back: a stale answer cannot shorten it, and only a refusal
+    /// pulls it in).
+    fn leased(
+        &mut self,
+        witness: NodeId,
+        sent_ms: u64,
+        epoch: u64,
+        cfg: &palisade_core::lease::LeaseConfig,
+    ) {
+        self.lease.granted(witness, sent_ms, epoch);
+        if let Some(until) = self.lease.valid_until_ms(epoch, cfg) {
+            match self.guard {
+                Some((g, e)) if e == epoch && g >= until => {}
+                _ => self.guard = Some((until, epoch)),
+            }
         }
     }
 }
@@ -81,10 +104,11 @@ pub struct Agent {
     own_id: u64,
     db: Option<SiteDb>,
     settings: Arc<DatabaseSettings>,
-    raft: Raft,
     view: StateView,
     peers: Peers,
-    controller: Arc<Controller>,
+    /// This witness's own grant book: the agent's renewal to its own
+    /// witness needs no network.
+    witness_lease: Arc<WitnessLease>,
     state: Mutex<AgentState>,
     /// This witness's latest probes (the primary's own view of its standbys).
     latest: Latest,
@@ -107,23 +131,22 @@ impl Agent {
         own_id: u64,
         db: Option<SiteDb>,
         settings: Arc<DatabaseSettings>,
-        raft: Raft,
         view: StateView,
         peers: Peers,
-        controller: Arc<Controller>,
+        witness_lease: Arc<WitnessLease>,
         latest: Latest,
         app: Option<crate::app::SiteApp>,
     ) -> Self {
+        let quorum = majority(peers.ids().count() + 1);
         Self {
             site,
             own_id,
             db,
             settings,
-            raft,
             view,
             peers,
-            controller,
-            state: Mutex::new(AgentState::default()),
+            witness_lease,
+            state: Mutex::new(AgentState::new(quorum)),
             latest,
             app,
             sync_names: Mutex::new(None),
@@ -174,11 +197,12 @@ impl Agent {
             .is_some_and(|f| f.kind.is_planned() && f.from == self.site && !f.is_done(Step::Fenced))
     }
 
-    /// Keeps the lease: while the replicated state makes this site primary,
-    /// sends a renewal every `renew_interval`, each on its own task, so that
-    /// neither a slow database operation of the reconcile loop nor a slow
-    /// renewal delays the next one (a late confirmation never moves the
-    /// lease back).
+    /// Keeps the quorum lease: while the replicated state lets this site
+    /// hold one (the desired primary, or the target of a failover whose
+    /// fence is recorded), sends a renewal to every witness every
+    /// `renew_interval`, each on its own task, so that neither a slow
+    /// database operation of the reconcile loop nor a slow witness delays
+    /// the next one (a late grant never moves the lease back).
     pub async fn keep_lease(self: Arc<Self>, cancel: CancellationToken) {
         if self.db.is_none() {
             return;
@@ -191,9 +215,8 @@ impl Agent {
                 _ = tick.tick() => {}
             }
             let state = self.view.cluster_state();
-            if let Some(DesiredRole::Primary { epoch }) = state.desired_role(&self.site) {
-                let agent = self.clone();
-                tokio::spawn(async move { agent.renew(epoch).await });
+            if let Some(epoch) = lease_epoch(&state, &self.site) {
+                self.clone().renew(epoch);
             }
         }
     }
@@ -251,7 +274,7 @@ impl Agent {
     fn next_wake(&self) -> Duration {
         let renew = self.settings.renew_interval;
         let st = self.st();
-        match st.lease.valid_until_ms(&self.settings.lease) {
+        match st.guard.map(|(until, _)| until) {
             Some(until) => {
                 let deadline = until.saturating_sub(self.fence_margin_ms());
                 let now = mono_ms();
@@ -265,52 +288,39 @@ impl Agent {
         }
     }
 
-    async fn renew(&self, epoch: u64) {
-        let req = RenewLease {
-            site: self.site.clone(),
-            epoch,
-            relayed: false,
-        };
-        // The lease counts from here, before any attempt: a grant that
-        // comes back by a longer way is still counted from this moment.
+    /// Sends one renewal for `epoch` to every witness at once (its own
+    /// without the network), and counts each grant from this moment, the
+    /// send time, as it arrives: no witness waits for another, and none is
+    /// the leader's.
+    fn renew(self: Arc<Self>, epoch: u64) {
         let sent = mono_ms();
-        // Each attempt may take a whole renewal interval (the leader runs a
-        // quorum round first): the lease outlasts three intervals after the
-        // send, so the direct attempt and one relay both fit.
-        let attempt = self.settings.renew_interval;
-        let leader = self.raft.metrics().borrow().current_leader;
-        let mut answer = match leader {
-            Some(l) if l == self.own_id => Ok(self.controller.renew_lease(req.clone()).await),
-            Some(l) => self
-                .peers
-                .call(l, Rpc::RenewLease, &req, attempt)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("no leader known".to_string()),
-        };
-        // Cut off from the leader but not from the others (a broken link
-        // between two sites): renew through another witness, which relays
-        // to the leader it knows. Without this a link cut between the
-        // primary's site and the leader's would fence a healthy primary
-        // that a quorum still sees.
-        if matches!(answer, Err(_) | Ok(LeaseAnswer::Unconfirmed { .. })) {
-            for via in self.peers.ids().filter(|id| Some(*id) != leader) {
-                match self.peers.call(via, Rpc::RenewLease, &req, attempt).await {
-                    Ok(a @ (LeaseAnswer::Granted | LeaseAnswer::Refused { .. })) => {
-                        tracing::debug!(via, "lease renewed through another witness");
-                        answer = Ok(a);
-                        break;
-                    }
-                    Ok(LeaseAnswer::Unconfirmed { .. }) | Err(_) => {}
-                }
-            }
+        let own = self.own_id;
+        let grant = self.witness_lease.renew(&self.site, epoch);
+        self.answered(own, sent, epoch, Ok(grant));
+        let ids: Vec<NodeId> = self.peers.ids().collect();
+        for witness in ids {
+            let agent = self.clone();
+            tokio::spawn(async move {
+                // One whole interval for the answer: the lease outlasts
+                // two, so one slow answer never lapses a healthy lease.
+                let answer = agent
+                    .peers
+                    .renew_lease(witness, &agent.site, epoch, agent.settings.renew_interval)
+                    .await
+                    .map_err(|e| e.to_string());
+                agent.answered(witness, sent, epoch, answer);
+            });
         }
+    }
+
+    /// One witness's answer to the renewal sent at `sent`.
+    fn answered(&self, witness: NodeId, sent: u64, epoch: u64, answer: Result<Grant, String>) {
         let mut st = self.st();
         match answer {
-            Ok(LeaseAnswer::Granted) => st.leased(sent, epoch, &self.settings.lease),
-            Ok(LeaseAnswer::Refused { reason, handover }) => {
+            Ok(Grant::Granted) => st.leased(witness, sent, epoch, &self.settings.lease),
+            Ok(Grant::Refused { reason, handover }) => {
                 if st.lease.is_valid(mono_ms(), epoch, &self.settings.lease) {
-                    tracing::warn!(%reason, "lease renewal refused: fencing");
+                    tracing::warn!(witness, %reason, "lease renewal refused: fencing");
                 }
                 st.lease.revoked();
                 st.handover = handover;
@@ -323,10 +333,40 @@ impl Agent {
                     }
                 }
             }
-            Ok(LeaseAnswer::Unconfirmed { reason }) => {
-                tracing::debug!(%reason, "lease renewal not confirmed; the lease runs down")
+            Ok(Grant::Unknown { reason }) => {
+                tracing::debug!(witness, %reason, "lease renewal neither granted nor refused")
             }
-            Err(e) => tracing::debug!(error = %e, "lease renewal failed; the lease runs down"),
+            Err(e) => tracing::debug!(witness, error = %e, "lease renewal failed"),
+        }
+    }
+
+    /// Renews with every witness until a quorum grants `epoch`, within
+    /// `within`: the new primary's lease, taken before it promotes, so that
+    /// it is never writable unleased.
+    async fn take_lease(self: &Arc<Self>, epoch: u64, within: Duration) -> Result<(), String> {
+        let deadline = mono_ms() + within.as_millis() as u64;
+        loop {
+            self.clone().renew(epoch);
+            let retry = mono_ms() + self.settings.renew_interval.as_millis() as u64 / 2;
+            loop {
+                let now = mono_ms();
+                if self.st().lease.is_valid(
+                    now + self.fence_margin_ms(),
+                    epoch,
+                    &self.settings.lease,
+                ) {
+                    return Ok(());
+                }
+                if now >= deadline {
+                    return Err(format!(
+                        "no quorum of witnesses granted a lease for epoch {epoch} within {within:?}"
+                    ));
+                }
+                if now >= retry {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 
@@ -354,7 +394,10 @@ impl Agent {
                         epoch,
                         &self.settings.lease,
                     );
-                    let in_grace = st.lease.valid_until_ms(&self.settings.lease).is_none()
+                    let in_grace = st
+                        .lease
+                        .valid_until_ms(epoch, &self.settings.lease)
+                        .is_none()
                         && now < since + self.settings.lease.ttl_ms;
                     (valid, in_grace, st.ran_leased && !st.self_fenced)
                 };
@@ -632,36 +675,6 @@ impl Agent {
         }
     }
 
-    /// A renewal that reached this witness, which does not lead: sent on to
-    /// the leader this witness knows, once (a relayed renewal is never
-    /// relayed again, so two witnesses that each think the other leads
-    /// cannot bounce it).
-    pub async fn relay_renewal(&self, req: RenewLease) -> LeaseAnswer {
-        let leader = self.raft.metrics().borrow().current_leader;
-        match leader {
-            Some(l) if l != self.own_id && !req.relayed => {
-                let relayed = RenewLease {
-                    relayed: true,
-                    ..req
-                };
-                self.peers
-                    .call(
-                        l,
-                        Rpc::RenewLease,
-                        &relayed,
-                        self.settings.renew_interval / 2,
-                    )
-                    .await
-                    .unwrap_or_else(|e| LeaseAnswer::Unconfirmed {
-                        reason: format!("relay to leader {l} failed: {e}"),
-                    })
-            }
-            _ => LeaseAnswer::Unconfirmed {
-                reason: "not the leader, and no leader to relay to".into(),
-            },
-        }
-    }
-
     /// Waits (briefly) until this witness has applied `epoch`.
     async fn wait_epoch(&self, epoch: u64) -> Result<palisade_core::ClusterState, String> {
         let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
@@ -683,7 +696,7 @@ impl Agent {
     /// Carries out the leader's order for a committed epoch. Idempotent:
     /// a new leader may repeat an order its predecessor already gave.
     #[tracing::instrument(skip_all, fields(site = %self.site, epoch = action.epoch()))]
-    pub async fn act(&self, action: SiteAction) -> Result<SiteActionDone, String> {
+    pub async fn act(self: Arc<Self>, action: SiteAction) -> Result<SiteActionDone, String> {
         let state = self.wait_epoch(action.epoch()).await?;
         let no_app = || format!("site {} has no [[app]] configured", self.site);
         match &action {
@@ -759,10 +772,12 @@ impl Agent {
                 if !ordered && !already {
                     return Err(format!("refusing to promote: no failover of epoch {epoch} to site {} with the old primary fenced", self.site));
                 }
+                // The quorum lease first: a promoted server is never
+                // writable without one (the witnesses grant it once they
+                // applied the fence record).
+                self.take_lease(epoch, EPOCH_WAIT).await?;
                 let detail = db.promote(epoch).await?;
-                // The order is the first lease of the new primary.
                 let mut st = self.st();
-                st.leased(mono_ms(), epoch, &self.settings.lease);
                 st.ran_leased = true;
                 st.self_fenced = false;
                 Ok(SiteActionDone::said(detail))

@@ -1,6 +1,6 @@
 //! The leader's controller: runs only while this witness is the Raft
 //! leader. It collects every witness's reports, runs the failure detector,
-//! grants leases, and drives a failover step by step, each step committed
+//! and drives a failover step by step, each step committed
 //! before the next starts; a new leader resumes at the first step not
 //! recorded as done, after re-probing (reports are dropped on every
 //! leadership change: what the last leader saw is unknown).
@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use palisade_core::detector::{Assessment, Detector, WitnessReport};
-use palisade_core::lease::LeaseLedger;
+use palisade_core::lease::{majority, ExpiryProof};
 use palisade_core::operation::{self, OperatorRequest, Refusal};
 use palisade_core::{
-    Command, CommandResult, DesiredRole, Failover, NodeId, Outcome, SiteId, Step, StepRecord,
-    Topology, Trigger,
+    Command, CommandResult, Failover, NodeId, Outcome, SiteId, Step, StepRecord, Topology, Trigger,
 };
 use palisade_probe::postgres::PgProbe;
 use palisade_raft::store::StateView;
@@ -25,7 +24,8 @@ use crate::agent::Agent;
 use crate::clock::{mono_ms, now, wall_ms};
 use crate::config::{DatabaseSettings, SiteActions};
 use crate::failpoint;
-use crate::peer_msgs::{LeaseAnswer, RenewLease, Report, SiteAction, SiteActionDone};
+use crate::lease::WitnessLease;
+use crate::peer_msgs::{Report, SiteAction, SiteActionDone};
 use crate::peers::{Peers, Rpc};
 
 /// How long the leader waits for a site agent to fence its database.
@@ -35,13 +35,17 @@ const PROMOTE_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a planned handover waits for the old primary's clean shutdown
 /// (a fast shutdown, an immediate one, then a kill, each bounded).
 const PLANNED_FENCE_TIMEOUT: Duration = Duration::from_secs(40);
+/// How often the fence step asks the witnesses whether the lease expired.
+const EXPIRY_POLL: Duration = Duration::from_millis(50);
+/// Bound of one witness's expiry answer.
+const EXPIRY_RPC_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the leader looks at the target's replay position.
 const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 
 struct Inner {
     reports: BTreeMap<NodeId, WitnessReport>,
-    /// `Some` exactly while this node leads.
-    ledger: Option<LeaseLedger>,
+    /// True exactly while this node leads.
+    leading: bool,
     detector: Detector,
     assessment: String,
     /// Last assessment logged, to log changes and not every tick.
@@ -59,6 +63,9 @@ pub struct Controller {
     peers: Peers,
     probes: BTreeMap<SiteId, PgProbe>,
     actions: Arc<SiteActions>,
+    /// This witness's own grant book, asked like every other witness's
+    /// when the fence step needs a proven lease expiry.
+    lease: Arc<WitnessLease>,
     local_agent: OnceLock<Arc<Agent>>,
     /// Wakes the loop at once (an operator began an operation).
     wake: tokio::sync::Notify,
@@ -116,6 +123,7 @@ impl From<String> for Done {
 impl Controller {
     /// A controller for this witness; `probes` are the leader's own probes
     /// of each database (for the post-failover check).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         raft: Raft,
         view: StateView,
@@ -124,11 +132,12 @@ impl Controller {
         peers: Peers,
         probes: BTreeMap<SiteId, PgProbe>,
         actions: Arc<SiteActions>,
+        lease: Arc<WitnessLease>,
     ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 reports: BTreeMap::new(),
-                ledger: None,
+                leading: false,
                 detector: Detector::default(),
                 assessment: String::new(),
                 last_logged: String::new(),
@@ -140,6 +149,7 @@ impl Controller {
             peers,
             probes,
             actions,
+            lease,
             local_agent: OnceLock::new(),
             wake: tokio::sync::Notify::new(),
         }
@@ -159,7 +169,7 @@ impl Controller {
     /// A witness's report arrived (or this witness's own, when it leads).
     pub fn receive_report(&self, report: Report) {
         let mut inner = self.lock();
-        if inner.ledger.is_some() {
+        if inner.leading {
             inner.reports.insert(
                 report.witness,
                 WitnessReport {
@@ -176,60 +186,12 @@ impl Controller {
         self.lock().assessment.clone()
     }
 
-    /// Handles a lease renewal from the primary site's agent: confirm
-    /// leadership with a quorum round, then grant if the committed state
-    /// still makes that site primary under that epoch. The state check and
-    /// the grant record happen under the same lock as a failover's reading
-    /// of the ledger, so a failover never misses a grant.
-    pub async fn renew_lease(&self, req: RenewLease) -> LeaseAnswer {
-        if self.lock().ledger.is_none() {
-            return LeaseAnswer::Unconfirmed {
-                reason: "not the leader".into(),
-            };
-        }
-        if let Err(e) = self.raft.ensure_linearizable().await {
-            return LeaseAnswer::Unconfirmed {
-                reason: format!("leadership not confirmed by a quorum: {e}"),
-            };
-        }
-        let state = self.view.cluster_state();
-        let mut inner = self.lock();
-        let Some(ledger) = inner.ledger.as_mut() else {
-            return LeaseAnswer::Unconfirmed {
-                reason: "not the leader".into(),
-            };
-        };
-        match state.desired_role(&req.site) {
-            Some(DesiredRole::Primary { epoch }) if epoch == req.epoch => {
-                ledger.granted(&req.site, mono_ms());
-                LeaseAnswer::Granted
-            }
-            Some(DesiredRole::Primary { epoch }) => LeaseAnswer::Refused {
-                reason: format!("epoch {} is not current (epoch {epoch})", req.epoch),
-                handover: None,
-            },
-            other => LeaseAnswer::Refused {
-                handover: state
-                    .failover
-                    .as_ref()
-                    .filter(|f| {
-                        f.kind.is_planned() && f.from == req.site && !f.is_done(Step::Fenced)
-                    })
-                    .map(|f| f.epoch),
-                reason: format!(
-                    "site {} is not the primary (desired role {other:?})",
-                    req.site
-                ),
-            },
-        }
-    }
-
     /// Runs the controller loop until `cancel` (leadership lost / shutdown).
     #[tracing::instrument(skip_all, fields(leader = self.topology.own_id))]
     pub async fn lead(self: Arc<Self>, cancel: CancellationToken) {
         {
             let mut inner = self.lock();
-            inner.ledger = Some(LeaseLedger::new(mono_ms()));
+            inner.leading = true;
             inner.reports.clear();
             inner.detector = Detector::default();
         }
@@ -247,7 +209,7 @@ impl Controller {
             }
         }
         let mut inner = self.lock();
-        inner.ledger = None;
+        inner.leading = false;
         inner.reports.clear();
         inner.assessment.clear();
         tracing::info!("controller stopped");
@@ -258,7 +220,7 @@ impl Controller {
     /// then drives it like any failover. Returns once it is committed.
     #[tracing::instrument(skip_all, fields(kind = req.kind.name(), who = %req.who))]
     pub async fn operate(&self, req: OperatorRequest) -> Result<Begun, OperateError> {
-        if self.lock().ledger.is_none() {
+        if !self.lock().leading {
             return Err(OperateError::Unavailable(format!(
                 "witness {} is not the leader",
                 self.topology.own_id
@@ -624,12 +586,6 @@ impl Controller {
                     )
                     .await
                     .map_err(StepError::Failed)?;
-                // The new primary's agent counts its lease from when it got
-                // the order; recording the grant only now is later, so the
-                // leader's view of that lease never ends first.
-                if let Some(l) = self.lock().ledger.as_mut() {
-                    l.granted(&f.to, mono_ms());
-                }
                 Ok(match caught_up {
                     Some(c) => format!("{c}; {}", done.detail),
                     None => done.detail,
@@ -730,66 +686,100 @@ impl Controller {
     }
 
     /// Fencing, in the order of preference of DESIGN rule 2: the old
-    /// primary's agent confirms it stopped its database; failing that, the
-    /// lease runs out (the leader stopped granting when the failover was
-    /// committed, and waits `ttl × (1 + drift)` past its last grant).
+    /// primary's agent confirms it stopped its database; failing that, a
+    /// STONITH hook says done; failing that, a majority of witnesses vouch
+    /// that the old primary's quorum lease has ended (each stopped granting
+    /// when it applied this failover, and its last grant lies `ttl × (1 +
+    /// drift)` behind). No wait counts from when this leader took office.
     async fn fence(&self, f: &Failover) -> Result<String, StepError> {
         if failpoint::is_on("unsafe-skip-fence") {
             tracing::error!("failpoint unsafe-skip-fence: NOT fencing (test builds only)");
             return Ok("NOT FENCED: failpoint unsafe-skip-fence".into());
         }
-        let lease = self.settings.lease;
-        let safe_after = {
-            let inner = self.lock();
-            let Some(ledger) = inner.ledger.as_ref() else {
-                return Err(StepError::Cancelled);
-            };
-            ledger.safe_after(&f.from, &lease)
-        };
         let started = mono_ms();
         let hook = self.settings.stonith.iter().find(|h| h.site == f.from);
         let mut stonith_tried = false;
+        let mut proof = ExpiryProof::new(majority(self.topology.witnesses.len()));
+        // The agent's confirmation is asked on its own task, once per
+        // attempt bound, while the witnesses are asked every round: an
+        // unreachable agent never delays a proof the witnesses can give.
+        let mut confirm: Option<tokio::task::JoinHandle<Result<SiteActionDone, String>>> = None;
         loop {
-            let remaining = safe_after.saturating_sub(mono_ms());
-            let attempt = FENCE_RPC_TIMEOUT.min(Duration::from_millis(remaining.max(200)));
-            match self
-                .site_action(
+            if confirm.as_ref().is_none_or(|t| t.is_finished()) {
+                if let Some(t) = confirm.take() {
+                    match t.await {
+                        Ok(Ok(done)) => {
+                            return Ok(format!(
+                                "fenced by the site agent of {}: {}",
+                                f.from, done.detail
+                            ))
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(error = %e, waited_ms = mono_ms() - started, "site agent did not confirm the fence")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "fence request task failed"),
+                    }
+                    if let (Some(hook), false) = (hook, stonith_tried) {
+                        stonith_tried = true;
+                        match crate::stonith::fire(hook, f.epoch).await {
+                            Ok(detail) => {
+                                return Ok(format!("fenced by STONITH of {}: {detail}", f.from))
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "STONITH hook failed; the lease decides")
+                            }
+                        }
+                    }
+                }
+                confirm = Some(self.spawn_site_action(
                     &f.from,
                     SiteAction::Fence {
                         epoch: f.epoch,
                         planned: false,
                     },
-                    attempt,
-                )
-                .await
-            {
-                Ok(done) => {
-                    return Ok(format!(
-                        "fenced by the site agent of {}: {}",
-                        f.from, done.detail
-                    ))
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, waited_ms = mono_ms() - started, "site agent did not confirm the fence")
-                }
-            }
-            if let (Some(hook), false) = (hook, stonith_tried) {
-                stonith_tried = true;
-                match crate::stonith::fire(hook, f.epoch).await {
-                    Ok(detail) => return Ok(format!("fenced by STONITH of {}: {detail}", f.from)),
-                    Err(e) => tracing::error!(error = %e, "STONITH hook failed; the lease decides"),
-                }
-            }
-            let now = mono_ms();
-            if now >= safe_after {
-                return Ok(format!(
-                    "lease expired: agent of {} unreachable; waited {} ms, until lease_ttl × (1 + drift) = {} ms past the last renewal granted",
-                    f.from,
-                    now - started,
-                    lease.leader_wait_ms()
+                    FENCE_RPC_TIMEOUT,
                 ));
             }
-            tokio::time::sleep(Duration::from_millis((safe_after - now).min(100))).await;
+            self.ask_expiry(&f.from, f.epoch, &mut proof).await;
+            if proof.is_proven() {
+                if let Some(t) = confirm.take() {
+                    t.abort();
+                }
+                return Ok(format!(
+                    "lease expired: agent of {} did not confirm within {} ms; witnesses {:?} vouch that every grant ran out (lease_ttl × (1 + drift) = {} ms past each one's last grant): {}",
+                    f.from,
+                    mono_ms() - started,
+                    proof.vouching(),
+                    self.settings.lease.witness_wait_ms(),
+                    proof.describe()
+                ));
+            }
+            tokio::time::sleep(EXPIRY_POLL).await;
+        }
+    }
+
+    /// Asks every witness (this one without the network) whether it vouches
+    /// that `site`'s lease ended for the failover of `epoch`.
+    async fn ask_expiry(&self, site: &SiteId, epoch: u64, proof: &mut ExpiryProof) {
+        proof.record(self.topology.own_id, self.lease.expiry(site, epoch));
+        let mut asks = tokio::task::JoinSet::new();
+        for w in self.peers.ids() {
+            let (peers, site) = (self.peers.clone(), site.clone());
+            asks.spawn(async move {
+                let answer = peers
+                    .lease_expiry(w, &site, epoch, EXPIRY_RPC_TIMEOUT)
+                    .await;
+                (w, answer)
+            });
+        }
+        while let Some(done) = asks.join_next().await {
+            match done {
+                Ok((w, Ok(e))) => proof.record(w, e),
+                Ok((w, Err(e))) => {
+                    tracing::debug!(witness = w, error = %e, "no lease expiry answer")
+                }
+                Err(e) => tracing::warn!(error = %e, "lease expiry question task failed"),
+            }
         }
     }
 
@@ -981,6 +971,39 @@ impl Controller {
         }
     }
 
+    /// [`Self::site_action`] on its own task, so the caller can go on.
+    fn spawn_site_action(
+        &self,
+        site: &SiteId,
+        action: SiteAction,
+        timeout: Duration,
+    ) -> tokio::task::JoinHandle<Result<SiteActionDone, String>> {
+        let Some(witness) = self.peers.witness_of(site) else {
+            let site = site.clone();
+            return tokio::spawn(async move { Err(format!("no witness at site {site}")) });
+        };
+        if witness == self.topology.own_id {
+            let agent = self.local_agent.get().cloned();
+            return tokio::spawn(async move {
+                let agent = agent.ok_or("local site agent not started")?;
+                // The action on a task of its own: giving up waiting never
+                // cancels a fence half-way.
+                let task = tokio::spawn(agent.act(action));
+                tokio::time::timeout(timeout, task)
+                    .await
+                    .map_err(|_| format!("local agent did not finish within {timeout:?}"))?
+                    .map_err(|e| format!("local agent task failed: {e}"))?
+            });
+        }
+        let peers = self.peers.clone();
+        tokio::spawn(async move {
+            peers
+                .call(witness, Rpc::SiteAction, &action, timeout)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// Asks the site agent of `site` to act (directly when it is this
     /// witness's own site).
     async fn site_action(
@@ -1000,7 +1023,7 @@ impl Controller {
                 .clone();
             // Its own task, so that giving up waiting never cancels a fence
             // half-way (dropping a JoinHandle does not stop the task).
-            let task = tokio::spawn(async move { agent.act(action).await });
+            let task = tokio::spawn(agent.act(action));
             return tokio::time::timeout(timeout, task)
                 .await
                 .map_err(|_| format!("local agent did not finish within {timeout:?}"))?

@@ -22,6 +22,7 @@ use crate::agent::Agent;
 use crate::config::{Config, DatabaseSettings};
 use crate::control::ControlService;
 use crate::controller::Controller;
+use crate::lease::WitnessLease;
 use crate::observer::{Latest, Observer};
 use crate::peers::Peers;
 use crate::site_db::SiteDb;
@@ -143,6 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         witness_service = Some(WitnessPeerServer::new(WitnessService {
             controller: w.controller,
             agent: w.agent,
+            lease: w.lease,
         }));
     }
 
@@ -185,6 +187,7 @@ struct WitnessParts {
     latest: Latest,
     controller: Arc<Controller>,
     agent: Arc<Agent>,
+    lease: Arc<WitnessLease>,
 }
 
 /// Starts the probe loop, the site agent and the leadership watcher that
@@ -205,6 +208,7 @@ fn start_witness(
         probes.insert(db.site.clone(), probe);
     }
     let peers = Peers::new(&config.topology, config.raft.connect_timeout)?;
+    let lease = Arc::new(WitnessLease::new(state.clone(), settings.lease));
     let controller = Arc::new(Controller::new(
         raft.clone(),
         state.clone(),
@@ -213,6 +217,7 @@ fn start_witness(
         peers.clone(),
         probes.clone(),
         Arc::new(config.actions.clone()),
+        lease.clone(),
     ));
     let own_site = palisade_core::SiteId(config.topology.own().site.clone());
     let db = settings
@@ -224,10 +229,9 @@ fn start_witness(
         config.topology.own_id,
         db,
         settings.clone(),
-        raft.clone(),
         state.clone(),
         peers.clone(),
-        controller.clone(),
+        lease.clone(),
         latest.clone(),
         config
             .actions
@@ -271,6 +275,7 @@ fn start_witness(
         latest,
         controller,
         agent,
+        lease,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod failpoint;
 pub mod front_door;
 pub mod inspect;
+pub mod lease;
 pub mod observer;
 pub mod peer_msgs;
 pub mod peers;

@@ -20,45 +20,6 @@ pub struct Report {
     pub last_writable: BTreeMap<SiteId, palisade_core::detector::LastWritable>,
 }
 
-/// The primary site's agent asks the leader to confirm its lease.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RenewLease {
-    /// The agent's site.
-    pub site: SiteId,
-    /// The epoch the agent believes in force.
-    pub epoch: u64,
-    /// Sent on by a witness that is not the leader (the agent cannot reach
-    /// the leader itself): never relayed again.
-    #[serde(default)]
-    pub relayed: bool,
-}
-
-/// The leader's answer to [`RenewLease`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
-pub enum LeaseAnswer {
-    /// Confirmed after a quorum round: stay writable for `ttl` from when
-    /// the request was sent.
-    Granted,
-    /// No answer either way: this witness does not lead, or could not
-    /// confirm that it still does. The lease is not renewed and runs down;
-    /// nothing is revoked.
-    Unconfirmed {
-        /// Why.
-        reason: String,
-    },
-    /// Refused: fence now.
-    Refused {
-        /// Why (another primary, a failover under way, a newer epoch).
-        reason: String,
-        /// Set when the refusal is a planned handover away from this site
-        /// (its epoch): shut down cleanly, so the standby gets every byte
-        /// of WAL, instead of killing the server.
-        #[serde(default)]
-        handover: Option<u64>,
-    },
-}
-
 /// What the leader asks a site agent to do, for a committed failover.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_client::WitnessPeerClient;
 use palisade_api::v1::RaftPayload;
+use palisade_core::lease::{Expiry, Grant};
 use palisade_core::{NodeId, SiteId, Topology};
 use palisade_raft::network::peer_channel;
 use serde::de::DeserializeOwned;
@@ -41,8 +43,6 @@ pub struct Peers {
 pub enum Rpc {
     /// `Report`.
     Report,
-    /// `RenewLease`.
-    RenewLease,
     /// `SiteAction`.
     SiteAction,
 }
@@ -94,7 +94,6 @@ impl Peers {
         let fut = async {
             match rpc {
                 Rpc::Report => client.report(payload).await,
-                Rpc::RenewLease => client.renew_lease(payload).await,
                 Rpc::SiteAction => client.site_action(payload).await,
             }
         };
@@ -104,5 +103,53 @@ impl Peers {
             .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
         serde_json::from_slice(&reply.into_inner().json)
             .map_err(|e| PeerError::Payload(to, e.to_string()))
+    }
+
+    fn client(&self, to: NodeId) -> Result<WitnessPeerClient<Channel>, PeerError> {
+        self.channels
+            .get(&to)
+            .map(|ch| WitnessPeerClient::new(ch.clone()))
+            .ok_or(PeerError::Unknown(to))
+    }
+
+    /// Asks witness `to` to renew `site`'s lease for `epoch`.
+    pub async fn renew_lease(
+        &self,
+        to: NodeId,
+        site: &SiteId,
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<Grant, PeerError> {
+        let mut client = self.client(to)?;
+        let req = pb::LeaseRenewal {
+            site: site.0.clone(),
+            epoch,
+        };
+        let reply = tokio::time::timeout(timeout, client.renew_lease(req))
+            .await
+            .map_err(|_| PeerError::Timeout(to, timeout))?
+            .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
+        Ok(crate::lease::grant_from_pb(reply.into_inner()))
+    }
+
+    /// Asks witness `to` whether it vouches that `site`'s lease ended, for
+    /// the failover of `epoch`.
+    pub async fn lease_expiry(
+        &self,
+        to: NodeId,
+        site: &SiteId,
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<Expiry, PeerError> {
+        let mut client = self.client(to)?;
+        let req = pb::LeaseExpiryQuery {
+            site: site.0.clone(),
+            epoch,
+        };
+        let reply = tokio::time::timeout(timeout, client.lease_expiry(req))
+            .await
+            .map_err(|_| PeerError::Timeout(to, timeout))?
+            .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
+        Ok(crate::lease::expiry_from_pb(reply.into_inner()))
     }
 }

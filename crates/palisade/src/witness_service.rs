@@ -1,17 +1,21 @@
-//! The `palisade.v1.WitnessPeer` service: reports and lease renewals for
-//! the leader's controller, site actions for this witness's agent.
+//! The `palisade.v1.WitnessPeer` service: reports for the leader's
+//! controller, lease renewals and expiry verdicts from this witness's grant
+//! book, site actions for this witness's agent.
 
 use std::sync::Arc;
 
+use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_server::WitnessPeer;
 use palisade_api::v1::RaftPayload;
+use palisade_core::SiteId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::agent::Agent;
 use crate::controller::Controller;
-use crate::peer_msgs::{LeaseAnswer, RenewLease, Report, SiteAction};
+use crate::lease::{expiry_to_pb, grant_to_pb, WitnessLease};
+use crate::peer_msgs::{Report, SiteAction};
 
 /// Serves one witness's peer calls.
 pub struct WitnessService {
@@ -19,6 +23,16 @@ pub struct WitnessService {
     pub controller: Arc<Controller>,
     /// This witness's site agent.
     pub agent: Arc<Agent>,
+    /// This witness's grant book of the quorum lease.
+    pub lease: Arc<WitnessLease>,
+}
+
+/// A site name from a peer request: non-empty.
+fn site_field(site: &str) -> Result<SiteId, Status> {
+    if site.is_empty() {
+        return Err(Status::invalid_argument("site: empty"));
+    }
+    Ok(SiteId(site.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
@@ -42,15 +56,24 @@ impl WitnessPeer for WitnessService {
 
     async fn renew_lease(
         &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let renew: RenewLease = decode(req)?;
-        match self.controller.renew_lease(renew.clone()).await {
-            LeaseAnswer::Unconfirmed { .. } if !renew.relayed => {
-                encode(&self.agent.relay_renewal(renew).await)
-            }
-            answer => encode(&answer),
-        }
+        req: Request<pb::LeaseRenewal>,
+    ) -> Result<Response<pb::LeaseGrant>, Status> {
+        let req = req.into_inner();
+        let site = site_field(&req.site)?;
+        Ok(Response::new(grant_to_pb(
+            self.lease.renew(&site, req.epoch),
+        )))
+    }
+
+    async fn lease_expiry(
+        &self,
+        req: Request<pb::LeaseExpiryQuery>,
+    ) -> Result<Response<pb::LeaseExpiryAnswer>, Status> {
+        let req = req.into_inner();
+        let site = site_field(&req.site)?;
+        Ok(Response::new(expiry_to_pb(
+            self.lease.expiry(&site, req.epoch),
+        )))
     }
 
     async fn site_action(
