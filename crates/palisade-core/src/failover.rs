@@ -2,7 +2,7 @@
 //!
 //! `BeginFailover` raises the epoch (the fencing token every action carries)
 //! and records the plan; each `StepDone` records one finished step, in order,
-//! exactly once; `FinishFailover` or `AbortFailover` closes the record and
+//! exactly once; `FinishFailover` (completed, or aborted before promotion) closes the record and
 //! moves it to the history. A leader that takes over mid-way reads the
 //! record and resumes at [`Failover::next_step`].
 

@@ -437,7 +437,7 @@ impl Agent {
                         Some(h) => self.shut_down_for_handover(db, h, state.epoch).await,
                         None => {
                             tracing::warn!(epoch, "no confirmed lease: fencing the database");
-                            self.fence_now(db, epoch, true).await;
+                            self.fence_now(db, epoch).await;
                         }
                     }
                 }
@@ -460,7 +460,7 @@ impl Agent {
                     epoch = state.epoch,
                     "this site must be fenced: stopping the database"
                 );
-                self.fence_now(db, state.epoch, true).await;
+                self.fence_now(db, state.epoch).await;
             }
             Some(DesiredRole::Rejoin { epoch }) => {
                 self.st().primary_since_ms = None;
@@ -487,7 +487,7 @@ impl Agent {
             }
             Err(e) => {
                 tracing::error!(error = %e, "clean shutdown failed; killing it");
-                self.fence_now(db, epoch, true).await;
+                self.fence_now(db, epoch).await;
             }
         }
     }
@@ -517,7 +517,7 @@ impl Agent {
                 epoch,
                 "this site must be fenced (the old primary, until it rejoins as a standby): stopping the database"
             );
-            self.fence_now(db, epoch, true).await;
+            self.fence_now(db, epoch).await;
         }
         // From here on a server of this site is a standby (rebuilt by this
         // agent or by hand), which runs without a lease.
@@ -615,13 +615,12 @@ impl Agent {
         }
     }
 
-    /// Every fence the agent does today is urgent: its lease is gone (a
-    /// failover began, or the lease ran out), and a postmaster that ignores
-    /// a fast shutdown may still have backends serving old sessions, so it
-    /// gets short step bounds before the immediate shutdown and the kill.
-    /// (A planned switchover, which wants a clean fast shutdown, will pass
-    /// `urgent = false`.)
-    async fn fence_now(&self, db: &SiteDb, epoch: u64, urgent: bool) -> Option<String> {
+    /// The agent's fence once the lease is gone (a failover began, or the
+    /// lease ran out): a kill of the postmaster and every backend at once,
+    /// because a postmaster that ignores a fast shutdown may still have
+    /// backends serving old sessions. A planned handover's clean shutdown
+    /// goes through `SiteDb::fence_for_handover` instead.
+    async fn fence_now(&self, db: &SiteDb, epoch: u64) -> Option<String> {
         {
             // No server of this site may run again before a new lease: the
             // guard kills one that does (a start already under way).
@@ -631,7 +630,7 @@ impl Agent {
                 st.guard = Some((mono_ms(), e));
             }
         }
-        match db.fence(epoch, urgent).await {
+        match db.fence(epoch, true).await {
             Ok(detail) => {
                 self.st().self_fenced = true;
                 tracing::warn!(%detail, "database fenced");
@@ -758,7 +757,7 @@ impl Agent {
                     tracing::warn!(%detail, "database shut down for a planned handover");
                     return Ok(SiteActionDone { detail, lsn });
                 }
-                self.fence_now(db, epoch, true)
+                self.fence_now(db, epoch)
                     .await
                     .map(SiteActionDone::said)
                     .ok_or_else(|| "fence failed; see the agent's log".to_string())

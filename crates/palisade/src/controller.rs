@@ -19,6 +19,7 @@ use palisade_probe::postgres::PgProbe;
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::agent::Agent;
 use crate::clock::{mono_ms, now, wall_ms};
@@ -525,11 +526,13 @@ impl Controller {
             };
             failpoint::hit(&format!("before-step-{}", step.name())).await;
             let started_at_ms = wall_ms();
+            // `.instrument`, not `span.enter()`: an entered guard held
+            // across an await leaks the span into whatever else runs on
+            // this thread meanwhile.
             let span = tracing::info_span!("step", step = step.name());
-            let _enter = span.enter();
             let result = tokio::select! {
                 _ = cancel.cancelled() => Err(StepError::Cancelled),
-                r = self.run_step(&f, step) => r,
+                r = self.run_step(&f, step).instrument(span) => r,
             };
             match result {
                 Ok(Done { detail, lsn }) => {

@@ -10,7 +10,8 @@
 //!
 //! Names: `before-step-<step>` (the step is about to run) and
 //! `after-step-<step>` (its `StepDone` is committed, the next step not yet
-//! started), with `<step>` one of `fenced`, `promoted`, `verified`; and
+//! started), with `<step>` one of `fenced`, `promoted`, `app-flipped`,
+//! `repointed`, `verified` (`palisade_core::Step::name`); and
 //! `after-begin-failover`.
 //!
 //! One failpoint breaks safety on purpose, so the chaos suite can prove its
