@@ -10,6 +10,7 @@ pub mod detector;
 pub mod events;
 pub mod failover;
 pub mod lease;
+pub mod lease_guard;
 pub mod observe;
 pub mod operation;
 pub mod state;

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod front_door;
 pub mod inspect;
 pub mod lease;
+pub mod lease_guard;
 pub mod observer;
 pub mod peer_msgs;
 pub mod peers;

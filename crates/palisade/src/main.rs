@@ -56,6 +56,12 @@ enum Cmd {
     /// timeline, the RTO, the writes lost, the app flips and the checks.
     /// Cleans up on exit or Ctrl-C.
     Demo(palisade::demo::DemoArgs),
+    /// Enforce a database's lease from a process of its own (the witness
+    /// starts it): freeze the server when the lease runs out, thaw it when
+    /// the lease comes back, kill it on a committed failover. Runs until
+    /// SIGTERM, and keeps enforcing while the witness is dead.
+    #[command(hide = true)]
+    LeaseGuard(palisade::lease_guard::GuardArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -131,6 +137,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo(args) => {
             init_logging(LogFormat::Text, "warn");
             palisade::demo::run(args).await
+        }
+        Cmd::LeaseGuard(args) => {
+            init_logging(LogFormat::Text, "info");
+            let token = CancellationToken::new();
+            cancel_on_signals(token.clone())?;
+            Ok(palisade::lease_guard::run(args, token).await?)
         }
     }
 }

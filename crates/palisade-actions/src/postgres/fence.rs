@@ -344,7 +344,7 @@ impl PgSite {
     /// The pid of this data directory's postmaster if it is alive: the pid
     /// file's pid, checked to be a live process running from this
     /// directory (never a stranger that inherited a stale pid).
-    fn live_postmaster(&self) -> Option<i32> {
+    pub(super) fn live_postmaster(&self) -> Option<i32> {
         let pid = self.postmaster_pid()?;
         (alive(pid) && is_postmaster_of(pid, &self.data_dir)).then_some(pid)
     }
@@ -422,7 +422,7 @@ impl ShutdownMode {
 
 /// The state letter from `/proc/<pid>/stat` (`R`, `S`, `T`, `Z`, ...),
 /// `None` when no such process exists.
-fn proc_state(pid: i32) -> Option<char> {
+pub(super) fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
@@ -441,7 +441,7 @@ fn proc_ppid(pid: i32) -> Option<i32> {
 
 /// True when `pid` runs (a zombie has exited: it holds no sockets, runs
 /// no code, and only waits for its parent to reap it).
-fn alive(pid: i32) -> bool {
+pub(super) fn alive(pid: i32) -> bool {
     !matches!(proc_state(pid), None | Some('Z' | 'X'))
 }
 
@@ -456,7 +456,7 @@ fn all_pids() -> Vec<i32> {
 }
 
 /// Every live process whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
+pub(super) fn children_of(parent: i32) -> Vec<i32> {
     all_pids()
         .into_iter()
         .filter(|pid| proc_ppid(*pid) == Some(parent) && alive(*pid))
@@ -468,7 +468,7 @@ fn children_of(parent: i32) -> Vec<i32> {
 /// the data directory (the postmaster `chdir()`s there and its children
 /// inherit it). Processes whose `/proc` entries we may not read are not
 /// ours to judge, and are skipped; as root we read them all.
-fn server_processes(data_dir: &Path) -> Vec<i32> {
+pub(super) fn server_processes(data_dir: &Path) -> Vec<i32> {
     let Ok(want) = std::fs::canonicalize(data_dir) else {
         return Vec::new();
     };

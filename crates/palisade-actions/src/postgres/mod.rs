@@ -23,6 +23,7 @@ mod conninfo;
 mod error;
 mod exec;
 mod fence;
+mod freeze;
 mod promote;
 mod rejoin;
 
@@ -36,6 +37,7 @@ use sqlx::postgres::PgConnectOptions;
 
 pub use error::DbError;
 pub use fence::ControlData;
+pub use freeze::{FreezeOutcome, ProcessState, ThawOutcome};
 
 /// Controls one database server on behalf of its site agent.
 ///
