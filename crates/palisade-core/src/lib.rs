@@ -14,6 +14,7 @@ pub mod lease_guard;
 pub mod observe;
 pub mod operation;
 pub mod state;
+pub mod sync_degrade;
 pub mod topology;
 
 pub use command::{Command, CommandError, CommandResult};

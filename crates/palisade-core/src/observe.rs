@@ -72,7 +72,12 @@ pub struct ReplicaInfo {
     pub sync_state: String,
     /// Last WAL position sent / flushed by / replayed on the standby.
     pub sent_lsn: Option<u64>,
-    /// See `sent_lsn`.
+    /// The position the standby last **acknowledged** as flushed to its
+    /// disk: what a commit in `sync` mode waits for. A standby that keeps
+    /// its connection but acknowledges nothing (a cut link, a hung host)
+    /// shows here as a position that stops moving, long before the
+    /// primary's `wal_sender_timeout` drops the connection
+    /// ([`crate::sync_degrade`]). `None` before its first reply.
     pub flush_lsn: Option<u64>,
     /// See `sent_lsn`.
     pub replay_lsn: Option<u64>,
@@ -101,7 +106,8 @@ pub struct PgObservation {
     pub reachability: Reachability,
     /// `pg_is_in_recovery()`: `Some(true)` for a standby.
     pub in_recovery: Option<bool>,
-    /// `pg_current_wal_lsn()` (primary only).
+    /// `pg_current_wal_lsn()` (primary only): how far the primary has
+    /// written, to compare with each replica's `flush_lsn`.
     pub current_lsn: Option<u64>,
     /// `pg_last_wal_receive_lsn()` (standby only).
     pub receive_lsn: Option<u64>,
@@ -114,6 +120,17 @@ pub struct PgObservation {
     pub wal_receiver: Option<WalReceiverInfo>,
     /// Primary: connected standbys.
     pub replicas: Vec<ReplicaInfo>,
+    /// Primary: backends waiting right now for a synchronous standby to
+    /// confirm their commit (`pg_stat_activity` rows with `wait_event =
+    /// 'SyncRep'`). More than zero while the standby's `flush_lsn` stands
+    /// still is the evidence that sync mode is blocking writes
+    /// ([`crate::sync_degrade`]). `None` when unknown: a standby, a server
+    /// that did not answer, a probe role without `pg_read_all_stats`
+    /// (PostgreSQL hides other users' wait events from it, and a count of
+    /// what it can see would be a false 0), or a report from a witness
+    /// that predates this field.
+    #[serde(default)]
+    pub sync_waiters: Option<u32>,
     /// How long the probe took, in milliseconds.
     pub latency_ms: u64,
 }
@@ -133,6 +150,7 @@ impl PgObservation {
             replay_lag_seconds: None,
             wal_receiver: None,
             replicas: Vec::new(),
+            sync_waiters: None,
             latency_ms,
         }
     }
@@ -181,6 +199,20 @@ mod tests {
         for bad in ["", "16", "x/1", "1/2/3", "100000000/0"] {
             assert_eq!(parse_lsn(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_report_without_sync_waiters_still_parses() {
+        // What a witness running the previous release sends.
+        let mut old = serde_json::to_value(PgObservation::down(ErrorClass::Refused, "x", 3))
+            .expect("serializes");
+        old.as_object_mut()
+            .expect("an object")
+            .remove("sync_waiters")
+            .expect("the field is written");
+        let parsed: PgObservation = serde_json::from_value(old).expect("parses");
+        assert_eq!(parsed.sync_waiters, None);
+        assert_eq!(parsed.latency_ms, 3);
     }
 
     proptest! {

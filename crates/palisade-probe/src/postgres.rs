@@ -7,7 +7,8 @@
 //!
 //! Everything is read in **one round trip**: a single statement sent with
 //! the simple query protocol, returning one row (the standby's WAL receiver
-//! and the primary's replicas come back as JSON columns).
+//! and the primary's replicas come back as JSON columns; the number of
+//! commits waiting for a synchronous standby as a count).
 //!
 //! # Privileges
 //!
@@ -22,7 +23,8 @@
 //! Without `pg_monitor` (more precisely `pg_read_all_stats`) PostgreSQL
 //! hides the columns of `pg_stat_replication` and `pg_stat_wal_receiver`
 //! from the role: the probe then reports replicas and the WAL receiver with
-//! `unknown` states and no positions.
+//! `unknown` states and no positions, and the number of commits waiting
+//! for a synchronous standby as unknown.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -43,6 +45,12 @@ use crate::{classify_io, find_io_error, millis, redact, ProbeConfigError};
 /// transaction says nothing about lag on an idle primary; it is NULL on a
 /// primary and when no transaction has been replayed yet. (No `greatest()`
 /// for clamping: it ignores NULLs and would turn "unknown" into 0.)
+///
+/// `sync_waiters` counts the backends whose commit waits for a synchronous
+/// standby's confirmation, on a primary only. It is NULL ("unknown") for a
+/// role that lacks `pg_read_all_stats` (which `pg_monitor` includes):
+/// PostgreSQL shows such a role the wait events of its own sessions only,
+/// and a count of those would be a false 0.
 const PROBE_SQL: &str = r#"
 SELECT
   pg_is_in_recovery() AS in_recovery,
@@ -72,7 +80,11 @@ SELECT
             'flush_lsn', flush_lsn::text,
             'replay_lsn', replay_lsn::text
           ) ORDER BY application_name, pid), '[]')::text
-     FROM pg_stat_replication) AS replicas
+     FROM pg_stat_replication) AS replicas,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       WHEN NOT pg_has_role('pg_read_all_stats', 'USAGE') THEN NULL
+       ELSE (SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep')
+  END AS sync_waiters
 "#;
 
 /// Probes one PostgreSQL server. Build one per target at start-up and call
@@ -259,6 +271,9 @@ fn observation_from_row(row: &PgRow) -> Result<PgObservation, String> {
     let replay_lag_seconds: Option<f64> = row
         .try_get("replay_lag_seconds")
         .map_err(|e| format!("reading replay_lag_seconds: {e}"))?;
+    let sync_waiters: Option<i64> = row
+        .try_get("sync_waiters")
+        .map_err(|e| format!("reading sync_waiters: {e}"))?;
 
     let wal_receiver = match text("wal_receiver")? {
         None => None,
@@ -302,6 +317,9 @@ fn observation_from_row(row: &PgRow) -> Result<PgObservation, String> {
         replay_lag_seconds,
         wal_receiver,
         replicas,
+        // A count of backends: never negative, and far below u32::MAX
+        // (max_connections); saturate rather than fail on the impossible.
+        sync_waiters: sync_waiters.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
         latency_ms: 0,
     })
 }

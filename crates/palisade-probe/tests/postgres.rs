@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use palisade_core::observe::{ErrorClass, PgObservation, Reachability};
 use palisade_probe::postgres::PgProbe;
 use palisade_probe::ProbeConfigError;
-use palisade_testkit::pg::PgPair;
+use palisade_testkit::pg::{PgPair, PgPairOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -66,6 +66,11 @@ async fn primary_and_standby_observations_show_roles_wal_and_streaming() {
         "{p:#?}"
     );
     assert!(p.wal_receiver.is_none(), "{p:#?}");
+    assert_eq!(
+        p.sync_waiters,
+        Some(0),
+        "nothing waits in async mode: {p:#?}"
+    );
     assert_eq!(p.replicas.len(), 1, "{p:#?}");
     let r = &p.replicas[0];
     assert_eq!(r.application_name, "standby");
@@ -96,6 +101,7 @@ async fn primary_and_standby_observations_show_roles_wal_and_streaming() {
     assert!(s.receive_lsn.is_some() && s.replay_lsn.is_some(), "{s:#?}");
     assert!(s.replay_lsn >= r.replay_lsn, "{s:#?}");
     assert!(s.replicas.is_empty(), "{s:#?}");
+    assert_eq!(s.sync_waiters, None, "a standby commits nothing: {s:#?}");
     let w = s
         .wal_receiver
         .as_ref()
@@ -115,6 +121,103 @@ async fn primary_and_standby_observations_show_roles_wal_and_streaming() {
         .probe()
         .await;
     assert_eq!(down_class(&nobody), Some(ErrorClass::Auth), "{nobody:#?}");
+}
+
+/// The evidence sync mode degrades on: a standby that keeps its connection
+/// but acknowledges nothing (its WAL receiver frozen, as with a cut link)
+/// still shows `streaming` on the primary, with a `flush_lsn` that stands
+/// still while the commits waiting for it are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_waiting_for_a_silent_sync_standby_are_counted_next_to_its_still_position() {
+    let pair = PgPair::start_with(PgPairOptions { synchronous: true })
+        .await
+        .expect("start a synchronous pair");
+    let primary = &pair.primary;
+    primary
+        .exec("CREATE TABLE t (x int)")
+        .await
+        .expect("a commit with a streaming sync standby");
+    // PostgreSQL's default: the primary must not drop the silent standby
+    // while we watch (the test kit's 5 s would).
+    primary
+        .exec("ALTER SYSTEM SET wal_sender_timeout = '60s'")
+        .await
+        .expect("alter system");
+    primary
+        .exec("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+    let probe = probe_of(&primary.dsn(), TIMEOUT);
+    let p = probe.probe().await;
+    assert_eq!(p.sync_waiters, Some(0), "{p:#?}");
+    assert_eq!(p.replicas.len(), 1, "{p:#?}");
+    assert_eq!(p.replicas[0].sync_state, "sync", "{p:#?}");
+
+    eprintln!("--- a role without pg_monitor cannot tell, and says so");
+    primary
+        .exec("CREATE ROLE plain LOGIN PASSWORD 'plain'")
+        .await
+        .expect("create role");
+    let plain = probe_of(&primary.dsn_as("plain", "plain"), TIMEOUT)
+        .probe()
+        .await;
+    assert!(plain.is_writable_primary(), "{plain:#?}");
+    assert_eq!(plain.sync_waiters, None, "unknown, not 0: {plain:#?}");
+
+    eprintln!("--- freeze the standby's WAL receiver; a commit waits");
+    let receiver = pair
+        .standby
+        .freeze_wal_receiver()
+        .await
+        .expect("freeze the WAL receiver");
+    let mut writer = primary.connect().await.expect("writer connection");
+    let commit = tokio::spawn(async move {
+        sqlx::Executor::execute(&mut writer, "INSERT INTO t VALUES (1)")
+            .await
+            .map(|_| ())
+    });
+    let waiting = probe_until(&probe, Duration::from_secs(10), "a commit waits", |o| {
+        o.sync_waiters.is_some_and(|n| n >= 1)
+    })
+    .await;
+    let stuck = waiting.replicas[0].flush_lsn.expect("a position");
+    assert!(
+        waiting.current_lsn.is_some_and(|lsn| lsn > stuck),
+        "the primary has written past what the standby acknowledged: {waiting:#?}"
+    );
+
+    eprintln!("--- for a second: still streaming, position still, commit still waiting");
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        let o = probe.probe().await;
+        assert_eq!(o.sync_waiters, Some(1), "{o:#?}");
+        assert_eq!(o.replicas.len(), 1, "{o:#?}");
+        assert_eq!(o.replicas[0].state, "streaming", "{o:#?}");
+        assert_eq!(o.replicas[0].flush_lsn, Some(stuck), "{o:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !commit.is_finished(),
+        "the commit returned without the standby"
+    );
+
+    eprintln!("--- thaw it: the commit completes, nobody waits");
+    pair.standby
+        .thaw_wal_receiver(receiver)
+        .expect("thaw the WAL receiver");
+    tokio::time::timeout(Duration::from_secs(10), commit)
+        .await
+        .expect("the commit completes once the standby acknowledges")
+        .expect("writer task")
+        .expect("insert");
+    let o = probe_until(&probe, Duration::from_secs(5), "nobody waits", |o| {
+        o.sync_waiters == Some(0)
+    })
+    .await;
+    assert!(
+        o.replicas[0].flush_lsn.is_some_and(|lsn| lsn > stuck),
+        "{o:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,10 @@
 //! * `wal_sender_timeout` / `wal_receiver_timeout` are 5 s (default 60 s) and
 //!   `wal_retrieve_retry_interval` is 500 ms, so a standby notices a hung
 //!   primary and reconnects to a restarted one within a test's patience.
+//!   The two timeouts are equal and longer than palisade's default
+//!   `sync_degrade_after_ms` (3 s), as docs/operations.md asks of
+//!   production: in `sync` mode palisade degrades on evidence before either
+//!   side drops the connection.
 //! * `shared_buffers = 16MB` and `max_connections = 50` keep several pairs
 //!   light enough to run side by side.
 //!
@@ -430,6 +434,44 @@ impl PgServer {
         self.signal_postmaster(Signal::SIGCONT);
     }
 
+    /// Freezes this standby's WAL receiver (SIGSTOP) and returns its PID.
+    /// The standby keeps its replication connection open but reads and
+    /// acknowledges nothing more, so the primary keeps showing it
+    /// `streaming` with a `flush_lsn` that stands still until its
+    /// `wal_sender_timeout`: what the primary sees of a cut link between
+    /// the sites or a hung standby host. Resume it with
+    /// [`PgServer::thaw_wal_receiver`]; dropping the server resumes every
+    /// process of it anyway.
+    pub async fn freeze_wal_receiver(&self) -> Result<i32> {
+        let pid = self
+            .query_i64("SELECT pid::bigint FROM pg_stat_wal_receiver")
+            .await
+            .with_context(|| format!("{} has no WAL receiver to freeze", self.name))?;
+        let proc = self.own_child(pid)?;
+        kill(Pid::from_raw(proc.pid), Signal::SIGSTOP)
+            .with_context(|| format!("SIGSTOP to the WAL receiver {pid} of {}", self.name))?;
+        Ok(proc.pid)
+    }
+
+    /// Resumes a WAL receiver frozen by [`PgServer::freeze_wal_receiver`].
+    pub fn thaw_wal_receiver(&self, pid: i32) -> Result<()> {
+        let proc = self.own_child(i64::from(pid))?;
+        kill(Pid::from_raw(proc.pid), Signal::SIGCONT)
+            .with_context(|| format!("SIGCONT to the WAL receiver {pid} of {}", self.name))
+    }
+
+    /// The live child process `pid` of this server's postmaster: never
+    /// signal a PID that may have been handed to someone else.
+    fn own_child(&self, pid: i64) -> Result<Proc> {
+        let postmaster = self
+            .postmaster()
+            .with_context(|| format!("{} has no running postmaster", self.name))?;
+        children_of(postmaster)
+            .into_iter()
+            .find(|p| i64::from(p.pid) == pid)
+            .with_context(|| format!("process {pid} is not a child of {}'s postmaster", self.name))
+    }
+
     fn signal_postmaster(&self, signal: Signal) {
         match self.postmaster() {
             Some(postmaster) => {
@@ -654,7 +696,8 @@ impl PgServer {
         let _ = writeln!(conf, "hot_standby = on");
         let _ = writeln!(
             conf,
-            "# Faster than the defaults so tests see broken streams and reconnects quickly."
+            "# Faster than the defaults so tests see broken streams and reconnects quickly;\n\
+             # equal on both sides and longer than palisade's sync_degrade_after_ms (docs/operations.md)."
         );
         let _ = writeln!(conf, "wal_sender_timeout = '5s'");
         let _ = writeln!(conf, "wal_receiver_timeout = '5s'");

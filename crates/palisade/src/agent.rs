@@ -14,6 +14,16 @@
 //! A witness that starts holds no lease: its database is never started
 //! before the quorum confirms this site is primary; one found running is
 //! given one `lease.ttl_ms` for that confirmation, then fenced.
+//!
+//! The lease is enforced by the **lease guard**, a process of its own
+//! (`crate::lease_guard`), so that it holds while this witness process is
+//! dead or frozen: every change of the lease is written to it as an order
+//! (deadline, or `hard` once the site must be fenced). It freezes the
+//! server at the deadline, thaws it when the lease returns for the same
+//! epoch (no crash recovery for a fault that needed no failover), and
+//! kills it on a hard order. While the guard is alive the agent leaves the
+//! lapse of a lease to it; with the guard dead, the agent's own lease guard
+//! task kills the server at the deadline, as before.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::mono_ms;
 use crate::config::{DatabaseSettings, RejoinPolicy, SyncStandbyDown};
 use crate::lease::WitnessLease;
+use crate::lease_guard::{GuardHandle, GuardOrder};
 use crate::observer::Latest;
 use crate::peer_msgs::{SiteAction, SiteActionDone};
 use crate::peers::Peers;
@@ -37,6 +48,13 @@ const EPOCH_WAIT: Duration = Duration::from_secs(3);
 /// How often the lease guard looks at the lease (a refusal pulls its
 /// deadline to now; a renewal pushes it out).
 const GUARD_POLL: Duration = Duration::from_millis(20);
+/// A lease guard whose heartbeat is older than this is taken for dead (it
+/// polls every 20 ms): the agent enforces the lease itself.
+const GUARD_STALE_MS: u64 = 500;
+/// How long a planned handover's clean shutdown may keep the server up
+/// past its lease (the leader's bound of that shutdown): nothing is
+/// promoted before the agent confirms it, so no lease is needed meanwhile.
+const HANDOVER_HOLD: Duration = Duration::from_secs(40);
 /// Wait between rejoin attempts: each may copy the whole database.
 const REJOIN_RETRY: Duration = Duration::from_secs(10);
 
@@ -116,11 +134,19 @@ pub struct Agent {
     app: Option<crate::app::SiteApp>,
     /// Last `synchronous_standby_names` this agent set, to log changes once.
     sync_names: Mutex<Option<Option<String>>>,
+    /// Sync mode's degrade decision for the primary term (epoch) it was
+    /// built in, fed by `manage_sync` with each probe of this site's primary.
+    sync_degrade: Mutex<Option<(u64, palisade_core::sync_degrade::SyncDegrade)>>,
     /// The replication mode in force at this (primary) site, for status.
     in_force: Mutex<String>,
     /// Serializes database operations: the reconcile loop and the leader's
     /// orders never stop and start the server at the same time.
     ops: tokio::sync::Mutex<()>,
+    /// The lease guard process of this site's database (`None` without a
+    /// database).
+    guard: Option<GuardHandle>,
+    /// When the agent last tried to start a dead lease guard (agent clock).
+    guard_restart_at_ms: Mutex<u64>,
 }
 
 impl Agent {
@@ -136,6 +162,7 @@ impl Agent {
         witness_lease: Arc<WitnessLease>,
         latest: Latest,
         app: Option<crate::app::SiteApp>,
+        guard: Option<GuardHandle>,
     ) -> Self {
         let quorum = majority(peers.ids().count() + 1);
         Self {
@@ -150,8 +177,59 @@ impl Agent {
             latest,
             app,
             sync_names: Mutex::new(None),
+            sync_degrade: Mutex::new(None),
             in_force: Mutex::new(String::new()),
             ops: tokio::sync::Mutex::new(()),
+            guard,
+            guard_restart_at_ms: Mutex::new(0),
+        }
+    }
+
+    /// Writes `order` for the lease guard and starts the guard if none
+    /// runs. Called under the state lock, so orders are written in the
+    /// order the lease changed.
+    fn order_guard(&self, order: GuardOrder) {
+        let Some(guard) = &self.guard else { return };
+        if let Err(e) = guard.order(order) {
+            tracing::error!(error = %e, "cannot write the lease guard's order");
+            return;
+        }
+        if let Err(e) = guard.ensure_running() {
+            tracing::error!(error = %e, "cannot start the lease guard");
+        }
+    }
+
+    /// The site's database is stopped for good in `epoch` (a handover's
+    /// clean shutdown is done): the guard kills any server that appears.
+    fn hard_order(&self, epoch: u64) {
+        let _st = self.st();
+        self.order_guard(GuardOrder {
+            epoch,
+            deadline_ms: mono_ms(),
+            hard: true,
+        });
+    }
+
+    /// Whether the lease guard process is alive (a fresh heartbeat).
+    fn guard_alive(&self) -> bool {
+        self.guard
+            .as_ref()
+            .and_then(GuardHandle::heartbeat_age_ms)
+            .is_some_and(|age| age <= GUARD_STALE_MS)
+    }
+
+    /// Stops the lease guard: the site no longer holds a lease (its
+    /// database is fenced for good, or runs as a standby, which needs
+    /// none), and a guard holding a hard order would kill the standby.
+    async fn stop_guard(&self) {
+        let Some(guard) = self.guard.clone() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || guard.stop(Duration::from_secs(5))).await {
+            Ok(Ok(true)) => tracing::info!("lease guard stopped: this site holds no lease now"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not stop the lease guard"),
+            Err(e) => tracing::error!(error = %e, "lease guard stop task failed"),
         }
     }
 
@@ -242,7 +320,13 @@ impl Agent {
                 // start decided under the old lease that only finished
                 // now, while PID 1 reaped the last one) is killed too.
                 Some((deadline, epoch)) if deadline <= now => {
-                    if db.has_processes() && !self.handing_over() {
+                    if self.guard.is_some() && !self.guard_alive() {
+                        self.restart_guard(now);
+                    }
+                    // The lease guard process freezes the server (and thaws
+                    // it if the lease returns); only with that process dead
+                    // does this task kill it.
+                    if db.has_processes() && !self.handing_over() && !self.guard_alive() {
                         tracing::warn!(
                             epoch,
                             "lease guard: the lease ran out; killing the database"
@@ -267,6 +351,24 @@ impl Agent {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// Starts the lease guard again (at most once a second): it died, or
+    /// was never started although a lease was held.
+    fn restart_guard(&self, now: u64) {
+        let Some(guard) = &self.guard else { return };
+        let mut at = self
+            .guard_restart_at_ms
+            .lock()
+            .expect("guard restart lock poisoned");
+        if now < *at {
+            return;
+        }
+        *at = now + 1000;
+        tracing::error!("the lease guard process is not running: the agent enforces the lease itself; starting it again");
+        if let Err(e) = guard.ensure_running() {
+            tracing::error!(error = %e, "cannot start the lease guard");
         }
     }
 
@@ -317,20 +419,44 @@ impl Agent {
     fn answered(&self, witness: NodeId, sent: u64, epoch: u64, answer: Result<Grant, String>) {
         let mut st = self.st();
         match answer {
-            Ok(Grant::Granted) => st.leased(witness, sent, epoch, &self.settings.lease),
+            Ok(Grant::Granted) => {
+                let before = st.guard;
+                st.leased(witness, sent, epoch, &self.settings.lease);
+                if let Some((until, e)) = st.guard.filter(|g| Some(*g) != before) {
+                    self.order_guard(GuardOrder {
+                        epoch: e,
+                        deadline_ms: until.saturating_sub(self.fence_margin_ms()),
+                        hard: false,
+                    });
+                }
+            }
             Ok(Grant::Refused { reason, handover }) => {
                 if st.lease.is_valid(mono_ms(), epoch, &self.settings.lease) {
                     tracing::warn!(witness, %reason, "lease renewal refused: fencing");
                 }
                 st.lease.revoked();
                 st.handover = handover;
-                // A plain refusal: stop now. A planned handover: the guard
-                // keeps the lease's own deadline and holds off while the
-                // handover's clean shutdown is under way (see `handing_over`).
-                if handover.is_none() {
-                    if let Some((_, e)) = st.guard {
-                        st.guard = Some((mono_ms(), e));
+                // A plain refusal (a failover away from this site is
+                // committed): stop now, hard. A planned handover: the
+                // guards hold off while its clean shutdown is under way
+                // (see `handing_over`); nothing is promoted before this
+                // agent confirms it.
+                match handover {
+                    None => {
+                        if let Some((_, e)) = st.guard {
+                            st.guard = Some((mono_ms(), e));
+                        }
+                        self.order_guard(GuardOrder {
+                            epoch,
+                            deadline_ms: mono_ms(),
+                            hard: true,
+                        });
                     }
+                    Some(_) => self.order_guard(GuardOrder {
+                        epoch,
+                        deadline_ms: mono_ms() + HANDOVER_HOLD.as_millis() as u64,
+                        hard: false,
+                    }),
                 }
             }
             Ok(Grant::Unknown { reason }) => {
@@ -435,6 +561,11 @@ impl Agent {
                     let handover = self.st().handover.take();
                     match handover {
                         Some(h) => self.shut_down_for_handover(db, h, state.epoch).await,
+                        // Still the desired primary, its lease lapsed (a
+                        // cut link, a slow majority): the lease guard
+                        // holds the server frozen and thaws it when the
+                        // lease returns, without a crash recovery.
+                        None if self.guard_alive() => {}
                         None => {
                             tracing::warn!(epoch, "no confirmed lease: fencing the database");
                             self.fence_now(db, epoch).await;
@@ -483,6 +614,7 @@ impl Agent {
         match db.fence_for_handover(handover_epoch).await {
             Ok((detail, _)) => {
                 self.st().self_fenced = true;
+                self.hard_order(handover_epoch);
                 tracing::warn!(%detail, "database shut down for a planned handover");
             }
             Err(e) => {
@@ -507,7 +639,9 @@ impl Agent {
         let is_standby = own.as_ref().is_some_and(|o| o.in_recovery == Some(true));
         if running && own.as_ref().is_some_and(|o| o.is_streaming()) {
             // A standby that streams (rebuilt by this agent, or by hand):
-            // the leader records the rejoin; nothing to rebuild.
+            // the leader records the rejoin; nothing to rebuild, and no
+            // lease to guard.
+            self.stop_guard().await;
             return;
         }
         if running && !is_standby {
@@ -522,6 +656,7 @@ impl Agent {
         // From here on a server of this site is a standby (rebuilt by this
         // agent or by hand), which runs without a lease.
         self.st().guard = None;
+        self.stop_guard().await;
         if self.settings.rejoin == RejoinPolicy::Manual {
             return;
         }
@@ -565,11 +700,17 @@ impl Agent {
     }
 
     /// In `sync` mode, keeps `synchronous_standby_names` naming the standby
-    /// while it streams; when it does not, `block` keeps it (writes wait,
-    /// nothing acknowledged can be lost) and `degrade` clears it (writes go
-    /// on asynchronously, logged as a degradation).
+    /// while it can acknowledge; when it cannot, `block` keeps it (writes
+    /// wait, nothing acknowledged can be lost) and `degrade` clears it
+    /// (writes go on asynchronously, logged as a degradation). "Cannot" is
+    /// decided on evidence by `palisade_core::sync_degrade`: the standby
+    /// does not stream, or commits have waited `sync_degrade_after_ms`
+    /// while its acknowledged position stood still (a cut link or a hung
+    /// standby, which the primary only notices at `wal_sender_timeout`).
+    /// It comes back once the standby acknowledges again and has caught up.
     async fn manage_sync(&self, db: &SiteDb, epoch: u64) {
         use palisade_core::detector::ReplicationMode;
+        use palisade_core::sync_degrade::{SyncDecision, SyncDegrade, SyncSample};
         if self.settings.detector.replication != ReplicationMode::Sync {
             return;
         }
@@ -581,31 +722,62 @@ impl Agent {
         else {
             return;
         };
-        let streaming = self.latest.observation(&self.site).is_some_and(|o| {
-            o.replicas
-                .iter()
-                .any(|r| r.application_name == standby.application_name && r.state == "streaming")
-        });
-        let want = if streaming || self.settings.sync_standby_down == SyncStandbyDown::Block {
-            Some(standby.application_name.clone())
-        } else {
-            None
+        // Feed the decision this witness's latest probe of its own primary
+        // (a probe already seen counts once, a failed one not at all); a
+        // new primary term starts from a fresh decision.
+        let sample = self
+            .latest
+            .observation_at(&self.site)
+            .and_then(|(o, at)| SyncSample::from_observation(at, &o, &standby.application_name));
+        let (before, decision) = {
+            let mut slot = self.sync_degrade.lock().expect("sync lock poisoned");
+            if slot.as_ref().is_some_and(|(e, _)| *e != epoch) {
+                *slot = None;
+            }
+            let (_, machine) = slot.get_or_insert_with(|| {
+                (epoch, SyncDegrade::new(self.settings.sync_degrade_after_ms))
+            });
+            let before = machine.decision();
+            if let Some(sample) = sample {
+                machine.observe(sample);
+            }
+            if !machine.has_evidence() {
+                // Nothing seen of this term's primary yet: change nothing.
+                return;
+            }
+            (before, machine.decision())
         };
-        *self.in_force.lock().expect("sync lock poisoned") = match &want {
-            Some(_) => "sync".into(),
-            None => "async (degraded: standby not streaming)".into(),
+        let degrade = self.settings.sync_standby_down == SyncStandbyDown::Degrade;
+        let (want, in_force) = match decision {
+            SyncDecision::Degrade { reason, .. } if degrade => {
+                (None, format!("async (degraded: {reason})"))
+            }
+            _ => (Some(standby.application_name.clone()), "sync".to_owned()),
         };
+        if !degrade && decision != before {
+            // `block`: nothing to change, but a human wants to know why
+            // writes hang, and when they stop hanging.
+            match decision {
+                SyncDecision::Degrade { reason, .. } => {
+                    tracing::warn!(standby = %standby.site, %reason, "commits are BLOCKED until the standby acknowledges again (sync_standby_down = \"block\")")
+                }
+                SyncDecision::Sync => {
+                    tracing::info!(standby = %standby.site, "standby acknowledging again: commits no longer blocked")
+                }
+            }
+        }
+        *self.in_force.lock().expect("sync lock poisoned") = in_force;
         if self.sync_names.lock().expect("sync lock poisoned").as_ref() == Some(&want) {
             return;
         }
         match db.set_synchronous(epoch, want.as_deref()).await {
             Ok(changed) => {
-                match &want {
-                    Some(n) if changed => {
+                match (&want, decision) {
+                    (Some(n), _) if changed => {
                         tracing::info!(standby = %n, "synchronous replication on")
                     }
-                    None if changed => {
-                        tracing::warn!(standby = %standby.site, "standby not streaming: replication DEGRADED to async (sync_standby_down = \"degrade\"); a failover now may lose what it did not receive")
+                    (None, SyncDecision::Degrade { reason, .. }) if changed => {
+                        tracing::warn!(standby = %standby.site, %reason, "replication DEGRADED to async (sync_standby_down = \"degrade\"); a failover now may lose what the standby did not receive")
                     }
                     _ => {}
                 }
@@ -629,6 +801,11 @@ impl Agent {
             if let Some((_, e)) = st.guard {
                 st.guard = Some((mono_ms(), e));
             }
+            self.order_guard(GuardOrder {
+                epoch,
+                deadline_ms: mono_ms(),
+                hard: true,
+            });
         }
         match db.fence(epoch, true).await {
             Ok(detail) => {
@@ -754,6 +931,7 @@ impl Agent {
                     self.st().lease.revoked();
                     let (detail, lsn) = db.fence_for_handover(epoch).await?;
                     self.st().self_fenced = true;
+                    self.hard_order(epoch);
                     tracing::warn!(%detail, "database shut down for a planned handover");
                     return Ok(SiteActionDone { detail, lsn });
                 }

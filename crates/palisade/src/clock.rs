@@ -2,15 +2,11 @@
 //! ages and durations (never jumps), and the wall clock for records that
 //! humans read and that outlive one process.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Milliseconds on this process's monotonic clock.
+/// Milliseconds on `CLOCK_MONOTONIC`, the one monotonic clock of the
+/// machine: the lease guard (another process) reads the deadlines the agent
+/// computes on it as the same instants.
 pub fn mono_ms() -> u64 {
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    crate::lease_guard::monotonic_ms()
 }
 
 /// Wall clock, Unix milliseconds.

@@ -23,6 +23,8 @@ use crate::config::{Config, DatabaseSettings};
 use crate::control::ControlService;
 use crate::controller::Controller;
 use crate::lease::WitnessLease;
+use crate::lease_guard::renewer::RenewSpec;
+use crate::lease_guard::GuardHandle;
 use crate::observer::{Latest, Observer};
 use crate::peers::Peers;
 use crate::site_db::SiteDb;
@@ -223,6 +225,10 @@ fn start_witness(
     let db = settings
         .at(&own_site.0)
         .map(|d| SiteDb::new(d, Duration::from_secs(10)));
+    let guard = match settings.at(&own_site.0) {
+        Some(d) => Some(lease_guard_of(config, &settings, d)?),
+        None => None,
+    };
     let latest = Latest::default();
     let agent = Arc::new(Agent::new(
         own_site,
@@ -238,6 +244,7 @@ fn start_witness(
             .app(&palisade_core::SiteId(config.topology.own().site.clone()))
             .cloned()
             .map(crate::app::SiteApp::new),
+        guard,
     ));
     controller.set_local_agent(agent.clone());
     let mut search_probes = BTreeMap::new();
@@ -277,6 +284,37 @@ fn start_witness(
         agent,
         lease,
     })
+}
+
+/// The lease guard of this site's database: its order file lives in the
+/// witness's data directory (`lease-guard.order`, with `.lock`, `.status`
+/// and `.log` beside it), it is started from this very binary, and it may
+/// renew the lease itself with every witness while this one is silent.
+fn lease_guard_of(
+    config: &Config,
+    settings: &DatabaseSettings,
+    db: &crate::config::DatabaseConfig,
+) -> anyhow::Result<GuardHandle> {
+    let exe = std::env::current_exe().context("locating this binary to start the lease guard")?;
+    let spec = RenewSpec {
+        site: db.site.0.clone(),
+        witnesses: config
+            .topology
+            .witnesses
+            .iter()
+            .map(|(id, w)| (*id, w.raft_addr.clone()))
+            .collect(),
+        lease: settings.lease,
+        renew_interval_ms: settings.renew_interval.as_millis() as u64,
+        margin_ms: settings.lease.ttl_ms / 4,
+    };
+    Ok(GuardHandle::new(
+        config.data_dir.join("lease-guard.order"),
+        &db.data_dir,
+        &db.bin_dir,
+        exe,
+    )
+    .with_renewal(spec))
 }
 
 /// Runs the controller exactly while this node is the Raft leader, one

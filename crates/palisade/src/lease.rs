@@ -6,13 +6,15 @@
 //! to and from the typed peer messages.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use palisade_api::v1 as pb;
 use palisade_core::lease::{Expiry, Grant, GrantBook, LeaseConfig};
-use palisade_core::SiteId;
+use palisade_core::{NodeId, SiteId};
 use palisade_raft::store::StateView;
 
 use crate::clock::mono_ms;
+use crate::peers::Peers;
 
 /// The witness's grant book and the applied state it grants from.
 pub struct WitnessLease {
@@ -54,6 +56,29 @@ impl WitnessLease {
         let book = self.book();
         let state = self.view.cluster_state();
         book.expiry(&state, site, epoch, mono_ms(), &self.cfg)
+    }
+}
+
+/// Sends a renewal of `site`'s lease for `epoch` to every witness in
+/// `peers` at once, each on its own task, and hands each answer to
+/// `on_answer` as it arrives: no witness waits for another. The caller
+/// counts grants from the moment before it called this (the send time).
+pub fn renew_with(
+    peers: &Peers,
+    site: &SiteId,
+    epoch: u64,
+    timeout: Duration,
+    on_answer: impl Fn(NodeId, Result<Grant, String>) + Clone + Send + 'static,
+) {
+    for witness in peers.ids() {
+        let (peers, site, on_answer) = (peers.clone(), site.clone(), on_answer.clone());
+        tokio::spawn(async move {
+            let answer = peers
+                .renew_lease(witness, &site, epoch, timeout)
+                .await
+                .map_err(|e| e.to_string());
+            on_answer(witness, answer);
+        });
     }
 }
 

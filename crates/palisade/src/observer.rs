@@ -71,6 +71,17 @@ impl Latest {
             .map(|(o, _)| o.clone())
     }
 
+    /// [`Latest::observation`] with the time the probe completed (mono
+    /// ms): a decision fed once per probe (sync mode's degrade) tells a new
+    /// probe from one it has already taken into account.
+    pub fn observation_at(&self, site: &SiteId) -> Option<(PgObservation, u64)> {
+        self.inner
+            .read()
+            .expect("observations lock poisoned")
+            .get(site)
+            .cloned()
+    }
+
     /// The views for `NodeStatus.databases`.
     pub fn views(&self) -> Vec<DatabaseView> {
         let now = mono_ms();

@@ -65,6 +65,22 @@ impl Peers {
         Ok(Self { channels, sites })
     }
 
+    /// Lazily connected channels to the witnesses at `addrs` (id, peer
+    /// address), knowing no sites: the lease guard's renewals.
+    pub fn with_addresses<'a>(
+        addrs: impl Iterator<Item = (NodeId, &'a str)>,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let mut channels = BTreeMap::new();
+        for (id, addr) in addrs {
+            channels.insert(id, peer_channel(addr, connect_timeout)?);
+        }
+        Ok(Self {
+            channels,
+            sites: BTreeMap::new(),
+        })
+    }
+
     /// The witness (and site agent) of `site`.
     pub fn witness_of(&self, site: &SiteId) -> Option<NodeId> {
         self.sites.get(site).copied()

@@ -97,8 +97,8 @@ fn a_witness_that_applied_a_failover_refuses_the_old_primary_for_good() {
         Grant::Refused { handover: None, .. }
     ));
     assert!(
-        matches!(may_grant(&s, &site("b"), e), Grant::Refused { .. }),
-        "the target holds no lease before the old primary's fence is recorded"
+        matches!(may_grant(&s, &site("b"), e), Grant::Unknown { .. }),
+        "the target holds no lease before the old primary's fence is recorded, and is not refused one either (a refusal fences for good)"
     );
     step(&mut s, e, Step::Fenced);
     assert_eq!(

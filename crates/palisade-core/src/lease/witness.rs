@@ -55,6 +55,18 @@ pub fn may_grant(state: &ClusterState, site: &SiteId, epoch: u64) -> Grant {
     if lease_epoch(state, site) == Some(epoch) {
         return Grant::Granted;
     }
+    // The target of this very failover asks before this witness applied
+    // the old primary's fence: it will be granted, never refused (a refusal
+    // makes an agent fence for good).
+    if state
+        .failover
+        .as_ref()
+        .is_some_and(|f| &f.to == site && f.epoch == epoch)
+    {
+        return Grant::Unknown {
+            reason: format!("the fence of epoch {epoch} is not applied by this witness yet"),
+        };
+    }
     let handover = state
         .failover
         .as_ref()

@@ -59,6 +59,7 @@ pub(super) struct RawFailover {
     max_lag_seconds: f64,
     replication: ReplicationMode,
     sync_standby_down: SyncStandbyDown,
+    sync_degrade_after_ms: u64,
     automatic: bool,
     rejoin: RejoinPolicy,
     switchover_catchup_timeout_ms: u64,
@@ -77,6 +78,7 @@ impl Default for RawFailover {
             max_lag_seconds: 30.0,
             replication: ReplicationMode::Async,
             sync_standby_down: SyncStandbyDown::Degrade,
+            sync_degrade_after_ms: 3000,
             automatic: true,
             rejoin: RejoinPolicy::Automatic,
             switchover_catchup_timeout_ms: 10_000,
@@ -194,6 +196,12 @@ pub struct DatabaseSettings {
     pub detector: DetectorConfig,
     /// `sync` mode's behaviour with the standby down.
     pub sync_standby_down: SyncStandbyDown,
+    /// `sync` mode: how long commits may wait while the standby's
+    /// acknowledged position stands still before the standby counts as
+    /// down (`palisade_core::sync_degrade`), and how long it must then be
+    /// healthy before sync comes back. Without it, a cut link blocks every
+    /// commit until PostgreSQL's `wal_sender_timeout`.
+    pub sync_degrade_after_ms: u64,
     /// `false`: detect and report, never fail over on our own.
     pub automatic: bool,
     /// STONITH hooks, by site.
@@ -298,6 +306,19 @@ pub(super) fn validate(
         return Err(fail(
             "failover.max_lag_seconds",
             "must be a non-negative number",
+        ));
+    }
+    // Only where it has an effect: an async cluster with a slow probe
+    // need not tune a sync-only key.
+    if failover.replication == ReplicationMode::Sync
+        && failover.sync_degrade_after_ms <= probe.interval_ms
+    {
+        return Err(fail(
+            "failover.sync_degrade_after_ms",
+            format!(
+                "{} ms must be longer than probe.interval_ms ({} ms): the standby's acknowledged position is read once per probe, so a stall shorter than that would be judged on a single sample",
+                failover.sync_degrade_after_ms, probe.interval_ms
+            ),
         ));
     }
     if failover.cooldown_down_after_ms < failover.down_after_ms {
@@ -442,6 +463,7 @@ pub(super) fn validate(
             replication: failover.replication,
         },
         sync_standby_down: failover.sync_standby_down,
+        sync_degrade_after_ms: failover.sync_degrade_after_ms,
         automatic: failover.automatic,
         stonith: hooks,
         rejoin: failover.rejoin,

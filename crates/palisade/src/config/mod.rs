@@ -591,6 +591,7 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
         assert_eq!(db.primary.admin_dsn, db.primary.dsn);
         assert_eq!(db.rejoin, RejoinPolicy::Automatic);
         assert_eq!(db.switchover_catchup_timeout.as_millis(), 10_000);
+        assert_eq!(db.sync_degrade_after_ms, 3000);
         assert!(
             parse(GOOD).expect("valid").database.is_none(),
             "no [[database]]: witnesses only"
@@ -677,6 +678,37 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
         assert_eq!(ok.database.expect("db").stonith.len(), 1);
         let one = DATABASES.split("[[database]]").nth(1).expect("first entry");
         assert_eq!(key_of(&with(&format!("[[database]]{one}"))).0, "database");
+    }
+
+    #[test]
+    fn sync_degrade_after_must_outlast_a_probe_interval() {
+        let with = |failover: &str| format!("{GOOD}[failover]\n{failover}\n{DATABASES}");
+        let sync = "replication = \"sync\"";
+        let ok = parse(&with(&format!("{sync}\nsync_degrade_after_ms = 1000")))
+            .expect("valid")
+            .database
+            .expect("database settings");
+        assert_eq!(ok.sync_degrade_after_ms, 1000);
+        let (key, reason) = key_of(&with(&format!("{sync}\nsync_degrade_after_ms = 250")));
+        assert_eq!(key, "failover.sync_degrade_after_ms");
+        assert!(
+            reason.contains("250 ms") && reason.contains("probe.interval_ms (250 ms)"),
+            "{reason}"
+        );
+        // Against the configured probe interval, not the default one; the
+        // default (3000) is too short for a 5 s probe.
+        let (key, _) = key_of(&format!(
+            "{GOOD}[probe]\ninterval_ms = 5000\n[failover]\ndown_after_ms = 5000\n{sync}\n{DATABASES}"
+        ));
+        assert_eq!(key, "failover.sync_degrade_after_ms");
+        // Async mode never reads it: a slow probe needs no sync tuning.
+        parse(&format!(
+            "{GOOD}[probe]\ninterval_ms = 5000\n[failover]\ndown_after_ms = 5000\n{DATABASES}"
+        ))
+        .expect("valid in async mode");
+        let (key, reason) = key_of(&with(&format!("{sync}\nsync_degrade_after_ms = \"3s\"")));
+        assert_eq!(key, "failover.sync_degrade_after_ms");
+        assert!(reason.contains("expected u64"), "{reason}");
     }
 
     #[test]

@@ -68,7 +68,11 @@ struct Sections {
 }
 
 /// `[failover]`: only the replication mode; everything else keeps the
-/// documented defaults, so the demo shows what a default install does.
+/// documented defaults, so the demo shows what a default install does. The
+/// test kit's servers use 5 s for both `wal_sender_timeout` and
+/// `wal_receiver_timeout`: equal, and longer than the default
+/// `sync_degrade_after_ms` (3 s), as docs/operations.md asks, so a sync
+/// demo degrades on evidence before either server drops the connection.
 #[derive(Serialize)]
 struct Failover {
     replication: &'static str,

@@ -21,6 +21,12 @@
 //! freezes, thaws or kills the server accordingly, logging each action
 //! with its reason. It exits only on SIGTERM or SIGINT, and then leaves
 //! the server as it is: the witness dying is precisely when it must stay.
+//! (And when the data directory is gone: nothing is left to guard.)
+//!
+//! While the witness is silent (no order written for two renewal
+//! intervals: dead, SIGSTOPped, restarting), the guard renews the lease
+//! with the witnesses itself ([`renewer`]), so a dead witness process costs
+//! the database nothing while its site can still reach a majority.
 //!
 //! Deployment note: under systemd, the witness's unit must not kill the
 //! guard with the witness (`KillMode=process`), or the guard must run as a
@@ -34,7 +40,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -49,12 +55,19 @@ use palisade_core::lease_guard::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub mod renewer;
+
+use renewer::{RenewSpec, Renewer, Seen};
+
 pub use palisade_core::lease_guard::{GuardOrder, DEFAULT_HARD_AFTER_MS};
 
 /// The guard's poll interval. A deadline is met exactly (the guard sleeps
 /// until it, see [`wake_in_ms`]); this bounds how late a new order (a
 /// renewal that thaws, a hard order) takes effect.
 pub const DEFAULT_POLL_MS: u64 = 20;
+
+/// The poll interval while there is no server and no live lease.
+const IDLE_POLL_MS: u64 = 200;
 
 /// After an action failed, the guard waits this long before trying it
 /// again, so that a persistent failure logs once a second, not every poll.
@@ -64,9 +77,8 @@ const RETRY_AFTER_MS: u64 = 1_000;
 const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 
 /// Milliseconds on `CLOCK_MONOTONIC`: one clock for every process of the
-/// machine (unlike the daemon's [`crate::clock::mono_ms`], which counts
-/// from its own start), so a deadline the witness computes means the same
-/// instant to the guard. It does not jump with the wall clock, and it
+/// machine (the daemon's [`crate::clock::mono_ms`] is this clock), so a
+/// deadline the witness computes means the same instant to the guard. It does not jump with the wall clock, and it
 /// restarts on reboot, which is why orders carry the boot id.
 pub fn monotonic_ms() -> u64 {
     let ts = clock_gettime(ClockId::CLOCK_MONOTONIC)
@@ -97,13 +109,20 @@ pub fn boot_id() -> io::Result<String> {
 }
 
 /// An order as written to the order file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct OrderLine {
     /// Boot the deadline belongs to; another boot's order is no order.
     boot_id: String,
     epoch: u64,
     deadline_ms: u64,
     hard: bool,
+    /// `CLOCK_MONOTONIC` ms when the witness wrote it: a stale order means
+    /// a silent witness, and the guard renews by itself.
+    #[serde(default)]
+    written_ms: u64,
+    /// How the guard renews by itself; `None`: it does not.
+    #[serde(default)]
+    renewal: Option<RenewSpec>,
 }
 
 /// What the guard publishes on each poll in `<order>.status`, so that the
@@ -165,6 +184,7 @@ pub struct GuardHandle {
     bin_dir: PathBuf,
     palisade_exe: PathBuf,
     hard_after_ms: u64,
+    renewal: Option<RenewSpec>,
 }
 
 impl GuardHandle {
@@ -185,7 +205,15 @@ impl GuardHandle {
             bin_dir: bin_dir.into(),
             palisade_exe: palisade_exe.into(),
             hard_after_ms: DEFAULT_HARD_AFTER_MS,
+            renewal: None,
         }
+    }
+
+    /// Lets the guard renew the lease by itself, as `spec` says, while the
+    /// witness writes no orders (written into every order).
+    pub fn with_renewal(mut self, spec: RenewSpec) -> Self {
+        self.renewal = Some(spec);
+        self
     }
 
     /// How long a guard started by [`GuardHandle::ensure_running`] lets a
@@ -221,6 +249,8 @@ impl GuardHandle {
             epoch: order.epoch,
             deadline_ms: order.deadline_ms,
             hard: order.hard,
+            written_ms: monotonic_ms(),
+            renewal: self.renewal.clone(),
         };
         let mut text = serde_json::to_string(&line).map_err(io::Error::other)?;
         text.push('\n');
@@ -413,6 +443,8 @@ pub async fn run(args: GuardArgs, cancel: CancellationToken) -> Result<(), Guard
     })?;
     shield_from_oom_killer();
     let mut guard = Guard::new(&args, paths, boot);
+    let renewer = Arc::new(Renewer::default());
+    let renewals = tokio::spawn(renewer.clone().run(cancel.clone()));
     tracing::info!(
         pid = std::process::id(),
         order_file = %args.order_file.display(),
@@ -421,18 +453,35 @@ pub async fn run(args: GuardArgs, cancel: CancellationToken) -> Result<(), Guard
         "lease guard running"
     );
     loop {
+        if !args.data_dir.exists() {
+            tracing::warn!(data_dir = %args.data_dir.display(), "lease guard: the data directory is gone; nothing left to guard");
+            break;
+        }
         let now = monotonic_ms();
-        let order = guard.read_order();
+        let read = guard.read_order();
+        renewer.observe(read.as_ref().map(|(o, seen)| Seen {
+            epoch: o.epoch,
+            hard: o.hard,
+            ..seen.clone()
+        }));
+        let order = read.map(|(o, _)| renewer.effective(o));
         guard.poll(order.as_ref(), now).await;
-        let wake = wake_in_ms(order.as_ref(), monotonic_ms(), args.poll_ms.max(1));
+        let mut wake = wake_in_ms(order.as_ref(), monotonic_ms(), args.poll_ms.max(1));
+        if guard.idle(order.as_ref(), monotonic_ms()) {
+            // No server and no live lease: a server started now is
+            // unleased and frozen within this, not within a poll; scanning
+            // /proc every poll would cost a few % of a core for nothing.
+            wake = wake.max(IDLE_POLL_MS);
+        }
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
         }
     }
+    renewals.abort();
     tracing::info!(
         server = ?guard.site.process_state(),
-        "lease guard stopping on request; the server is left as it is"
+        "lease guard stopping; the server is left as it is"
     );
     Ok(())
 }
@@ -466,6 +515,8 @@ struct Guard {
     status_failing: bool,
     /// No new attempt of a failed action before this instant.
     retry_at_ms: u64,
+    /// What the last poll saw of the server.
+    last_observed: Option<ProcessState>,
 }
 
 impl Guard {
@@ -490,6 +541,7 @@ impl Guard {
             last_action: None,
             status_failing: false,
             retry_at_ms: 0,
+            last_observed: None,
         };
         guard.restore_freeze();
         guard
@@ -524,15 +576,23 @@ impl Guard {
 
     /// The latest order of this boot; `None` for none, another boot's or
     /// an unreadable one (each problem logged once).
-    fn read_order(&mut self) -> Option<GuardOrder> {
+    fn read_order(&mut self) -> Option<(GuardOrder, Seen)> {
         let (order, problem) = match fs::read_to_string(&self.paths.order) {
             Ok(text) => match serde_json::from_str::<OrderLine>(text.trim()) {
                 Ok(line) if line.boot_id == self.boot => (
-                    Some(GuardOrder {
-                        epoch: line.epoch,
-                        deadline_ms: line.deadline_ms,
-                        hard: line.hard,
-                    }),
+                    Some((
+                        GuardOrder {
+                            epoch: line.epoch,
+                            deadline_ms: line.deadline_ms,
+                            hard: line.hard,
+                        },
+                        Seen {
+                            epoch: line.epoch,
+                            hard: line.hard,
+                            written_ms: line.written_ms,
+                            spec: line.renewal,
+                        },
+                    )),
                     None,
                 ),
                 Ok(line) => (
@@ -561,9 +621,17 @@ impl Guard {
         order
     }
 
+    /// Whether there is nothing to watch closely: no server process and no
+    /// live lease.
+    fn idle(&self, order: Option<&GuardOrder>, now: u64) -> bool {
+        self.last_observed == Some(ProcessState::Stopped)
+            && order.is_none_or(|o| o.hard || !o.is_live(now))
+    }
+
     /// One poll: observe, decide, act, publish.
     async fn poll(&mut self, order: Option<&GuardOrder>, now: u64) {
         let observed = self.site.process_state();
+        self.last_observed = Some(observed);
         if observed == ProcessState::Stopped {
             // Nothing left to hold frozen; the next server may listen
             // elsewhere or run from other binaries.
@@ -940,14 +1008,14 @@ mod tests {
             Paths::new(&dir.path().join("o")),
             boot_id().expect("boot id"),
         );
-        assert_eq!(guard.read_order(), Some(order));
+        assert_eq!(guard.read_order().map(|(o, _)| o), Some(order));
         let other = r#"{"boot_id":"another","epoch":4,"deadline_ms":1234,"hard":false}"#;
         fs::write(dir.path().join("o"), other).expect("write");
-        assert_eq!(guard.read_order(), None);
+        assert!(guard.read_order().is_none());
         fs::write(dir.path().join("o"), "garbage").expect("write");
-        assert_eq!(guard.read_order(), None);
+        assert!(guard.read_order().is_none());
         fs::remove_file(dir.path().join("o")).expect("remove");
-        assert_eq!(guard.read_order(), None);
+        assert!(guard.read_order().is_none());
     }
 
     #[test]
