@@ -9,6 +9,7 @@ pub mod command;
 pub mod detector;
 pub mod events;
 pub mod failover;
+pub mod hung;
 pub mod lease;
 pub mod lease_guard;
 pub mod observe;

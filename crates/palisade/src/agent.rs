@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::detector::CrashPolicy;
+use palisade_core::hung::{HungVerdict, HungWatch};
 use palisade_core::lease::{lease_epoch, majority, Grant, QuorumLease};
 use palisade_core::{DesiredRole, NodeId, SiteId, Step};
 use palisade_raft::store::StateView;
@@ -80,6 +81,9 @@ struct AgentState {
     /// confirmed lease, pulled to now by a refusal, cleared once the
     /// database is stopped. See [`Agent::guard_lease`].
     guard: Option<(u64, u64)>,
+    /// The local probes of the primary: processes alive but no answer is
+    /// a hang, treated as a crash once it lasts `down_after`.
+    hung: HungWatch,
 }
 
 impl AgentState {
@@ -92,6 +96,7 @@ impl AgentState {
             rejoin_retry_at_ms: None,
             handover: None,
             guard: None,
+            hung: HungWatch::default(),
         }
     }
 
@@ -534,6 +539,9 @@ impl Agent {
                             st.ran_leased = true;
                             st.self_fenced = false;
                         }
+                        if self.kill_if_hung(db, epoch).await {
+                            return;
+                        }
                         self.manage_sync(db, epoch).await;
                     } else if crashed
                         && self.settings.detector.on_primary_crash == CrashPolicy::Failover
@@ -598,6 +606,51 @@ impl Agent {
                 self.rejoin(db, &state, epoch, running).await;
             }
             _ => {}
+        }
+    }
+
+    /// A primary whose processes live but which has answered no local
+    /// probe for `down_after` (a stopped or stuck postmaster accepts no new
+    /// connection while its backends and WAL sender may go on) is killed
+    /// like a crash: the next reconcile restarts it in place or leaves it
+    /// down for the failover, as `on_primary_crash` says. The lease is not
+    /// touched: the site stays primary. True when it was killed.
+    async fn kill_if_hung(&self, db: &SiteDb, epoch: u64) -> bool {
+        let Some((obs, probed_at)) = self.latest.observation_at(&self.site) else {
+            return false;
+        };
+        let timed_out = matches!(
+            obs.reachability,
+            palisade_core::observe::Reachability::Down {
+                class: palisade_core::observe::ErrorClass::Timeout,
+                ..
+            }
+        );
+        let verdict = self.st().hung.observe(
+            probed_at,
+            timed_out,
+            db.has_processes(),
+            self.settings.detector.down_after_ms,
+        );
+        let HungVerdict::Hung { for_ms } = verdict else {
+            return false;
+        };
+        tracing::warn!(
+            epoch,
+            for_ms,
+            policy = ?self.settings.detector.on_primary_crash,
+            "primary HUNG: its processes live but it has answered no local probe for {for_ms} ms; killing it as a crash"
+        );
+        self.st().hung.reset();
+        match db.fence(epoch, true).await {
+            Ok(detail) => {
+                tracing::warn!(%detail, "hung primary killed");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "COULD NOT KILL THE HUNG PRIMARY: a human must look");
+                false
+            }
         }
     }
 

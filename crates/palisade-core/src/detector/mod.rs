@@ -1,6 +1,7 @@
 //! The failure detector (DESIGN rule 3): the primary database is down only
 //! when a majority of witnesses have fresh observations saying so, without a
-//! break, for long enough; the standby's replication view can veto; and the
+//! break, for long enough; the standby's replication view corroborates, and
+//! vetoes only what the primary's own site does not see; and the
 //! guards of rules 5 and 7 decide whether an automatic failover may start.
 //!
 //! Pure: the leader feeds it the latest report of each witness with the
@@ -232,15 +233,23 @@ impl Detector {
         let quorum = witnesses.len() / 2 + 1;
 
         // The standby's own view: still streaming from the primary, with
-        // recent messages, means the primary is alive whatever the probes say.
+        // recent messages, means the primary is alive whatever the probes
+        // of the other sites say (they may be cut off from it). Not against
+        // the primary's own site, though: its witness probes over no cut
+        // link, and a hung postmaster (no new connection) whose WAL sender
+        // still streams is down for every client (DESIGN rule 3).
+        let own_site_sees_down = votes
+            .iter()
+            .any(|(id, v, _)| witnesses.get(id) == Some(primary) && matches!(v, Vote::Down(_)));
         let standby_obs = best_observation(witnesses, reports, &db.standby, now_ms, cfg);
-        let standby_streams = standby_obs.as_ref().is_some_and(|o| {
-            o.is_streaming()
-                && o.wal_receiver
-                    .as_ref()
-                    .and_then(|w| w.last_msg_age_ms)
-                    .is_some_and(|age| age < cfg.down_after_ms)
-        });
+        let standby_streams = !own_site_sees_down
+            && standby_obs.as_ref().is_some_and(|o| {
+                o.is_streaming()
+                    && o.wal_receiver
+                        .as_ref()
+                        .and_then(|w| w.last_msg_age_ms)
+                        .is_some_and(|age| age < cfg.down_after_ms)
+            });
 
         let evidence = |this: &Detector, down_for_ms: u64| {
             let (primary_last_lsn, seen_ago) = match this.primary_last_lsn {

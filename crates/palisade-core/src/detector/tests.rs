@@ -234,9 +234,29 @@ fn a_majority_down_for_down_after_fails_over_once_the_time_is_up() {
 }
 
 #[test]
-fn a_streaming_standby_vetoes() {
+fn a_streaming_standby_vetoes_what_the_primary_site_does_not_see() {
     let mut d = Detector::default();
     let s = state();
+    for t in (0..5000).step_by(TICK as usize) {
+        let a = d.assess(
+            at(t),
+            &s,
+            &witnesses(),
+            &reports(t, &site("a"), &site("b"), &[2, 3], true),
+            &cfg(),
+        );
+        assert!(matches!(a, Assessment::Healthy { .. }), "{a:?}");
+    }
+}
+
+/// A hung postmaster: no new connection, for the primary's own site too,
+/// while its WAL sender still streams to the standby. The standby
+/// corroborates; it does not veto the primary's own site.
+#[test]
+fn a_streaming_standby_never_vetoes_the_primary_sites_own_evidence() {
+    let mut d = Detector::default();
+    let s = state();
+    let mut failed_over_at = None;
     for t in (0..5000).step_by(TICK as usize) {
         let a = d.assess(
             at(t),
@@ -245,8 +265,15 @@ fn a_streaming_standby_vetoes() {
             &reports(t, &site("a"), &site("b"), &[1, 2, 3], true),
             &cfg(),
         );
-        assert!(matches!(a, Assessment::Healthy { .. }), "{a:?}");
+        if matches!(a, Assessment::FailOver { .. }) {
+            failed_over_at.get_or_insert(t);
+        }
     }
+    let t = failed_over_at.expect("failed over");
+    assert!(
+        (cfg().down_after_ms..cfg().down_after_ms + 2 * TICK).contains(&t),
+        "after down_after: {t}"
+    );
 }
 
 #[test]
