@@ -29,14 +29,16 @@ pub enum HungVerdict {
 /// Follows the local probes of one primary term.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HungWatch {
-    /// Completion time of the first unanswered probe of the current spell.
+    /// Start time of the first unanswered probe of the current spell: the
+    /// server has answered nothing since.
     since_ms: Option<u64>,
     /// The latest probe taken into account.
     last_probe_ms: Option<u64>,
 }
 
 impl HungWatch {
-    /// One probe, completed at `probe_at_ms`: `timed_out` when it got no
+    /// One probe, started `latency_ms` before it completed at
+    /// `probe_at_ms`: `timed_out` when it got no
     /// answer at all within the probe timeout (any answer, even an error
     /// such as "starting up" during a crash recovery, is not a hang);
     /// `processes_alive` when any process of the server exists now. A
@@ -46,6 +48,7 @@ impl HungWatch {
     pub fn observe(
         &mut self,
         probe_at_ms: u64,
+        latency_ms: u64,
         timed_out: bool,
         processes_alive: bool,
         down_after_ms: u64,
@@ -58,7 +61,8 @@ impl HungWatch {
             return self.verdict(last, down_after_ms);
         }
         self.last_probe_ms = Some(probe_at_ms);
-        self.since_ms.get_or_insert(probe_at_ms);
+        self.since_ms
+            .get_or_insert(probe_at_ms.saturating_sub(latency_ms));
         self.verdict(probe_at_ms, down_after_ms)
     }
 
@@ -90,35 +94,45 @@ mod tests {
     fn unanswered_probes_with_live_processes_for_down_after_are_a_hang() {
         let mut w = HungWatch::default();
         assert_eq!(
-            w.observe(1000, true, true, 1000),
+            w.observe(1000, 0, true, true, 1000),
             HungVerdict::Suspect { for_ms: 0 }
         );
         assert_eq!(
-            w.observe(1500, true, true, 1000),
+            w.observe(1500, 0, true, true, 1000),
             HungVerdict::Suspect { for_ms: 500 }
         );
         assert_eq!(
-            w.observe(1500, true, true, 1000),
+            w.observe(1500, 0, true, true, 1000),
             HungVerdict::Suspect { for_ms: 500 },
             "the same probe again adds nothing"
         );
         assert_eq!(
-            w.observe(2000, true, true, 1000),
+            w.observe(2000, 0, true, true, 1000),
             HungVerdict::Hung { for_ms: 1000 }
+        );
+    }
+
+    #[test]
+    fn the_spell_counts_from_when_the_first_unanswered_probe_began() {
+        let mut w = HungWatch::default();
+        assert_eq!(
+            w.observe(2000, 1000, true, true, 1000),
+            HungVerdict::Hung { for_ms: 1000 },
+            "a probe that waited its whole 1 s timeout: no answer for 1 s"
         );
     }
 
     #[test]
     fn an_answer_or_a_dead_server_ends_the_spell() {
         let mut w = HungWatch::default();
-        w.observe(1000, true, true, 1000);
-        assert_eq!(w.observe(1500, false, true, 1000), HungVerdict::Fine);
+        w.observe(1000, 0, true, true, 1000);
+        assert_eq!(w.observe(1500, 0, false, true, 1000), HungVerdict::Fine);
         assert_eq!(
-            w.observe(2100, true, true, 1000),
+            w.observe(2100, 0, true, true, 1000),
             HungVerdict::Suspect { for_ms: 0 }
         );
         assert_eq!(
-            w.observe(2600, true, false, 1000),
+            w.observe(2600, 0, true, false, 1000),
             HungVerdict::Fine,
             "no process: a crash, not a hang"
         );
@@ -136,7 +150,7 @@ mod tests {
             let mut spell_start: Option<u64> = None;
             for (gap, answered, alive) in probes {
                 t += gap;
-                let v = w.observe(t, !answered, alive, 1000);
+                let v = w.observe(t, 0, !answered, alive, 1000);
                 if answered || !alive {
                     spell_start = None;
                     prop_assert_eq!(v, HungVerdict::Fine);

@@ -628,6 +628,7 @@ impl Agent {
         );
         let verdict = self.st().hung.observe(
             probed_at,
+            obs.latency_ms,
             timed_out,
             db.has_processes(),
             self.settings.detector.down_after_ms,
