@@ -15,6 +15,16 @@
 //!   `tests/failover.rs` does); the writer targets the standby.
 //! * `b-leader`: the same with the Raft leader at site a (site loss and
 //!   leader loss at once), reported separately.
+//! * `h`: a hung primary: the whole server (postmaster and every backend)
+//!   SIGSTOPped, default `on_primary_crash = "restart"`: site a's agent
+//!   sees it hung, kills it and restarts it in place; the writer targets
+//!   the primary.
+//! * `h-failover`: the same hang with `on_primary_crash = "failover"`; the
+//!   writer targets the standby.
+//! * `l`: the Raft leader's witness (not at site a) SIGKILLed while a
+//!   writer commits on the primary as fast as it can: the total is the
+//!   longest gap between two commits in the 5 s after the kill (the
+//!   quorum lease must not notice a leader change at all).
 //!
 //! Failovers are broken down from the failover record (`Control.Status`
 //! `last_failover`, wall-clock ms): detect (kill -> failover started), fence
@@ -84,14 +94,20 @@ enum Scenario {
     CrashRestart,
     SiteLoss,
     SiteLossLeaderAtA,
+    Hung,
+    HungFailover,
+    LeaderLoss,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 7] = [
         Scenario::CrashFailover,
         Scenario::CrashRestart,
         Scenario::SiteLoss,
         Scenario::SiteLossLeaderAtA,
+        Scenario::Hung,
+        Scenario::HungFailover,
+        Scenario::LeaderLoss,
     ];
 
     fn id(self) -> &'static str {
@@ -100,6 +116,9 @@ impl Scenario {
             Scenario::CrashRestart => "a2",
             Scenario::SiteLoss => "b",
             Scenario::SiteLossLeaderAtA => "b-leader",
+            Scenario::Hung => "h",
+            Scenario::HungFailover => "h-failover",
+            Scenario::LeaderLoss => "l",
         }
     }
 
@@ -117,6 +136,15 @@ impl Scenario {
             Scenario::SiteLossLeaderAtA => {
                 "site a lost with the Raft leader: SIGKILL witness a (leader) + postmaster -> first write on the promoted standby"
             }
+            Scenario::Hung => {
+                "hung primary, on_primary_crash = \"restart\" (default): SIGSTOP the whole server -> first write on the primary restarted in place"
+            }
+            Scenario::HungFailover => {
+                "hung primary, on_primary_crash = \"failover\": SIGSTOP the whole server -> first write on the promoted standby"
+            }
+            Scenario::LeaderLoss => {
+                "leader witness lost (not at site a): SIGKILL it -> longest gap between the primary's commits over 5 s"
+            }
         }
     }
 
@@ -124,7 +152,9 @@ impl Scenario {
     /// needs; every timing stays at its default.
     fn config(self) -> &'static str {
         match self {
-            Scenario::CrashFailover => "[failover]\non_primary_crash = \"failover\"\n",
+            Scenario::CrashFailover | Scenario::HungFailover => {
+                "[failover]\non_primary_crash = \"failover\"\n"
+            }
             _ => "",
         }
     }
@@ -134,13 +164,18 @@ impl Scenario {
         match self {
             Scenario::CrashFailover | Scenario::CrashRestart => 2000,
             Scenario::SiteLoss | Scenario::SiteLossLeaderAtA => 3000,
+            // Issue 10: hung primary to first write p50 <= 3 s; a leader
+            // change costs the primary's writes under 100 ms.
+            Scenario::Hung | Scenario::HungFailover => 3000,
+            Scenario::LeaderLoss => 100,
         }
     }
 
     /// The parts a trial's total is split into, in order.
     fn part_names(self) -> &'static [&'static str] {
         match self {
-            Scenario::CrashRestart => &["notice", "start", "rest"],
+            Scenario::CrashRestart | Scenario::Hung => &["notice", "start", "rest"],
+            Scenario::LeaderLoss => &[],
             _ => &["detect", "fence", "promote", "rest"],
         }
     }
@@ -459,8 +494,104 @@ fn step_done(f: &FailoverSummary, name: &str) -> Option<i64> {
         .map(|s| s.done_at_ms)
 }
 
+/// SIGSTOPs the server's postmaster, then every other process of the
+/// server (its children): a hung server. Returns the pids.
+fn sigstop_server(server: &PgServer) -> Vec<i32> {
+    let pm = server
+        .postmaster_pid()
+        .expect("the primary's postmaster runs before the freeze");
+    let _ = kill(Pid::from_raw(pm), Signal::SIGSTOP);
+    let mut pids = vec![pm];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1.to_string();
+                after.split_whitespace().nth(1)?.parse::<i32>().ok()
+            });
+        if ppid == Some(pm) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `l`: the leader (moved off site a) is killed while a writer commits on
+/// the primary; the total is the longest gap between two commits from the
+/// kill to 5 s after it.
+async fn run_gap_trial(sc: Scenario, trial: usize) -> Trial {
+    let id = sc.id();
+    let pair = PgPair::start().await.expect("PostgreSQL pair");
+    pair.primary
+        .exec(CREATE_TABLE)
+        .await
+        .expect("create the writer's table");
+    let mut c = Cluster::with_config(&db_config(&pair, sc.config()));
+    for n in &mut c.nodes {
+        n.start();
+    }
+    let ctl = Control::new(&c);
+    let leader = steer_leader(&mut c, &ctl, "off site a", |l| l != SITE_A).await;
+    let phase = PHASE_SPAN.mul_f64((trial as f64 * 0.618_033_988_749_895).fract());
+    let opts = pair.primary.connect_options();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let halt = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut commits = Vec::new();
+        let mut conn = None;
+        while !halt.is_cancelled() {
+            if try_insert(&mut conn, &opts).await.is_ok() {
+                commits.push(Instant::now());
+            } else {
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+        commits
+    });
+    tokio::time::sleep(Duration::from_millis(500) + phase).await; // deliberate: the writer runs, then the kill's phase
+    let killed_at = Instant::now();
+    c.node(leader).kill9();
+    tokio::time::sleep(Duration::from_secs(5)).await; // deliberate: the window the gap is measured over
+    stop.cancel();
+    let commits = writer.await.expect("writer task");
+    let mut in_window: Vec<Instant> = commits
+        .iter()
+        .copied()
+        .filter(|t| *t >= killed_at)
+        .collect();
+    let before = commits.iter().copied().filter(|t| *t < killed_at).max();
+    in_window.insert(0, before.unwrap_or(killed_at));
+    in_window.push(killed_at + Duration::from_secs(5));
+    let total = in_window
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis() as i64)
+        .max()
+        .unwrap_or(0);
+    let s = wait_status(&c, &ctl, "a status answer", SETTLE, |s| Some(s.clone())).await;
+    assert!(
+        s.epoch == 0 && s.primary_site == "a",
+        "{id} trial {trial}: no failover (epoch {}, primary {})",
+        s.epoch,
+        s.primary_site
+    );
+    println!(
+        "{id:>8} trial {trial:>2}: longest commit gap {total:>5} ms over 5 s after SIGKILL of leader {leader} ({} commits)",
+        commits.len()
+    );
+    drop(c);
+    drop(pair);
+    Trial { total, parts: None }
+}
+
 async fn run_trial(sc: Scenario, trial: usize) -> Trial {
     let id = sc.id();
+    if sc == Scenario::LeaderLoss {
+        return run_gap_trial(sc, trial).await;
+    }
     step(&format!("{id} trial {trial}: start a PostgreSQL pair"));
     let pair = PgPair::start().await.expect("PostgreSQL pair");
     pair.primary
@@ -489,6 +620,8 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
     let (target, what) = match sc {
         Scenario::CrashRestart => (&pair.primary, "the primary postmaster"),
         Scenario::CrashFailover => (&pair.standby, "the primary postmaster"),
+        Scenario::Hung => (&pair.primary, "(SIGSTOP) the whole primary server"),
+        Scenario::HungFailover => (&pair.standby, "(SIGSTOP) the whole primary server"),
         _ => (&pair.standby, "witness a and the primary postmaster"),
     };
     let phase = PHASE_SPAN.mul_f64((trial as f64 * 0.618_033_988_749_895).fract());
@@ -502,8 +635,13 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
     if sc.kills_witness_a() {
         c.node(SITE_A).signal(Signal::SIGKILL);
     }
-    let postmaster = sigkill_postmaster(&pair.primary);
-    let reaped = tokio::spawn(reaped_after(postmaster, killed_at));
+    let reaped = if matches!(sc, Scenario::Hung | Scenario::HungFailover) {
+        sigstop_server(&pair.primary);
+        tokio::spawn(async { None })
+    } else {
+        let postmaster = sigkill_postmaster(&pair.primary);
+        tokio::spawn(reaped_after(postmaster, killed_at))
+    };
     let writer = tokio::spawn(first_write(target.connect_options(), killed_at + SETTLE));
     if sc.kills_witness_a() {
         c.node(SITE_A).kill9(); // reaps it
@@ -521,7 +659,7 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
         "{id} trial {trial}: first write committed after {total} ms ({attempts} attempts)"
     ));
 
-    let (parts, detail) = if sc == Scenario::CrashRestart {
+    let (parts, detail) = if matches!(sc, Scenario::CrashRestart | Scenario::Hung) {
         let s = wait_status(&c, &ctl, "a status answer", SETTLE, |s| Some(s.clone())).await;
         assert!(
             s.epoch == 0 && s.primary_site == "a" && s.last_failover.is_none(),
@@ -550,6 +688,7 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
             wrote_wall - started,
         ];
         let reaped = match reaped.await.expect("reaper watch task") {
+            _ if sc == Scenario::Hung => "the hung server was killed by its agent".into(),
             Some(d) => format!(
                 "killed postmaster reaped by init after {} ms",
                 d.as_millis()
@@ -671,7 +810,7 @@ async fn main() {
             for w in &wanted {
                 assert!(
                     Scenario::ALL.iter().any(|s| s.id() == *w),
-                    "PALISADE_BENCH_SCENARIOS: unknown scenario {w:?} (known: a1, a2, b, b-leader)"
+                    "PALISADE_BENCH_SCENARIOS: unknown scenario {w:?} (known: a1, a2, b, b-leader, h, h-failover, l)"
                 );
             }
             Scenario::ALL
