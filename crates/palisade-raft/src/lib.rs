@@ -6,7 +6,9 @@
 //!   before anything is acknowledged; passes openraft's storage suite.
 //! * [`network`]: the peer RPC client (tonic, one reused channel per peer).
 //! * [`server`]: the peer RPC service, and this node's status report.
+//! * [`election`]: elections with a pre-vote, which openraft 0.9 lacks.
 
+pub mod election;
 pub mod network;
 pub mod server;
 pub mod store;

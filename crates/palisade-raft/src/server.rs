@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use palisade_api::v1::raft_peer_server::RaftPeer;
-use palisade_api::v1::{NodeStatus, NodeStatusRequest, PeerProgress, RaftPayload, Role};
+use palisade_api::v1::{
+    NodeStatus, NodeStatusRequest, PeerProgress, PreVoteReply, PreVoteRequest, RaftPayload, Role,
+};
 use palisade_core::Topology;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::election::{self, LeaderContact};
 use crate::network::PeerContacts;
+use crate::store::LogStore;
 use crate::Raft;
 
 /// Adds what the layers above Raft know to a node's status report (the
@@ -28,6 +32,9 @@ pub struct PeerService {
     topology: Topology,
     contacts: PeerContacts,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
+    /// For pre-votes: when this node last accepted a leader's entries, its
+    /// log, and the minimum election timeout.
+    election: Option<(LeaderContact, LogStore, Duration)>,
 }
 
 impl PeerService {
@@ -38,7 +45,20 @@ impl PeerService {
             topology,
             contacts,
             extra: None,
+            election: None,
         }
+    }
+
+    /// Answers pre-votes (see [`crate::election`]) and records every
+    /// leader's `AppendEntries` this node accepts in `contact`.
+    pub fn with_pre_vote(
+        mut self,
+        contact: LeaderContact,
+        log: LogStore,
+        election_min: Duration,
+    ) -> Self {
+        self.election = Some((contact, log, election_min));
+        self
     }
 
     /// Adds `extra` to every `NodeStatus` this service reports.
@@ -67,7 +87,38 @@ impl RaftPeer for PeerService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(req)?;
-        encode(&self.raft.append_entries(rpc).await)
+        let reply = self.raft.append_entries(rpc).await;
+        if let (Some((contact, _, _)), Ok(r)) = (&self.election, &reply) {
+            if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                contact.touch();
+            }
+        }
+        encode(&reply)
+    }
+
+    async fn pre_vote(
+        &self,
+        req: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteReply>, Status> {
+        let Some((contact, log, election_min)) = &self.election else {
+            return Err(Status::unimplemented("this witness runs no pre-votes"));
+        };
+        let req = req.into_inner();
+        let voter = election::voter(&self.raft, log, contact).await;
+        let candidate_log =
+            election::log_id_from(req.last_log_term, req.last_log_node, req.last_log_index);
+        Ok(Response::new(
+            match election::pre_vote(&voter, candidate_log, *election_min) {
+                Ok(()) => PreVoteReply {
+                    granted: true,
+                    reason: String::new(),
+                },
+                Err(reason) => PreVoteReply {
+                    granted: false,
+                    reason,
+                },
+            },
+        ))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

@@ -11,6 +11,7 @@ use openraft::SnapshotPolicy;
 use palisade_api::v1::control_server::ControlServer;
 use palisade_api::v1::raft_peer_server::RaftPeerServer;
 use palisade_api::v1::witness_peer_server::WitnessPeerServer;
+use palisade_raft::election::LeaderContact;
 use palisade_raft::network::{PeerContacts, PeerNetwork};
 use palisade_raft::server::{PeerService, StatusExtra};
 use palisade_raft::{store, Raft};
@@ -43,6 +44,10 @@ fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
         election_timeout_max: r.election_max.as_millis() as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
         max_in_snapshot_log_to_keep: r.snapshot_every,
+        // Elections are started by palisade_raft::election::campaign, after
+        // a pre-vote: a witness that was cut off must not come back with a
+        // raised term that deposes a healthy leader.
+        enable_elect: false,
         ..Default::default()
     };
     c.validate().context("raft settings rejected by openraft")
@@ -76,6 +81,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let control_listener = bind(&config, &own.control_addr, &key("control_addr")).await?;
 
     let (log_store, state_machine) = store::open(&config.data_dir)?;
+    let log_reader = log_store.clone();
     let state = state_machine.view();
     let contacts = PeerContacts::default();
     // A peer RPC may take up to the minimum election timeout: beyond that the
@@ -115,8 +121,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
+    let leader_contact = LeaderContact::default();
     let mut peer_service =
-        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone());
+        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone()).with_pre_vote(
+            leader_contact.clone(),
+            log_reader.clone(),
+            config.raft.election_min,
+        );
     let mut control_service = ControlService::new(
         raft.clone(),
         config.topology.clone(),
@@ -127,6 +138,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )?;
 
     let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(palisade_raft::election::campaign(
+        raft.clone(),
+        log_reader,
+        config.topology.clone(),
+        leader_contact,
+        config.raft.election_min,
+        config.raft.election_max,
+        config.raft.connect_timeout,
+        shutdown.clone(),
+    ));
     let mut witness_service = None;
     if let Some(settings) = &config.database {
         let w = start_witness(&config, settings, &raft, &state, &tasks, &shutdown)?;
