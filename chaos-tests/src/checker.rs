@@ -19,7 +19,14 @@
 //!   counted from the fault; a crash restarted in place was writable again
 //!   within the bound;
 //! * (f) every witness's replicated state agrees: epoch, roles, the
-//!   failover record step by step, and the applied log index.
+//!   failover record step by step, and the applied log index;
+//! * (g) no outage, where the scenario claims none ([`Availability`]):
+//!   the primary's PostgreSQL was never restarted (its
+//!   `pg_postmaster_start_time()` in the samples did not change), and no
+//!   gap between two consecutive front-door acknowledgements was longer
+//!   than the scenario's bound (500 ms by default), counted from the first
+//!   fault (or from the last heal) to the end of the run. The longest gap
+//!   is measured, and reported, in every run.
 //!
 //! A violation carries the time it is about, and the report prints the
 //! slice of the merged history around it.
@@ -50,6 +57,43 @@ pub enum Expect {
     RestartOrFailover,
 }
 
+/// From when rule (g) measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapFrom {
+    /// The first fault of the fault log (moving the leader included: a
+    /// restart of a witness is a fault too).
+    FirstFault,
+    /// The last `heal` of the fault log: what matters is the cluster after
+    /// it (the fault itself warranted a failover).
+    LastHeal,
+}
+
+/// What a scenario claims about availability: rule (g).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Availability {
+    /// The longest allowed gap between two consecutive front-door
+    /// acknowledgements, ms.
+    pub max_gap_ms: i64,
+    /// From when.
+    pub from: GapFrom,
+}
+
+/// The longest stretch without a front-door acknowledgement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    /// The last acknowledgement before it (or the window's start), Unix ms.
+    pub from_ms: i64,
+    /// The first one after it (or the end of the run), Unix ms.
+    pub to_ms: i64,
+}
+
+impl Gap {
+    /// Its length, ms.
+    pub fn ms(&self) -> i64 {
+        self.to_ms - self.from_ms
+    }
+}
+
 /// Everything the checker reads.
 pub struct History {
     /// The fault log.
@@ -72,6 +116,11 @@ pub struct History {
     pub rto_ms: i64,
     /// `sync` or `async`.
     pub replication: String,
+    /// Rule (g)'s claim; `None`: no claim (a failover is an outage), the
+    /// longest gap is only measured.
+    pub availability: Option<Availability>,
+    /// When the history was collected: the end of the last gap, Unix ms.
+    pub end_ms: i64,
 }
 
 /// One broken rule.
@@ -83,6 +132,9 @@ pub struct Violation {
     pub what: String,
     /// The moment it is about, for the history slice.
     pub at_ms: Option<i64>,
+    /// Where what it is about is a stretch of time (a gap in the writes),
+    /// its end: the history slice runs to 2 s past it.
+    pub until_ms: Option<i64>,
 }
 
 /// The verdict and the numbers of the results table.
@@ -104,6 +156,12 @@ pub struct Report {
     pub lost: usize,
     /// Of those, how many the mode's bound allows (degraded sync, async tail).
     pub lost_allowed: usize,
+    /// The longest gap between front-door acknowledgements in rule (g)'s
+    /// window (from the first fault, unless the scenario says otherwise);
+    /// `None` without a fault.
+    pub longest_gap: Option<Gap>,
+    /// Rule (g)'s bound, when the scenario claims no outage.
+    pub max_gap_ms: Option<i64>,
     /// The merged history slices of the violations, ready to print.
     pub slices: String,
 }
@@ -151,7 +209,7 @@ fn own_applied(site: &str, s: &Value) -> Option<u64> {
     s["nodes"].as_array()?.iter().find(|n| n["site"] == site)?["last_applied_index"].as_u64()
 }
 
-/// Checks `h` against rules a–f.
+/// Checks `h` against rules a–g.
 pub fn check(h: &History) -> Report {
     let mut r = Report {
         acked: h.acks.len(),
@@ -172,6 +230,7 @@ pub fn check(h: &History) -> Report {
                 rule: "f",
                 what: format!("witness {site} did not answer after the world settled: its record cannot be compared"),
                 at_ms: None,
+                until_ms: None,
             });
         }
     }
@@ -185,6 +244,7 @@ pub fn check(h: &History) -> Report {
             rule: "f",
             what: format!("the witnesses' replicated states differ: {keys:#?}"),
             at_ms: None,
+            until_ms: None,
         });
     }
     let applied: Vec<(&str, Option<u64>)> = answered
@@ -198,6 +258,7 @@ pub fn check(h: &History) -> Report {
                 "the witnesses applied different log indexes after settling: {applied:?}"
             ),
             at_ms: None,
+            until_ms: None,
         });
     }
     let Some((_, rec)) = answered.first() else {
@@ -205,6 +266,7 @@ pub fn check(h: &History) -> Report {
             rule: "f",
             what: "no witness answered".into(),
             at_ms: None,
+            until_ms: None,
         });
         r.violations = v;
         return r;
@@ -223,6 +285,7 @@ pub fn check(h: &History) -> Report {
                 rule: "a",
                 what: format!("the failover record has no `fenced` step: {f}"),
                 at_ms: f["started_at_ms"].as_i64(),
+                until_ms: None,
             }),
             Some(fenced) => {
                 let promoted = step_done(f, "promoted");
@@ -240,6 +303,7 @@ pub fn check(h: &History) -> Report {
                                 a.id, a.via, a.sync, fmt_ms(a.server_ms), fmt_ms(fenced)
                             ),
                             at_ms: Some(a.server_ms),
+                            until_ms: None,
                         });
                     }
                     if a.server == to && a.server_ms < fenced {
@@ -250,6 +314,7 @@ pub fn check(h: &History) -> Report {
                                 a.id, fmt_ms(a.server_ms), fmt_ms(fenced)
                             ),
                             at_ms: Some(a.server_ms),
+                            until_ms: None,
                         });
                     }
                 }
@@ -277,6 +342,7 @@ pub fn check(h: &History) -> Report {
                     s.routable
                 ),
                 at_ms: Some(s.at_ms),
+                until_ms: None,
             });
         }
     }
@@ -287,6 +353,7 @@ pub fn check(h: &History) -> Report {
             rule: "b",
             what: format!("cannot read the final primary {primary}: {e}"),
             at_ms: None,
+            until_ms: None,
         }),
         Ok(ids) => {
             let stored: HashSet<i64> = ids.iter().copied().collect();
@@ -308,6 +375,7 @@ pub fn check(h: &History) -> Report {
                             a.id, a.via, a.server, fmt_ms(a.server_ms), a.sync
                         ),
                         at_ms: Some(a.server_ms),
+                        until_ms: None,
                     });
                 }
             }
@@ -324,6 +392,7 @@ pub fn check(h: &History) -> Report {
                 rule: "c",
                 what: format!("app {site}: {e}"),
                 at_ms: None,
+                until_ms: None,
             }),
         }
     }
@@ -334,6 +403,7 @@ pub fn check(h: &History) -> Report {
                 "monitorsEnabled=true at {on:?}; expected exactly the primary's app ({primary})"
             ),
             at_ms: None,
+            until_ms: None,
         });
     }
 
@@ -349,6 +419,7 @@ pub fn check(h: &History) -> Report {
                 rule: "e",
                 what: format!("the failover did not complete: outcome {}", f["outcome"]),
                 at_ms: f["finished_at_ms"].as_i64(),
+                until_ms: None,
             });
         }
         match r.failover_ms {
@@ -360,6 +431,7 @@ pub fn check(h: &History) -> Report {
                     h.rto_ms
                 ),
                 at_ms: f["finished_at_ms"].as_i64(),
+                until_ms: None,
             }),
         }
     };
@@ -368,6 +440,7 @@ pub fn check(h: &History) -> Report {
             rule: "d",
             what: format!("{epoch} failovers: ping-pong"),
             at_ms: failover.and_then(|f| f["started_at_ms"].as_i64()),
+            until_ms: None,
         });
     }
     match h.expect {
@@ -380,6 +453,7 @@ pub fn check(h: &History) -> Report {
                         failover.map(|f| f.to_string()).unwrap_or_default()
                     ),
                     at_ms: failover.and_then(|f| f["started_at_ms"].as_i64()),
+                    until_ms: None,
                 });
             }
         }
@@ -391,6 +465,7 @@ pub fn check(h: &History) -> Report {
                         "a failover to b was warranted; epoch {epoch}, primary {primary}"
                     ),
                     at_ms: fault,
+                    until_ms: None,
                 });
             }
             completed_in_time(&mut v);
@@ -402,6 +477,7 @@ pub fn check(h: &History) -> Report {
                         rule: "e",
                         what: format!("the failover did not complete: outcome {}", f["outcome"]),
                         at_ms: f["finished_at_ms"].as_i64(),
+                        until_ms: None,
                     });
                 }
             }
@@ -428,16 +504,24 @@ pub fn check(h: &History) -> Report {
                             h.rto_ms, r.recovered_ms
                         ),
                         at_ms: fault,
+                        until_ms: None,
                     });
                 }
             }
         }
     }
 
+    // (g) no outage.
+    r.max_gap_ms = h.availability.map(|a| a.max_gap_ms);
+    let (gap, g) = check_availability(h, &primary);
+    r.longest_gap = gap;
+    v.extend(g);
+
     for x in &v {
         let _ = writeln!(r.slices, "VIOLATION ({}) {}", x.rule, x.what);
         if let Some(t) = x.at_ms {
-            let _ = writeln!(r.slices, "{}", slice(h, rec, t - 3000, t + 2000));
+            let end = x.until_ms.unwrap_or(t).max(t);
+            let _ = writeln!(r.slices, "{}", slice(h, rec, t - 3000, end + 2000));
         }
     }
     if v.iter().any(|x| x.at_ms.is_none()) && !h.faults.is_empty() {
@@ -453,6 +537,123 @@ pub fn check(h: &History) -> Report {
     }
     r.violations = v;
     r
+}
+
+/// Rule (g): measures the longest front-door gap in the window, and, when
+/// the scenario claims no outage, checks it against the bound and checks
+/// that `primary`'s postmaster was not restarted in the window.
+pub fn check_availability(h: &History, primary: &str) -> (Option<Gap>, Vec<Violation>) {
+    let from = h.availability.map_or(GapFrom::FirstFault, |a| a.from);
+    let start = match from {
+        GapFrom::FirstFault => h.faults.first(),
+        GapFrom::LastHeal => h.faults.iter().rev().find(|f| f.text.starts_with("heal")),
+    }
+    .map(|f| f.at_ms);
+    let Some(start) = start else {
+        return (None, Vec::new());
+    };
+    let mut acked: Vec<i64> = h
+        .acks
+        .iter()
+        .filter(|a| a.via == "front-door" && a.acked_ms > start && a.acked_ms <= h.end_ms)
+        .map(|a| a.acked_ms)
+        .collect();
+    acked.sort_unstable();
+    let mut longest = Gap {
+        from_ms: start,
+        to_ms: start,
+    };
+    let mut prev = start;
+    for t in acked.into_iter().chain([h.end_ms.max(start)]) {
+        if t - prev > longest.ms() {
+            longest = Gap {
+                from_ms: prev,
+                to_ms: t,
+            };
+        }
+        prev = t;
+    }
+    let Some(claim) = h.availability else {
+        return (Some(longest), Vec::new());
+    };
+    let window = match from {
+        GapFrom::FirstFault => "since the first fault",
+        GapFrom::LastHeal => "since the heal",
+    };
+    let mut v = Vec::new();
+    if longest.ms() > claim.max_gap_ms {
+        v.push(Violation {
+            rule: "g",
+            what: format!(
+                "outage: no front-door write was acknowledged for {} ms ({} .. {}), {window} at {}; the bound is {} ms",
+                longest.ms(),
+                fmt_ms(longest.from_ms),
+                fmt_ms(longest.to_ms),
+                fmt_ms(start),
+                claim.max_gap_ms
+            ),
+            at_ms: Some(longest.from_ms),
+            until_ms: Some(longest.to_ms),
+        });
+    }
+    // The primary's postmaster start time: the last one seen up to the
+    // window's start (or the first one after it, if it did not answer
+    // then); any other one seen later is a restart.
+    let started = |s: &Sample| {
+        s.started
+            .iter()
+            .find(|(site, _)| *site == primary)
+            .and_then(|(_, t)| *t)
+    };
+    let before = h
+        .samples
+        .iter()
+        .filter(|s| s.at_ms <= start)
+        .filter_map(started)
+        .next_back();
+    let after = h
+        .samples
+        .iter()
+        .filter(|s| s.at_ms > start)
+        .filter_map(|s| Some((s.at_ms, started(s)?)));
+    let baseline = before.or_else(|| after.clone().next().map(|(_, t)| t));
+    let Some(base) = baseline else {
+        // A sampler that never got an answer would make this rule (and
+        // rule a's two-writable check) blind: that is a failure too.
+        v.push(Violation {
+            rule: "g",
+            what: format!(
+                "the sampler never read the primary's ({primary}) postmaster start time: whether it was restarted cannot be told"
+            ),
+            at_ms: None,
+            until_ms: None,
+        });
+        return (Some(longest), v);
+    };
+    let mut restarts: Vec<(i64, i64)> = Vec::new();
+    let mut current = base;
+    for (at, t) in after {
+        if t != current {
+            restarts.push((at, t));
+            current = t;
+        }
+    }
+    if let Some((at, t)) = restarts.first() {
+        v.push(Violation {
+            rule: "g",
+            what: format!(
+                "outage: the primary's PostgreSQL ({primary}) was restarted {window} at {}: postmaster started at {}, seen at {} (it had started at {}); {} restart(s) seen",
+                fmt_ms(start),
+                fmt_ms(*t),
+                fmt_ms(*at),
+                fmt_ms(base),
+                restarts.len()
+            ),
+            at_ms: Some(*t),
+            until_ms: Some(*at),
+        });
+    }
+    (Some(longest), v)
 }
 
 /// The merged history between two moments: faults, the failover record,
@@ -513,7 +714,15 @@ pub fn slice(h: &History, rec: &Value, from: i64, to: i64) -> String {
     }
     let mut prev = String::new();
     for s in &h.samples {
-        let now = format!("writable {:?} routable {:?}", s.writable, s.routable);
+        let started: Vec<(&str, Option<String>)> = s
+            .started
+            .iter()
+            .map(|(site, t)| (*site, t.map(fmt_ms)))
+            .collect();
+        let now = format!(
+            "writable {:?} routable {:?} postmasters started {started:?}",
+            s.writable, s.routable
+        );
         if now != prev && s.at_ms >= from && s.at_ms <= to {
             lines.push((s.at_ms, format!("SAMPLE  {now}")));
         }
@@ -583,7 +792,162 @@ mod tests {
             expect: Expect::Failover,
             rto_ms: 20_000,
             replication: "sync".into(),
+            availability: None,
+            end_ms: 4000,
         }
+    }
+
+    /// No failover, a fault at 1000, a front-door write acknowledged every
+    /// 100 ms from 0 to 5000 (except those `skip` drops), a sample every
+    /// 200 ms with postmaster a started at 42; no outage claimed at 500 ms.
+    fn calm(skip: impl Fn(i64) -> bool) -> History {
+        let s = json!({
+            "epoch": 0, "primary_site": "a", "standby_site": "b", "standby_needs_rejoin": false,
+            "last_failover": null,
+            "nodes": [{"site": "a", "last_applied_index": 9}, {"site": "b", "last_applied_index": 9}, {"site": "c", "last_applied_index": 9}],
+        });
+        let acks: Vec<Ack> = (0..=50)
+            .map(|i| i * 100)
+            .filter(|t| !skip(*t))
+            .map(|t| Ack {
+                id: t / 100 + 1,
+                via: "front-door",
+                server: "a".into(),
+                sync: true,
+                server_ms: t,
+                acked_ms: t,
+            })
+            .collect();
+        let ids = acks.iter().map(|a| a.id).collect();
+        History {
+            faults: vec![FaultEvent {
+                at_ms: 1000,
+                text: "cut a<->c".into(),
+            }],
+            acks,
+            samples: (0..=25)
+                .map(|i| Sample {
+                    at_ms: i * 200,
+                    writable: vec![("a", Some(true)), ("b", Some(false))],
+                    started: vec![("a", Some(42)), ("b", Some(43))],
+                    routable: Some(vec!["a"]),
+                })
+                .collect(),
+            statuses: vec![
+                ("a", Some(s.clone())),
+                ("b", Some(s.clone())),
+                ("c", Some(s)),
+            ],
+            monitors: vec![("a", Ok(true)), ("b", Ok(false))],
+            final_ids: Ok(ids),
+            fault_at_ms: Some(1000),
+            expect: Expect::NoFailover,
+            rto_ms: 20_000,
+            replication: "sync".into(),
+            availability: Some(Availability {
+                max_gap_ms: 500,
+                from: GapFrom::FirstFault,
+            }),
+            end_ms: 5000,
+        }
+    }
+
+    fn rule_g(r: &Report) -> Vec<&Violation> {
+        r.violations.iter().filter(|v| v.rule == "g").collect()
+    }
+
+    #[test]
+    fn no_outage_passes_and_measures_the_longest_gap() {
+        // A 400 ms gap after the fault (writes at 2000 and 2400 only), and
+        // one of 800 ms before it, which is outside the window.
+        let r = check(&calm(|t| {
+            (2100..2400).contains(&t) || (100..900).contains(&t)
+        }));
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(
+            r.longest_gap,
+            Some(Gap {
+                from_ms: 2000,
+                to_ms: 2400
+            })
+        );
+        assert_eq!(r.max_gap_ms, Some(500));
+    }
+
+    #[test]
+    fn a_gap_of_800_ms_is_an_outage() {
+        let r = check(&calm(|t| (2100..2800).contains(&t)));
+        let g = rule_g(&r);
+        assert_eq!(g.len(), 1, "{:?}", r.violations);
+        assert!(g[0].what.contains("for 800 ms"), "{}", g[0].what);
+        assert_eq!((g[0].at_ms, g[0].until_ms), (Some(2000), Some(2800)));
+        assert!(r.slices.contains("VIOLATION (g)"), "{}", r.slices);
+        // Its slice runs past the gap's end, so the writes' return shows.
+        assert!(r.slices.contains("00:00:04.500"), "{}", r.slices);
+    }
+
+    #[test]
+    fn writes_that_stop_before_the_end_are_an_outage() {
+        let r = check(&calm(|t| t > 4000));
+        let g = rule_g(&r);
+        assert_eq!(g.len(), 1, "{:?}", r.violations);
+        assert_eq!(r.longest_gap.map(|g| g.ms()), Some(1000));
+    }
+
+    #[test]
+    fn a_restarted_primary_is_an_outage_even_without_a_gap() {
+        let mut h = calm(|_| false);
+        for s in h.samples.iter_mut().filter(|s| s.at_ms >= 3000) {
+            s.started[0].1 = Some(2900);
+        }
+        // A sample where it did not answer is not a restart.
+        h.samples[12].started[0].1 = None;
+        let r = check(&h);
+        let g = rule_g(&r);
+        assert_eq!(g.len(), 1, "{:?}", r.violations);
+        assert!(g[0].what.contains("was restarted"), "{}", g[0].what);
+        assert_eq!(g[0].at_ms, Some(2900));
+        // The standby's restart is not the primary's.
+        let mut h = calm(|_| false);
+        h.samples[20].started[1].1 = Some(3999);
+        assert!(check(&h).violations.is_empty());
+    }
+
+    #[test]
+    fn a_sampler_that_never_read_the_primary_is_a_failure_not_a_pass() {
+        let mut h = calm(|_| false);
+        for s in &mut h.samples {
+            s.started[0].1 = None;
+        }
+        let g = check(&h);
+        let g = rule_g(&g);
+        assert_eq!(g.len(), 1);
+        assert!(g[0].what.contains("never read"), "{}", g[0].what);
+    }
+
+    #[test]
+    fn without_a_claim_the_gap_is_measured_not_judged() {
+        let mut h = calm(|t| (2100..2800).contains(&t));
+        h.availability = None;
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.longest_gap.map(|g| g.ms()), Some(800));
+    }
+
+    #[test]
+    fn after_a_heal_only_the_time_after_it_counts() {
+        let mut h = calm(|t| (1100..1900).contains(&t));
+        h.faults.push(FaultEvent {
+            at_ms: 2000,
+            text: "heal all links".into(),
+        });
+        h.availability = Some(Availability {
+            max_gap_ms: 500,
+            from: GapFrom::LastHeal,
+        });
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.longest_gap.map(|g| g.ms()), Some(100));
     }
 
     #[test]

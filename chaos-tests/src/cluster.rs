@@ -31,6 +31,11 @@ pub const PASSWORD: &str = "palisade";
 pub const PG_PORT: u16 = 5432;
 /// How long a world may take to become ready, or to settle after a heal.
 pub const SETTLE: Duration = Duration::from_secs(60);
+/// `[failover] sync_degrade_after_ms` of every world: shorter than the
+/// servers' 2 s `wal_sender_timeout` / `wal_receiver_timeout` (see
+/// `write_pg_conf`), so a cut standby is degraded on evidence, not by the
+/// disconnect.
+pub const SYNC_DEGRADE_AFTER_MS: u64 = 1000;
 
 /// The settings a world's witnesses run with (docs/chaos.md explains the
 /// choice).
@@ -560,7 +565,7 @@ impl World {
         let s = &self.settings;
         let bin = pg_bin_dir()?;
         let mut common = format!(
-            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n[probe]\ninterval_ms = {}\n\n[lease]\nttl_ms = {}\n\n[failover]\ndown_after_ms = {}\non_primary_crash = \"{}\"\nrestart_budget_ms = {}\nreplication = \"{}\"\n\n",
+            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n[probe]\ninterval_ms = {}\n\n[lease]\nttl_ms = {}\n\n[failover]\ndown_after_ms = {}\non_primary_crash = \"{}\"\nrestart_budget_ms = {}\nreplication = \"{}\"\nsync_degrade_after_ms = {SYNC_DEGRADE_AFTER_MS}\n\n",
             s.probe_interval_ms,
             s.lease_ttl_ms,
             s.down_after_ms,
@@ -966,7 +971,10 @@ fn conninfo(site: &str, app: &str) -> String {
 
 /// The settings of a site's server, included from `postgresql.conf`.
 /// Replication timeouts are short so a cut or frozen peer is noticed in
-/// about two seconds (sync mode degrades only after that).
+/// about two seconds; equal on both sides and longer than
+/// [`SYNC_DEGRADE_AFTER_MS`], as docs/operations.md asks, so sync mode
+/// degrades on evidence (a standby that stopped acknowledging) before
+/// either side drops the connection.
 fn write_pg_conf(db: &Db) -> Result<()> {
     let conf = format!(
         "listen_addresses = '{addr}'\nport = {PG_PORT}\nunix_socket_directories = '{sock}'\ncluster_name = 'site-{site}'\nmax_connections = 50\nshared_buffers = '16MB'\nfsync = on\nwal_level = replica\nwal_log_hints = on\nmax_wal_senders = 5\nwal_keep_size = '128MB'\nhot_standby = on\nwal_sender_timeout = '2s'\nwal_receiver_timeout = '2s'\nwal_receiver_status_interval = '500ms'\nwal_retrieve_retry_interval = '500ms'\nlog_line_prefix = '%m [%p] %q%u@%d '\n",

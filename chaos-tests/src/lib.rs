@@ -7,7 +7,7 @@
 //! Modules by concern: [`netns`] (namespaces, bridge, leftovers),
 //! [`faults`] (nftables cuts and the fault log), [`procs`] (processes in a
 //! namespace, signals), [`cluster`] (one world: witnesses, databases, apps,
-//! HAProxy), [`workload`] (writers and samplers), [`checker`] (rules a–f),
+//! HAProxy), [`workload`] (writers and samplers), [`checker`] (rules a–g),
 //! [`scenario`] (the named scenarios and the results table), [`random`]
 //! (seeded random schedules).
 

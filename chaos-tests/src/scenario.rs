@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
+use serde_json::Value;
 
-use crate::checker::{self, Expect, History, Report};
+use crate::checker::{self, Availability, Expect, GapFrom, History, Report};
 use crate::cluster::{read_monitors, Settings, World, SETTLE};
 use crate::faults::Dir;
 use crate::netns::SITES;
@@ -23,6 +24,22 @@ use crate::{fmt_ms, now_ms, step};
 /// (ttl 1.5 s × 1.1), promotion, the app flip, the HAProxy repoint and the
 /// checks (about 1 s), with headroom for debug builds on two busy cores.
 pub const RTO_MS: i64 = 20_000;
+
+/// Rule (g)'s bound on the longest stretch without a front-door
+/// acknowledgement, in a scenario that claims no outage (issue 10): no
+/// fault that warrants no failover may cost users more than half a second.
+pub const MAX_GAP_MS: i64 = 500;
+
+/// Rule (g)'s bound where the fault cuts the sync standby off (`sync`
+/// mode): every commit waits for the standby until the primary's agent
+/// degrades replication to async. It does so once commits have waited for
+/// `[failover] sync_degrade_after_ms` (3000 ms by default; a world may set
+/// less, see `cluster.rs`; in builds before that setting, once the
+/// walsender's `wal_sender_timeout` of 2 s dropped the standby), seen by
+/// the next probe (200 ms interval), plus the `ALTER SYSTEM` and reload
+/// and margin for debug builds on two cores: about 5000 ms, which holds
+/// at the default. A write bound by the standby cannot do better.
+pub const SYNC_DEGRADE_GAP_MS: i64 = 5_000;
 
 /// A scenario body: injects its faults, heals, and returns when the fault
 /// the RTO is counted from was injected.
@@ -43,11 +60,61 @@ pub struct Scenario {
     pub settings: fn() -> Settings,
     /// What it does.
     pub body: Body,
+    /// Rule (g): no outage. By default every scenario that expects no
+    /// failover claims one at [`MAX_GAP_MS`] from its first fault.
+    pub availability: Option<Availability>,
+}
+
+impl Scenario {
+    fn new(
+        name: &'static str,
+        expect: Expect,
+        rto_ms: i64,
+        settings: fn() -> Settings,
+        body: Body,
+    ) -> Self {
+        let availability = (expect == Expect::NoFailover).then_some(Availability {
+            max_gap_ms: MAX_GAP_MS,
+            from: GapFrom::FirstFault,
+        });
+        Self {
+            name,
+            expect,
+            rto_ms,
+            settings,
+            body,
+            availability,
+        }
+    }
+
+    /// Claims no outage with a bound other than [`MAX_GAP_MS`].
+    fn max_gap(mut self, ms: i64) -> Self {
+        self.availability = Some(Availability {
+            max_gap_ms: ms,
+            from: GapFrom::FirstFault,
+        });
+        self
+    }
+
+    /// Claims no outage after the last heal (the fault itself warranted a
+    /// failover), at [`MAX_GAP_MS`].
+    fn no_outage_after_heal(mut self) -> Self {
+        self.availability = Some(Availability {
+            max_gap_ms: MAX_GAP_MS,
+            from: GapFrom::LastHeal,
+        });
+        self
+    }
 }
 
 /// How long scenarios watch for a failover that must not happen: longer
 /// than detection plus the lease wait (about 4 s) with margin.
 const WATCH: Duration = Duration::from_secs(8);
+
+/// How long the availability scenarios watch after a leader change: more
+/// than two lease TTLs (1.5 s), so a lease that still depended on the old
+/// leader would have run out, and the database been fenced, within it.
+const LEASE_WATCH: Duration = Duration::from_secs(4);
 
 /// A deliberate watch: nothing is awaited, the world is left alone for
 /// `d` so that something that must not happen has the time to.
@@ -90,7 +157,9 @@ pub async fn collect_and_check(
     expect: Expect,
     rto_ms: i64,
     fault_at_ms: Option<i64>,
+    availability: Option<Availability>,
 ) -> Report {
+    let end_ms = now_ms();
     let acks = wl.acks.lock().expect("acks").clone();
     let samples = wl.samples.lock().expect("samples").clone();
     let statuses = w.statuses().await;
@@ -131,6 +200,8 @@ pub async fn collect_and_check(
         expect,
         rto_ms,
         replication: w.settings.replication.to_string(),
+        availability,
+        end_ms,
     })
 }
 
@@ -144,7 +215,7 @@ pub fn results_file() -> PathBuf {
 }
 
 /// The header of the results table.
-pub const TABLE_HEADER: &str = "| scenario | outcome | failover time | writes acked (front door / all) | writes lost (allowed by the mode) | wall time |\n|---|---|---|---|---|---|";
+pub const TABLE_HEADER: &str = "| scenario | outcome | failover time | longest front-door gap (bound) | writes acked (front door / all) | writes lost (allowed by the mode) | wall time |\n|---|---|---|---|---|---|---|";
 
 /// One row of the results table.
 pub fn row(name: &str, r: &Report, wall: Duration, error: Option<&str>) -> String {
@@ -171,8 +242,13 @@ pub fn row(name: &str, r: &Report, wall: Duration, error: Option<&str>) -> Strin
         (n, Some(ms), _) => format!("{n}: {:.1} s after the fault", ms as f64 / 1000.0),
         (n, None, _) => format!("{n}"),
     };
+    let gap = match (r.longest_gap, r.max_gap_ms) {
+        (None, _) => "none measured".to_string(),
+        (Some(g), Some(b)) => format!("{} ms (≤ {b})", g.ms()),
+        (Some(g), None) => format!("{} ms (no bound)", g.ms()),
+    };
     format!(
-        "| {name} | {outcome} | {fo} | {} / {} | {} ({}) | {:.0} s |",
+        "| {name} | {outcome} | {fo} | {gap} | {} / {} | {} ({}) | {:.0} s |",
         r.acked_front_door,
         r.acked,
         r.lost,
@@ -271,7 +347,7 @@ async fn drive(
         Ok(_) => wl.wait_more_acks("front-door", 5, SETTLE).await,
         Err(_) => Ok(()),
     };
-    let mut r = collect_and_check(w, wl, sc.expect, sc.rto_ms, fault_at).await;
+    let mut r = collect_and_check(w, wl, sc.expect, sc.rto_ms, fault_at, sc.availability).await;
     for (what, res) in [
         ("settle", settled.map(|_| ())),
         ("front door writable after settling", more),
@@ -281,6 +357,7 @@ async fn drive(
                 rule: "settle",
                 what: format!("{what}: {e:#}"),
                 at_ms: None,
+                until_ms: None,
             });
             r.slices
                 .push_str(&format!("VIOLATION (settle) {what}: {e:#}\n"));
@@ -341,14 +418,31 @@ fn isolate_c(w: &mut World) -> Fut<'_> {
     Box::pin(isolate_and_watch(w, "c"))
 }
 
-/// Cuts a↔`y`. Unless `leader_at_y`, the leader is first moved off `y`:
-/// the witnesses renew the primary's lease only through the leader, so a
-/// cut between the primary's site and the leader's site costs the primary
-/// its lease (see docs/chaos.md, "Known daemon defects"); with
-/// `leader_at_y` the leader is moved to `y` to show exactly that.
 /// How many leader restarts a scenario tries to put the leader at a site.
 const MOVE_TRIES: usize = 20;
 
+/// Puts the leader at `site`. Each restart of the leader hands leadership
+/// to one of the other two at random (and openraft can keep one witness
+/// from winning for a while after it saw a longer log): repeat until it
+/// lands on `site`. Every restart is logged as a fault, since it is one.
+pub async fn move_leadership_to(w: &mut World, site: &'static str) -> Result<()> {
+    for _ in 0..MOVE_TRIES {
+        let l = leader_site(w).await?;
+        if l == site {
+            return Ok(());
+        }
+        move_leadership_off(w, l).await?;
+    }
+    if leader_site(w).await? != site {
+        bail!("could not move the leader to site {site} in {MOVE_TRIES} tries");
+    }
+    Ok(())
+}
+
+/// Cuts a↔`y`. Unless `leader_at_y`, the leader is first moved off `y`
+/// (the plain case: the leader sees both ends); with `leader_at_y` it is
+/// moved to `y`, so the primary's agent must renew its lease through the
+/// third witness (docs/chaos.md, finding 1).
 async fn cut_and_watch(
     w: &mut World,
     x: &'static str,
@@ -356,19 +450,7 @@ async fn cut_and_watch(
     leader_at_y: bool,
 ) -> Result<Option<i64>> {
     if leader_at_y {
-        // Each restart of the leader hands leadership to one of the other
-        // two at random (and openraft can keep one witness from winning for
-        // a while after it saw a longer log): repeat until it lands on `y`.
-        for _ in 0..MOVE_TRIES {
-            let l = leader_site(w).await?;
-            if l == y {
-                break;
-            }
-            move_leadership_off(w, l).await?;
-        }
-        if leader_site(w).await? != y {
-            bail!("could not move the leader to site {y} in {MOVE_TRIES} tries");
-        }
+        move_leadership_to(w, y).await?;
     } else {
         move_leadership_off(w, y).await?;
     }
@@ -589,29 +671,7 @@ fn restart_all_witnesses(w: &mut World) -> Fut<'_> {
             w.start_witness(site)?;
         }
         let after = w.wait_ready("the witnesses are back").await?;
-        for key in ["epoch", "primary_site", "standby_site"] {
-            if before[key] != after[key] {
-                bail!(
-                    "{key} changed across the restart: {} -> {}",
-                    before[key],
-                    after[key]
-                );
-            }
-        }
-        let applied = |s: &serde_json::Value| {
-            s["nodes"].as_array().and_then(|n| {
-                n.iter()
-                    .filter_map(|n| n["last_applied_index"].as_u64())
-                    .min()
-            })
-        };
-        if applied(&after) < applied(&before) {
-            bail!(
-                "applied index went back across the restart: {:?} -> {:?}",
-                applied(&before),
-                applied(&after)
-            );
-        }
+        unchanged_across("the restart", &before, &after)?;
         watch(
             Duration::from_secs(4),
             "restarted witnesses must not fail over",
@@ -621,15 +681,272 @@ fn restart_all_witnesses(w: &mut World) -> Fut<'_> {
     })
 }
 
-/// Every named scenario, in the order the suite runs them.
-pub fn all() -> Vec<Scenario> {
-    let s = |name, expect, rto_ms, settings: fn() -> Settings, body: Body| Scenario {
-        name,
-        expect,
-        rto_ms,
-        settings,
-        body,
+/// Fails unless the epoch and the roles are the same in `after` as in
+/// `before`, and no witness's applied index went back.
+fn unchanged_across(what: &str, before: &Value, after: &Value) -> Result<()> {
+    for key in ["epoch", "primary_site", "standby_site"] {
+        if before[key] != after[key] {
+            bail!(
+                "{key} changed across {what}: {} -> {}",
+                before[key],
+                after[key]
+            );
+        }
+    }
+    let applied = |s: &Value| {
+        s["nodes"].as_array().and_then(|n| {
+            n.iter()
+                .filter_map(|n| n["last_applied_index"].as_u64())
+                .min()
+        })
     };
+    if applied(after) < applied(before) {
+        bail!(
+            "applied index went back across {what}: {:?} -> {:?}",
+            applied(before),
+            applied(after)
+        );
+    }
+    Ok(())
+}
+
+/// `(leader site, term)` as every witness of `sites` reports it, once
+/// they agree on a leader that is not at `not`.
+async fn leader_among(
+    w: &World,
+    sites: &[&'static str],
+    not: &str,
+    what: &str,
+) -> Result<(&'static str, u64)> {
+    crate::wait_for(what, SETTLE, || async {
+        let mut seen = None;
+        for site in sites {
+            let s = w.status(site).await?;
+            let l = SITES.get(s["leader_id"].as_u64()?.checked_sub(1)? as usize)?;
+            let view = (*l, s["term"].as_u64()?);
+            if l == &not || seen.is_some_and(|v| v != view) {
+                return None;
+            }
+            seen = Some(view);
+        }
+        seen
+    })
+    .await
+}
+
+/// The sites other than `site`.
+fn others(site: &str) -> Vec<&'static str> {
+    SITES.iter().copied().filter(|s| *s != site).collect()
+}
+
+/// Moves the leader off site a and says where it is: the leader-fault
+/// scenarios are about a leader that is not the primary's witness (a
+/// fault of that one takes the primary's agent with it:
+/// `kill_primary_witness_no_failover` and the rolling restart).
+async fn leader_off_a(w: &mut World) -> Result<&'static str> {
+    move_leadership_off(w, "a").await?;
+    let l = leader_site(w).await?;
+    step(&format!("leader at site {l}"));
+    Ok(l)
+}
+
+/// The tie-breaker leads and is isolated: the primary's lease, which no
+/// longer goes through the leader, must hold through the election.
+fn isolate_c_while_leading(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        move_leadership_to(w, "c").await?;
+        step("leader at site c");
+        let t = w.net().isolate("c")?;
+        let (new, term) = leader_among(w, &["a", "b"], "c", "a and b elect a new leader").await?;
+        step(&format!("leader moved from c to {new} (term {term})"));
+        watch(
+            LEASE_WATCH,
+            "the leader's site is isolated: no failover, no outage",
+        )
+        .await;
+        w.net().heal()?;
+        Ok(Some(t))
+    })
+}
+
+fn kill_leader_witness(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let l = leader_off_a(w).await?;
+        let t = w.signal_witness(l, Signal::SIGKILL)?;
+        let (new, term) =
+            leader_among(w, &others(l), l, "the two others elect a new leader").await?;
+        step(&format!("leader moved from {l} to {new} (term {term})"));
+        watch(
+            LEASE_WATCH,
+            "the old leader is dead: no failover, no outage",
+        )
+        .await;
+        w.start_witness(l)?;
+        w.wait_ready("the killed leader's witness rejoined").await?;
+        Ok(Some(t))
+    })
+}
+
+/// How long the leader's witness stays frozen (SIGSTOP): longer than the
+/// election that replaces it and several lease TTLs.
+const LEADER_FREEZE: Duration = Duration::from_secs(8);
+
+fn sigstop_leader_witness(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let l = leader_off_a(w).await?;
+        let t = w.signal_witness(l, Signal::SIGSTOP)?;
+        let frozen = async {
+            let (new, term) =
+                leader_among(w, &others(l), l, "the two others elect a new leader").await?;
+            step(&format!("leader moved from {l} to {new} (term {term})"));
+            let left = LEADER_FREEZE.saturating_sub(Duration::from_millis((now_ms() - t) as u64));
+            watch(left, "the old leader is frozen: no failover, no outage").await;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        // Thawed whatever happened: a frozen witness is neither running
+        // to the runner (it restarts only dead ones) nor able to settle.
+        w.signal_witness(l, Signal::SIGCONT)?;
+        frozen?;
+        w.wait_ready("the thawed old leader rejoined as a follower")
+            .await?;
+        Ok(Some(t))
+    })
+}
+
+fn restart_leader_witness(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let l = leader_off_a(w).await?;
+        let before = w.wait_ready("before the restart").await?;
+        let t = w.signal_witness(l, Signal::SIGTERM)?;
+        w.start_witness(l)?;
+        let after = w
+            .wait_ready("the restarted leader's witness rejoined")
+            .await?;
+        unchanged_across("the leader's restart", &before, &after)?;
+        watch(
+            LEASE_WATCH,
+            "after the leader's restart: no failover, no outage",
+        )
+        .await;
+        Ok(Some(t))
+    })
+}
+
+/// A rolling upgrade: each witness stopped (SIGTERM) and started again in
+/// turn, the tie-breaker first and the primary's own last, each once the
+/// cluster is ready again. Site a's restart is the hard one: the
+/// primary's agent lives in that process and must take its lease again
+/// before the database's runs out.
+fn rolling_restart_witnesses(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let before = w.wait_ready("before the rolling restart").await?;
+        let mut first = None;
+        for site in ["c", "b", "a"] {
+            let t = w.signal_witness(site, Signal::SIGTERM)?;
+            first.get_or_insert(t);
+            w.start_witness(site)?;
+            w.wait_ready(&format!(
+                "witness {site} restarted; the cluster is ready again"
+            ))
+            .await?;
+        }
+        let after = w.wait_ready("after the rolling restart").await?;
+        unchanged_across("the rolling restart", &before, &after)?;
+        watch(
+            LEASE_WATCH,
+            "after the rolling restart: no failover, no outage",
+        )
+        .await;
+        Ok(first)
+    })
+}
+
+/// How long site a stays isolated in `heal_after_long_isolation_of_a`:
+/// long after the failover (about 5 s), so that witness a, alone, has
+/// started election after election and its term has climbed far.
+const LONG_ISOLATION: Duration = Duration::from_secs(20);
+
+/// How long to watch after a heal for a returning witness that deposes
+/// the leader: it would do so at its first exchange with the others (a
+/// heartbeat every 50 ms, an election timeout of 200–400 ms).
+const HEAL_WATCH: Duration = Duration::from_secs(2);
+
+fn heal_after_long_isolation_of_a(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w.net().isolate("a")?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        step(&format!("failover recorded: {}", f["outcome"]));
+        let left = LONG_ISOLATION.saturating_sub(Duration::from_millis((now_ms() - t) as u64));
+        watch(
+            left,
+            "site a stays isolated: its witness campaigns alone, its term climbs",
+        )
+        .await;
+        let (leader, term) = leader_among(
+            w,
+            &["b", "c"],
+            "a",
+            "b and c agree on their leader before the heal",
+        )
+        .await?;
+        let a_term = w.status("a").await.and_then(|s| s["term"].as_u64());
+        step(&format!(
+            "before the heal: leader {leader} at term {term}; isolated witness a at term {a_term:?}"
+        ));
+        w.net().heal()?;
+        watch(
+            HEAL_WATCH,
+            "the healed witness a must not depose the leader",
+        )
+        .await;
+        let after = w.wait_ready("settled after the heal").await?;
+        let l2 = after["leader_id"]
+            .as_u64()
+            .and_then(|id| SITES.get(id.checked_sub(1)? as usize));
+        let t2 = after["term"].as_u64();
+        if l2 != Some(&leader) || t2 != Some(term) {
+            bail!(
+                "the heal deposed the leader: leader {leader} at term {term} before the heal, leader {l2:?} at term {t2:?} after it; isolated witness a had reached term {a_term:?} (no pre-vote in openraft 0.9: a returning witness's higher term ends the leader's)"
+            );
+        }
+        Ok(Some(t))
+    })
+}
+
+/// Site a's witness, and with it the primary's agent and its in-process
+/// lease guard, is killed; then site a is isolated. The other two fail
+/// over once the lease they granted has run out, which it long has: the
+/// database at a, unguarded, must not take a write after that.
+fn kill_primary_witness_then_isolate_a(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        w.signal_witness("a", Signal::SIGKILL)?;
+        watch(
+            Duration::from_secs(10),
+            "site a's witness is dead: the lease it held runs out; its database runs on",
+        )
+        .await;
+        let t = w.net().isolate("a")?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        step(&format!("failover recorded: {}", f["outcome"]));
+        let left =
+            Duration::from_secs(15).saturating_sub(Duration::from_millis((now_ms() - t) as u64));
+        watch(
+            left,
+            "site a is isolated without its witness: its database must not take a write after b's promotion",
+        )
+        .await;
+        w.net().heal()?;
+        w.start_witness("a")?;
+        Ok(Some(t))
+    })
+}
+
+/// Every named scenario, in the order the suite runs them. Those that
+/// expect no failover also claim no outage (rule g) at [`MAX_GAP_MS`],
+/// unless they say otherwise.
+pub fn all() -> Vec<Scenario> {
+    let s = Scenario::new;
     vec![
         s(
             "isolate_site_a_fails_over",
@@ -638,13 +955,15 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             isolate_a,
         ),
+        // The standby's site: commits wait for it until sync degrades.
         s(
             "isolate_site_b_no_failover",
             Expect::NoFailover,
             RTO_MS,
             default_settings,
             isolate_b,
-        ),
+        )
+        .max_gap(SYNC_DEGRADE_GAP_MS),
         s(
             "isolate_site_c_no_failover",
             Expect::NoFailover,
@@ -652,13 +971,15 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             isolate_c,
         ),
+        // The primary loses its sync standby: commits wait until sync degrades.
         s(
             "cut_a_b_no_failover",
             Expect::NoFailover,
             RTO_MS,
             default_settings,
             cut_a_b,
-        ),
+        )
+        .max_gap(SYNC_DEGRADE_GAP_MS),
         s(
             "cut_a_c_no_failover",
             Expect::NoFailover,
@@ -666,13 +987,15 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             cut_a_c,
         ),
+        // As cut_a_b_no_failover: commits wait until sync degrades.
         s(
             "cut_a_b_leader_at_b_no_failover",
             Expect::NoFailover,
             RTO_MS,
             default_settings,
             cut_a_b_leader_b,
-        ),
+        )
+        .max_gap(SYNC_DEGRADE_GAP_MS),
         s(
             "cut_a_c_leader_at_c_no_failover",
             Expect::NoFailover,
@@ -680,13 +1003,18 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             cut_a_c_leader_c,
         ),
+        // The isolated leader is at b or c (whichever won after it was
+        // moved off a); at b it is the standby's site too, and commits wait
+        // until sync degrades. The leader at c alone is
+        // isolate_site_c_while_leading_no_outage, at MAX_GAP_MS.
         s(
             "isolate_leader_new_leader_no_failover",
             Expect::NoFailover,
             RTO_MS,
             default_settings,
             isolate_leader,
-        ),
+        )
+        .max_gap(SYNC_DEGRADE_GAP_MS),
         s(
             "kill_primary_db_restart_policy",
             Expect::RestartOrFailover,
@@ -736,6 +1064,56 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             restart_all_witnesses,
         ),
+        s(
+            "isolate_site_c_while_leading_no_outage",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            isolate_c_while_leading,
+        ),
+        s(
+            "kill_leader_witness_no_outage",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            kill_leader_witness,
+        ),
+        s(
+            "sigstop_leader_witness_no_outage",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            sigstop_leader_witness,
+        ),
+        s(
+            "restart_leader_witness_no_outage",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            restart_leader_witness,
+        ),
+        s(
+            "rolling_restart_witnesses_no_outage",
+            Expect::NoFailover,
+            RTO_MS,
+            default_settings,
+            rolling_restart_witnesses,
+        ),
+        s(
+            "heal_after_long_isolation_of_a",
+            Expect::Failover,
+            RTO_MS,
+            default_settings,
+            heal_after_long_isolation_of_a,
+        )
+        .no_outage_after_heal(),
+        s(
+            "kill_primary_witness_then_isolate_a",
+            Expect::Failover,
+            RTO_MS,
+            default_settings,
+            kill_primary_witness_then_isolate_a,
+        ),
     ]
 }
 
@@ -772,6 +1150,7 @@ pub async fn broken_fence() -> Result<Report> {
                         rule: "a",
                         what: "see slices".into(),
                         at_ms: None,
+                        until_ms: None,
                     }],
                     ..Report::default()
                 })

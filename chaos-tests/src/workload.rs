@@ -1,7 +1,8 @@
 //! What clients see: writers that insert numbered rows and record each
 //! acknowledged write (id, the server that took it, whether synchronous
 //! replication was in force for it, the server's and the client's clock),
-//! and a sampler that records, every 200 ms, which database is writable and
+//! and a sampler that records, every 200 ms, which database is writable,
+//! when each database's postmaster started (a restart changes it), and
 //! which HAProxy servers are routable.
 //!
 //! Three writers run at once: one through the front door (HAProxy on the
@@ -60,6 +61,9 @@ pub struct Sample {
     /// `(site, writable)`: `Some(true)` primary, `Some(false)` in
     /// recovery, `None` no answer.
     pub writable: Vec<(&'static str, Option<bool>)>,
+    /// `(site, pg_postmaster_start_time())` in Unix ms: changes exactly
+    /// when that server was restarted; `None` when it did not answer.
+    pub started: Vec<(&'static str, Option<i64>)>,
     /// Sites whose HAProxy server is routable (not in maintenance); `None`
     /// when HAProxy did not answer.
     pub routable: Option<Vec<&'static str>>,
@@ -270,6 +274,7 @@ async fn sampler(
     while !stop.load(Ordering::SeqCst) {
         let at_ms = now_ms();
         let mut writable = Vec::new();
+        let mut started = Vec::new();
         for ((site, sock), conn) in dbs.iter().zip(conns.iter_mut()) {
             if conn.is_none() {
                 *conn = tokio::time::timeout(Duration::from_millis(500), connect_local(sock))
@@ -277,11 +282,17 @@ async fn sampler(
                     .ok()
                     .and_then(|c| c.ok());
             }
-            let mut w = None;
+            let (mut w, mut since) = (None, None);
             if let Some(c) = conn.as_mut() {
-                let q = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(c);
+                let q = sqlx::query_as::<_, (bool, i64)>(
+                    "SELECT pg_is_in_recovery(), (extract(epoch FROM pg_postmaster_start_time()) * 1000)::bigint",
+                )
+                .fetch_one(c);
                 match tokio::time::timeout(Duration::from_millis(500), q).await {
-                    Ok(Ok(in_recovery)) => w = Some(!in_recovery),
+                    Ok(Ok((in_recovery, start_ms))) => {
+                        w = Some(!in_recovery);
+                        since = Some(start_ms);
+                    }
                     _ => {
                         if let Some(c) = conn.take() {
                             drop(tokio::time::timeout(Duration::from_millis(100), c.close()).await);
@@ -290,11 +301,13 @@ async fn sampler(
                 }
             }
             writable.push((*site, w));
+            started.push((*site, since));
         }
         let routable = haproxy_routable(&haproxy_sock).await;
         samples.lock().expect("samples lock").push(Sample {
             at_ms,
             writable,
+            started,
             routable,
         });
         tokio::time::sleep(SAMPLE_EVERY).await;

@@ -5,6 +5,9 @@
 
 use chaos_tests::scenario;
 
+/// Runs a named scenario. `.ci/run` counts the lines that start with
+/// `    run("` as the named scenarios that must pass: an `#[ignore]`d one must
+/// call it in another form (e.g. `scenario_run(...)` through a local alias).
 fn run(name: &str) {
     if !chaos_tests::gate(name) {
         return;
@@ -97,6 +100,56 @@ fn freeze_primary_db_fenced_after_thaw() {
 #[test]
 fn restart_all_witnesses_no_failover() {
     run("restart_all_witnesses_no_failover");
+}
+
+/// The leader at the tie-breaker's site, which is then isolated: a new
+/// leader, and the primary's quorum lease holds through the election.
+#[test]
+fn isolate_site_c_while_leading_no_outage() {
+    run("isolate_site_c_while_leading_no_outage");
+}
+
+/// SIGKILL of the leader's witness (not site a's): no failover, no outage.
+#[test]
+fn kill_leader_witness_no_outage() {
+    run("kill_leader_witness_no_outage");
+}
+
+/// The leader's witness (not site a's) frozen for 8 s, then thawed.
+#[test]
+fn sigstop_leader_witness_no_outage() {
+    run("sigstop_leader_witness_no_outage");
+}
+
+/// The leader's witness (not site a's) stopped with SIGTERM and started.
+#[test]
+fn restart_leader_witness_no_outage() {
+    run("restart_leader_witness_no_outage");
+}
+
+/// A rolling upgrade: witnesses c, b, then a restarted one after another.
+#[test]
+fn rolling_restart_witnesses_no_outage() {
+    run("rolling_restart_witnesses_no_outage");
+}
+
+/// Site a isolated for 20 s (failover to b), healed: the returning
+/// witness must not depose the new leader, and b takes writes throughout.
+/// Fails today: witness a, alone, raised its term election after election
+/// (to 68 in 20 s), and at the heal the leader saw the higher term and
+/// stepped down (term 1 -> 72, docs/chaos.md); the writes through the
+/// front door did not stop (longest gap 33 ms).
+#[test]
+fn heal_after_long_isolation_of_a() {
+    run("heal_after_long_isolation_of_a");
+}
+
+/// Site a's witness killed, then site a isolated: the old primary, whose
+/// lease guard died with its witness, must not take a write after b's
+/// promotion (rule a).
+#[test]
+fn kill_primary_witness_then_isolate_a() {
+    run("kill_primary_witness_then_isolate_a");
 }
 
 /// The checker's self-test against a deliberately broken build: the fence
