@@ -762,7 +762,8 @@ impl Controller {
     }
 
     /// Asks every witness (this one without the network) whether it vouches
-    /// that `site`'s lease ended for the failover of `epoch`.
+    /// that `site`'s lease ended for the failover of `epoch`; returns as soon
+    /// as a majority vouches.
     async fn ask_expiry(&self, site: &SiteId, epoch: u64, proof: &mut ExpiryProof) {
         proof.record(self.topology.own_id, self.lease.expiry(site, epoch));
         let mut asks = tokio::task::JoinSet::new();
@@ -782,6 +783,13 @@ impl Controller {
                     tracing::debug!(witness = w, error = %e, "no lease expiry answer")
                 }
                 Err(e) => tracing::warn!(error = %e, "lease expiry question task failed"),
+            }
+            // A majority is enough: an unreachable witness (the old
+            // primary's, typically) must not hold up the proof until its
+            // question times out.
+            if proof.is_proven() {
+                asks.abort_all();
+                break;
             }
         }
     }
