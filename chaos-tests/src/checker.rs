@@ -27,6 +27,10 @@
 //!   than the scenario's bound (500 ms by default), counted from the first
 //!   fault (or from the last heal) to the end of the run. The longest gap
 //!   is measured, and reported, in every run.
+//! * (h) link flapping costs less than it cuts, where the scenario claims
+//!   a share ([`check_flapping`]): the front door is unavailable (each gap
+//!   between acknowledgements, less 100 ms of normal spacing) for at most
+//!   that share of the time the links were cut.
 //!
 //! A violation carries the time it is about, and the report prints the
 //! slice of the merged history around it.
@@ -121,6 +125,9 @@ pub struct History {
     pub availability: Option<Availability>,
     /// When the history was collected: the end of the last gap, Unix ms.
     pub end_ms: i64,
+    /// Rule (h), for link flapping: the front door may be unavailable for
+    /// at most this share of the time the links were cut. `None`: no claim.
+    pub flap_share: Option<f64>,
 }
 
 /// One broken rule.
@@ -162,6 +169,9 @@ pub struct Report {
     pub longest_gap: Option<Gap>,
     /// Rule (g)'s bound, when the scenario claims no outage.
     pub max_gap_ms: Option<i64>,
+    /// Rule (h)'s figures, when the scenario claims a share: the links' cut
+    /// time and the front door's unavailable time, ms.
+    pub flap: Option<(i64, i64)>,
     /// The merged history slices of the violations, ready to print.
     pub slices: String,
 }
@@ -517,6 +527,10 @@ pub fn check(h: &History) -> Report {
     r.longest_gap = gap;
     v.extend(g);
 
+    // (h) flapping costs less unavailability than it cuts.
+    r.flap = h.flap_share.map(|_| cut_and_unavailable_ms(h));
+    v.extend(check_flapping(h));
+
     for x in &v {
         let _ = writeln!(r.slices, "VIOLATION ({}) {}", x.rule, x.what);
         if let Some(t) = x.at_ms {
@@ -537,6 +551,71 @@ pub fn check(h: &History) -> Report {
     }
     r.violations = v;
     r
+}
+
+/// A front-door writer acknowledges a write every few tens of ms; time
+/// past this in a gap counts as unavailable (rule h).
+const NORMAL_SPACING_MS: i64 = 100;
+
+/// How long the links were cut in all (from a cut or isolation to the
+/// next heal), and how long the front door was unavailable from the first
+/// fault on (each gap between front-door acknowledgements, less
+/// [`NORMAL_SPACING_MS`]), both ms.
+pub fn cut_and_unavailable_ms(h: &History) -> (i64, i64) {
+    let mut cut_total = 0;
+    let mut cut_since: Option<i64> = None;
+    for f in &h.faults {
+        if f.text.starts_with("cut ") || f.text.starts_with("isolate ") {
+            cut_since.get_or_insert(f.at_ms);
+        } else if f.text.starts_with("heal") {
+            if let Some(since) = cut_since.take() {
+                cut_total += f.at_ms - since;
+            }
+        }
+    }
+    if let Some(since) = cut_since {
+        cut_total += h.end_ms - since;
+    }
+    let Some(start) = h.faults.first().map(|f| f.at_ms) else {
+        return (0, 0);
+    };
+    let mut acked: Vec<i64> = h
+        .acks
+        .iter()
+        .filter(|a| a.via == "front-door" && a.acked_ms > start && a.acked_ms <= h.end_ms)
+        .map(|a| a.acked_ms)
+        .collect();
+    acked.sort_unstable();
+    let mut unavailable = 0;
+    let mut prev = start;
+    for t in acked.into_iter().chain([h.end_ms.max(start)]) {
+        unavailable += (t - prev - NORMAL_SPACING_MS).max(0);
+        prev = t;
+    }
+    (cut_total, unavailable)
+}
+
+/// Rule (h): under link flapping the front door is unavailable for less
+/// than the scenario's share of the time the links were cut: a fault that
+/// needs no failover costs no outage, and the fences of a flap are undone
+/// (frozen, then thawed) rather than each costing a crash recovery.
+pub fn check_flapping(h: &History) -> Vec<Violation> {
+    let Some(share) = h.flap_share else {
+        return Vec::new();
+    };
+    let (cut, unavailable) = cut_and_unavailable_ms(h);
+    if unavailable as f64 <= share * cut as f64 {
+        return Vec::new();
+    }
+    vec![Violation {
+        rule: "h",
+        what: format!(
+            "the front door was unavailable for {unavailable} ms while the links were cut for {cut} ms in all; the bound is {:.0} % of the cut time",
+            share * 100.0
+        ),
+        at_ms: h.faults.first().map(|f| f.at_ms),
+        until_ms: h.faults.last().map(|f| f.at_ms),
+    }]
 }
 
 /// Rule (g): measures the longest front-door gap in the window, and, when
@@ -794,6 +873,7 @@ mod tests {
             replication: "sync".into(),
             availability: None,
             end_ms: 4000,
+            flap_share: None,
         }
     }
 
@@ -849,6 +929,7 @@ mod tests {
                 from: GapFrom::FirstFault,
             }),
             end_ms: 5000,
+            flap_share: None,
         }
     }
 
@@ -1008,5 +1089,68 @@ mod tests {
         let mut h = history(vec![], vec![]);
         h.expect = Expect::NoFailover;
         assert!(check(&h).violations.iter().any(|v| v.rule == "d"));
+    }
+
+    /// Rule (h): links cut 1000..2000 and 3000..4000 (2000 ms in all), one
+    /// front-door ack every 100 ms except in `dark`.
+    fn flapping(dark: impl Fn(i64) -> bool, share: f64) -> History {
+        let mut h = calm(dark);
+        h.expect = Expect::AtMostOne;
+        h.faults = vec![
+            FaultEvent {
+                at_ms: 1000,
+                text: "cut a<->b".into(),
+            },
+            FaultEvent {
+                at_ms: 1000,
+                text: "cut a<->c".into(),
+            },
+            FaultEvent {
+                at_ms: 2000,
+                text: "heal all links".into(),
+            },
+            FaultEvent {
+                at_ms: 3000,
+                text: "cut a<->b".into(),
+            },
+            FaultEvent {
+                at_ms: 4000,
+                text: "heal all links".into(),
+            },
+        ];
+        h.end_ms = 5000;
+        h.flap_share = Some(share);
+        h
+    }
+
+    #[test]
+    fn flapping_within_its_share_of_the_cut_time_passes() {
+        // 1200..1800 dark: 700 ms without an ack, 600 ms of it unavailable.
+        let h = flapping(|t| (1200..1800).contains(&t), 0.5);
+        assert_eq!(cut_and_unavailable_ms(&h), (2000, 600));
+        assert!(check_flapping(&h).is_empty());
+    }
+
+    #[test]
+    fn flapping_that_costs_more_than_its_share_fails_rule_h() {
+        // Dark through both cuts: 1100..2100 and 3100..4100.
+        let h = flapping(
+            |t| (1100..2100).contains(&t) || (3100..4100).contains(&t),
+            0.5,
+        );
+        let (cut, unavailable) = cut_and_unavailable_ms(&h);
+        assert_eq!(cut, 2000);
+        assert!(unavailable > 1000, "{unavailable}");
+        let v = check_flapping(&h);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].rule, "h");
+        assert!(
+            check_flapping(&History {
+                flap_share: None,
+                ..h
+            })
+            .is_empty(),
+            "no claim, no rule"
+        );
     }
 }

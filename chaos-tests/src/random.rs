@@ -161,7 +161,8 @@ async fn one_round(run: &mut Run, round: usize) -> Result<()> {
             }
         }
         let settled = w.wait_ready("settle after the heal").await;
-        let mut r = collect_and_check(&mut w, &wl, Expect::AtMostOne, RTO_MS, Some(t), None).await;
+        let mut r =
+            collect_and_check(&mut w, &wl, Expect::AtMostOne, RTO_MS, Some(t), None, None).await;
         run.checked += 1;
         if let Err(e) = settled {
             r.violations.push(crate::checker::Violation {
