@@ -503,7 +503,11 @@ fn sigstop_server(server: &PgServer) -> Vec<i32> {
     let _ = kill(Pid::from_raw(pm), Signal::SIGSTOP);
     let mut pids = vec![pm];
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
