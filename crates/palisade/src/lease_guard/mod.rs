@@ -459,9 +459,11 @@ pub async fn run(args: GuardArgs, cancel: CancellationToken) -> Result<(), Guard
         }
         let now = monotonic_ms();
         let read = guard.read_order();
+        let server_up = guard.site.process_state() != ProcessState::Stopped;
         renewer.observe(read.as_ref().map(|(o, seen)| Seen {
             epoch: o.epoch,
             hard: o.hard,
+            server_up,
             ..seen.clone()
         }));
         let order = read.map(|(o, _)| renewer.effective(o));
@@ -591,6 +593,7 @@ impl Guard {
                             hard: line.hard,
                             written_ms: line.written_ms,
                             spec: line.renewal,
+                            server_up: true,
                         },
                     )),
                     None,

@@ -52,6 +52,10 @@ pub struct Seen {
     pub written_ms: u64,
     /// How to renew; `None`: the witness did not say (nothing to do).
     pub spec: Option<RenewSpec>,
+    /// Whether any process of the server exists: a server that is not
+    /// running needs no lease, and renewing one for it would only delay
+    /// the failover of a site whose witness and database are both gone.
+    pub server_up: bool,
 }
 
 struct Inner {
@@ -160,7 +164,7 @@ impl Renewer {
             let spec = s.spec.as_ref()?;
             let silent = now.saturating_sub(s.written_ms) > 2 * spec.renew_interval_ms;
             let refused = inner.refused.as_ref().is_some_and(|(e, _)| *e == s.epoch);
-            (silent && !s.hard && !refused).then(|| (s.epoch, spec.clone()))
+            (silent && s.server_up && !s.hard && !refused).then(|| (s.epoch, spec.clone()))
         });
         if job.is_some() != inner.renewing {
             inner.renewing = job.is_some();
