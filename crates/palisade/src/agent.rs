@@ -49,6 +49,9 @@ const EPOCH_WAIT: Duration = Duration::from_secs(3);
 /// How often the lease guard looks at the lease (a refusal pulls its
 /// deadline to now; a renewal pushes it out).
 const GUARD_POLL: Duration = Duration::from_millis(20);
+/// How soon a new primary's agent asks again for the lease it needs before
+/// it promotes.
+const TAKE_LEASE_RETRY_MS: u64 = 50;
 /// A lease guard whose heartbeat is older than this is taken for dead (it
 /// polls every 20 ms): the agent enforces the lease itself.
 const GUARD_STALE_MS: u64 = 500;
@@ -478,7 +481,10 @@ impl Agent {
         let deadline = mono_ms() + within.as_millis() as u64;
         loop {
             self.clone().renew(epoch);
-            let retry = mono_ms() + self.settings.renew_interval.as_millis() as u64 / 2;
+            // Soon again: a witness that had not applied the fence record
+            // yet answered "unknown", and will grant once it has (a
+            // commit's replication, a few ms); each round is cheap.
+            let retry = mono_ms() + TAKE_LEASE_RETRY_MS;
             loop {
                 let now = mono_ms();
                 if self.st().lease.is_valid(
