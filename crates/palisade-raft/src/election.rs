@@ -73,20 +73,26 @@ pub struct Voter {
 
 /// Whether a node in the state `voter` would vote for a candidate whose last
 /// log id is `candidate_log`, in words when not. A node that hears from a
-/// live leader (within `election_min`) or is one says no: there is nothing
-/// to elect. A candidate with an older log would lose the election anyway.
+/// live leader (within `leader_timeout`) or is one says no: there is
+/// nothing to elect. A candidate with an older log would lose the election
+/// anyway.
+///
+/// `leader_timeout` is the maximum election timeout: openraft itself
+/// refuses a real vote that long after its last contact with the leader
+/// (its "leader lease"), so a pre-vote granted sooner would only raise a
+/// term in vain.
 pub fn pre_vote(
     voter: &Voter,
     candidate_log: Option<LogId<NodeId>>,
-    election_min: Duration,
+    leader_timeout: Duration,
 ) -> Result<(), String> {
-    if let Some(acked) = voter.leading_acked.filter(|a| *a < election_min) {
+    if let Some(acked) = voter.leading_acked.filter(|a| *a < leader_timeout) {
         return Err(format!(
             "I lead, with a quorum's acknowledgement {} ms ago",
             acked.as_millis()
         ));
     }
-    if let Some(heard) = voter.leader_heard.filter(|h| *h < election_min) {
+    if let Some(heard) = voter.leader_heard.filter(|h| *h < leader_timeout) {
         return Err(format!(
             "I heard from the leader {} ms ago",
             heard.as_millis()
@@ -133,9 +139,10 @@ pub async fn voter(raft: &Raft, log: &LogStore, contact: &LeaderContact) -> Vote
     }
 }
 
-/// Runs elections for this node until `cancel`: after a randomized timeout
-/// in `[election_min, election_max)` with no leader heard from, a pre-vote;
-/// on a majority, openraft's election.
+/// Runs elections for this node until `cancel`: every randomized timeout in
+/// `[election_min, election_max)`, if no leader was heard from for
+/// `election_max` (openraft's own leader lease), a pre-vote; on a majority,
+/// openraft's election.
 #[allow(clippy::too_many_arguments)]
 pub async fn campaign(
     raft: Raft,
@@ -169,7 +176,7 @@ pub async fn campaign(
         let me = voter(&raft, &log, &contact).await;
         let m = raft.metrics().borrow().clone();
         if m.state == ServerState::Leader
-            || me.leader_heard.is_some_and(|h| h < election_min)
+            || me.leader_heard.is_some_and(|h| h < election_max)
             || m.state == ServerState::Shutdown
         {
             continue;
@@ -244,7 +251,7 @@ fn random_between(min: Duration, max: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    const MIN: Duration = Duration::from_millis(300);
+    const MIN: Duration = Duration::from_millis(300); // the leader timeout
 
     fn log(term: u64, index: u64) -> Option<LogId<NodeId>> {
         log_id_from(Some(term), Some(1), Some(index))

@@ -33,7 +33,7 @@ pub struct PeerService {
     contacts: PeerContacts,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
     /// For pre-votes: when this node last accepted a leader's entries, its
-    /// log, and the minimum election timeout.
+    /// log, and how long a leader counts as live after its last contact.
     election: Option<(LeaderContact, LogStore, Duration)>,
 }
 
@@ -55,9 +55,9 @@ impl PeerService {
         mut self,
         contact: LeaderContact,
         log: LogStore,
-        election_min: Duration,
+        leader_timeout: Duration,
     ) -> Self {
-        self.election = Some((contact, log, election_min));
+        self.election = Some((contact, log, leader_timeout));
         self
     }
 
@@ -100,7 +100,7 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<PreVoteRequest>,
     ) -> Result<Response<PreVoteReply>, Status> {
-        let Some((contact, log, election_min)) = &self.election else {
+        let Some((contact, log, leader_timeout)) = &self.election else {
             return Err(Status::unimplemented("this witness runs no pre-votes"));
         };
         let req = req.into_inner();
@@ -108,7 +108,7 @@ impl RaftPeer for PeerService {
         let candidate_log =
             election::log_id_from(req.last_log_term, req.last_log_node, req.last_log_index);
         Ok(Response::new(
-            match election::pre_vote(&voter, candidate_log, *election_min) {
+            match election::pre_vote(&voter, candidate_log, *leader_timeout) {
                 Ok(()) => PreVoteReply {
                     granted: true,
                     reason: String::new(),

@@ -126,7 +126,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         PeerService::new(raft.clone(), config.topology.clone(), contacts.clone()).with_pre_vote(
             leader_contact.clone(),
             log_reader.clone(),
-            config.raft.election_min,
+            // openraft refuses a real vote until this long after a leader's
+            // last contact: a pre-vote granted sooner would be wasted.
+            config.raft.election_max,
         );
     let mut control_service = ControlService::new(
         raft.clone(),
