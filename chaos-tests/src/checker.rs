@@ -560,7 +560,7 @@ const NORMAL_SPACING_MS: i64 = 100;
 /// How long the links were cut in all (from a cut or isolation to the
 /// next heal), and how long the front door was unavailable from the first
 /// fault on (each gap between front-door acknowledgements, less
-/// [`NORMAL_SPACING_MS`]), both ms.
+/// `NORMAL_SPACING_MS`, 100 ms), both ms.
 pub fn cut_and_unavailable_ms(h: &History) -> (i64, i64) {
     let mut cut_total = 0;
     let mut cut_since: Option<i64> = None;
