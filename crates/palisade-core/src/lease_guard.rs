@@ -37,7 +37,7 @@ pub const DEFAULT_HARD_AFTER_MS: u64 = 10_000;
 /// Written by the primary's site agent on each lease renewal (and with
 /// `hard` when a failover away from this site is committed); read by the
 /// guard on every poll. Only the latest order counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GuardOrder {
     /// The failover epoch the lease belongs to. A freeze made under one
     /// epoch is undone only by a live order of the same epoch: a later
@@ -61,7 +61,7 @@ impl GuardOrder {
 }
 
 /// The local server as the guard sees it on one poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServerState {
     /// Some server process can run: it may acknowledge writes. A server
     /// that somebody other than this guard stopped (an operator, a chaos

@@ -8,7 +8,7 @@ use crate::topology::NodeId;
 /// What the primary site's agent knows of its lease: for each witness, the
 /// send time (agent clock, ms) of the most recent renewal it granted, and
 /// the epoch it granted it for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QuorumLease {
     /// How many witnesses' live grants make the lease (a majority).
     quorum: usize,

@@ -102,7 +102,7 @@ pub fn lease_epoch(state: &ClusterState, site: &SiteId) -> Option<u64> {
 
 /// What one witness vouches for about a site's lease, on the leader's
 /// question "has the lease of `site` ended, for a failover of `epoch`?".
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Expiry {
     /// This witness stopped granting to the site and every grant it made
     /// (since its start) has run out, drift included.
@@ -124,7 +124,7 @@ pub enum Expiry {
 /// A witness's memory of its grants: when it last granted each site, and
 /// when it started (grants before a restart are forgotten, so it vouches
 /// for nothing until a whole wait after its start).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GrantBook {
     started_ms: u64,
     last_grant_ms: BTreeMap<SiteId, u64>,
@@ -196,7 +196,7 @@ impl GrantBook {
 /// witnesses each answered [`Expiry::Expired`]. An `Expired` answer stays
 /// counted: the witness had stopped granting for good (the failover record
 /// is durable) and none of its grants was live.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExpiryProof {
     quorum: usize,
     answers: BTreeMap<NodeId, Expiry>,
