@@ -361,6 +361,27 @@ impl Cluster {
                 let _ = child.kill().await;
             }
         }
+        // The lease guards outlive their witnesses on purpose (they keep
+        // enforcing a lease while a witness is away); the demo is over, so
+        // stop them before their files go.
+        for w in &self.witnesses {
+            let order = self
+                .dir
+                .path()
+                .join("data")
+                .join(w.site)
+                .join("lease-guard.order");
+            if !order.exists() {
+                continue;
+            }
+            let guard = crate::lease_guard::GuardHandle::new(order, "", "", "");
+            match tokio::task::spawn_blocking(move || guard.stop(STOP_GRACE)).await {
+                Ok(Ok(true)) => p.detail(format!("stopped the lease guard of site {}", w.site)),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => p.detail(format!("lease guard of site {}: {e}", w.site)),
+                Err(e) => p.detail(format!("stopping the lease guard of site {}: {e}", w.site)),
+            }
+        }
         let path = self.dir.path().to_path_buf();
         match self.dir.close() {
             Ok(()) => p.detail(format!("removed {}", path.display())),
