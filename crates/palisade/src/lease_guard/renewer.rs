@@ -1,7 +1,8 @@
-//! The guard's own renewals: while the witness is silent (dead, SIGSTOPped,
-//! restarting for an upgrade), the guard renews the primary's quorum lease
-//! with the witnesses itself, exactly as the agent does, so that losing the
-//! witness *process* costs the database nothing. Losing the *site's network*
+//! The guard's own renewals: while the server runs, the guard renews the
+//! primary's quorum lease with the witnesses itself, alongside the agent and
+//! exactly as it does, so that when the witness goes silent (dead,
+//! SIGSTOPped, restarting for an upgrade) the lease is already held:
+//! losing the witness *process* costs the database nothing. Losing the *site's network*
 //! still ends the lease: the guard then reaches no majority either, and
 //! freezes the server at the deadline.
 //!
@@ -69,6 +70,8 @@ struct Inner {
     peers: Option<(Vec<(NodeId, String)>, Peers)>,
     /// Whether the guard is renewing now (to log the change once).
     renewing: bool,
+    /// Whether the witness has written no order for two renewal intervals.
+    silent: bool,
 }
 
 /// The guard's renewals and the lease they hold.
@@ -86,6 +89,7 @@ impl Default for Renewer {
                 refused: None,
                 peers: None,
                 renewing: false,
+                silent: false,
             }),
         }
     }
@@ -160,23 +164,37 @@ impl Renewer {
     fn due(&self, now: u64) -> Option<(Job, Duration)> {
         let mut inner = self.lock();
         let seen = inner.seen.clone();
+        // The guard renews alongside the witness all the time, not only
+        // once the witness has gone quiet: taking over only then left too
+        // little of the lease for a first round trip on a loaded machine
+        // (its channels not even connected yet), and the server froze.
         let job = seen.as_ref().and_then(|s| {
             let spec = s.spec.as_ref()?;
-            let silent = now.saturating_sub(s.written_ms) > 2 * spec.renew_interval_ms;
             let refused = inner.refused.as_ref().is_some_and(|(e, _)| *e == s.epoch);
-            (silent && s.server_up && !s.hard && !refused).then(|| (s.epoch, spec.clone()))
+            (s.server_up && !s.hard && !refused).then(|| (s.epoch, spec.clone()))
+        });
+        let silent = seen.as_ref().is_some_and(|s| {
+            s.spec
+                .as_ref()
+                .is_some_and(|spec| now.saturating_sub(s.written_ms) > 2 * spec.renew_interval_ms)
         });
         if job.is_some() != inner.renewing {
             inner.renewing = job.is_some();
-            match (&job, &seen) {
-                (Some((epoch, _)), Some(s)) => tracing::warn!(
-                    epoch,
-                    silent_ms = now.saturating_sub(s.written_ms),
-                    "the witness is silent: the lease guard renews the lease itself"
+            match &job {
+                Some((epoch, _)) => tracing::info!(epoch, "the lease guard renews the lease too"),
+                None => tracing::info!(
+                    "the lease guard stopped renewing (no server, a hard order, or a refusal)"
                 ),
-                _ => tracing::info!(
-                    "the lease guard stopped renewing (the witness is back, or the order ended)"
-                ),
+            }
+        }
+        if silent != inner.silent {
+            inner.silent = silent;
+            if silent && job.is_some() {
+                tracing::warn!(
+                    "the witness is silent: the lease guard renews the lease itself, alone"
+                );
+            } else if !silent {
+                tracing::info!("the witness writes orders again");
             }
         }
         let (epoch, spec) = job?;
