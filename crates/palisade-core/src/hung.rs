@@ -34,6 +34,10 @@ pub struct HungWatch {
     since_ms: Option<u64>,
     /// The latest probe taken into account.
     last_probe_ms: Option<u64>,
+    /// Unanswered probes in the spell: one alone is never a hang (the
+    /// prober itself may have been stalled, e.g. a witness thawed after a
+    /// SIGSTOP completes a probe begun before it, "timed out").
+    unanswered: u32,
 }
 
 impl HungWatch {
@@ -61,6 +65,7 @@ impl HungWatch {
             return self.verdict(last, down_after_ms);
         }
         self.last_probe_ms = Some(probe_at_ms);
+        self.unanswered += 1;
         self.since_ms
             .get_or_insert(probe_at_ms.saturating_sub(latency_ms));
         self.verdict(probe_at_ms, down_after_ms)
@@ -71,7 +76,7 @@ impl HungWatch {
             return HungVerdict::Fine;
         };
         let for_ms = latest_ms.saturating_sub(since);
-        if for_ms >= down_after_ms {
+        if for_ms >= down_after_ms && self.unanswered >= 2 {
             HungVerdict::Hung { for_ms }
         } else {
             HungVerdict::Suspect { for_ms }
@@ -117,8 +122,12 @@ mod tests {
         let mut w = HungWatch::default();
         assert_eq!(
             w.observe(2000, 1000, true, true, 1000),
-            HungVerdict::Hung { for_ms: 1000 },
-            "a probe that waited its whole 1 s timeout: no answer for 1 s"
+            HungVerdict::Suspect { for_ms: 1000 },
+            "a probe that waited its whole 1 s timeout: no answer for 1 s, but one probe alone is no hang"
+        );
+        assert_eq!(
+            w.observe(2250, 1000, true, true, 1000),
+            HungVerdict::Hung { for_ms: 1250 }
         );
     }
 
@@ -160,9 +169,12 @@ mod tests {
                 match v {
                     HungVerdict::Hung { for_ms } => {
                         prop_assert!(t - start >= 1000);
+                        prop_assert!(t > start, "never on one probe alone");
                         prop_assert_eq!(for_ms, t - start);
                     }
-                    HungVerdict::Suspect { for_ms } => prop_assert!(for_ms < 1000),
+                    HungVerdict::Suspect { for_ms } => {
+                        prop_assert!(for_ms < 1000 || t == start)
+                    }
                     HungVerdict::Fine => prop_assert!(false, "an unanswered probe is never fine"),
                 }
             }

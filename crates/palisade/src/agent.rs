@@ -634,7 +634,11 @@ impl Agent {
         );
         let verdict = self.st().hung.observe(
             probed_at,
-            obs.latency_ms,
+            // A probe can take no longer than its timeout; one that took
+            // longer was stalled in this process (a SIGSTOP), not by the
+            // server.
+            obs.latency_ms
+                .min(self.settings.probe_timeout.as_millis() as u64),
             timed_out,
             db.has_processes(),
             self.settings.detector.down_after_ms,
