@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::failover::{Failover, Outcome, StepRecord};
+use crate::state::requests::{parse_request_id, RequestRecord};
 use crate::topology::SiteId;
 
 /// Largest journal note, in bytes.
@@ -97,6 +98,30 @@ pub enum Command {
         /// Leader wall clock, Unix ms.
         at_ms: i64,
     },
+    /// An operator's request, applied at most once per `id`: `command`
+    /// (an `Annotate`, `Pause`, `Resume`, `BeginFailover` or `RecordDrill`)
+    /// is applied unless a request with this id was applied before, in
+    /// which case the result is [`CommandResult::Duplicate`] with what the
+    /// first one did (see [`crate::state::requests`]).
+    Requested {
+        /// The client's request id, `YYYYMMDDTHHMMSS.mmmZ-SUFFIX`
+        /// ([`crate::state::requests::parse_request_id`]).
+        id: String,
+        /// The leader's wall clock when it accepted the request, Unix ms:
+        /// judges whether the id is too old to de-duplicate, and prunes.
+        at_ms: i64,
+        /// `pause` without `--force`: refused when the cluster is already
+        /// paused. Checked when applied, so two operators pausing at once
+        /// cannot silently replace each other's pause.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        refuse_if_paused: bool,
+        /// What the leader says about the request beyond its result (a
+        /// forced failover's data-loss bound), kept for a retry's reply.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+        /// What the request does.
+        command: Box<Command>,
+    },
 }
 
 /// What applying a command produced, returned to the client that proposed it.
@@ -118,6 +143,13 @@ pub enum CommandResult {
     Rejected {
         /// Why.
         reason: String,
+    },
+    /// A [`Command::Requested`] whose id was applied before: nothing was
+    /// applied this time. `record` is what the first request did (its
+    /// result, log index and epoch).
+    Duplicate {
+        /// The first request's record.
+        record: Box<RequestRecord>,
     },
 }
 
@@ -206,9 +238,107 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Requested {
+                id,
+                refuse_if_paused,
+                detail,
+                command,
+                ..
+            } => {
+                parse_request_id(id)?;
+                if detail.len() > MAX_NOTE_BYTES {
+                    return Err(CommandError {
+                        field: "detail",
+                        reason: format!(
+                            "is {} bytes; at most {MAX_NOTE_BYTES} are allowed",
+                            detail.len()
+                        ),
+                    });
+                }
+                if command.request_kind().is_none() {
+                    return Err(CommandError {
+                        field: "command",
+                        reason: "only annotate, pause, resume, an operation or a drill record \
+                                 is an operator request"
+                            .into(),
+                    });
+                }
+                if *refuse_if_paused && !matches!(**command, Command::Pause { .. }) {
+                    return Err(CommandError {
+                        field: "force",
+                        reason: "refuse_if_paused goes with pause only".into(),
+                    });
+                }
+                command.validate()
+            }
             Command::StepDone { .. }
             | Command::FinishFailover { .. }
             | Command::StandbyRejoined { .. } => Ok(()),
+        }
+    }
+
+    /// The kind of operator request this command is (`annotate`, `pause`,
+    /// `resume`, `switchover`, `failover`, `failback`, `drill`), or `None`
+    /// for commands only the leader itself proposes.
+    pub fn request_kind(&self) -> Option<&'static str> {
+        match self {
+            Command::Annotate { .. } => Some("annotate"),
+            Command::Pause { .. } => Some("pause"),
+            Command::Resume { .. } => Some("resume"),
+            Command::BeginFailover(f) => Some(f.kind.name()),
+            Command::RecordDrill(_) => Some("drill"),
+            Command::InitDatabase { .. }
+            | Command::StepDone { .. }
+            | Command::StandbyRejoined { .. }
+            | Command::FinishFailover { .. }
+            | Command::Requested { .. } => None,
+        }
+    }
+
+    /// Who asked, for a request's record.
+    pub fn requested_by(&self) -> String {
+        match self {
+            Command::Annotate { author, .. } => author.clone(),
+            Command::Pause { by, .. } | Command::Resume { by, .. } => by.clone(),
+            Command::BeginFailover(f) => match &f.trigger {
+                crate::failover::Trigger::Operator { who } => who.clone(),
+                crate::failover::Trigger::Automatic => "automatic".into(),
+            },
+            Command::RecordDrill(d) => d.who.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// What the command does, in a few words, for a request's record.
+    pub fn summary(&self) -> String {
+        match self {
+            Command::Annotate { text, .. } => {
+                let mut t: String = text.chars().take(80).collect();
+                if t.len() < text.len() {
+                    t.push('…');
+                }
+                format!("annotate: {t}")
+            }
+            Command::Pause {
+                reason,
+                at_ms,
+                until_ms,
+                ..
+            } => {
+                let span = match until_ms {
+                    Some(u) => format!("for {} ms", u - at_ms),
+                    None => "until resumed".into(),
+                };
+                if reason.is_empty() {
+                    format!("pause {span}")
+                } else {
+                    format!("pause {span}: {reason}")
+                }
+            }
+            Command::Resume { .. } => "resume".into(),
+            Command::BeginFailover(f) => format!("{} {} -> {}", f.kind.name(), f.from, f.to),
+            Command::RecordDrill(d) => format!("drill {}: {}", d.name, d.outcome),
+            other => format!("{other:?}"),
         }
     }
 }

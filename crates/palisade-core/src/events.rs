@@ -221,6 +221,7 @@ mod tests {
                 done_at_ms: 1100,
                 detail: "ok".into(),
                 lsn: None,
+                checks: vec![],
             },
         }
     }

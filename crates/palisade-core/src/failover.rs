@@ -155,6 +155,51 @@ pub struct StepRecord {
     /// is promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lsn: Option<u64>,
+    /// The checks the step ran (the `verified` step's post-failover
+    /// checks), each with its own result: the outcome is decided from
+    /// these, never from the wording of `detail`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// One check of a step, with its own result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked, e.g. `database at b writable`.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen, e.g. `lsn 0/3000148` or `HTTP 503`.
+    pub detail: String,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    /// A failed check.
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+
+    /// `name: detail`, as logs and the failed-checks outcome show it.
+    pub fn describe(&self) -> String {
+        if self.detail.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}: {}", self.name, self.detail)
+        }
+    }
 }
 
 /// How a failover ended.

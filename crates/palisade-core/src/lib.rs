@@ -8,20 +8,25 @@
 pub mod command;
 pub mod detector;
 pub mod events;
+pub mod executor;
 pub mod failover;
 pub mod hung;
 pub mod lease;
 pub mod lease_guard;
 pub mod observe;
 pub mod operation;
+pub mod site_agent;
 pub mod state;
 pub mod sync_degrade;
 pub mod topology;
 
 pub use command::{Command, CommandError, CommandResult};
-pub use failover::{Evidence, Failover, Kind, Outcome, Step, StepRecord, Trigger, WitnessVote};
+pub use failover::{
+    Check, Evidence, Failover, Kind, Outcome, Step, StepRecord, Trigger, WitnessVote,
+};
+pub use state::requests::{RequestLog, RequestRecord};
 pub use state::{
     ClusterState, DbRoles, DesiredRole, DrillPhase, DrillRecord, JournalEntry, Maintenance,
-    RejoinRecord,
+    MaintenanceEvent, RejoinRecord,
 };
 pub use topology::{NodeId, SiteId, Topology, TopologyError, Witness};

@@ -3,7 +3,7 @@
 //! Observations are values, not errors: "unreachable" is a real answer, and
 //! a field the probe could not read is `None` ("unknown"), never a guess.
 //! Probes in `palisade-probe` fill these; the detector in this crate reads
-//! them; witnesses send them to the leader as JSON.
+//! them; witnesses send them to the leader as protobuf (`palisade.v1.Report`).
 
 use serde::{Deserialize, Serialize};
 

@@ -148,6 +148,7 @@ fn fail_over(s: &mut ClusterState, from: &SiteId, to: &SiteId, trigger: Trigger,
     for step in Step::ALL {
         let record = StepRecord {
             lsn: None,
+            checks: vec![],
             step,
             started_at_ms: wall_ms,
             done_at_ms: wall_ms,

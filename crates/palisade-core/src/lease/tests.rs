@@ -59,6 +59,7 @@ fn step(s: &mut ClusterState, epoch: u64, step: Step) {
             epoch,
             record: StepRecord {
                 lsn: None,
+                checks: vec![],
                 step,
                 started_at_ms: 1,
                 done_at_ms: 2,

@@ -367,6 +367,7 @@ fn failback_targets_the_configured_primary() {
                     done_at_ms: NOW_WALL,
                     detail: String::new(),
                     lsn: None,
+                    checks: vec![],
                 },
             },
         );

@@ -5,11 +5,19 @@
 //! under way and at which step); what each site really looks like is
 //! observed separately and never replicated.
 
+pub mod requests;
+
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResult};
 use crate::failover::{Failover, Outcome, Step};
 use crate::topology::SiteId;
+use requests::{parse_request_id, Lookup, RequestLog, RequestRecord};
+
+/// Most pause and resume events kept in [`ClusterState::maintenance_log`].
+pub const MAX_MAINTENANCE_EVENTS: usize = 1000;
 
 /// One operator note in the journal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +30,30 @@ pub struct JournalEntry {
     pub author: String,
     /// The note.
     pub text: String,
+    /// The request that added it; `None` for notes from clients that sent
+    /// no request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A pause or resume, for the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceEvent {
+    /// Raft log index of the command.
+    pub log_index: u64,
+    /// `paused` or `resumed`.
+    pub kind: String,
+    /// Who paused or resumed (`expiry` when the leader ended a pause on
+    /// time).
+    pub by: String,
+    /// Leader wall clock when accepted, Unix ms.
+    pub at_ms: i64,
+    /// A pause's end; `None`: until resumed (and for a resume).
+    pub until_ms: Option<i64>,
+    /// A pause's reason (may be empty).
+    pub reason: String,
+    /// The request that did it; `None` without a request id.
+    pub request_id: Option<String>,
 }
 
 /// Which database site holds which role.
@@ -135,6 +167,17 @@ pub struct ClusterState {
     /// Old primaries that rejoined as standbys, oldest first.
     #[serde(default)]
     pub rejoins: Vec<RejoinRecord>,
+    /// The operator requests applied lately, for exactly-once retries.
+    #[serde(default)]
+    pub requests: RequestLog,
+    /// Pauses and resumes, oldest first, at most
+    /// [`MAX_MAINTENANCE_EVENTS`].
+    #[serde(default)]
+    pub maintenance_log: Vec<MaintenanceEvent>,
+    /// The request that began each operator operation, by epoch (kept as
+    /// long as the history).
+    #[serde(default)]
+    pub operation_requests: BTreeMap<u64, String>,
 }
 
 /// An old primary rebuilt as a streaming standby after a failover.
@@ -158,7 +201,113 @@ impl ClusterState {
     /// Applies a committed command found at `log_index`. Deterministic: the
     /// same commands in the same order give the same state on every witness.
     pub fn apply(&mut self, log_index: u64, command: &Command) -> CommandResult {
+        self.apply_as(log_index, command, None)
+    }
+
+    /// Applies an operator request once per id (see [`requests`]).
+    fn apply_request(
+        &mut self,
+        log_index: u64,
+        id: &str,
+        at_ms: i64,
+        refuse_if_paused: bool,
+        detail: &str,
+        command: &Command,
+    ) -> CommandResult {
+        let Some(kind) = command.request_kind() else {
+            return rejected(format!("request {id}: not an operator request"));
+        };
+        let issued_ms = match parse_request_id(id) {
+            Ok(ms) => ms,
+            Err(e) => return rejected(e.to_string()),
+        };
+        match self.requests.lookup(id, issued_ms, at_ms) {
+            Lookup::Seen(first) if first.kind != kind => {
+                return rejected(format!(
+                    "request id {id} was already used for another request ({} by {}, log index \
+                     {}); a retry must repeat the same command, and a new request needs a new id",
+                    first.kind, first.who, first.log_index
+                ));
+            }
+            Lookup::Seen(first) => {
+                return CommandResult::Duplicate {
+                    record: Box::new(first.clone()),
+                }
+            }
+            Lookup::TooOld(reason) => return rejected(reason),
+            Lookup::New => {}
+        }
+        let result = match self.paused(at_ms) {
+            Some(m) if refuse_if_paused => rejected(format!(
+                "the cluster is already paused by {} since {}{}{}; pause --force replaces \
+                 that pause",
+                m.by,
+                requests::rfc3339(m.since_ms),
+                m.until_ms
+                    .map(|u| format!(" until {}", requests::rfc3339(u)))
+                    .unwrap_or_else(|| " until resumed".into()),
+                if m.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", m.reason)
+                }
+            )),
+            _ => self.apply_as(log_index, command, Some(id)),
+        };
+        let epoch = match (command, &result) {
+            (Command::BeginFailover(f), CommandResult::Applied) => {
+                self.operation_requests.insert(f.epoch, id.to_string());
+                Some(f.epoch)
+            }
+            _ => None,
+        };
+        self.requests.remember(
+            RequestRecord {
+                id: id.to_string(),
+                issued_ms,
+                kind: kind.to_string(),
+                who: command.requested_by(),
+                at_ms,
+                log_index,
+                result: result.clone(),
+                epoch,
+                summary: command.summary(),
+                detail: detail.to_string(),
+            },
+            at_ms,
+        );
+        result
+    }
+
+    fn log_maintenance(&mut self, event: MaintenanceEvent) {
+        self.maintenance_log.push(event);
+        if self.maintenance_log.len() > MAX_MAINTENANCE_EVENTS {
+            let excess = self.maintenance_log.len() - MAX_MAINTENANCE_EVENTS;
+            self.maintenance_log.drain(..excess);
+        }
+    }
+
+    /// Applies `command`, done for request `request` (none: not an
+    /// operator request, or a client that sent no id).
+    fn apply_as(
+        &mut self,
+        log_index: u64,
+        command: &Command,
+        request: Option<&str>,
+    ) -> CommandResult {
         match command {
+            Command::Requested {
+                id,
+                at_ms,
+                refuse_if_paused,
+                detail,
+                command,
+            } => {
+                if request.is_some() {
+                    return rejected(format!("request {id} is nested in another request"));
+                }
+                self.apply_request(log_index, id, *at_ms, *refuse_if_paused, detail, command)
+            }
             Command::Annotate {
                 at_unix_ms,
                 author,
@@ -169,6 +318,7 @@ impl ClusterState {
                     at_unix_ms: *at_unix_ms,
                     author: author.clone(),
                     text: text.clone(),
+                    request_id: request.map(str::to_string),
                 });
                 CommandResult::Annotated { log_index }
             }
@@ -298,12 +448,30 @@ impl ClusterState {
                     since_ms,
                     until_ms: *until_ms,
                 });
+                self.log_maintenance(MaintenanceEvent {
+                    log_index,
+                    kind: "paused".into(),
+                    by: by.clone(),
+                    at_ms: *at_ms,
+                    until_ms: *until_ms,
+                    reason: reason.clone(),
+                    request_id: request.map(str::to_string),
+                });
                 CommandResult::Applied
             }
-            Command::Resume { .. } => {
+            Command::Resume { by, at_ms } => {
                 if self.maintenance.take().is_none() {
                     return rejected("the cluster is not paused".into());
                 }
+                self.log_maintenance(MaintenanceEvent {
+                    log_index,
+                    kind: "resumed".into(),
+                    by: by.clone(),
+                    at_ms: *at_ms,
+                    until_ms: None,
+                    reason: String::new(),
+                    request_id: request.map(str::to_string),
+                });
                 CommandResult::Applied
             }
             Command::RecordDrill(d) => {

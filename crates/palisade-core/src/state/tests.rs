@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::failover::{Evidence, StepRecord, Trigger};
+use crate::state::requests::RequestLog;
 
 fn site(s: &str) -> SiteId {
     SiteId(s.into())
@@ -43,6 +44,7 @@ fn step(epoch: u64, step: Step) -> Command {
         epoch,
         record: StepRecord {
             lsn: None,
+            checks: vec![],
             step,
             started_at_ms: 1,
             done_at_ms: 2,
@@ -341,6 +343,24 @@ fn a_rejoin_is_recorded_once_and_makes_the_site_a_standby_again() {
 
 fn any_command() -> impl Strategy<Value = Command> {
     let sites = prop_oneof![Just("a"), Just("b")];
+    let plain = any_plain_command();
+    prop_oneof![
+        3 => plain.clone(),
+        1 => (0usize..4, plain.prop_filter("operator requests only", |c| c.request_kind().is_some()), any::<bool>()).prop_map(|(i, c, force)| {
+            let pause = matches!(c, Command::Pause { .. });
+            let mut r = requested(ID_POOL[i], c);
+            if let Command::Requested { refuse_if_paused, .. } = &mut r {
+                *refuse_if_paused = pause && !force;
+            }
+            r
+        }),
+        1 => (0usize..4, 1u64..4, sites.clone(), sites)
+            .prop_map(|(i, e, f, t)| requested(ID_POOL[i], operator_begin(e, f, t))),
+    ]
+}
+
+fn any_plain_command() -> impl Strategy<Value = Command> + Clone {
+    let sites = prop_oneof![Just("a"), Just("b")];
     prop_oneof![
         Just(pause()),
         Just(resume()),
@@ -366,6 +386,253 @@ fn any_command() -> impl Strategy<Value = Command> {
         )
             .prop_map(|(e, o)| finish(e, o)),
     ]
+}
+
+/// Request ids the property tests draw from, so that retries happen.
+const ID_POOL: [&str; 4] = [
+    "20231114T221320.000Z-aaaaaaaa",
+    "20231114T221320.001Z-bbbbbbbb",
+    "20231114T221321.000Z-cccccccc",
+    "20231114T221400.000Z-dddddddd",
+];
+
+/// When the requests of [`ID_POOL`] reach the leader: a second after the
+/// first was issued.
+const ACCEPTED_MS: i64 = 1_700_000_001_000;
+
+fn requested(id: &str, command: Command) -> Command {
+    Command::Requested {
+        id: id.into(),
+        at_ms: ACCEPTED_MS,
+        refuse_if_paused: false,
+        detail: String::new(),
+        command: Box::new(command),
+    }
+}
+
+fn operator_begin(epoch: u64, from: &str, to: &str) -> Command {
+    let mut c = begin(epoch, from, to);
+    if let Command::BeginFailover(f) = &mut c {
+        f.kind = crate::Kind::Switchover;
+        f.trigger = Trigger::Operator {
+            who: "alice".into(),
+        };
+    }
+    c
+}
+
+#[test]
+fn a_request_applies_once_and_a_retry_gets_the_first_result() {
+    let id = ID_POOL[0];
+    let mut s = ClusterState::default();
+    let first = s.apply(4, &requested(id, note(1)));
+    assert_eq!(first, CommandResult::Annotated { log_index: 4 });
+    // The same request again (the client timed out and retried, or the
+    // leader proposed it twice): nothing is added, the first result comes
+    // back.
+    let again = s.apply(9, &requested(id, note(2)));
+    let CommandResult::Duplicate { record } = &again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(record.result, CommandResult::Annotated { log_index: 4 });
+    assert_eq!((record.log_index, record.kind.as_str()), (4, "annotate"));
+    assert_eq!(s.journal.len(), 1);
+    assert_eq!(s.journal[0].request_id.as_deref(), Some(id));
+    // The same id for another kind of request is refused, not a duplicate.
+    let other = s.apply(10, &requested(id, pause()));
+    assert!(
+        matches!(&other, CommandResult::Rejected { reason } if reason.contains("already used for another request (annotate by ops")),
+        "{other:?}"
+    );
+    assert!(s.maintenance.is_none());
+}
+
+#[test]
+fn a_timed_out_pause_committed_later_and_retried_pauses_once() {
+    // The defect of issue 11: `pause` timed out at the client (two
+    // witnesses down), was committed when they came back, and a retry
+    // paused again. With the request id the retry is a duplicate.
+    let id = ID_POOL[1];
+    let (s, r) = apply_all(&[init(), requested(id, pause()), requested(id, pause())]);
+    assert_eq!(r[1], CommandResult::Applied);
+    assert!(matches!(&r[2], CommandResult::Duplicate { record } if record.log_index == 2));
+    assert_eq!(s.maintenance_log.len(), 1, "{:?}", s.maintenance_log);
+    let e = &s.maintenance_log[0];
+    assert_eq!(
+        (
+            e.kind.as_str(),
+            e.by.as_str(),
+            e.log_index,
+            e.request_id.as_deref()
+        ),
+        ("paused", "ops", 2, Some(id))
+    );
+    // A resume with its own id is recorded too; its retry is a duplicate
+    // (not "the cluster is not paused").
+    let rid = ID_POOL[2];
+    let (s, r) = apply_all(&[
+        init(),
+        requested(id, pause()),
+        requested(rid, resume()),
+        requested(rid, resume()),
+    ]);
+    assert_eq!(r[2], CommandResult::Applied);
+    assert!(
+        matches!(&r[3], CommandResult::Duplicate { record } if record.result == CommandResult::Applied)
+    );
+    assert_eq!(
+        s.maintenance_log
+            .iter()
+            .map(|e| e.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["paused", "resumed"]
+    );
+}
+
+#[test]
+fn a_retried_operation_begins_once_and_names_its_epoch() {
+    let id = ID_POOL[3];
+    // The retry was computed on the state after the first one began, so
+    // it asks for the next epoch: still a duplicate, not a second
+    // switchover.
+    let (s, r) = apply_all(&[
+        init(),
+        requested(id, operator_begin(1, "a", "b")),
+        requested(id, operator_begin(2, "a", "b")),
+    ]);
+    assert_eq!(r[1], CommandResult::Applied);
+    let CommandResult::Duplicate { record } = &r[2] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(record.epoch, Some(1));
+    assert_eq!(record.summary, "switchover a -> b");
+    assert_eq!(record.who, "alice");
+    assert_eq!(s.epoch, 1);
+    assert_eq!(s.operation_requests.get(&1).map(String::as_str), Some(id));
+    // A rejected request is remembered as rejected: its retry gets the
+    // same refusal and changes nothing either.
+    let (s, r) = apply_all(&[
+        init(),
+        requested(id, operator_begin(5, "a", "b")),
+        requested(id, operator_begin(1, "a", "b")),
+    ]);
+    assert!(matches!(&r[1], CommandResult::Rejected { .. }));
+    assert!(
+        matches!(&r[2], CommandResult::Duplicate { record } if matches!(record.result, CommandResult::Rejected { .. }))
+    );
+    assert_eq!(s.epoch, 0);
+}
+
+#[test]
+fn pause_without_force_is_refused_on_a_paused_cluster_naming_who_paused() {
+    let mut unforced = requested(ID_POOL[1], pause());
+    if let Command::Requested {
+        refuse_if_paused, ..
+    } = &mut unforced
+    {
+        *refuse_if_paused = true;
+    }
+    let mut bob = pause();
+    if let Command::Pause { by, reason, .. } = &mut bob {
+        *by = "bob".into();
+        *reason = "kernel update".into();
+    }
+    let (s, r) = apply_all(&[init(), requested(ID_POOL[0], bob), unforced.clone()]);
+    assert!(
+        matches!(&r[2], CommandResult::Rejected { reason }
+            if reason.contains("already paused by bob") && reason.contains("kernel update") && reason.contains("--force")),
+        "{r:?}"
+    );
+    assert_eq!(s.maintenance.as_ref().map(|m| m.by.as_str()), Some("bob"));
+    // Unpaused, the same request pauses; forced, it replaces the pause.
+    let (s, r) = apply_all(&[init(), unforced]);
+    assert_eq!(r[1], CommandResult::Applied);
+    assert!(s.maintenance.is_some());
+    let (s, r) = apply_all(&[
+        init(),
+        requested(ID_POOL[0], pause()),
+        requested(ID_POOL[2], resume()),
+        requested(ID_POOL[1], pause()),
+    ]);
+    assert!(
+        r.iter().skip(1).all(|x| *x == CommandResult::Applied),
+        "{r:?}"
+    );
+    assert!(s.maintenance.is_some());
+}
+
+#[test]
+fn a_request_too_old_to_tell_is_refused_not_applied() {
+    let old = "20231113T221320.000Z-aaaaaaaa"; // a day and a second before
+    let (s, r) = apply_all(&[requested(old, note(1))]);
+    assert!(
+        matches!(&r[0], CommandResult::Rejected { reason } if reason.contains("cannot tell whether it was already applied")),
+        "{r:?}"
+    );
+    assert!(s.journal.is_empty());
+    let bad = requested("not-an-id", note(1));
+    assert_eq!(bad.validate().expect_err("bad id").field, "request_id");
+    let nested = requested(ID_POOL[0], requested(ID_POOL[1], note(1)));
+    assert_eq!(nested.validate().expect_err("nested").field, "command");
+    let internal = requested(ID_POOL[0], init());
+    assert_eq!(internal.validate().expect_err("init").field, "command");
+}
+
+#[test]
+fn snapshots_from_before_request_ids_still_load() {
+    // A state as an older witness serialized it: no request fields.
+    let old = r#"{"journal":[{"log_index":3,"at_unix_ms":1,"author":"ops","text":"hi"}],
+        "db":null,"epoch":0,"failover":null,"history":[],"maintenance":null,"drills":[],"rejoins":[]}"#;
+    let s: ClusterState = serde_json::from_str(old).expect("old snapshot");
+    assert_eq!(s.journal[0].request_id, None);
+    assert_eq!(s.requests, RequestLog::default());
+    assert!(s.maintenance_log.is_empty() && s.operation_requests.is_empty());
+}
+
+#[test]
+fn request_wire_format_is_stable() {
+    // The log on disk holds this JSON: changing it breaks upgrades.
+    let json = serde_json::to_string(&requested(ID_POOL[0], resume())).expect("json");
+    assert_eq!(
+        json,
+        r#"{"type":"requested","id":"20231114T221320.000Z-aaaaaaaa","at_ms":1700000001000,"command":{"type":"resume","by":"ops","at_ms":0}}"#
+    );
+}
+
+proptest! {
+    /// Whatever the order and the retries, each request id takes effect
+    /// at most once: one journal entry, one pause or resume, one begun
+    /// operation; and a duplicate carries exactly what the first one
+    /// returned.
+    #[test]
+    fn each_request_id_takes_effect_at_most_once(cmds in proptest::collection::vec(any_command(), 0..60)) {
+        let mut s = ClusterState::default();
+        let mut first: std::collections::BTreeMap<String, CommandResult> = Default::default();
+        for (i, c) in cmds.iter().enumerate() {
+            let r = s.apply(i as u64 + 1, c);
+            if let Command::Requested { id, .. } = c {
+                match (&r, first.get(id)) {
+                    (CommandResult::Duplicate { record }, Some(was)) => {
+                        prop_assert_eq!(&record.result, was);
+                    }
+                    (CommandResult::Duplicate { .. }, None) => {
+                        prop_assert!(false, "duplicate of an unseen id {}", id);
+                    }
+                    (CommandResult::Rejected { reason }, Some(_)) => {
+                        prop_assert!(reason.contains("already used"), "{}", reason);
+                    }
+                    (_, Some(was)) => prop_assert!(false, "{} applied twice: {:?} then {:?}", id, was, r),
+                    (_, None) => { first.insert(id.clone(), r.clone()); }
+                }
+            }
+            for id in ID_POOL {
+                let notes = s.journal.iter().filter(|e| e.request_id.as_deref() == Some(id)).count();
+                let maint = s.maintenance_log.iter().filter(|e| e.request_id.as_deref() == Some(id)).count();
+                let ops = s.operation_requests.values().filter(|v| v.as_str() == id).count();
+                prop_assert!(notes + maint + ops <= 1, "{} took effect {} times", id, notes + maint + ops);
+            }
+        }
+    }
 }
 
 proptest! {

@@ -285,6 +285,7 @@ fn step_done(step: Step, detail: &str) -> Command {
             done_at_ms: 0,
             detail: detail.into(),
             lsn: None,
+            checks: vec![],
         },
     }
 }

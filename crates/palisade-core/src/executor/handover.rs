@@ -1,0 +1,72 @@
+//! A planned handover (switchover, failback) loses nothing (DESIGN rule
+//! 5): the old primary shuts down cleanly, so its WAL senders ship the
+//! whole WAL, and the target is promoted only once it has replayed past the
+//! final checkpoint. Whatever cannot be proven aborts the handover before
+//! promotion (the old primary resumes) rather than turning it into a lossy
+//! failover the operator did not ask for.
+
+use super::StepResult;
+use crate::observe::format_lsn;
+use crate::topology::SiteId;
+
+/// The fence of a handover, from the old primary's agent's answer: `Ok`
+/// with what it said and the final checkpoint (absent when the shutdown
+/// was not clean), or why it did not confirm.
+pub fn clean_shutdown(from: &SiteId, answer: Result<(String, Option<u64>), String>) -> StepResult {
+    match answer {
+        Ok((detail, Some(lsn))) => StepResult::Done {
+            detail: format!("shut down cleanly by the site agent of {from}: {detail}"),
+            lsn: Some(lsn),
+            checks: Vec::new(),
+        },
+        Ok((detail, None)) => StepResult::Abort {
+            reason: format!(
+                "the primary at {from} did not shut down cleanly ({detail}); no catch-up can be proven"
+            ),
+        },
+        Err(e) => StepResult::Abort {
+            reason: format!("the site agent of {from} did not confirm a clean shutdown: {e}"),
+        },
+    }
+}
+
+/// Where the target's catch-up stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Replayed past the final checkpoint: promote; the detail says so.
+    Caught(String),
+    /// Not yet: look again.
+    Wait,
+    /// Not within the bound: abort the handover.
+    GiveUp(String),
+}
+
+/// The target at `to` has replayed up to `replayed` (unknown: `None`)
+/// after `waited_ms` of the `bound_ms` it may take, against the old
+/// primary's `final_lsn`.
+///
+/// The checkpoint LSN is where its record starts; the replay position is
+/// the end of the last record replayed: equal is not past.
+pub fn catch_up(
+    to: &SiteId,
+    final_lsn: u64,
+    replayed: Option<u64>,
+    waited_ms: u64,
+    bound_ms: u64,
+) -> CatchUp {
+    if let Some(r) = replayed.filter(|r| *r > final_lsn) {
+        return CatchUp::Caught(format!(
+            "{to} replayed past the final checkpoint {} (at {}) in {waited_ms} ms",
+            format_lsn(final_lsn),
+            format_lsn(r),
+        ));
+    }
+    if waited_ms >= bound_ms {
+        return CatchUp::GiveUp(format!(
+            "the standby at {to} did not replay the old primary's final WAL (checkpoint at {}) within {bound_ms} ms (replayed up to {})",
+            format_lsn(final_lsn),
+            replayed.map(format_lsn).unwrap_or_else(|| "unknown".into())
+        ));
+    }
+    CatchUp::Wait
+}
