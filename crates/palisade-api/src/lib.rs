@@ -1,6 +1,7 @@
 //! Generated gRPC types for palisade (`palisade.v1`): the public `Control`
-//! service and the witness-to-witness `RaftPeer` service. The `.proto` files
-//! live in `proto/palisade/v1/` at the workspace root.
+//! service and the witness-to-witness `RaftPeer` and `WitnessPeer`
+//! services. The `.proto` files live in `proto/palisade/v1/` at the
+//! workspace root.
 
 #![allow(clippy::all, missing_docs)]
 // The generated docs are the .proto comments, written for protobuf readers:

@@ -1,18 +1,18 @@
 //! Reused gRPC channels to every other witness's peer port, and the calls
-//! the daemon makes over them (beyond openraft's own).
+//! the daemon makes over them (beyond openraft's own), each a typed method.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_client::WitnessPeerClient;
-use palisade_api::v1::RaftPayload;
 use palisade_core::lease::{Expiry, Grant};
 use palisade_core::{NodeId, SiteId, Topology};
 use palisade_raft::network::peer_channel;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::transport::Channel;
+
+use crate::peer_msgs::{Report, SiteAction, SiteActionDone, SiteActionError};
+use crate::peer_pb;
 
 /// Why a peer call failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,6 @@ pub enum PeerError {
     /// Not a configured witness.
     #[error("no witness {0} configured")]
     Unknown(NodeId),
-    /// Payload encoding.
-    #[error("witness {0}: bad payload: {1}")]
-    Payload(NodeId, String),
 }
 
 /// Channels to every peer's `raft_addr` (where `WitnessPeer` is served).
@@ -36,15 +33,6 @@ pub enum PeerError {
 pub struct Peers {
     channels: BTreeMap<NodeId, Channel>,
     sites: BTreeMap<SiteId, NodeId>,
-}
-
-/// Which `WitnessPeer` RPC to call.
-#[derive(Clone, Copy, Debug)]
-pub enum Rpc {
-    /// `Report`.
-    Report,
-    /// `SiteAction`.
-    SiteAction,
 }
 
 impl Peers {
@@ -89,36 +77,6 @@ impl Peers {
     /// Every other witness.
     pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.channels.keys().copied()
-    }
-
-    /// Calls `rpc` on witness `to` with `req`, within `timeout`.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        to: NodeId,
-        rpc: Rpc,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, PeerError> {
-        let ch = self
-            .channels
-            .get(&to)
-            .ok_or(PeerError::Unknown(to))?
-            .clone();
-        let json = serde_json::to_vec(req).map_err(|e| PeerError::Payload(to, e.to_string()))?;
-        let mut client = WitnessPeerClient::new(ch);
-        let payload = RaftPayload { json };
-        let fut = async {
-            match rpc {
-                Rpc::Report => client.report(payload).await,
-                Rpc::SiteAction => client.site_action(payload).await,
-            }
-        };
-        let reply = tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| PeerError::Timeout(to, timeout))?
-            .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
-        serde_json::from_slice(&reply.into_inner().json)
-            .map_err(|e| PeerError::Payload(to, e.to_string()))
     }
 
     fn client(&self, to: NodeId) -> Result<WitnessPeerClient<Channel>, PeerError> {
@@ -167,5 +125,71 @@ impl Peers {
             .map_err(|_| PeerError::Timeout(to, timeout))?
             .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
         Ok(crate::lease::expiry_from_pb(reply.into_inner()))
+    }
+
+    /// Sends this witness's `report` to witness `to` (the leader).
+    pub async fn report(
+        &self,
+        to: NodeId,
+        report: &Report,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let mut client = self.client(to)?;
+        tokio::time::timeout(timeout, client.report(peer_pb::report_to_pb(report)))
+            .await
+            .map_err(|_| PeerError::Timeout(to, timeout))?
+            .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
+        Ok(())
+    }
+
+    /// Asks the site agent of witness `to` to carry out `action`, waiting
+    /// at most `timeout` for its answer. The agent finishes an action it
+    /// started even when the caller gives up (a fence never stops half-way).
+    pub async fn site_action(
+        &self,
+        to: NodeId,
+        action: &SiteAction,
+        timeout: Duration,
+    ) -> Result<SiteActionDone, SiteActionError> {
+        let mut client = self.client(to).map_err(|e| SiteActionError::Protocol {
+            witness: to,
+            reason: e.to_string(),
+        })?;
+        let reply =
+            tokio::time::timeout(timeout, client.site_action(peer_pb::action_to_pb(action)))
+                .await
+                .map_err(|_| SiteActionError::Timeout {
+                    witness: to,
+                    after: timeout,
+                })?
+                .map_err(|s| site_action_status(to, s))?;
+        match peer_pb::reply_from_pb(reply.into_inner()) {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(failure)) => Err(SiteActionError::Agent {
+                witness: to,
+                failure,
+            }),
+            Err(e) => Err(SiteActionError::Protocol {
+                witness: to,
+                reason: format!("unreadable reply: {e}"),
+            }),
+        }
+    }
+}
+
+/// A gRPC status in answer to a site action: the witness answers every
+/// action it could read with a reply message, so a status is either the
+/// transport's or says the request did not fit (a version mismatch).
+fn site_action_status(witness: NodeId, s: tonic::Status) -> SiteActionError {
+    use tonic::Code;
+    match s.code() {
+        Code::InvalidArgument | Code::Unimplemented => SiteActionError::Protocol {
+            witness,
+            reason: format!("request refused as malformed: {}", s.message()),
+        },
+        code => SiteActionError::Unreachable {
+            witness,
+            reason: format!("{code:?}: {}", s.message()),
+        },
     }
 }

@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_server::WitnessPeer;
-use palisade_api::v1::RaftPayload;
 use palisade_core::SiteId;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::agent::Agent;
 use crate::controller::Controller;
 use crate::lease::{expiry_to_pb, grant_to_pb, WitnessLease};
-use crate::peer_msgs::{Report, SiteAction};
+use crate::peer_msgs::SiteActionFailure;
+use crate::peer_pb;
 
 /// Serves one witness's peer calls.
 pub struct WitnessService {
@@ -35,23 +33,16 @@ fn site_field(site: &str) -> Result<SiteId, Status> {
     Ok(SiteId(site.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().json)
-        .map_err(|e| Status::invalid_argument(format!("payload: {e}")))
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    serde_json::to_vec(value)
-        .map(|json| Response::new(RaftPayload { json }))
-        .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
-}
-
 #[tonic::async_trait]
 impl WitnessPeer for WitnessService {
-    async fn report(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let report: Report = decode(req)?;
+    async fn report(
+        &self,
+        req: Request<pb::Report>,
+    ) -> Result<Response<pb::ReportReceived>, Status> {
+        let report = peer_pb::report_from_pb(req.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.controller.receive_report(report);
-        encode(&())
+        Ok(Response::new(pb::ReportReceived {}))
     }
 
     async fn renew_lease(
@@ -78,19 +69,23 @@ impl WitnessPeer for WitnessService {
 
     async fn site_action(
         &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let action: SiteAction = decode(req)?;
+        req: Request<pb::SiteActionRequest>,
+    ) -> Result<Response<pb::SiteActionReply>, Status> {
+        let action = peer_pb::action_from_pb(req.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Run the action on its own task: if the leader gives up waiting
         // (its RPC times out and this handler is dropped), a fence that is
         // half-way must still finish, not stop between two signals.
         let agent = self.agent.clone();
-        let done = tokio::spawn(async move { agent.act(action).await })
-            .await
-            .map_err(|e| Status::internal(format!("site action task failed: {e}")))?;
-        match done {
-            Ok(done) => encode(&done),
-            Err(e) => Err(Status::failed_precondition(e)),
-        }
+        let done = match tokio::spawn(async move { agent.act(action).await }).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "site action task failed");
+                Err(SiteActionFailure::Failed(format!(
+                    "site action task failed: {e}"
+                )))
+            }
+        };
+        Ok(Response::new(peer_pb::reply_to_pb(done)))
     }
 }
