@@ -306,7 +306,8 @@ impl PgSite {
     /// `postmaster.pid`) takes a zombie for a live server, so a postmaster
     /// we killed blocks `pg_ctl start` and pg_rewind's single-user crash
     /// recovery until its parent (init, for a daemon) reaps it; some inits
-    /// reap lazily (about a second on our CI machines). We wait up to
+    /// reap lazily (about a second on our CI machines; a process that
+    /// adopted its servers reaps them itself, see `reap`). We wait up to
     /// `timeout`, then remove the stale `postmaster.pid` ourselves, which is
     /// safe only because its pid runs no code and no server process runs in
     /// the directory (nothing attaches the old shared memory).
@@ -315,8 +316,11 @@ impl PgSite {
             return Ok(());
         };
         let deadline = Instant::now() + self.timeout;
+        // Our own zombie (see `reap`) is gone at once.
+        super::reap::reap_exited_servers();
         while proc_state(pid) == Some('Z') && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
+            super::reap::reap_exited_servers();
         }
         if proc_state(pid) == Some('Z') && server_processes(&self.data_dir).is_empty() {
             let path = self.data_dir.join("postmaster.pid");

@@ -25,6 +25,7 @@ mod exec;
 mod fence;
 mod freeze;
 mod promote;
+mod reap;
 mod rejoin;
 
 use std::future::Future;
@@ -38,6 +39,7 @@ use sqlx::postgres::PgConnectOptions;
 pub use error::DbError;
 pub use fence::ControlData;
 pub use freeze::{FreezeOutcome, ProcessState, ThawOutcome};
+pub use reap::{adopt_orphaned_servers, reap_exited_servers};
 
 /// Controls one database server on behalf of its site agent.
 ///
