@@ -1,20 +1,23 @@
 //! Post-failover checks run by the leader (the guide's "Failover Check").
-//! Each returns one line for the failover record; a failed one starts with
-//! `FAILED`, which makes the failover "completed with failed checks".
+//! Each returns a structured [`Check`] for the failover record; a failed
+//! one makes the failover "completed with failed checks"
+//! (`palisade_core::executor::outcome`).
 
 use std::time::Duration;
 
 use palisade_core::observe::Reachability;
+use palisade_core::Check;
 use palisade_probe::elasticsearch::{EsHealth, EsProbe};
 use palisade_probe::http::HttpProbe;
 
 use crate::config::SearchConfig;
 
 /// Elasticsearch of the new site is green or yellow.
-pub async fn search_health(search: &SearchConfig) -> String {
+pub async fn search_health(search: &SearchConfig) -> Check {
+    let name = format!("elasticsearch at {} green or yellow", search.site);
     let probe = match EsProbe::new(&search.url, Duration::from_secs(5), None) {
         Ok(p) => p,
-        Err(e) => return format!("FAILED elasticsearch at {}: {e}", search.site),
+        Err(e) => return Check::fail(name, e.to_string()),
     };
     // A freshly failed-over cluster may take a moment to report; a few tries.
     let mut last = String::new();
@@ -25,10 +28,9 @@ pub async fn search_health(search: &SearchConfig) -> String {
                 Some(EsHealth::Green) => "green",
                 _ => "yellow",
             };
-            return format!(
-                "elasticsearch at {} {colour} ({} nodes)",
-                search.site,
-                o.number_of_nodes.unwrap_or(0)
+            return Check::pass(
+                name,
+                format!("{colour} ({} nodes)", o.number_of_nodes.unwrap_or(0)),
             );
         }
         last = match (&o.reachability, o.status) {
@@ -37,25 +39,25 @@ pub async fn search_health(search: &SearchConfig) -> String {
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    format!(
-        "FAILED elasticsearch at {} green or yellow: {last}",
-        search.site
-    )
+    Check::fail(name, last)
 }
 
 /// An HTTP GET answers with `expect` (or any 2xx).
-pub async fn http(name: &str, url: &str, expect: Option<u16>, timeout: Duration) -> String {
+pub async fn http(name: &str, url: &str, expect: Option<u16>, timeout: Duration) -> Check {
     let probe = match HttpProbe::new(url, timeout, expect) {
         Ok(p) => p,
-        Err(e) => return format!("FAILED {name}: {e}"),
+        Err(e) => return Check::fail(name, e.to_string()),
     };
     let mut last = String::new();
     for _ in 0..3 {
         let o = probe.probe().await;
         if o.reachability.is_up() {
-            return format!(
-                "{name}: {url} answered {}",
-                o.status.map(|s| s.to_string()).unwrap_or_default()
+            return Check::pass(
+                name,
+                format!(
+                    "{url} answered {}",
+                    o.status.map(|s| s.to_string()).unwrap_or_default()
+                ),
             );
         }
         last = match (&o.reachability, o.status) {
@@ -65,5 +67,5 @@ pub async fn http(name: &str, url: &str, expect: Option<u16>, timeout: Duration)
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    format!("FAILED {name}: {url}: {last}")
+    Check::fail(name, format!("{url}: {last}"))
 }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 pub(super) struct RawProbe {
     interval_ms: u64,
     timeout_ms: u64,
+    local_timeout_ms: Option<u64>,
 }
 
 impl Default for RawProbe {
@@ -22,9 +23,15 @@ impl Default for RawProbe {
         Self {
             interval_ms: 250,
             timeout_ms: 1000,
+            local_timeout_ms: None,
         }
     }
 }
+
+/// Default of `probe.local_timeout_ms`: a server on the witness's own site
+/// answers a connection and a query in a few ms; one that has not in
+/// 400 ms is not answering (two such probes in a row are a hang).
+const LOCAL_PROBE_TIMEOUT_MS: u64 = 400;
 
 /// `[lease]` as written.
 #[derive(Debug, Deserialize)]
@@ -188,6 +195,11 @@ pub struct DatabaseSettings {
     pub probe_interval: Duration,
     /// Probe timeout (connect + queries).
     pub probe_timeout: Duration,
+    /// Probe timeout of the database on the witness's own site (no
+    /// network between sites in the way): the site agent's hang watch
+    /// needs two unanswered probes in a row, so this bounds how soon it
+    /// sees a hung primary.
+    pub probe_local_timeout: Duration,
     /// Lease timing.
     pub lease: LeaseConfig,
     /// How often the primary's agent renews its lease.
@@ -253,6 +265,18 @@ pub(super) fn validate(
     }
     if probe.timeout_ms == 0 {
         return Err(fail("probe.timeout_ms", "must be at least 1"));
+    }
+    let local_timeout_ms = probe
+        .local_timeout_ms
+        .unwrap_or(LOCAL_PROBE_TIMEOUT_MS.min(probe.timeout_ms));
+    if local_timeout_ms == 0 || local_timeout_ms > probe.timeout_ms {
+        return Err(fail(
+            "probe.local_timeout_ms",
+            format!(
+                "{local_timeout_ms} ms: must be at least 1 and at most probe.timeout_ms ({} ms)",
+                probe.timeout_ms
+            ),
+        ));
     }
     if lease.ttl_ms < 200 {
         return Err(fail(
@@ -446,6 +470,7 @@ pub(super) fn validate(
         standby,
         probe_interval: Duration::from_millis(probe.interval_ms),
         probe_timeout: Duration::from_millis(probe.timeout_ms),
+        probe_local_timeout: Duration::from_millis(local_timeout_ms),
         lease: LeaseConfig {
             ttl_ms: lease.ttl_ms,
             drift: lease.drift,

@@ -329,12 +329,7 @@ impl Config {
             &db_sites,
         )
         .map_err(|(key, reason)| err(&key, reason))?;
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-            return Err(err(
-                "log.level",
-                format!("{:?} is not a valid filter: {e}", raw.log.level),
-            ));
-        }
+        check_log_filter(&raw.log.level).map_err(|reason| err("log.level", reason))?;
 
         Ok(Self {
             file: file.to_path_buf(),
@@ -399,6 +394,59 @@ fn normalize(path: &Path) -> PathBuf {
     } else {
         out
     }
+}
+
+/// Checks a log filter (`log.level`, `tracing_subscriber::EnvFilter`
+/// syntax) more strictly than `EnvFilter` does: it reads a bare word that
+/// is not a level as a *target* enabled at every level, so a typo such as
+/// `"inf"` parses, enables only a target nobody logs to, and silences the
+/// daemon. Here every directive must be a level (`info`) or `TARGET=LEVEL`
+/// with a known level, and the filter must name at least one.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    const LEVELS: &str = "trace, debug, info, warn, error or off";
+    let directives: Vec<&str> = filter.split(',').filter(|d| !d.trim().is_empty()).collect();
+    if let Some(d) = directives.iter().find(|d| d.trim() != **d) {
+        return Err(format!(
+            "{d:?} has blanks around it, which the filter syntax does not allow; write {:?}",
+            directives
+                .iter()
+                .map(|d| d.trim())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if directives.is_empty() {
+        return Err(format!(
+            "{filter:?} names no level, so nothing would be logged; write e.g. \"info\" or \
+             \"info,openraft=warn\""
+        ));
+    }
+    for d in directives {
+        // `target=level`, `target[span{field=value}]=level`: the level is
+        // after the last `=` outside brackets.
+        let (target, level) = match d.rsplit_once('=') {
+            Some((t, l)) if !l.contains(']') && !l.contains('}') => (Some(t.trim()), l.trim()),
+            _ => (None, d),
+        };
+        if LevelFilter::from_str(level).is_err() {
+            return Err(match target {
+                Some(t) => {
+                    format!("{d:?}: {level:?} is not a level ({LEVELS}); write e.g. \"{t}=warn\"")
+                }
+                None => format!(
+                    "{level:?} is not a level ({LEVELS}); a target needs one, as in \"{d}=info\""
+                ),
+            });
+        }
+        if target.is_some_and(str::is_empty) {
+            return Err(format!("{d:?} has a level but no target before the '='"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?} is not a valid filter: {e}"))
 }
 
 /// Parses TOML into `T`, returning the failing key path (as the file writes
@@ -563,8 +611,38 @@ control_addr = "127.0.0.1:7403"
         assert_eq!(key, "log.format");
         let (key, _) = key_of(&GOOD.replace("[storage]", "[log]\nlevel = \"info,[\"\n\n[storage]"));
         assert_eq!(key, "log.level");
+        let (key, reason) =
+            key_of(&GOOD.replace("[storage]", "[log]\nlevel = \"inf\"\n\n[storage]"));
+        assert_eq!(key, "log.level");
+        assert!(reason.contains("\"inf\" is not a level"), "{reason}");
         let (key, _) = key_of("node_id = [");
         assert_eq!(key, "(syntax)");
+    }
+
+    #[test]
+    fn log_filters_must_name_known_levels() {
+        for good in [
+            "info",
+            "WARN",
+            "info,openraft=warn",
+            "debug,palisade::controller=trace",
+            "off",
+            "palisade[lead]=debug",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("inf", "\"inf\" is not a level"),
+            ("palisade", "a target needs one, as in \"palisade=info\""),
+            ("info,openraft=wran", "\"wran\" is not a level"),
+            ("", "names no level"),
+            (" , ,", "names no level"),
+            ("=info", "no target"),
+            ("info, openraft=warn", "write \"info,openraft=warn\""),
+        ] {
+            let e = check_log_filter(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     const DATABASES: &str = r#"

@@ -1,0 +1,144 @@
+//! The leader's orders to this site's agent, for a committed epoch: fence,
+//! promote, and the app's `monitorsEnabled` and search. Whether an order
+//! may be carried out is the core's decision (`may_fence`, `may_promote`,
+//! `may_enable_monitors`); this carries it out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::site_agent::{may_enable_monitors, may_fence, may_promote};
+
+use super::{Agent, EPOCH_WAIT};
+use crate::clock::mono_ms;
+use crate::peer_msgs::{SiteAction, SiteActionDone, SiteActionFailure};
+
+impl Agent {
+    /// Waits (briefly) until this witness has applied `epoch`.
+    async fn wait_epoch(
+        &self,
+        epoch: u64,
+    ) -> Result<palisade_core::ClusterState, SiteActionFailure> {
+        let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
+        loop {
+            let s = self.view.cluster_state();
+            if s.epoch >= epoch {
+                return Ok(s);
+            }
+            if mono_ms() > deadline {
+                return Err(SiteActionFailure::NotApplied(format!(
+                    "epoch {epoch} not applied here (still at {})",
+                    s.epoch
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (briefly) until this witness has applied the record an order
+    /// needs: the leader commits it and gives the order at once, and this
+    /// witness may apply it a moment later (found by the simulation: the
+    /// promotion reached the target's agent before its witness had applied
+    /// the `fenced` record in 12 of 114 failovers, and was refused and
+    /// retried 0.4 s later). A refusal that outlasts the wait stands.
+    async fn wait_allowed(
+        &self,
+        allowed: impl Fn(&palisade_core::ClusterState) -> Result<(), String>,
+    ) -> Result<(), SiteActionFailure> {
+        let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
+        loop {
+            let refusal = match allowed(&self.view.cluster_state()) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            if mono_ms() > deadline {
+                return Err(SiteActionFailure::Refused(refusal));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Carries out the leader's order for a committed epoch. Idempotent:
+    /// a new leader may repeat an order its predecessor already gave.
+    #[tracing::instrument(skip_all, fields(site = %self.site, epoch = action.epoch()))]
+    pub async fn act(
+        self: Arc<Self>,
+        action: SiteAction,
+    ) -> Result<SiteActionDone, SiteActionFailure> {
+        use SiteActionFailure::{Failed, Refused};
+        let state = self.wait_epoch(action.epoch()).await?;
+        let no_app = || Refused(format!("site {} has no [[app]] configured", self.site));
+        match &action {
+            SiteAction::SetMonitors { enabled, .. } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                if *enabled {
+                    self.wait_allowed(|s| may_enable_monitors(s, &self.site))
+                        .await?;
+                }
+                return app
+                    .set_monitors(*enabled)
+                    .await
+                    .map(SiteActionDone::said)
+                    .map_err(Failed);
+            }
+            SiteAction::RepointSearch {
+                hosts,
+                ccr_url,
+                indices,
+                ..
+            } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                return app
+                    .repoint_search(hosts, ccr_url, indices)
+                    .await
+                    .map(SiteActionDone::said)
+                    .map_err(Failed);
+            }
+            SiteAction::ReadMonitors { .. } => {
+                let app = self.app.as_ref().ok_or_else(no_app)?;
+                return app
+                    .monitors()
+                    .await
+                    .map(|v| {
+                        SiteActionDone::said(
+                            v.map(|b| b.to_string()).unwrap_or_else(|| "absent".into()),
+                        )
+                    })
+                    .map_err(Failed);
+            }
+            SiteAction::Fence { .. } | SiteAction::Promote { .. } => {}
+        }
+        let Some(db) = &self.db else {
+            return Err(Refused(format!("site {} has no database", self.site)));
+        };
+        let _ops = self.ops.lock().await;
+        match action {
+            SiteAction::Fence { epoch, planned } => {
+                may_fence(&state, &self.site).map_err(Refused)?;
+                if planned {
+                    self.st().handing_over();
+                    let (detail, lsn) = db.fence_for_handover(epoch).await.map_err(Failed)?;
+                    self.st().fenced();
+                    self.hard_order(epoch);
+                    tracing::warn!(%detail, "database shut down for a planned handover");
+                    return Ok(SiteActionDone { detail, lsn });
+                }
+                self.fence_now(db, epoch)
+                    .await
+                    .map(SiteActionDone::said)
+                    .ok_or_else(|| Failed("fence failed; see the agent's log".into()))
+            }
+            SiteAction::Promote { epoch } => {
+                self.wait_allowed(|s| may_promote(s, &self.site, epoch))
+                    .await?;
+                // The quorum lease first: a promoted server is never
+                // writable without one (the witnesses grant it once they
+                // applied the fence record).
+                self.take_lease(epoch, EPOCH_WAIT).await.map_err(Failed)?;
+                let detail = db.promote(epoch).await.map_err(Failed)?;
+                self.st().serving();
+                Ok(SiteActionDone::said(detail))
+            }
+            _ => Err(Failed("unexpected action".into())),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The public control service, `palisade.v1.Control`.
+//!
+//! Any witness answers. Reads are served from the answering witness's own
+//! applied state; writes are proposed through Raft, and a follower forwards
+//! them once to the leader's control address.
+//!
+//! `routing` decides where a write is handled, `requests` commits an
+//! operator's request exactly once by its request id, `status` builds the
+//! status reply, `operations` carries out operator operations and
+//! maintenance mode, `watch` streams events, and `views` turns the
+//! replicated state into API messages.
+
+mod operations;
+mod requests;
+mod routing;
+mod status;
+mod views;
+mod watch;
+
+pub use views::{maintenance, summary};
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use palisade_api::v1 as pb;
+use palisade_api::v1::control_server::Control;
+use palisade_api::v1::{
+    AnnotateReply, AnnotateRequest, JournalEntry, JournalReply, JournalRequest, StatusReply,
+    StatusRequest,
+};
+use palisade_core::operation::OperatorRequest;
+use palisade_core::{Command, CommandResult, Kind, NodeId, SiteId, Topology};
+use palisade_raft::network::{peer_channel, PeerContacts};
+use palisade_raft::server::StatusExtra;
+use palisade_raft::store::StateView;
+use palisade_raft::Raft;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::controller::Controller;
+
+/// Metadata key set on a request a follower forwarded, so that it is never
+/// forwarded twice (two nodes that each think the other leads).
+const FORWARDED: &str = "x-palisade-forwarded-by";
+
+/// How long `Status` waits for each peer's own report.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a forwarded write may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `Watch` samples the applied state.
+const WATCH_POLL: Duration = Duration::from_millis(100);
+/// Longest maintenance window with an end (`pause --for`).
+const MAX_PAUSE_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// Channels to one peer's two services.
+#[derive(Clone)]
+struct PeerChannels {
+    raft: Channel,
+    control: Channel,
+}
+
+/// The control service of one witness.
+#[derive(Clone)]
+pub struct ControlService {
+    raft: Raft,
+    topology: Topology,
+    cluster_name: String,
+    contacts: PeerContacts,
+    state: StateView,
+    peers: BTreeMap<NodeId, PeerChannels>,
+    extra: Option<std::sync::Arc<dyn StatusExtra>>,
+    replication_mode: String,
+    controller: Option<std::sync::Arc<Controller>>,
+}
+
+impl ControlService {
+    /// Builds the service; peer channels connect lazily.
+    pub fn new(
+        raft: Raft,
+        topology: Topology,
+        cluster_name: String,
+        contacts: PeerContacts,
+        state: StateView,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let mut peers = BTreeMap::new();
+        for (id, w) in topology.peers() {
+            peers.insert(
+                id,
+                PeerChannels {
+                    raft: peer_channel(&w.raft_addr, connect_timeout)?,
+                    control: peer_channel(&w.control_addr, connect_timeout)?,
+                },
+            );
+        }
+        Ok(Self {
+            raft,
+            topology,
+            cluster_name,
+            contacts,
+            state,
+            peers,
+            extra: None,
+            replication_mode: String::new(),
+            controller: None,
+        })
+    }
+
+    /// Lets operator operations run here when this witness leads.
+    pub fn with_operations(mut self, controller: std::sync::Arc<Controller>) -> Self {
+        self.controller = Some(controller);
+        self
+    }
+
+    /// Adds the database views and detector state to status replies.
+    pub fn with_extra(
+        mut self,
+        extra: std::sync::Arc<dyn StatusExtra>,
+        replication_mode: &str,
+    ) -> Self {
+        self.extra = Some(extra);
+        self.replication_mode = replication_mode.to_string();
+        self
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        Ok(Response::new(self.status_reply().await))
+    }
+
+    #[tracing::instrument(skip_all, fields(author, request_id))]
+    async fn annotate(
+        &self,
+        req: Request<AnnotateRequest>,
+    ) -> Result<Response<AnnotateReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.annotate(r).await })
+                    .await
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("author", body.author.as_str());
+        span.record("request_id", body.request_id.as_str());
+        let command = Command::Annotate {
+            at_unix_ms: palisade_raft::unix_ms_now(),
+            author: body.author,
+            text: body.text,
+        };
+        let committed = self
+            .commit_request(&body.request_id, command, false, String::new())
+            .await?;
+        let duplicate = committed.is_duplicate();
+        match committed.result() {
+            CommandResult::Annotated { log_index } => {
+                tracing::info!(log_index, duplicate, "note committed");
+                Ok(Response::new(AnnotateReply {
+                    log_index: *log_index,
+                    leader_id: self.topology.own_id,
+                    duplicate,
+                    request_id: body.request_id,
+                }))
+            }
+            other => Err(Status::internal(format!(
+                "unexpected result {other:?} for a note"
+            ))),
+        }
+    }
+
+    async fn journal(
+        &self,
+        _req: Request<JournalRequest>,
+    ) -> Result<Response<JournalReply>, Status> {
+        let entries = self
+            .state
+            .cluster_state()
+            .journal
+            .into_iter()
+            .map(|e| JournalEntry {
+                log_index: e.log_index,
+                at_unix_ms: e.at_unix_ms,
+                author: e.author,
+                text: e.text,
+                request_id: e.request_id.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(JournalReply { entries }))
+    }
+
+    async fn switchover(
+        &self,
+        req: Request<pb::SwitchoverRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.switchover(r).await })
+                    .await
+            }
+        };
+        self.operate(
+            OperatorRequest {
+                kind: Kind::Switchover,
+                to: Some(SiteId(body.to_site)),
+                who: body.who,
+                force: false,
+                accept_data_loss: false,
+            },
+            body.request_id,
+        )
+        .await
+    }
+
+    async fn failover(
+        &self,
+        req: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.failover(r).await })
+                    .await
+            }
+        };
+        self.operate(
+            OperatorRequest {
+                kind: Kind::Failover,
+                to: Some(SiteId(body.to_site)),
+                who: body.who,
+                force: body.force,
+                accept_data_loss: body.accept_data_loss,
+            },
+            body.request_id,
+        )
+        .await
+    }
+
+    async fn failback(
+        &self,
+        req: Request<pb::FailbackRequest>,
+    ) -> Result<Response<pb::OperationReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.failback(r).await })
+                    .await
+            }
+        };
+        self.operate(
+            OperatorRequest {
+                kind: Kind::Failback,
+                to: None,
+                who: body.who,
+                force: false,
+                accept_data_loss: false,
+            },
+            body.request_id,
+        )
+        .await
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.pause(r).await })
+                    .await
+            }
+        };
+        self.pause_here(body).await
+    }
+
+    async fn resume(
+        &self,
+        req: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.resume(r).await })
+                    .await
+            }
+        };
+        self.resume_here(body).await
+    }
+
+    async fn history(
+        &self,
+        _req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        let applied_index = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        let state = self.state.cluster_state();
+        Ok(Response::new(views::history(&state, applied_index)))
+    }
+
+    type WatchStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send + 'static>,
+    >;
+
+    async fn watch(
+        &self,
+        _req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let view = self.state.clone();
+        let raft = self.raft.clone();
+        tokio::spawn(async move { watch::stream_events(view, raft, tx).await });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn record_drill(
+        &self,
+        req: Request<pb::RecordDrillRequest>,
+    ) -> Result<Response<pb::RecordDrillReply>, Status> {
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f, |mut c, r| async move { c.record_drill(r).await })
+                    .await
+            }
+        };
+        let Some(d) = body.drill else {
+            return Err(Status::invalid_argument("drill: missing"));
+        };
+        let record = palisade_core::DrillRecord {
+            name: d.name,
+            who: d.who,
+            started_at_ms: d.started_at_ms,
+            finished_at_ms: d.finished_at_ms,
+            outcome: d.outcome,
+            phases: d
+                .phases
+                .into_iter()
+                .map(|p| palisade_core::DrillPhase {
+                    name: p.name,
+                    outcome: p.outcome,
+                    duration_ms: p.duration_ms,
+                })
+                .collect(),
+        };
+        let committed = self
+            .commit_request(
+                &body.request_id,
+                Command::RecordDrill(Box::new(record)),
+                false,
+                String::new(),
+            )
+            .await?;
+        Ok(Response::new(pb::RecordDrillReply {
+            leader_id: self.topology.own_id,
+            duplicate: committed.is_duplicate(),
+            request_id: body.request_id,
+        }))
+    }
+}
