@@ -5,6 +5,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use palisade_api::v1::control_client::ControlClient;
+use palisade_api::v1::raft_peer_client::RaftPeerClient;
+use palisade_api::v1::NodeStatusRequest;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status};
 
@@ -30,6 +32,17 @@ pub enum Failure {
     /// Waiting for an operation gave up at `--wait-timeout`; the operation
     /// may still be running. Exit 7.
     WaitTimedOut(String),
+    /// `status` answered with a leader that has not heard from a majority
+    /// of the witnesses within the election timeout: it cannot commit
+    /// anything. Exit 8.
+    NoQuorum(String),
+    /// A request that changes the cluster was sent, but no answer came
+    /// (a timeout, a connection lost, a leader that could not finish
+    /// committing): it may still take effect. Exit 9.
+    OutcomeUnknown(String),
+    /// The operator did not confirm an operation at the prompt; nothing
+    /// was sent. Exit 10.
+    NotConfirmed(String),
 }
 
 impl Failure {
@@ -43,6 +56,9 @@ impl Failure {
             Failure::Rejected(_) => 5,
             Failure::NotSucceeded(_) => 6,
             Failure::WaitTimedOut(_) => 7,
+            Failure::NoQuorum(_) => 8,
+            Failure::OutcomeUnknown(_) => 9,
+            Failure::NotConfirmed(_) => 10,
         }
     }
 
@@ -55,7 +71,10 @@ impl Failure {
             | Failure::NoLeader(m)
             | Failure::Rejected(m)
             | Failure::NotSucceeded(m)
-            | Failure::WaitTimedOut(m) => m,
+            | Failure::WaitTimedOut(m)
+            | Failure::NoQuorum(m)
+            | Failure::OutcomeUnknown(m)
+            | Failure::NotConfirmed(m) => m,
         }
     }
 }
@@ -139,6 +158,11 @@ impl Target {
         &self.shown
     }
 
+    /// The `--timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Connects eagerly, so an unreachable endpoint is reported as such
     /// before any request is built, and returns a client on that one channel.
     /// Every request on it is bounded by the timeout. The channel reconnects
@@ -149,11 +173,22 @@ impl Target {
             .await
     }
 
-    /// Like [`Target::connect`], but requests are not bounded: for `watch`,
-    /// whose stream is meant to last until the operator stops it. The
-    /// connect timeout still applies.
-    pub async fn connect_unbounded(&self) -> Result<ControlClient<Channel>, Failure> {
-        self.connect_with(Endpoint::from(self.uri.clone())).await
+    /// For a stream (`watch`): requests are not bounded as a whole (the
+    /// stream is meant to last until the operator stops it), but the
+    /// connection is: palisadectl sends an HTTP/2 ping whenever the witness
+    /// has been silent for the timeout and drops the connection when a
+    /// ping goes unanswered for the timeout, so a frozen witness, or a port
+    /// that accepts but never speaks, ends the stream instead of hanging.
+    /// The connect timeout still applies; the caller bounds the wait for
+    /// the stream's first answer.
+    pub async fn connect_stream(&self) -> Result<ControlClient<Channel>, Failure> {
+        self.connect_with(
+            Endpoint::from(self.uri.clone())
+                .http2_keep_alive_interval(self.timeout)
+                .keep_alive_timeout(self.timeout)
+                .keep_alive_while_idle(true),
+        )
+        .await
     }
 
     async fn connect_with(&self, endpoint: Endpoint) -> Result<ControlClient<Channel>, Failure> {
@@ -173,6 +208,13 @@ impl Target {
 
     /// Classifies a failed `rpc` (named for the message).
     pub fn rpc_failure(&self, rpc: &str, status: &Status) -> Failure {
+        if status.code() == Code::Unimplemented && status.source().is_none() {
+            return Failure::Usage(format!(
+                "{} does not serve the palisade control API ({rpc}: Unimplemented): is it a \
+                 witness's raft_addr? --endpoint must be a witness's control_addr",
+                self.shown
+            ));
+        }
         if is_transport_failure(status) {
             let cause = match status.source() {
                 Some(source) => self.describe(source),
@@ -188,6 +230,66 @@ impl Target {
                 status.code()
             ))
         }
+    }
+
+    /// Classifies a failed request that changes the cluster (`rpc`, sent
+    /// with `request_id`): like [`Target::rpc_failure`], except that a
+    /// failure after the request may have reached the witness (a timeout,
+    /// a lost connection, a witness that could not finish committing, a
+    /// leader that did not answer the witness that forwarded it) is
+    /// [`Failure::OutcomeUnknown`]: it may still take effect. `retry` is
+    /// the command line that retries it safely (with `--request-id`).
+    pub fn request_failure(
+        &self,
+        rpc: &str,
+        status: &Status,
+        request_id: &str,
+        retry: &str,
+    ) -> Failure {
+        let unknown = match status.source() {
+            Some(source) => !never_sent(source),
+            None => matches!(
+                status.code(),
+                Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            ),
+        };
+        if !unknown {
+            return self.rpc_failure(rpc, status);
+        }
+        let cause = match status.source() {
+            Some(source) => self.describe(source),
+            None => format!("{} ({:?})", message_of(status), status.code()),
+        };
+        Failure::OutcomeUnknown(unknown_outcome(
+            &format!(
+                "{rpc} request {request_id} to {} got no answer: {cause}",
+                self.shown
+            ),
+            request_id,
+            retry,
+        ))
+    }
+
+    /// When `rpc` was refused as unimplemented, whether the endpoint is a
+    /// witness's Raft peer port: it answers `RaftPeer.NodeStatus`, which
+    /// names the witness and its control address.
+    pub async fn peer_port_hint(&self) -> Option<String> {
+        let channel = Endpoint::from(self.uri.clone())
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .connect()
+            .await
+            .ok()?;
+        let me = RaftPeerClient::new(channel)
+            .node_status(NodeStatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        Some(format!(
+            "{} is the Raft peer port of witness {} (site {}), not a control endpoint; use \
+             --endpoint http://{}",
+            self.shown, me.id, me.site, me.control_addr
+        ))
     }
 
     /// The real cause of a transport error on one line. A timeout is named
@@ -212,6 +314,32 @@ impl Target {
 /// timeout and so also counts as transport.
 pub fn is_transport_failure(status: &Status) -> bool {
     status.source().is_some() || matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+}
+
+/// The one-line message of a request whose outcome is unknown: `what`
+/// happened, then how to find out and how to retry safely.
+pub fn unknown_outcome(what: &str, request_id: &str, retry: &str) -> String {
+    format!(
+        "{what}; it may still take effect: check with `palisadectl history --request {request_id}`; \
+         retrying with `{retry} --request-id {request_id}` is safe (it takes effect at most once)"
+    )
+}
+
+/// Whether a transport error happened before anything was sent: the
+/// connection was never made (refused, no route, no such host).
+fn never_sent(err: &(dyn Error + 'static)) -> bool {
+    chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            )
+        }) || e.to_string().contains("tcp connect error")
+            || e.to_string().starts_with("dns error")
+    })
 }
 
 /// An error and its sources, outermost first.
@@ -319,7 +447,6 @@ mod tests {
             Code::FailedPrecondition,
             Code::Unavailable,
             Code::PermissionDenied,
-            Code::Unimplemented,
             Code::Internal,
         ] {
             let f = target().rpc_failure("annotate", &Status::new(code, "no leader\nknown"));
@@ -331,6 +458,66 @@ mod tests {
         }
         let f = target().rpc_failure("journal", &Status::new(Code::Internal, ""));
         assert!(f.message().ends_with("Internal error (Internal)"), "{f:?}");
+    }
+
+    #[test]
+    fn an_endpoint_that_does_not_serve_the_control_api_is_a_usage_error() {
+        let f = target().rpc_failure("status", &Status::new(Code::Unimplemented, ""));
+        assert_eq!(f.exit_code(), 2);
+        assert!(
+            f.message()
+                .contains("does not serve the palisade control API"),
+            "{f:?}"
+        );
+    }
+
+    const ID: &str = "20231114T221320.123Z-9f86d081884c7d65";
+
+    #[test]
+    fn a_request_without_an_answer_after_sending_is_exit_9_with_its_id() {
+        // The defect of issue 11: a timed-out `pause` exited 3 and took
+        // effect later. Now the outcome is unknown, and says how to check
+        // and how to retry safely.
+        let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let f = target().request_failure("pause", &timed_out, ID, "palisadectl pause");
+        assert_eq!(f.exit_code(), 9);
+        assert_eq!(
+            f.message(),
+            format!(
+                "pause request {ID} to http://127.0.0.1:7401 got no answer: timed out after 3000 ms; \
+                 it may still take effect: check with `palisadectl history --request {ID}`; \
+                 retrying with `palisadectl pause --request-id {ID}` is safe (it takes effect at \
+                 most once)"
+            )
+        );
+        for status in [
+            Status::deadline_exceeded("leader 1 did not answer"),
+            Status::unknown("the leader could not finish committing"),
+            Status::from_error(Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))),
+        ] {
+            let f = target().request_failure("annotate", &status, ID, "palisadectl annotate x");
+            assert_eq!(f.exit_code(), 9, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_that_was_never_sent_or_was_refused_is_not_unknown() {
+        let refused = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        let f = target().request_failure("pause", &refused, ID, "palisadectl pause");
+        assert_eq!(f.exit_code(), 3, "{f:?}");
+        let f = target().request_failure(
+            "pause",
+            &Status::failed_precondition("already paused"),
+            ID,
+            "palisadectl pause",
+        );
+        assert_eq!(f.exit_code(), 5, "{f:?}");
     }
 
     #[test]

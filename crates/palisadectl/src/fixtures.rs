@@ -3,7 +3,7 @@
 
 use palisade_api::v1::{
     DatabaseView, FailoverSummary, JournalEntry, JournalReply, NodeStatus, PeerProgress, Role,
-    SearchView, StatusReply, StepTiming,
+    SearchView, StatusReply, StepCheck, StepTiming,
 };
 
 /// A healthy-looking witness in term 5 that follows leader 1.
@@ -125,12 +125,31 @@ pub fn search_down(site: &str, error: &str, age_ms: u64) -> SearchView {
     }
 }
 
-/// The `verified` detail of [`finished_failover`]: three checks, all passed.
-pub const VERIFIED_DETAIL: &str = "database at b writable (lsn 0/3000148); \
-elasticsearch at b green (3 nodes); exactly one monitorsEnabled=true (site b)";
+/// The `verified` detail of [`finished_failover`]: the server's summary of
+/// [`verified_checks`].
+pub const VERIFIED_DETAIL: &str = "3 checks passed";
+
+/// A check of a step, as the server reports it.
+pub fn check(name: &str, ok: bool, detail: &str) -> StepCheck {
+    StepCheck {
+        name: name.to_owned(),
+        ok,
+        detail: detail.to_owned(),
+    }
+}
+
+/// The `verified` checks of [`finished_failover`]: three, all passed.
+pub fn verified_checks() -> Vec<StepCheck> {
+    vec![
+        check("database at b writable", true, "lsn 0/3000148"),
+        check("elasticsearch at b green", true, "3 nodes"),
+        check("exactly one monitorsEnabled=true", true, "site b"),
+    ]
+}
 
 /// The automatic failover from `a` to `b` in epoch 3, finished and
-/// completed: five steps of 210, 1800, 120, 280 and 1800 ms, 4230 ms in all.
+/// completed: five steps of 210, 1800, 120, 280 and 1800 ms, 4230 ms in all,
+/// the last (`verified`) with [`verified_checks`].
 pub fn finished_failover() -> FailoverSummary {
     let t = FAILOVER_STARTED_MS;
     let step = |step: &str, from: i64, to: i64, detail: &str| StepTiming {
@@ -138,6 +157,11 @@ pub fn finished_failover() -> FailoverSummary {
         started_at_ms: t + from,
         done_at_ms: t + to,
         detail: detail.to_owned(),
+        checks: vec![],
+    };
+    let verified = StepTiming {
+        checks: verified_checks(),
+        ..step("verified", 2420, 4220, VERIFIED_DETAIL)
     };
     FailoverSummary {
         epoch: 3,
@@ -150,13 +174,14 @@ pub fn finished_failover() -> FailoverSummary {
             step("promoted", 220, 2020, "promoted at 0/3000148 on timeline 2"),
             step("app-flipped", 2020, 2140, "a: monitorsEnabled true -> false; b: monitorsEnabled false -> true"),
             step("repointed", 2140, 2420, "haproxy postgres: pg_b ready; elasticsearch hosts -> b"),
-            step("verified", 2420, 4220, VERIFIED_DETAIL),
+            verified,
         ],
         outcome: "completed".to_owned(),
         started_at_ms: t,
         finished_at_ms: Some(t + 4230),
         kind: "failover".to_owned(),
         evidence_json: r#"{"votes":[{"witness":1,"saw":"down (refused)","report_age_ms":120}],"down_for_ms":10000,"primary_agent_alive":true,"known_lag_bytes":0,"replication":"async"}"#.to_owned(),
+        request_id: String::new(),
     }
 }
 
@@ -202,12 +227,14 @@ pub fn journal() -> JournalReply {
                 at_unix_ms: 1_700_000_000_123,
                 author: "alice".to_owned(),
                 text: "DR drill:\ncheckpoint taken".to_owned(),
+                request_id: String::new(),
             },
             JournalEntry {
                 log_index: 14,
                 at_unix_ms: 1_700_000_060_000,
                 author: "bob".to_owned(),
                 text: "done".to_owned(),
+                request_id: String::new(),
             },
         ],
     }

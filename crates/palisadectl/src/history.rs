@@ -1,9 +1,15 @@
-//! `history` for people: the finished operations, the one in progress and
-//! the recorded drills.
+//! `history` for people: the finished operations, the one in progress,
+//! the recorded drills, pauses, resumes and notes; and `history --request
+//! ID`, what one request did.
 
-use palisade_api::v1::{DrillSummary, FailoverSummary, HistoryReply};
+use palisade_api::v1::control_client::ControlClient;
+use palisade_api::v1::{DrillSummary, FailoverSummary, HistoryReply, HistoryRequest};
+use tonic::transport::Channel;
 
+use crate::client::{Failure, Target};
 use crate::durations::human_ms;
+use crate::json::{self, RequestLookupJson};
+use crate::output::Out;
 use crate::rfc3339::rfc3339_millis;
 use crate::table::{
     cell, clip, kind_label, millis, progress_step, render_table, text_or_none, MAX_LINE,
@@ -85,6 +91,134 @@ pub fn history_table(r: &HistoryReply, steps: bool) -> String {
                 &rows,
             ),
             &below,
+        ));
+    }
+
+    if !r.maintenance.is_empty() {
+        out.push_str("\npauses and resumes\n");
+        let rows: Vec<Vec<String>> = r
+            .maintenance
+            .iter()
+            .map(|m| {
+                vec![
+                    rfc3339_millis(m.at_ms),
+                    text_or_none(&m.kind),
+                    text_or_none(&m.by),
+                    match (m.kind.as_str(), m.until_ms) {
+                        ("paused", Some(u)) => rfc3339_millis(u),
+                        ("paused", None) => "until resumed".to_owned(),
+                        _ => "-".to_owned(),
+                    },
+                    text_or_none(&m.request_id),
+                    text_or_none(&m.reason),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &["WHEN", "WHAT", "BY", "UNTIL", "REQUEST", "REASON"],
+            &rows,
+        ));
+    }
+
+    if !r.notes.is_empty() {
+        out.push_str("\nnotes\n");
+        let rows: Vec<Vec<String>> = r
+            .notes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.log_index.to_string(),
+                    rfc3339_millis(n.at_unix_ms),
+                    text_or_none(&n.author),
+                    text_or_none(&n.request_id),
+                    cell(&n.text),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &["INDEX", "WHEN", "AUTHOR", "REQUEST", "TEXT"],
+            &rows,
+        ));
+    }
+    out.lines()
+        .map(|l| clip(l, MAX_LINE) + "\n")
+        .collect::<String>()
+}
+
+/// `history --request ID`: what the request with this id did, from the
+/// answering witness's history. Exit 9 when it has no record of it: as
+/// far as that witness knows it has not taken effect (yet).
+pub async fn request(
+    target: &Target,
+    client: &mut ControlClient<Channel>,
+    out: &Out,
+    id: &str,
+) -> Result<(), Failure> {
+    let reply = client
+        .history(HistoryRequest {})
+        .await
+        .map_err(|s| target.rpc_failure("history", &s))?
+        .into_inner();
+    let found = RequestLookupJson::find(&reply, id);
+    if out.json() {
+        out.emit(&json::to_json(&found))?;
+    } else {
+        out.emit(&request_text(&found))?;
+    }
+    if found.found {
+        return Ok(());
+    }
+    let applied = reply
+        .applied_index
+        .map(|i| format!(" (it has applied the log up to index {i})"))
+        .unwrap_or_default();
+    Err(Failure::OutcomeUnknown(format!(
+        "{} has no record of request {id}{applied}: as far as it knows, it has not taken effect; \
+         sent while the cluster had no quorum, it may still; retrying it with --request-id {id} is \
+         safe (it takes effect at most once); the cluster remembers request ids for {} after they \
+         were issued",
+        target.shown(),
+        human_ms(i64::try_from(reply.request_retention_ms).unwrap_or(i64::MAX))
+    )))
+}
+
+/// `history --request ID` for people.
+pub fn request_text(r: &RequestLookupJson) -> String {
+    if !r.found {
+        return format!("request {}: no record\n", r.request_id);
+    }
+    let mut out = format!(
+        "request {}: {} by {}\n",
+        r.request_id,
+        r.kind.as_deref().unwrap_or("-"),
+        r.who.as_deref().unwrap_or("-")
+    );
+    if let Some(t) = r.issued_at_ms {
+        out.push_str(&format!("  issued    {}\n", rfc3339_millis(t)));
+    }
+    if let Some(t) = r.at_ms {
+        out.push_str(&format!(
+            "  applied   {}{}\n",
+            rfc3339_millis(t),
+            r.log_index
+                .map(|i| format!(" at log index {i}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(s) = &r.summary {
+        out.push_str(&format!("  did       {}\n", cell(s)));
+    }
+    if let Some(o) = &r.outcome {
+        out.push_str(&format!("  outcome   {}\n", cell(o)));
+    }
+    if let Some(op) = &r.operation {
+        out.push_str(&format!(
+            "  epoch {}  {} {} -> {}: {}\n",
+            op.epoch,
+            op.kind.as_deref().unwrap_or("failover"),
+            op.from_site,
+            op.to_site,
+            op.outcome.as_deref().unwrap_or(IN_PROGRESS)
         ));
     }
     out.lines()
@@ -238,6 +372,7 @@ mod tests {
                     phase("failover-check", "skipped", 0),
                 ],
             }],
+            ..Default::default()
         }
     }
 

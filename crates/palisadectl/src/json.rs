@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use palisade_api::v1::{
     AnnotateReply, DatabaseView, DrillPhase, DrillSummary, Event, FailoverSummary, HistoryReply,
-    JournalReply, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PeerProgress,
-    RejoinSummary, Role, SearchView, StatusReply, StepTiming,
+    JournalEntry, JournalReply, Maintenance, MaintenanceEvent, MaintenanceReply, NodeStatus,
+    OperationReply, PeerProgress, RejoinSummary, RequestRecord, Role, SearchView, StatusReply,
+    StepCheck, StepTiming,
 };
 use serde::Serialize;
 
@@ -52,6 +53,21 @@ pub struct StatusJson {
     pub monitors_enabled: BTreeMap<String, bool>,
     /// Maintenance mode (automatic failover paused); `null` when not paused.
     pub maintenance: Option<MaintenanceJson>,
+    /// The leader's hold on a quorum: `ok`, `lost` (it has not heard from
+    /// a majority within `quorum_timeout_ms`: exit 8) or `unknown` (no
+    /// leader, or its report could not be had); `null` from older servers.
+    pub quorum: Option<String>,
+    /// The bound of `quorum`: the election timeout, ms; `null` from older
+    /// servers.
+    pub quorum_timeout_ms: Option<u64>,
+    /// Milliseconds since a majority last answered the leader; `null` when
+    /// never or unknown.
+    pub leader_millis_since_quorum_ack: Option<u64>,
+    /// Witnesses (the leader included) that answered it within the bound;
+    /// `null` when unknown.
+    pub quorum_acked: Option<u32>,
+    /// How many witnesses are a majority; `null` from older servers.
+    pub quorum_needed: Option<u32>,
 }
 
 /// Maintenance mode in [`StatusJson::maintenance`] and
@@ -100,6 +116,9 @@ pub struct FailoverJson {
     /// The decision's evidence as the server recorded it (witness votes,
     /// LSNs, loss bound); `null` when the server sent none or not an object.
     pub evidence: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The operator request that began it; `null` for automatic failovers
+    /// and requests without an id.
+    pub request_id: Option<String>,
 }
 
 /// One step in [`FailoverJson::steps`].
@@ -114,7 +133,23 @@ pub struct StepJson {
     pub done_at_ms: i64,
     /// `done_at_ms - started_at_ms`.
     pub duration_ms: i64,
-    /// How it was done, in words; may be empty.
+    /// How it was done, in words; may be empty. For `verified`, a summary
+    /// such as `4 checks, 1 failed`: the checks themselves are in
+    /// [`StepJson::checks`].
+    pub detail: String,
+    /// The checks the step ran, each with its own result, in order: the
+    /// `verified` step's post-failover checks; empty for other steps.
+    pub checks: Vec<CheckJson>,
+}
+
+/// One check in [`StepJson::checks`].
+#[derive(Debug, Serialize)]
+pub struct CheckJson {
+    /// What was checked, e.g. `database at b writable`.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen, e.g. `lsn 0/3000148` or `HTTP 503`; may be empty.
     pub detail: String,
 }
 
@@ -216,10 +251,16 @@ pub struct PeerJson {
 /// `annotate --output json`.
 #[derive(Debug, Serialize)]
 pub struct AnnotateJson {
-    /// Raft log index at which the note was committed.
+    /// Raft log index at which the note was committed (for a duplicate:
+    /// the first request's note).
     pub log_index: u64,
     /// The leader that committed it.
     pub leader_id: u64,
+    /// The request id it was sent with.
+    pub request_id: Option<String>,
+    /// `true` when the request had been applied before (a retry): no
+    /// second note was added.
+    pub duplicate: bool,
 }
 
 /// `journal --output json`.
@@ -240,6 +281,20 @@ pub struct JournalEntryJson {
     pub author: String,
     /// The note.
     pub text: String,
+    /// The request that added it; `null` when it carried none.
+    pub request_id: Option<String>,
+}
+
+impl From<&JournalEntry> for JournalEntryJson {
+    fn from(e: &JournalEntry) -> Self {
+        Self {
+            log_index: e.log_index,
+            at_unix_ms: e.at_unix_ms,
+            author: e.author.clone(),
+            text: e.text.clone(),
+            request_id: non_empty(&e.request_id),
+        }
+    }
 }
 
 impl From<&StatusReply> for StatusJson {
@@ -261,6 +316,11 @@ impl From<&StatusReply> for StatusJson {
             last_failover: r.last_failover.as_ref().map(FailoverJson::from),
             monitors_enabled: monitors_by_site(r),
             maintenance: r.maintenance.as_ref().map(MaintenanceJson::from),
+            quorum: non_empty(&r.quorum),
+            quorum_timeout_ms: (r.quorum_timeout_ms > 0).then_some(r.quorum_timeout_ms),
+            leader_millis_since_quorum_ack: r.leader_millis_since_quorum_ack,
+            quorum_acked: (r.quorum == "ok" || r.quorum == "lost").then_some(r.quorum_acked),
+            quorum_needed: (r.quorum_needed > 0).then_some(r.quorum_needed),
         }
     }
 }
@@ -309,6 +369,7 @@ impl From<&FailoverSummary> for FailoverJson {
             // Evidence is the server's to shape; anything but an object
             // (or broken JSON) would not be what the schema promises.
             evidence: serde_json::from_str(&f.evidence_json).ok(),
+            request_id: non_empty(&f.request_id),
         }
     }
 }
@@ -321,6 +382,17 @@ impl From<&StepTiming> for StepJson {
             done_at_ms: s.done_at_ms,
             duration_ms: s.done_at_ms.saturating_sub(s.started_at_ms),
             detail: s.detail.clone(),
+            checks: s.checks.iter().map(CheckJson::from).collect(),
+        }
+    }
+}
+
+impl From<&StepCheck> for CheckJson {
+    fn from(c: &StepCheck) -> Self {
+        Self {
+            name: c.name.clone(),
+            ok: c.ok,
+            detail: c.detail.clone(),
         }
     }
 }
@@ -392,6 +464,8 @@ impl From<&AnnotateReply> for AnnotateJson {
         Self {
             log_index: r.log_index,
             leader_id: r.leader_id,
+            request_id: non_empty(&r.request_id),
+            duplicate: r.duplicate,
         }
     }
 }
@@ -399,16 +473,7 @@ impl From<&AnnotateReply> for AnnotateJson {
 impl From<&JournalReply> for JournalJson {
     fn from(r: &JournalReply) -> Self {
         Self {
-            entries: r
-                .entries
-                .iter()
-                .map(|e| JournalEntryJson {
-                    log_index: e.log_index,
-                    at_unix_ms: e.at_unix_ms,
-                    author: e.author.clone(),
-                    text: e.text.clone(),
-                })
-                .collect(),
+            entries: r.entries.iter().map(JournalEntryJson::from).collect(),
         }
     }
 }
@@ -420,6 +485,11 @@ pub struct MaintenanceReplyJson {
     pub maintenance: Option<MaintenanceJson>,
     /// The leader that committed the change.
     pub leader_id: u64,
+    /// The request id it was sent with.
+    pub request_id: Option<String>,
+    /// `true` when the request had been applied before (a retry): nothing
+    /// changed now; `maintenance` is the state now.
+    pub duplicate: bool,
 }
 
 impl From<&MaintenanceReply> for MaintenanceReplyJson {
@@ -427,6 +497,8 @@ impl From<&MaintenanceReply> for MaintenanceReplyJson {
         Self {
             maintenance: r.maintenance.as_ref().map(MaintenanceJson::from),
             leader_id: r.leader_id,
+            request_id: non_empty(&r.request_id),
+            duplicate: r.duplicate,
         }
     }
 }
@@ -460,6 +532,11 @@ pub struct OperationJson {
     /// The operation as last seen: finished, or still in progress when the
     /// wait timed out; `null` with `--no-wait` or when never seen.
     pub summary: Option<FailoverJson>,
+    /// The request id it was sent with.
+    pub request_id: Option<String>,
+    /// `true` when the request had been applied before (a retry): this is
+    /// the operation it began then; nothing new was begun.
+    pub duplicate: bool,
 }
 
 impl OperationJson {
@@ -476,6 +553,8 @@ impl OperationJson {
             finished: false,
             succeeded: None,
             summary: None,
+            request_id: non_empty(&r.request_id),
+            duplicate: r.duplicate,
         }
     }
 }
@@ -491,6 +570,15 @@ pub struct HistoryJson {
     pub drills: Vec<DrillJson>,
     /// Old primaries that rejoined as streaming standbys, oldest first.
     pub rejoins: Vec<RejoinJson>,
+    /// Pauses and resumes, oldest first (the last 1000).
+    pub maintenance: Vec<MaintenanceEventJson>,
+    /// The journal's notes, oldest first.
+    pub notes: Vec<JournalEntryJson>,
+    /// The operator requests the cluster remembers, oldest first.
+    pub requests: Vec<RequestJson>,
+    /// How long after it was issued a request id is remembered, at least,
+    /// ms; `null` from older servers.
+    pub request_retention_ms: Option<u64>,
 }
 
 impl From<&HistoryReply> for HistoryJson {
@@ -500,7 +588,184 @@ impl From<&HistoryReply> for HistoryJson {
             in_progress: r.in_progress.as_ref().map(FailoverJson::from),
             drills: r.drills.iter().map(DrillJson::from).collect(),
             rejoins: r.rejoins.iter().map(RejoinJson::from).collect(),
+            maintenance: r
+                .maintenance
+                .iter()
+                .map(MaintenanceEventJson::from)
+                .collect(),
+            notes: r.notes.iter().map(JournalEntryJson::from).collect(),
+            requests: r.requests.iter().map(RequestJson::from).collect(),
+            request_retention_ms: (r.request_retention_ms > 0).then_some(r.request_retention_ms),
         }
+    }
+}
+
+/// One pause or resume in [`HistoryJson::maintenance`].
+#[derive(Debug, Serialize)]
+pub struct MaintenanceEventJson {
+    /// Raft log index of the change.
+    pub log_index: u64,
+    /// `paused` or `resumed`.
+    pub kind: String,
+    /// Who paused or resumed (`expiry` when a pause ended on time).
+    pub by: String,
+    /// Leader wall clock, Unix ms.
+    pub at_ms: i64,
+    /// A pause's end, Unix ms; `null`: until resumed (and for a resume).
+    pub until_ms: Option<i64>,
+    /// A pause's reason; may be empty.
+    pub reason: String,
+    /// The request that did it; `null` when it carried none.
+    pub request_id: Option<String>,
+}
+
+impl From<&MaintenanceEvent> for MaintenanceEventJson {
+    fn from(m: &MaintenanceEvent) -> Self {
+        Self {
+            log_index: m.log_index,
+            kind: m.kind.clone(),
+            by: m.by.clone(),
+            at_ms: m.at_ms,
+            until_ms: m.until_ms,
+            reason: m.reason.clone(),
+            request_id: non_empty(&m.request_id),
+        }
+    }
+}
+
+/// One remembered request in [`HistoryJson::requests`].
+#[derive(Debug, Serialize)]
+pub struct RequestJson {
+    /// The request id.
+    pub request_id: String,
+    /// `annotate`, `pause`, `resume`, `switchover`, `failover`,
+    /// `failback` or `drill`.
+    pub kind: String,
+    /// Who sent it.
+    pub who: String,
+    /// When the client issued it, Unix ms.
+    pub issued_at_ms: i64,
+    /// When the leader accepted it, Unix ms.
+    pub at_ms: i64,
+    /// Raft log index where it was applied.
+    pub log_index: u64,
+    /// `applied`, `noted at log index N` or `rejected: …` (nothing changed).
+    pub outcome: String,
+    /// The epoch an operation raised the cluster to; `null` otherwise.
+    pub epoch: Option<u64>,
+    /// What it did, in words.
+    pub summary: String,
+}
+
+impl From<&RequestRecord> for RequestJson {
+    fn from(r: &RequestRecord) -> Self {
+        Self {
+            request_id: r.request_id.clone(),
+            kind: r.kind.clone(),
+            who: r.who.clone(),
+            issued_at_ms: r.issued_at_ms,
+            at_ms: r.at_ms,
+            log_index: r.log_index,
+            outcome: r.outcome.clone(),
+            epoch: (r.epoch > 0).then_some(r.epoch),
+            summary: r.summary.clone(),
+        }
+    }
+}
+
+/// `history --request ID --output json`: what the request did.
+#[derive(Debug, Serialize)]
+pub struct RequestLookupJson {
+    /// The id asked about.
+    pub request_id: String,
+    /// Whether the answering witness has a record of it (exit 0; else 9).
+    pub found: bool,
+    /// Fields as in [`RequestJson`]; `null` when not found, or when the
+    /// request is known only from the note, pause, resume or operation it
+    /// made (its record has been pruned).
+    pub kind: Option<String>,
+    /// See [`RequestJson::who`].
+    pub who: Option<String>,
+    /// See [`RequestJson::issued_at_ms`].
+    pub issued_at_ms: Option<i64>,
+    /// See [`RequestJson::at_ms`].
+    pub at_ms: Option<i64>,
+    /// See [`RequestJson::log_index`].
+    pub log_index: Option<u64>,
+    /// See [`RequestJson::outcome`].
+    pub outcome: Option<String>,
+    /// See [`RequestJson::summary`].
+    pub summary: Option<String>,
+    /// The operation it began, as it stands now; `null` for other requests.
+    pub operation: Option<FailoverJson>,
+    /// The log index the answering witness has applied; `null` from older
+    /// servers.
+    pub applied_index: Option<u64>,
+}
+
+impl RequestLookupJson {
+    /// Finds request `id` in a history reply: its record, else the note,
+    /// pause, resume or operation that carries its id.
+    pub fn find(r: &HistoryReply, id: &str) -> Self {
+        let mut j = Self {
+            request_id: id.to_owned(),
+            found: false,
+            kind: None,
+            who: None,
+            issued_at_ms: None,
+            at_ms: None,
+            log_index: None,
+            outcome: None,
+            summary: None,
+            operation: None,
+            applied_index: r.applied_index,
+        };
+        let ops = || r.operations.iter().chain(&r.in_progress);
+        if let Some(rec) = r.requests.iter().find(|x| x.request_id == id) {
+            j.found = true;
+            j.kind = Some(rec.kind.clone());
+            j.who = Some(rec.who.clone());
+            j.issued_at_ms = Some(rec.issued_at_ms);
+            j.at_ms = Some(rec.at_ms);
+            j.log_index = Some(rec.log_index);
+            j.outcome = Some(rec.outcome.clone());
+            j.summary = Some(rec.summary.clone());
+            j.operation = (rec.epoch > 0)
+                .then(|| ops().find(|f| f.epoch == rec.epoch))
+                .flatten()
+                .map(FailoverJson::from);
+        } else if let Some(n) = r.notes.iter().find(|n| n.request_id == id) {
+            j.found = true;
+            j.kind = Some("annotate".to_owned());
+            j.who = Some(n.author.clone());
+            j.at_ms = Some(n.at_unix_ms);
+            j.log_index = Some(n.log_index);
+            j.outcome = Some(format!("noted at log index {}", n.log_index));
+            j.summary = Some(format!("annotate: {}", n.text));
+        } else if let Some(m) = r.maintenance.iter().find(|m| m.request_id == id) {
+            j.found = true;
+            j.kind = Some(
+                if m.kind == "paused" {
+                    "pause"
+                } else {
+                    "resume"
+                }
+                .to_owned(),
+            );
+            j.who = Some(m.by.clone());
+            j.at_ms = Some(m.at_ms);
+            j.log_index = Some(m.log_index);
+            j.outcome = Some("applied".to_owned());
+            j.summary = Some(m.kind.clone());
+        } else if let Some(f) = ops().find(|f| f.request_id == id) {
+            j.found = true;
+            j.kind = Some(f.kind.clone());
+            j.at_ms = Some(f.started_at_ms);
+            j.outcome = Some("applied".to_owned());
+            j.summary = Some(format!("{} {} -> {}", f.kind, f.from_site, f.to_site));
+            j.operation = Some(FailoverJson::from(f));
+        }
+        j
     }
 }
 
@@ -677,12 +942,22 @@ mod tests {
                 "node_id",
                 "nodes",
                 "primary_site",
+                "quorum",
+                "quorum_acked",
+                "quorum_needed",
+                "quorum_timeout_ms",
+                "leader_millis_since_quorum_ack",
                 "replication",
                 "replication_mode",
                 "standby_needs_rejoin",
                 "standby_site",
                 "term"
             ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
         );
         assert!(v["leader_id"].is_null());
         // Without a database every database field is null, never absent.
@@ -774,12 +1049,14 @@ mod tests {
                 "kind",
                 "outcome",
                 "reason",
+                "request_id",
                 "started_at_ms",
                 "steps",
                 "to_site",
                 "trigger"
             ]
         );
+        assert!(f["request_id"].is_null(), "an automatic failover has none");
         assert_eq!(f["epoch"], 3);
         assert_eq!(f["kind"], "failover");
         assert_eq!(f["from_site"], "a");
@@ -792,6 +1069,7 @@ mod tests {
         assert_eq!(
             keys(&f["steps"][0]),
             [
+                "checks",
                 "detail",
                 "done_at_ms",
                 "duration_ms",
@@ -799,6 +1077,7 @@ mod tests {
                 "step"
             ]
         );
+        assert_eq!(f["steps"][0]["checks"], serde_json::json!([]));
         let steps: Vec<(&str, i64)> = f["steps"]
             .as_array()
             .expect("steps array")
@@ -820,8 +1099,26 @@ mod tests {
                 ("verified", 1800)
             ]
         );
-        // The checks stay one string, exactly as the server joined them.
+        // The server's summary stays as it sent it; the checks are an
+        // array, each with its own result.
         assert_eq!(f["steps"][4]["detail"], fixtures::VERIFIED_DETAIL);
+        assert_eq!(
+            f["steps"][4]["checks"],
+            serde_json::json!([
+                {"name": "database at b writable", "ok": true, "detail": "lsn 0/3000148"},
+                {"name": "elasticsearch at b green", "ok": true, "detail": "3 nodes"},
+                {"name": "exactly one monitorsEnabled=true", "ok": true, "detail": "site b"},
+            ])
+        );
+        let mut failed = fixtures::finished_failover();
+        failed.steps[4].checks[2] =
+            fixtures::check("exactly one monitorsEnabled=true", false, "on at [a, b]");
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&FailoverJson::from(&failed))).expect("json");
+        assert_eq!(
+            v["steps"][4]["checks"][2],
+            serde_json::json!({"name": "exactly one monitorsEnabled=true", "ok": false, "detail": "on at [a, b]"})
+        );
         assert_eq!(
             f["steps"][0]["detail"],
             "fenced by agent: stopped (fast) in 210 ms"
@@ -989,10 +1286,12 @@ mod tests {
         let a = AnnotateReply {
             log_index: 17,
             leader_id: 1,
+            request_id: "20231114T221320.123Z-9f86d081884c7d65".to_owned(),
+            duplicate: false,
         };
         assert_eq!(
             to_json(&AnnotateJson::from(&a)),
-            "{\n  \"log_index\": 17,\n  \"leader_id\": 1\n}\n"
+            "{\n  \"log_index\": 17,\n  \"leader_id\": 1,\n  \"request_id\": \"20231114T221320.123Z-9f86d081884c7d65\",\n  \"duplicate\": false\n}\n"
         );
     }
 
@@ -1004,8 +1303,9 @@ mod tests {
         assert_eq!(keys(&v), ["entries"]);
         assert_eq!(
             keys(&v["entries"][0]),
-            ["at_unix_ms", "author", "log_index", "text"]
+            ["at_unix_ms", "author", "log_index", "request_id", "text"]
         );
+        assert!(v["entries"][0]["request_id"].is_null());
         assert_eq!(v["entries"][0]["log_index"], 9);
         assert_eq!(v["entries"][0]["at_unix_ms"], 1_700_000_000_123_i64);
         assert_eq!(v["entries"][0]["author"], "alice");

@@ -14,10 +14,13 @@ mod identity;
 mod json;
 mod operations;
 mod output;
+mod request_id;
 mod rfc3339;
 mod table;
+mod wait_ready;
 mod watch;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,8 +33,9 @@ use tonic::transport::Channel;
 use crate::client::{Failure, Target};
 use crate::drill::plan::{self, PlanJson};
 use crate::durations::duration_arg;
-use crate::operations::Operation;
+use crate::operations::{Operation, Sent};
 use crate::output::{emit, Out};
+use crate::request_id::{new_request_id, request_id_arg, shell_quote};
 
 /// Shown by `--help` (not `-h`): the exit codes are part of the interface.
 const LONG_ABOUT: &str = "\
@@ -40,19 +44,26 @@ Any witness answers; requests that change the cluster are forwarded to the leade
 by the witness.
 
 Exit codes:
-  0  success (for status: a leader is known; for drill run: the drill passed)
+  0  success (for status: a leader with a quorum is known; for drill run: the drill passed)
   1  the output (or a drill report) could not be written
-  2  usage error: bad flag, bad --endpoint, invalid drill plan
-  3  endpoint unreachable, or the request failed in transport (refused, timeout, DNS);
-     for watch: the stream ended
+  2  usage error: bad flag, bad --endpoint (or a witness's Raft peer port), invalid
+     drill plan, an operation without --yes and without a terminal to confirm it
+  3  endpoint unreachable, or a read failed in transport (refused, timeout, DNS);
+     for watch: the stream ended or the witness stopped answering
   4  status answered but no leader is known (the status is still printed)
-  5  the server rejected the request (its message is printed)
+  5  the server rejected the request (its message is printed); nothing changed
   6  the operation finished but did not succeed (aborted, or completed with failed
      checks); for drill run: a phase failed
   7  waiting for the operation timed out (it may still be running)
+  8  status answered, but the leader has no quorum: it has not heard from a majority
+     of the witnesses within the election timeout (the status is still printed)
+  9  a request that changes the cluster got no answer after it was sent: it may still
+     take effect; check with `palisadectl history --request ID`, retry with
+     --request-id ID (safe: it takes effect at most once)
+  10 the operation was not confirmed at the prompt; nothing was sent
 
 Errors are one line on stderr, prefixed \"palisadectl: \".
-JSON output (--output json) has a stable schema; see docs/palisadectl.md.";
+JSON output (--output json, -o json) has a stable schema; see docs/palisadectl.md.";
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -68,19 +79,20 @@ struct Cli {
     )]
     endpoint: String,
 
-    /// Connect timeout and per-request timeout, in milliseconds.
+    /// Connect timeout, per-request timeout, and for watch the longest
+    /// silence of the witness (e.g. 500ms, 3s, 1m).
     #[arg(
         long = "timeout",
         global = true,
-        value_name = "DURATION_MS",
-        env = "PALISADE_TIMEOUT_MS",
-        default_value_t = 3000,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_name = "DURATION",
+        env = "PALISADE_TIMEOUT",
+        default_value = "3s",
+        value_parser = duration_arg
     )]
-    timeout_ms: u64,
+    timeout: Duration,
 
     /// Output format: aligned tables for people, or JSON with a stable schema.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
 
     /// Who you are, recorded with every change you make (1-128 bytes).
@@ -126,6 +138,30 @@ impl WaitArgs {
     }
 }
 
+/// The request id of a request that changes the cluster.
+#[derive(Debug, Args)]
+struct RequestArgs {
+    /// Retry an earlier request: send it again under the id palisadectl
+    /// printed for it. The cluster applies each id at most once, so this is
+    /// safe whether or not the first one took effect. Default: a new id.
+    #[arg(long, value_name = "ID", value_parser = request_id_arg)]
+    request_id: Option<String>,
+}
+
+impl RequestArgs {
+    fn id(&self) -> String {
+        self.request_id.clone().unwrap_or_else(new_request_id)
+    }
+}
+
+/// Confirming an operation.
+#[derive(Debug, Args)]
+struct ConfirmArgs {
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -138,6 +174,8 @@ enum Command {
         /// Who is writing; default: --who.
         #[arg(long, value_name = "NAME")]
         author: Option<String>,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// List the replicated journal, oldest first.
     Journal,
@@ -148,6 +186,10 @@ enum Command {
         to: String,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// Fail over to SITE now (the old primary is fenced), then wait for it.
     Failover {
@@ -163,11 +205,19 @@ enum Command {
         yes_i_accept_data_loss: bool,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// Switch back to the configured primary site once it has rejoined, then wait.
     Failback {
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// Maintenance mode: no automatic failover until resume (or --for has passed).
     Pause {
@@ -177,17 +227,43 @@ enum Command {
         /// Why, for the history and for other operators.
         #[arg(long, value_name = "TEXT", default_value = "")]
         reason: String,
+        /// Replace a pause already in force (else refused, naming who paused).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// End maintenance mode: automatic failover on again.
-    Resume,
-    /// Finished operations, the one in progress, and recorded drills.
+    Resume {
+        #[command(flatten)]
+        request: RequestArgs,
+    },
+    /// Finished operations, the one in progress, drills, pauses, resumes and
+    /// notes; or what one request did (--request).
     History {
         /// Show each operation's steps and each drill's phases below it.
         #[arg(long)]
         steps: bool,
+        /// Show only what the request with this id did (exit 9 when the
+        /// answering witness has no record of it).
+        #[arg(long = "request", value_name = "ID", value_parser = request_id_arg, conflicts_with = "steps")]
+        request: Option<String>,
     },
     /// Print cluster events as they happen, until Ctrl-C.
     Watch,
+    /// Wait until a leader is known and a quorum of witnesses answers it
+    /// (e.g. right after starting the witnesses). On giving up, exits 3, 4
+    /// or 8 for what it saw last.
+    WaitReady {
+        /// How long to wait before giving up (e.g. 30s, 2m).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "60s",
+            value_parser = duration_arg
+        )]
+        wait_timeout: Duration,
+    },
     /// DR tests.
     Drill {
         #[command(subcommand)]
@@ -238,8 +314,108 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The command line as the operator typed it, without `--request-id`,
+/// for the message that tells how to retry a request safely.
+fn retry_command_line() -> String {
+    let mut words = vec!["palisadectl".to_owned()];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--request-id" {
+            args.next();
+            continue;
+        }
+        if a.starts_with("--request-id=") {
+            continue;
+        }
+        words.push(shell_quote(&a));
+    }
+    words.join(" ")
+}
+
+/// Asks the operator to confirm `op` on the terminal, unless `yes`.
+/// Without a terminal on stdin it cannot ask: a usage error naming
+/// `--yes`. Anything but `y` or `yes` is a no (exit 10).
+async fn confirm(
+    target: &Target,
+    client: &mut ControlClient<Channel>,
+    op: &Operation,
+    yes: bool,
+) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    let name = op.rpc();
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(format!(
+            "{name} asks for confirmation, but stdin is not a terminal; add --yes to run it \
+             without asking"
+        )));
+    }
+    // The current picture, so the operator confirms what will really move.
+    let now = match client.status(StatusRequest {}).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            format!(
+                "cluster {} (via {}): primary {}, standby {}{}\n",
+                r.cluster_name,
+                target.shown(),
+                table::text_or_none(&r.primary_site),
+                table::text_or_none(&r.standby_site),
+                if r.standby_needs_rejoin {
+                    " (must rejoin)"
+                } else {
+                    ""
+                }
+            )
+        }
+        Err(s) => format!(
+            "(could not ask {} for the current roles: {})\n",
+            target.shown(),
+            target.rpc_failure("status", &s).message()
+        ),
+    };
+    eprint!("{now}about to {}.\nProceed? [y/N] ", op.describe());
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| Failure::Output(format!("cannot read the answer: {e}")))?
+    .map_err(|e| Failure::Output(format!("cannot read the answer: {e}")))?;
+    // The terminal echoed the answer and its newline; stderr elsewhere
+    // (a log file) needs its own, so the next line starts on its own.
+    if !std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Failure::NotConfirmed(format!(
+            "{name} not confirmed: nothing was sent"
+        ))),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let target = Target::new(&cli.endpoint, Duration::from_millis(cli.timeout_ms))?;
+    if std::env::var_os("PALISADE_TIMEOUT_MS").is_some()
+        && std::env::var_os("PALISADE_TIMEOUT").is_none()
+    {
+        return Err(Failure::Usage(
+            "PALISADE_TIMEOUT_MS is no longer read: set PALISADE_TIMEOUT to a duration such as 3s \
+             or 500ms instead"
+                .to_owned(),
+        ));
+    }
+    let target = Target::new(&cli.endpoint, cli.timeout)?;
+    match run_command(cli, &target).await {
+        Err(Failure::Usage(m)) if m.contains("does not serve the palisade control API") => {
+            Err(Failure::Usage(target.peer_port_hint().await.unwrap_or(m)))
+        }
+        other => other,
+    }
+}
+
+async fn run_command(cli: Cli, target: &Target) -> Result<(), Failure> {
+    let target = target.clone();
     // Checked only by the commands that send it, so that a bad
     // PALISADE_WHO does not break `status`.
     let raw_who = cli.who.unwrap_or_else(identity::default_who);
@@ -253,54 +429,92 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Out { format: cli.output };
     match cli.command {
         Command::Status => status(&target, &mut target.connect().await?, cli.output).await,
-        Command::Annotate { text, author } => {
+        Command::Annotate {
+            text,
+            author,
+            request,
+        } => {
             // An explicit --author wins; a blank one is no name.
             let author = match author.filter(|a| !a.trim().is_empty()) {
                 Some(author) => author,
                 None => who()?,
             };
             let mut client = target.connect().await?;
-            annotate(&target, &mut client, cli.output, text, author).await
+            let (id, retry) = (request.id(), retry_command_line());
+            annotate(&target, &mut client, cli.output, text, author, &id, &retry).await
         }
         Command::Journal => journal(&target, &mut target.connect().await?, cli.output).await,
-        Command::Switchover { to, wait } => {
-            let (who, op) = (who()?, Operation::Switchover { to });
-            let mut client = target.connect().await?;
-            operations::command(&target, &mut client, &out, &who, &op, wait.timeout()).await
+        Command::Switchover {
+            to,
+            wait,
+            confirm: c,
+            request,
+        } => {
+            let op = Operation::Switchover { to };
+            operation(&target, &out, &who()?, &op, wait.timeout(), c.yes, &request).await
         }
         Command::Failover {
             to,
             force,
             yes_i_accept_data_loss,
             wait,
+            confirm: c,
+            request,
         } => {
             // clap enforces that the two flags come together.
             debug_assert_eq!(force, yes_i_accept_data_loss);
-            let (who, op) = (who()?, Operation::Failover { to, force });
-            let mut client = target.connect().await?;
-            operations::command(&target, &mut client, &out, &who, &op, wait.timeout()).await
+            let op = Operation::Failover { to, force };
+            operation(&target, &out, &who()?, &op, wait.timeout(), c.yes, &request).await
         }
-        Command::Failback { wait } => {
-            let (who, op) = (who()?, Operation::Failback);
-            let mut client = target.connect().await?;
-            operations::command(&target, &mut client, &out, &who, &op, wait.timeout()).await
+        Command::Failback {
+            wait,
+            confirm: c,
+            request,
+        } => {
+            let op = Operation::Failback;
+            operation(&target, &out, &who()?, &op, wait.timeout(), c.yes, &request).await
         }
-        Command::Pause { for_, reason } => {
+        Command::Pause {
+            for_,
+            reason,
+            force,
+            request,
+        } => {
             let who = who()?;
             let mut client = target.connect().await?;
-            let reply = operations::pause(&target, &mut client, &who, for_, &reason).await?;
+            let (id, retry) = (request.id(), retry_command_line());
+            let sent = Sent {
+                who: &who,
+                request_id: &id,
+                retry: &retry,
+            };
+            let reply =
+                operations::pause(&target, &mut client, &sent, for_, &reason, force).await?;
             operations::print_maintenance(&out, &reply)
         }
-        Command::Resume => {
+        Command::Resume { request } => {
             let who = who()?;
             let mut client = target.connect().await?;
-            let reply = operations::resume(&target, &mut client, &who).await?;
+            let (id, retry) = (request.id(), retry_command_line());
+            let sent = Sent {
+                who: &who,
+                request_id: &id,
+                retry: &retry,
+            };
+            let reply = operations::resume(&target, &mut client, &sent).await?;
             operations::print_maintenance(&out, &reply)
         }
-        Command::History { steps } => {
-            history(&target, &mut target.connect().await?, cli.output, steps).await
+        Command::History { steps, request } => {
+            let mut client = target.connect().await?;
+            match request {
+                Some(id) => history::request(&target, &mut client, &out, &id).await,
+                None => history(&target, &mut client, cli.output, steps).await,
+            }
         }
         Command::Watch => watch::watch(&target, &out).await,
+        Command::WaitReady { wait_timeout } => {
+            wait_ready::wait_ready(&target, &out, wait_timeout).await
+        }
         Command::Drill {
             command:
                 DrillCommand::Run {
@@ -349,8 +563,19 @@ async fn status(
         Format::Json => json::to_json(&json::StatusJson::from(&reply)),
     })?;
     // Printed first and failed after: the operator needs the picture most
-    // exactly when there is no leader.
+    // exactly when there is no leader, or a leader without a quorum.
     match reply.leader_id {
+        Some(leader) if reply.quorum == "lost" => Err(Failure::NoQuorum(format!(
+            "no quorum: leader {leader} has heard from {} of {} witnesses (itself included; {} \
+             needed) within the {} ms election timeout, as node {} at {} sees it; it cannot commit \
+             anything (no failover, pause or note) until a majority is back",
+            reply.quorum_acked,
+            reply.nodes.len(),
+            reply.quorum_needed,
+            reply.quorum_timeout_ms,
+            reply.node_id,
+            target.shown()
+        ))),
         Some(_) => Ok(()),
         None => Err(Failure::NoLeader(format!(
             "no leader known: node {} at {} sees none in term {}",
@@ -361,17 +586,48 @@ async fn status(
     }
 }
 
+/// `switchover`, `failover`, `failback`: confirm, send, wait.
+async fn operation(
+    target: &Target,
+    out: &Out,
+    who: &str,
+    op: &Operation,
+    timeout: Option<Duration>,
+    yes: bool,
+    request: &RequestArgs,
+) -> Result<(), Failure> {
+    let mut client = target.connect().await?;
+    confirm(target, &mut client, op, yes).await?;
+    let id = request.id();
+    let mut retry = retry_command_line();
+    if !yes {
+        retry.push_str(" --yes");
+    }
+    let sent = Sent {
+        who,
+        request_id: &id,
+        retry: &retry,
+    };
+    operations::command(target, &mut client, out, &sent, op, timeout).await
+}
+
 async fn annotate(
     target: &Target,
     client: &mut ControlClient<Channel>,
     format: Format,
     text: String,
     author: String,
+    request_id: &str,
+    retry: &str,
 ) -> Result<(), Failure> {
     let reply = client
-        .annotate(AnnotateRequest { text, author })
+        .annotate(AnnotateRequest {
+            text,
+            author,
+            request_id: request_id.to_owned(),
+        })
         .await
-        .map_err(|s| target.rpc_failure("annotate", &s))?
+        .map_err(|s| target.request_failure("annotate", &s, request_id, retry))?
         .into_inner();
     emit(&match format {
         Format::Table => table::annotate_text(&reply),
@@ -431,9 +687,67 @@ mod tests {
 
     #[test]
     fn zero_timeout_is_a_usage_error() {
-        let err = Cli::try_parse_from(["palisadectl", "--timeout", "0", "status"])
+        let err = Cli::try_parse_from(["palisadectl", "--timeout", "0s", "status"])
             .expect_err("0 ms is no timeout");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn every_time_flag_takes_one_duration_syntax() {
+        let cli =
+            Cli::try_parse_from(["palisadectl", "--timeout", "500ms", "status"]).expect("500ms");
+        assert_eq!(cli.timeout, Duration::from_millis(500));
+        let cli = Cli::try_parse_from(["palisadectl", "status", "--timeout", "2s"]).expect("2s");
+        assert_eq!(cli.timeout, Duration::from_secs(2));
+        // A bare number has no unit: refused, naming the flag.
+        let err = Cli::try_parse_from(["palisadectl", "--timeout", "3000", "status"])
+            .expect_err("no unit");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--timeout"), "{err}");
+    }
+
+    #[test]
+    fn dash_o_is_output() {
+        let cli = Cli::try_parse_from(["palisadectl", "status", "-o", "json"]).expect("-o json");
+        assert_eq!(cli.output, Format::Json);
+    }
+
+    #[test]
+    fn request_ids_are_checked_and_history_takes_one() {
+        let cli = Cli::try_parse_from([
+            "palisadectl",
+            "pause",
+            "--request-id",
+            "20231114T221320.123Z-9f86d081884c7d65",
+        ])
+        .expect("valid id");
+        assert!(matches!(
+            cli.command,
+            Command::Pause {
+                request: RequestArgs {
+                    request_id: Some(_)
+                },
+                ..
+            }
+        ));
+        let err = Cli::try_parse_from(["palisadectl", "resume", "--request-id", "x"])
+            .expect_err("bad id");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--request-id"), "{err}");
+        let cli = Cli::try_parse_from([
+            "palisadectl",
+            "history",
+            "--request",
+            "20231114T221320.123Z-9f86d081884c7d65",
+        ])
+        .expect("history --request");
+        assert!(matches!(
+            cli.command,
+            Command::History {
+                request: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -518,6 +832,9 @@ mod tests {
             "5  the server",
             "6  the operation finished but did not succeed",
             "7  waiting for the operation timed out",
+            "8  status answered, but the leader has no quorum",
+            "9  a request that changes the cluster got no answer",
+            "10 the operation was not confirmed",
         ] {
             assert!(help.contains(code), "{code} missing from --help");
         }

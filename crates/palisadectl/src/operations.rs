@@ -5,6 +5,10 @@
 //! The server replies once the operation is committed, not finished, so
 //! finishing is observed: [`locate`] finds the operation in a `Status`
 //! reply (pure, unit-tested), [`wait_for`] polls until it has an outcome.
+//!
+//! Every request carries a [`Sent`]: who asks, the request id that makes
+//! it exactly-once, and the command line that retries it safely, for the
+//! message when its outcome is unknown (exit 9).
 
 use std::time::Duration;
 
@@ -31,6 +35,18 @@ pub const POLL_EVERY: Duration = Duration::from_millis(200);
 /// The outcome a finished operation has when everything went right.
 pub const COMPLETED: &str = "completed";
 
+/// Who sends a request that changes the cluster, under which request id.
+#[derive(Debug, Clone)]
+pub struct Sent<'a> {
+    /// `--who`.
+    pub who: &'a str,
+    /// The request id (new per invocation, or `--request-id`).
+    pub request_id: &'a str,
+    /// The command line that retries the request (without
+    /// `--request-id`), for the unknown-outcome message.
+    pub retry: &'a str,
+}
+
 /// An operation to request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -53,20 +69,59 @@ impl Operation {
         }
     }
 
-    /// Sends the request; the reply says the operation is committed.
+    /// What the operation does, in words, for the confirmation prompt.
+    pub fn describe(&self) -> String {
+        match self {
+            Operation::Switchover { to } => format!(
+                "switch the primary over to {to}: the primary is shut down cleanly, {to} \
+                 replays its WAL and is promoted, the apps and front doors follow"
+            ),
+            Operation::Failover { to, force: false } => format!(
+                "fail the primary over to {to} now: the primary is fenced, {to} is promoted \
+                 without waiting for it to catch up"
+            ),
+            Operation::Failover { to, force: true } => format!(
+                "FORCE a failover to {to} now, even if it lags: committed writes it has not \
+                 received are LOST"
+            ),
+            Operation::Failback => {
+                "switch the primary back to the configured primary site (a switchover)".to_owned()
+            }
+        }
+    }
+
+    /// The command line of this operation, for messages (`--yes` included:
+    /// a retry is not asked again).
+    pub fn command_line(&self) -> String {
+        match self {
+            Operation::Switchover { to } => format!("palisadectl switchover --to {to} --yes"),
+            Operation::Failover { to, force: false } => {
+                format!("palisadectl failover --to {to} --yes")
+            }
+            Operation::Failover { to, force: true } => {
+                format!("palisadectl failover --to {to} --force --yes-i-accept-data-loss --yes")
+            }
+            Operation::Failback => "palisadectl failback --yes".to_owned(),
+        }
+    }
+
+    /// Sends the request; the reply says the operation is committed (or,
+    /// for a retry, that this request began it before).
     pub async fn send(
         &self,
         target: &Target,
         client: &mut ControlClient<Channel>,
-        who: &str,
+        sent: &Sent<'_>,
     ) -> Result<OperationReply, Failure> {
-        let who = who.to_owned();
+        let who = sent.who.to_owned();
+        let request_id = sent.request_id.to_owned();
         let reply = match self {
             Operation::Switchover { to } => {
                 client
                     .switchover(SwitchoverRequest {
                         to_site: to.clone(),
                         who,
+                        request_id,
                     })
                     .await
             }
@@ -79,14 +134,15 @@ impl Operation {
                         // The CLI only sets `force` together with the
                         // confirmation flag (clap enforces both ways).
                         accept_data_loss: *force,
+                        request_id,
                     })
                     .await
             }
-            Operation::Failback => client.failback(FailbackRequest { who }).await,
+            Operation::Failback => client.failback(FailbackRequest { who, request_id }).await,
         };
         reply
             .map(tonic::Response::into_inner)
-            .map_err(|s| target.rpc_failure(self.rpc(), &s))
+            .map_err(|s| target.request_failure(self.rpc(), &s, sent.request_id, sent.retry))
     }
 }
 
@@ -287,21 +343,33 @@ pub async fn run_operation(
     target: &Target,
     client: &mut ControlClient<Channel>,
     out: &Out,
-    who: &str,
+    sent: &Sent<'_>,
     op: &Operation,
     timeout: Option<Duration>,
     indent: &str,
 ) -> Result<OperationResult, Failure> {
-    let reply = op.send(target, client, who).await?;
+    let reply = op.send(target, client, sent).await?;
     let say = |text: String| out.progress(&indented(&text, indent));
-    say(format!(
-        "{} {} -> {} committed: epoch {} (leader {})\n",
-        table::kind_label(&reply.kind),
-        table::text_or_none(&reply.from_site),
-        table::text_or_none(&reply.to_site),
-        reply.epoch,
-        reply.leader_id
-    ))?;
+    if reply.duplicate {
+        say(format!(
+            "request {} was already applied: it began {} {} -> {} as epoch {} (nothing new begun; leader {})\n",
+            reply.request_id,
+            reply.kind,
+            table::text_or_none(&reply.from_site),
+            table::text_or_none(&reply.to_site),
+            reply.epoch,
+            reply.leader_id
+        ))?;
+    } else {
+        say(format!(
+            "{} {} -> {} committed: epoch {} (leader {})\n",
+            table::kind_label(&reply.kind),
+            table::text_or_none(&reply.from_site),
+            table::text_or_none(&reply.to_site),
+            reply.epoch,
+            reply.leader_id
+        ))?;
+    }
     if !reply.data_loss_bound.is_empty() {
         say(format!(
             "WARNING: DATA MAY BE LOST: {}\n",
@@ -344,11 +412,11 @@ pub async fn command(
     target: &Target,
     client: &mut ControlClient<Channel>,
     out: &Out,
-    who: &str,
+    sent: &Sent<'_>,
     op: &Operation,
     timeout: Option<Duration>,
 ) -> Result<(), Failure> {
-    let result = run_operation(target, client, out, who, op, timeout, "").await?;
+    let result = run_operation(target, client, out, sent, op, timeout, "").await?;
     if out.json() {
         out.emit(&json::to_json(&result.to_json()))?;
     } else if timeout.is_none() {
@@ -364,21 +432,26 @@ pub async fn command(
 }
 
 /// `pause`: automatic failover off, for `for_` or until `resume`.
+/// Without `force`, a cluster already paused is refused (exit 5), naming
+/// who paused it.
 pub async fn pause(
     target: &Target,
     client: &mut ControlClient<Channel>,
-    who: &str,
+    sent: &Sent<'_>,
     for_: Option<Duration>,
     reason: &str,
+    force: bool,
 ) -> Result<MaintenanceReply, Failure> {
     let reply = client
         .pause(PauseRequest {
-            who: who.to_owned(),
+            who: sent.who.to_owned(),
             reason: reason.to_owned(),
             for_ms: for_.map(as_ms),
+            request_id: sent.request_id.to_owned(),
+            force,
         })
         .await
-        .map_err(|s| target.rpc_failure("pause", &s))?
+        .map_err(|s| target.request_failure("pause", &s, sent.request_id, sent.retry))?
         .into_inner();
     Ok(reply)
 }
@@ -387,14 +460,15 @@ pub async fn pause(
 pub async fn resume(
     target: &Target,
     client: &mut ControlClient<Channel>,
-    who: &str,
+    sent: &Sent<'_>,
 ) -> Result<MaintenanceReply, Failure> {
     let reply = client
         .resume(ResumeRequest {
-            who: who.to_owned(),
+            who: sent.who.to_owned(),
+            request_id: sent.request_id.to_owned(),
         })
         .await
-        .map_err(|s| target.rpc_failure("resume", &s))?
+        .map_err(|s| target.request_failure("resume", &s, sent.request_id, sent.retry))?
         .into_inner();
     Ok(reply)
 }
@@ -409,6 +483,23 @@ pub fn print_maintenance(out: &Out, r: &MaintenanceReply) -> Result<(), Failure>
 
 /// `pause` and `resume` for people.
 pub fn maintenance_text(r: &MaintenanceReply) -> String {
+    if !r.duplicate {
+        return maintenance_state(r);
+    }
+    let now = match &r.maintenance {
+        Some(_) => maintenance_state(r),
+        None => format!(
+            "not paused: automatic failover is on (leader {})\n",
+            r.leader_id
+        ),
+    };
+    format!(
+        "request {} was already applied: nothing changed now; the cluster is now:\n{now}",
+        r.request_id
+    )
+}
+
+fn maintenance_state(r: &MaintenanceReply) -> String {
     match &r.maintenance {
         Some(m) => format!(
             "{} (leader {})\nautomatic failover is off; operations are refused until `palisadectl resume`{}\n",
@@ -483,6 +574,7 @@ mod tests {
                 to_site: "b".to_owned(),
                 leader_id: 1,
                 data_loss_bound: String::new(),
+                ..Default::default()
             },
             end,
         }
@@ -499,7 +591,7 @@ mod tests {
         );
         for outcome in [
             "aborted: standby b did not catch up within 10000 ms",
-            "completed_with_failed_checks: FAILED webhook",
+            "completed_with_failed_checks: webhook: HTTP 500",
         ] {
             let mut f = done.clone();
             f.outcome = outcome.to_owned();
@@ -572,6 +664,7 @@ mod tests {
                 until_ms: Some(1_700_007_200_000),
             }),
             leader_id: 2,
+            ..Default::default()
         };
         assert_eq!(
             maintenance_text(&paused),
@@ -582,6 +675,7 @@ mod tests {
         let resumed = MaintenanceReply {
             maintenance: None,
             leader_id: 2,
+            ..Default::default()
         };
         assert_eq!(
             maintenance_text(&resumed),

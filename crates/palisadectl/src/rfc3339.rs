@@ -37,6 +37,21 @@ pub fn compact_utc(unix_ms: i64) -> String {
     )
 }
 
+/// Unix milliseconds as the time a request id starts with:
+/// `20231114T221320.123Z` (UTC, to the millisecond).
+pub fn request_stamp(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(MS_PER_DAY);
+    let ms = unix_ms.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{millis:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01;
 /// Howard Hinnant's `civil_from_days`, which shifts the year to start in
 /// March so the leap day falls at its end.

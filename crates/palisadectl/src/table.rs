@@ -2,7 +2,7 @@
 
 use palisade_api::v1::{
     AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Maintenance, Role, SearchView,
-    StatusReply, StepTiming,
+    StatusReply, StepCheck, StepTiming,
 };
 
 use crate::json::role_name;
@@ -25,11 +25,12 @@ const CUT: char = '…';
 /// Longest error class shown in a `down (<class>)` state.
 const MAX_CLASS: usize = 24;
 
-/// The failover step whose detail is a `; `-separated list of checks.
-const VERIFIED: &str = "verified";
-
-/// How a failed check starts in the `verified` step's detail.
+/// Marks a failed check of a step, in the column where a passed one has
+/// [`OK`].
 const FAILED: &str = "FAILED";
+
+/// Marks a passed check of a step.
+const OK: &str = "ok";
 
 /// Appended to the `monitorsEnabled:` line unless exactly one app is on.
 const MONITORS_WARNING: &str = "  <- WARNING: exactly one app must have monitorsEnabled=true";
@@ -56,8 +57,13 @@ pub fn status_table(r: &StatusReply) -> String {
         r.node_id,
         r.term
     );
-    // Right under the header: while paused nothing fails over on its own,
-    // which is the first thing an operator must know.
+    // Right under the header: a leader without a quorum can do nothing,
+    // and while paused nothing fails over on its own: the first things an
+    // operator must know.
+    if r.leader_id.is_some() && r.quorum == "lost" {
+        out.push_str(&no_quorum_line(r));
+        out.push('\n');
+    }
     if let Some(m) = &r.maintenance {
         out.push_str(&maintenance_line(m));
         out.push('\n');
@@ -389,26 +395,19 @@ fn last_failover_block(f: &FailoverSummary) -> String {
 }
 
 /// The steps of a failover, indented under its block, each with how long
-/// it took and how it was done. The `verified` step's checks follow its
-/// row, one a line, a failed one marked `FAILED`.
+/// it took and how it was done. A step's checks (the `verified` step's)
+/// follow its row, one a line, a failed one marked `FAILED`.
 fn steps_table(steps: &[StepTiming]) -> String {
     if steps.is_empty() {
         return "  no step done yet\n".to_owned();
     }
-    let checks: Vec<Vec<&str>> = steps.iter().map(verified_checks).collect();
     let rows: Vec<Vec<String>> = steps
         .iter()
-        .zip(&checks)
-        .map(|(s, checks)| {
-            let detail = if checks.is_empty() {
-                cell(&s.detail)
-            } else {
-                checks_summary(checks)
-            };
+        .map(|s| {
             vec![
                 text_or_none(&s.step),
                 millis(s.done_at_ms.saturating_sub(s.started_at_ms)),
-                detail,
+                step_detail(s),
             ]
         })
         .collect();
@@ -419,9 +418,9 @@ fn steps_table(steps: &[StepTiming]) -> String {
         out.push_str(&format!("  {header}\n"));
     }
     // render_table writes one line per row: cells are escaped.
-    for (line, checks) in lines.zip(&checks) {
+    for (line, s) in lines.zip(steps) {
         out.push_str(&format!("  {line}\n"));
-        for check in checks {
+        for check in &s.checks {
             out.push_str(&check_line(check));
         }
     }
@@ -430,56 +429,63 @@ fn steps_table(steps: &[StepTiming]) -> String {
 
 /// One step of an operation as `switchover`, `failover` and `failback`
 /// print it while they wait: `  fenced        210 ms  how it was done`,
-/// the `verified` step's checks one a line below it; every line cut at
-/// [`MAX_LINE`].
+/// the step's checks (the `verified` step's) one a line below it; every
+/// line cut at [`MAX_LINE`].
 pub fn progress_step(s: &StepTiming) -> String {
-    let checks = verified_checks(s);
-    let detail = if checks.is_empty() {
-        cell(&s.detail)
-    } else {
-        checks_summary(&checks)
-    };
     let took = millis(s.done_at_ms.saturating_sub(s.started_at_ms));
-    let mut out = format!("  {:<11} {took:>8}  {detail}", text_or_none(&s.step))
-        .trim_end()
-        .to_owned();
+    let mut out = format!(
+        "  {:<11} {took:>8}  {}",
+        text_or_none(&s.step),
+        step_detail(s)
+    )
+    .trim_end()
+    .to_owned();
     out.push('\n');
-    for check in checks {
+    for check in &s.checks {
         out.push_str(&check_line(check));
     }
     clip_lines(&out)
 }
 
-/// The checks of a `verified` step, as the server joined them with `; `;
-/// empty for any other step, or a `verified` step without detail.
-fn verified_checks(s: &StepTiming) -> Vec<&str> {
-    if s.step != VERIFIED {
-        return Vec::new();
+/// The DETAIL cell of a step: for a step with checks, how many and how
+/// many failed, counted from the checks themselves (their lines follow);
+/// else the step's detail.
+fn step_detail(s: &StepTiming) -> String {
+    if s.checks.is_empty() {
+        cell(&s.detail)
+    } else {
+        checks_summary(&s.checks)
     }
-    s.detail
-        .split("; ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect()
 }
 
-/// The DETAIL cell of a `verified` step: how many checks, how many failed.
-fn checks_summary(checks: &[&str]) -> String {
-    let failed = checks.iter().filter(|c| c.starts_with(FAILED)).count();
+/// How many checks, how many failed: `3 checks passed:` or
+/// `4 checks, 1 FAILED:`.
+fn checks_summary(checks: &[StepCheck]) -> String {
+    let failed = checks.iter().filter(|c| !c.ok).count();
     let noun = if checks.len() == 1 { "check" } else { "checks" };
     if failed == 0 {
         format!("{} {noun} passed:", checks.len())
     } else {
-        format!("{} {noun}, {failed} FAILED:", checks.len())
+        format!("{} {noun}, {failed} {FAILED}:", checks.len())
     }
 }
 
-/// One check of a `verified` step on its own line under the step table:
-/// `ok` or `FAILED` in a column of its own, then the check.
-fn check_line(check: &str) -> String {
-    match check.strip_prefix(FAILED) {
-        Some(rest) => format!("    {FAILED}  {}\n", cell(rest.trim_start())),
-        None => format!("    ok      {}\n", cell(check)),
+/// One check of a step on its own line under the step: `ok` or `FAILED`
+/// in a column of its own, then `name: detail` (just the name when the
+/// server saw nothing to say).
+fn check_line(check: &StepCheck) -> String {
+    let result = if check.ok { OK } else { FAILED };
+    format!("    {result:<6}  {}\n", check_text(check))
+}
+
+/// A check as `name: detail`, or `name` alone when the detail is empty;
+/// escaped for one line.
+fn check_text(check: &StepCheck) -> String {
+    let name = text_or_none(&check.name);
+    if check.detail.is_empty() {
+        name
+    } else {
+        format!("{name}: {}", cell(&check.detail))
     }
 }
 
@@ -507,9 +513,33 @@ fn clip_lines(text: &str) -> String {
 
 /// `annotate` for people.
 pub fn annotate_text(r: &AnnotateReply) -> String {
+    if r.duplicate {
+        return format!(
+            "already noted at log index {} by request {} (nothing added; leader {})\n",
+            r.log_index, r.request_id, r.leader_id
+        );
+    }
     format!(
         "noted at log index {} (leader {})\n",
         r.log_index, r.leader_id
+    )
+}
+
+/// `NO QUORUM: …`: the leader has not heard from a majority within the
+/// election timeout.
+pub fn no_quorum_line(r: &StatusReply) -> String {
+    let last = match r.leader_millis_since_quorum_ack {
+        Some(ms) => format!("a majority last answered it {} ago", millis(ms as i64)),
+        None => "no majority has answered it since it became leader".to_owned(),
+    };
+    format!(
+        "NO QUORUM: leader {} heard from {} of {} witnesses ({} needed) within {} ms; {last}; it \
+         cannot commit anything",
+        r.leader_id.unwrap_or_default(),
+        r.quorum_acked,
+        r.nodes.len(),
+        r.quorum_needed,
+        r.quorum_timeout_ms
     )
 }
 
@@ -686,9 +716,9 @@ last failover: epoch 3, a -> b (automatic), took 4230 ms
   app-flipped  120 ms   a: monitorsEnabled true -> false; b: monitorsEnabled false -> true
   repointed    280 ms   haproxy postgres: pg_b ready; elasticsearch hosts -> b
   verified     1800 ms  3 checks passed:
-    ok      database at b writable (lsn 0/3000148)
-    ok      elasticsearch at b green (3 nodes)
-    ok      exactly one monitorsEnabled=true (site b)
+    ok      database at b writable: lsn 0/3000148
+    ok      elasticsearch at b green: 3 nodes
+    ok      exactly one monitorsEnabled=true: site b
 ";
         let got = added_lines(&fixtures::failed_over());
         assert_eq!(got, expected, "got:\n{got}");
@@ -962,18 +992,27 @@ WITNESS  SITE  STATE           NODES  LATENCY  AGE
     fn verified_checks_are_one_a_line_with_failed_ones_marked() {
         let mut r = fixtures::failed_over();
         let mut f = fixtures::finished_failover();
-        f.outcome = "completed_with_failed_checks: FAILED elasticsearch at b green or yellow: \
+        f.outcome = "completed_with_failed_checks: elasticsearch at b green or yellow: \
                      timeout: no answer"
             .to_owned();
         let verified = f.steps.last_mut().expect("verified step");
-        verified.detail = "database at b writable (lsn 0/3000148); FAILED elasticsearch at b \
-                           green or yellow: timeout: no answer; exactly one monitorsEnabled=true \
-                           (site b); not readable: a (timeout)"
-            .to_owned();
+        // The summary is the server's; the table counts the checks itself.
+        verified.detail = "4 checks, 1 failed".to_owned();
+        verified.checks = vec![
+            fixtures::check("database at b writable", true, "lsn 0/3000148"),
+            fixtures::check(
+                "elasticsearch at b green or yellow",
+                false,
+                "timeout: no answer",
+            ),
+            fixtures::check("exactly one monitorsEnabled=true", true, "site b"),
+            // A check with nothing to say is its name alone.
+            fixtures::check("not readable: a (timeout)", true, ""),
+        ];
         r.last_failover = Some(f.clone());
         let got = added_lines(&r);
         let tail = "
-  outcome: completed_with_failed_checks: FAILED elasticsearch at b green or yellow: timeout: no answer
+  outcome: completed_with_failed_checks: elasticsearch at b green or yellow: timeout: no answer
   reason: primary a down on 2 of 3 witnesses for 10000 ms
   started 2023-11-14T22:13:20.000Z, finished 2023-11-14T22:13:24.230Z
   STEP         TOOK     DETAIL
@@ -982,22 +1021,36 @@ WITNESS  SITE  STATE           NODES  LATENCY  AGE
   app-flipped  120 ms   a: monitorsEnabled true -> false; b: monitorsEnabled false -> true
   repointed    280 ms   haproxy postgres: pg_b ready; elasticsearch hosts -> b
   verified     1800 ms  4 checks, 1 FAILED:
-    ok      database at b writable (lsn 0/3000148)
+    ok      database at b writable: lsn 0/3000148
     FAILED  elasticsearch at b green or yellow: timeout: no answer
-    ok      exactly one monitorsEnabled=true (site b)
+    ok      exactly one monitorsEnabled=true: site b
     ok      not readable: a (timeout)
 ";
         assert!(got.ends_with(tail), "got:\n{got}");
 
         // The same in a failover in progress; a verified step without
-        // detail is an ordinary row.
+        // checks is an ordinary row showing its detail, and a detail that
+        // merely looks like a failed check is not read as one.
         f.outcome.clear();
         f.finished_at_ms = None;
-        f.steps.last_mut().expect("verified step").detail = "FAILED webhook: HTTP 500".to_owned();
+        let verified = f.steps.last_mut().expect("verified step");
+        verified.detail = "1 check, 1 failed".to_owned();
+        verified.checks = vec![fixtures::check("webhook", false, "HTTP 500")];
         r.failover_in_progress = Some(f.clone());
         let got = added_lines(&r);
         assert!(
             got.contains("  verified     1800 ms  1 check, 1 FAILED:\n    FAILED  webhook: HTTP 500\n\nlast failover"),
+            "got:\n{got}"
+        );
+        let verified = f.steps.last_mut().expect("verified step");
+        verified.checks.clear();
+        verified.detail = "FAILED webhook: HTTP 500; database at b writable".to_owned();
+        r.failover_in_progress = Some(f.clone());
+        let got = added_lines(&r);
+        assert!(
+            got.contains(
+                "  verified     1800 ms  FAILED webhook: HTTP 500; database at b writable\n\nlast failover"
+            ),
             "got:\n{got}"
         );
         f.steps.last_mut().expect("verified step").detail.clear();
@@ -1006,6 +1059,26 @@ WITNESS  SITE  STATE           NODES  LATENCY  AGE
         assert!(
             got.contains("  verified     1800 ms\n\nlast failover"),
             "got:\n{got}"
+        );
+    }
+
+    #[test]
+    fn progress_step_counts_the_checks_and_lists_them() {
+        let f = fixtures::finished_failover();
+        assert_eq!(
+            progress_step(&f.steps[0]),
+            "  fenced        210 ms  fenced by agent: stopped (fast) in 210 ms\n"
+        );
+        let mut verified = f.steps[4].clone();
+        verified.checks[1].ok = false;
+        verified.checks[1].detail = "red".to_owned();
+        assert_eq!(
+            progress_step(&verified),
+            "  verified     1800 ms  3 checks, 1 FAILED:
+    ok      database at b writable: lsn 0/3000148
+    FAILED  elasticsearch at b green: red
+    ok      exactly one monitorsEnabled=true: site b
+"
         );
     }
 
@@ -1022,11 +1095,19 @@ WITNESS  SITE  STATE           NODES  LATENCY  AGE
 
     #[test]
     fn annotate_and_journal_render() {
-        let a = AnnotateReply {
+        let mut a = AnnotateReply {
             log_index: 17,
             leader_id: 1,
+            request_id: "20231114T221320.123Z-9f86d081884c7d65".to_owned(),
+            duplicate: false,
         };
         assert_eq!(annotate_text(&a), "noted at log index 17 (leader 1)\n");
+        a.duplicate = true;
+        assert_eq!(
+            annotate_text(&a),
+            "already noted at log index 17 by request 20231114T221320.123Z-9f86d081884c7d65 \
+             (nothing added; leader 1)\n"
+        );
         assert_eq!(
             journal_table(&fixtures::journal()),
             "\

@@ -188,9 +188,10 @@ async fn status_json_carries_databases_detector_and_last_failover() {
             "steps": [{
                 "step": "fenced", "started_at_ms": 1_700_000_000_000_i64,
                 "done_at_ms": 1_700_000_000_250_i64, "duration_ms": 250,
-                "detail": "lease expired"
+                "detail": "lease expired", "checks": []
             }],
-            "evidence": {"down_for_ms": 0, "replication": "sync"}
+            "evidence": {"down_for_ms": 0, "replication": "sync"},
+            "request_id": null
         })
     );
     assert_eq!(
@@ -285,7 +286,7 @@ async fn annotate_sends_who_as_author_and_journal_lists_it() {
         json_of(&o),
         serde_json::json!({"entries": [{
             "log_index": 13, "at_unix_ms": 1_700_000_000_123_i64,
-            "author": "tester", "text": "DR drill"
+            "author": "tester", "text": "DR drill", "request_id": null
         }]})
     );
 
@@ -325,6 +326,7 @@ async fn switchover_waits_printing_each_step_then_the_outcome() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -339,7 +341,7 @@ waiting for epoch 3 to finish (up to 2m)
   repointed      90 ms  haproxy -> site-2
   verified      300 ms  2 checks passed:
     ok      database at site-2 writable
-    ok      exactly one monitorsEnabled=true (site-2)
+    ok      exactly one monitorsEnabled=true: site-2
 switchover epoch 3 completed in 1380 ms
 "
     );
@@ -352,7 +354,15 @@ switchover epoch 3 completed in 1380 ms
 async fn a_wait_rides_out_a_witness_without_a_leader() {
     let (fake, endpoint) = healthy().await;
     fake.state().status_errors = 3;
-    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     for step in ["fenced", "promoted", "app-flipped", "repointed", "verified"] {
@@ -383,6 +393,7 @@ async fn switchover_json_is_one_document_with_the_final_summary() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -438,7 +449,15 @@ fn hostname() -> String {
 async fn aborted_switchover_exits_6_with_the_outcome() {
     let (fake, endpoint) = healthy().await;
     fake.state().next_ending = Ending::Aborts;
-    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(6), "{o:?}");
     let abort =
         "aborted: standby site-2 did not catch up within 10000 ms; site-1 resumes as primary";
@@ -469,6 +488,7 @@ async fn completed_with_failed_checks_exits_6_and_json_says_not_succeeded() {
         "failover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(6), "{o:?}");
@@ -478,17 +498,33 @@ async fn completed_with_failed_checks_exits_6_and_json_says_not_succeeded() {
     assert_eq!(v["succeeded"], false);
     assert_eq!(
         v["summary"]["outcome"],
-        "completed_with_failed_checks: FAILED webhook: HTTP 500"
+        "completed_with_failed_checks: webhook: HTTP 500"
     );
+    // The failed check is marked from its own result, in the progress
+    // lines and in the JSON.
     assert!(
-        stderr(&o).contains("    FAILED  webhook: HTTP 500\n"),
+        stderr(&o).contains(
+            "  verified      300 ms  2 checks, 1 FAILED:\n\
+             \x20   ok      database at site-2 writable\n\
+             \x20   FAILED  webhook: HTTP 500\n"
+        ),
         "{}",
         stderr(&o)
+    );
+    let verified = &v["summary"]["steps"][4];
+    assert_eq!(verified["step"], "verified");
+    assert_eq!(verified["detail"], "2 checks, 1 failed");
+    assert_eq!(
+        verified["checks"],
+        serde_json::json!([
+            {"name": "database at site-2 writable", "ok": true, "detail": ""},
+            {"name": "webhook", "ok": false, "detail": "HTTP 500"},
+        ])
     );
     assert_eq!(
         last_stderr_line(&o),
         "palisadectl: failover epoch 3 did not succeed: \
-         completed_with_failed_checks: FAILED webhook: HTTP 500"
+         completed_with_failed_checks: webhook: HTTP 500"
     );
 }
 
@@ -504,6 +540,7 @@ async fn a_wait_that_times_out_exits_7_with_what_was_seen() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
         "--wait-timeout",
         "1s",
     ])
@@ -534,6 +571,7 @@ async fn no_wait_returns_once_committed() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
         "--no-wait",
     ])
     .await;
@@ -556,11 +594,11 @@ async fn refused_operations_exit_5_with_the_server_message() {
     let (fake, endpoint) = healthy().await;
     for (args, message) in [
         (
-            &["switchover", "--to", "site-1"][..],
+            &["switchover", "--to", "site-1", "--yes"][..],
             "rejected switchover: site-1 is already the primary (FailedPrecondition)",
         ),
         (
-            &["failover", "--to", "mars"][..],
+            &["failover", "--to", "mars", "--yes"][..],
             "rejected failover: unknown site \"mars\" (InvalidArgument)",
         ),
     ] {
@@ -590,6 +628,7 @@ async fn force_without_its_confirmation_is_a_usage_error_naming_the_missing_flag
             "failover",
             "--to",
             "b",
+            "--yes",
             flag,
         ])
         .await;
@@ -602,7 +641,15 @@ async fn force_without_its_confirmation_is_a_usage_error_naming_the_missing_flag
 async fn a_lagging_target_needs_force_and_the_data_loss_bound_is_printed() {
     let (fake, endpoint) = healthy().await;
     fake.state().target_lags = true;
-    let o = palisadectl(&["--endpoint", &endpoint, "failover", "--to", "site-2"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "failover",
+        "--to",
+        "site-2",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(one_stderr_line(&o).contains("site-2 lags by 3 s of commits"));
 
@@ -612,6 +659,7 @@ async fn a_lagging_target_needs_force_and_the_data_loss_bound_is_printed() {
         "failover",
         "--to",
         "site-2",
+        "--yes",
         "--force",
         "--yes-i-accept-data-loss",
     ])
@@ -637,9 +685,17 @@ async fn a_lagging_target_needs_force_and_the_data_loss_bound_is_printed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failback_is_refused_until_the_old_primary_rejoined() {
     let (_fake, endpoint) = healthy().await;
-    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let o = palisadectl(&["--endpoint", &endpoint, "failback"]).await;
+    let o = palisadectl(&["--endpoint", &endpoint, "failback", "--yes"]).await;
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(one_stderr_line(&o)
         .ends_with("rejected failback: site-1 has not rejoined yet (FailedPrecondition)"));
@@ -647,7 +703,15 @@ async fn failback_is_refused_until_the_old_primary_rejoined() {
     for _ in 0..2 {
         palisadectl(&["--endpoint", &endpoint, "status"]).await;
     }
-    let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "failback"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--output",
+        "json",
+        "failback",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v = json_of(&o);
     assert_eq!(v["kind"], "failback");
@@ -704,15 +768,26 @@ async fn pause_shows_in_status_and_resume_clears_it() {
     );
 
     // While paused, operations are refused.
-    let o = palisadectl(&["--endpoint", &endpoint, "switchover", "--to", "site-2"]).await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(one_stderr_line(&o).contains("paused"));
 
     let o = palisadectl(&["--endpoint", &endpoint, "--output", "json", "resume"]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    let id = v["request_id"].as_str().expect("a request id").to_owned();
     assert_eq!(
-        json_of(&o),
-        serde_json::json!({"maintenance": null, "leader_id": 1})
+        v,
+        serde_json::json!({"maintenance": null, "leader_id": 1, "request_id": id,
+                           "duplicate": false})
     );
     let o = palisadectl(&["--endpoint", &endpoint, "resume"]).await;
     assert_eq!(
@@ -759,6 +834,7 @@ async fn history_lists_operations_rejoins_and_drills() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(6), "{o:?}");
@@ -770,6 +846,7 @@ async fn history_lists_operations_rejoins_and_drills() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(6), "{o:?}");
@@ -782,6 +859,7 @@ async fn history_lists_operations_rejoins_and_drills() {
         "switchover",
         "--to",
         "site-2",
+        "--yes",
     ])
     .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -819,7 +897,19 @@ async fn history_lists_operations_rejoins_and_drills() {
     let v = json_of(&o);
     let mut keys: Vec<&String> = v.as_object().expect("object").keys().collect();
     keys.sort();
-    assert_eq!(keys, ["drills", "in_progress", "operations", "rejoins"]);
+    assert_eq!(
+        keys,
+        [
+            "drills",
+            "in_progress",
+            "maintenance",
+            "notes",
+            "operations",
+            "rejoins",
+            "request_retention_ms",
+            "requests"
+        ]
+    );
     assert_eq!(v["operations"].as_array().map(Vec::len), Some(3));
     assert_eq!(v["operations"][2]["kind"], "switchover");
     assert_eq!(v["operations"][2]["outcome"], "completed");
@@ -893,7 +983,7 @@ async fn watch_runs_until_ctrl_c_and_then_exits_0() {
     }
     // A request timeout shorter than the test: the stream must not be cut
     // by it.
-    let mut child = command(&["--endpoint", &endpoint, "--timeout", "300", "watch"])
+    let mut child = command(&["--endpoint", &endpoint, "--timeout", "300ms", "watch"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1096,6 +1186,14 @@ async fn a_drill_runs_every_phase_writes_both_reports_and_records_itself() {
             .map(Vec::len),
         Some(5)
     );
+    let server_checks = switchover["operation"]["summary"]["steps"][4]["checks"]
+        .as_array()
+        .expect("the verified step's checks");
+    assert_eq!(server_checks.len(), 2);
+    assert!(
+        server_checks.iter().all(|c| c["ok"] == true),
+        "{server_checks:?}"
+    );
     assert_eq!(
         report["phases"][1]["checks"].as_array().map(Vec::len),
         Some(6)
@@ -1109,6 +1207,10 @@ async fn a_drill_runs_every_phase_writes_both_reports_and_records_itself() {
     assert!(md.contains("\n| 3 | failover | passed | "), "{md}");
     assert!(
         md.contains("\n| fenced | 120 ms | stopped (fast shutdown) |\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("\n| database at site-2 writable | ok |  |\n"),
         "{md}"
     );
 
@@ -1558,4 +1660,464 @@ async fn the_shipped_demo_plan_is_valid() {
             "{phase} missing:\n{out}"
         );
     }
+}
+
+// ---- issue 11: exactly-once requests, honest status, operator habits ----
+
+/// The request id in a one-line error, after `request `.
+fn request_id_in(err: &str) -> String {
+    let at = err.find("request 2").expect("a request id in the message") + "request ".len();
+    err[at..]
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .trim_end_matches(':')
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_that_got_no_answer_exits_9_and_its_retry_pauses_once() {
+    // Issue 11: with two witnesses down, `pause` exited 3 ("timed out")
+    // and took effect later; a retry would pause again. Now: exit 9 with
+    // the request id; `history --request` shows it took effect; a retry
+    // with the id is answered from the record.
+    let (fake, endpoint) = healthy().await;
+    fake.state().hang_after_applying = Some("pause");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "500ms",
+        "pause",
+        "--reason",
+        "kernel update",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    let err = one_stderr_line(&o);
+    let id = request_id_in(&err);
+    assert!(
+        err.starts_with(&format!(
+            "palisadectl: pause request {id} to {endpoint} got no answer: timed out after 500 ms; \
+             it may still take effect: check with `palisadectl history --request {id}`; \
+             retrying with `palisadectl --endpoint {endpoint} --timeout 500ms pause --reason \
+             'kernel update' --request-id {id}` is safe"
+        )),
+        "{err}"
+    );
+    assert_eq!(fake.state().log.len(), 1, "applied once");
+
+    let o = palisadectl(&["--endpoint", &endpoint, "history", "--request", &id]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("request {id}: pause by tester\n")),
+        "{out}"
+    );
+    assert!(out.contains("  outcome   applied\n"), "{out}");
+
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "-o",
+        "json",
+        "pause",
+        "--reason",
+        "kernel update",
+        "--request-id",
+        &id,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["duplicate"], true);
+    assert_eq!(v["request_id"], id.as_str());
+    assert_eq!(v["maintenance"]["reason"], "kernel update");
+    let c = fake.state();
+    assert_eq!(c.log.len(), 1, "the retry did not pause again: {:?}", c.log);
+    assert_eq!(
+        c.duplicates, c.request_ids,
+        "the retry was the first request"
+    );
+    assert_eq!(c.request_ids, [id]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_annotate_and_its_retry_add_one_note() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().hang_after_applying = Some("annotate");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "300ms",
+        "annotate",
+        "hi",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    let id = request_id_in(&one_stderr_line(&o));
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "annotate",
+        "hi",
+        "--request-id",
+        &id,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        format!("already noted at log index 13 by request {id} (nothing added; leader 1)\n")
+    );
+    assert_eq!(fake.state().notes.len(), 1);
+    // Every invocation makes up its own id: a new annotate is a new note.
+    let o = palisadectl(&["--endpoint", &endpoint, "annotate", "hi"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(fake.state().notes.len(), 2);
+    assert_ne!(fake.state().notes[1].request_id, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_switchover_retried_with_its_id_begins_once() {
+    let (fake, endpoint) = healthy().await;
+    fake.state().hang_after_applying = Some("switchover");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "500ms",
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+        "--no-wait",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    let id = request_id_in(&one_stderr_line(&o));
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "switchover",
+        "--to",
+        "site-2",
+        "--yes",
+        "--request-id",
+        &id,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!(
+            "request {id} was already applied: it began switchover site-1 -> site-2 as epoch 3 \
+             (nothing new begun; leader 1)\nwaiting for epoch 3 to finish"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("switchover epoch 3 completed in 1380 ms\n"),
+        "{out}"
+    );
+    assert_eq!(fake.state().epoch, 3, "one switchover, not two");
+    assert_eq!(fake.state().log.len(), 1);
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "-o",
+        "json",
+        "history",
+        "--request",
+        &id,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["found"], true);
+    assert_eq!(v["kind"], "switchover");
+    assert_eq!(v["operation"]["epoch"], 3);
+    assert_eq!(v["operation"]["outcome"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_of_an_unknown_request_exits_9() {
+    let (_fake, endpoint) = healthy().await;
+    let id = "20231114T221320.123Z-0123456789abcdef";
+    let o = palisadectl(&["--endpoint", &endpoint, "history", "--request", id]).await;
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    assert_eq!(stdout(&o), format!("request {id}: no record\n"));
+    let err = one_stderr_line(&o);
+    assert!(
+        err.contains(&format!(
+            "has no record of request {id} (it has applied the log up to index 40)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("retrying it with --request-id"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_lists_pauses_resumes_and_notes_with_who_when_and_request_id() {
+    let (_fake, endpoint) = healthy().await;
+    for args in [
+        &["--who", "alice", "pause", "--reason", "DR test"][..],
+        &["--who", "bob", "resume"][..],
+        &["--who", "carol", "annotate", "checkpoint"][..],
+    ] {
+        let o = palisadectl(&[&["--endpoint", endpoint.as_str()][..], args].concat()).await;
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    }
+    let o = palisadectl(&["--endpoint", &endpoint, "-o", "json", "history"]).await;
+    let v = json_of(&o);
+    let m = v["maintenance"].as_array().expect("maintenance[]");
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (m[0]["kind"].as_str(), m[0]["by"].as_str()),
+        (Some("paused"), Some("alice"))
+    );
+    assert_eq!(
+        (m[1]["kind"].as_str(), m[1]["by"].as_str()),
+        (Some("resumed"), Some("bob"))
+    );
+    let pause_id = m[0]["request_id"].as_str().expect("pause request id");
+    let note = &v["notes"][0];
+    assert_eq!(note["author"], "carol");
+    let note_id = note["request_id"].as_str().expect("note request id");
+    assert_eq!(v["requests"].as_array().map(Vec::len), Some(3));
+    let o = palisadectl(&["--endpoint", &endpoint, "history"]).await;
+    let out = stdout(&o);
+    assert!(out.contains("\npauses and resumes\nWHEN "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("  paused   alice  until resumed  ")
+                && l.contains(pause_id)
+                && l.ends_with("DR test")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("  carol   ") && l.contains(note_id) && l.ends_with("checkpoint")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_on_a_paused_cluster_is_refused_unless_forced_naming_who_paused() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--who",
+        "alice",
+        "pause",
+        "--reason",
+        "DR",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = palisadectl(&["--endpoint", &endpoint, "--who", "bob", "pause"]).await;
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    let err = one_stderr_line(&o);
+    assert!(err.contains("already paused by alice"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        fake.state().maintenance.as_ref().map(|m| m.by.clone()),
+        Some("alice".to_owned())
+    );
+    let o = palisadectl(&["--endpoint", &endpoint, "--who", "bob", "pause", "--force"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        fake.state().maintenance.as_ref().map(|m| m.by.clone()),
+        Some("bob".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_of_a_leader_without_quorum_exits_8_in_table_and_json() {
+    // Issue 11: `status` exited 0 on a leader that had lost its quorum.
+    let (fake, endpoint) = healthy().await;
+    fake.state().quorum = "lost";
+    let o = palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    assert_eq!(o.status.code(), Some(8), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(
+            "cluster fake — answered by node 1, leader 1 (term 5)\n\
+             NO QUORUM: leader 1 heard from 1 of 2 witnesses (2 needed) within 1000 ms; a \
+             majority last answered it 61000 ms ago; it cannot commit anything\n"
+        ),
+        "{out}"
+    );
+    let err = one_stderr_line(&o);
+    assert!(
+        err.starts_with("palisadectl: no quorum: leader 1 has heard from 1 of 2"),
+        "{err}"
+    );
+    let o = palisadectl(&["--endpoint", &endpoint, "-o", "json", "status"]).await;
+    assert_eq!(o.status.code(), Some(8), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["quorum"], "lost");
+    assert_eq!(v["leader_millis_since_quorum_ack"], 61_000);
+    assert_eq!(
+        (v["quorum_acked"].as_u64(), v["quorum_needed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    fake.state().quorum = "ok";
+    let o = palisadectl(&["--endpoint", &endpoint, "-o", "json", "status"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(json_of(&o)["quorum"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_gives_up_on_a_port_that_accepts_but_never_speaks() {
+    // Issue 11: `watch --timeout` hung for over 10 minutes against such a
+    // port.
+    let endpoint = fake::silent_port().await;
+    let started = std::time::Instant::now();
+    let o = tokio::time::timeout(
+        Duration::from_secs(20),
+        palisadectl(&["--endpoint", &endpoint, "--timeout", "500ms", "watch"]),
+    )
+    .await
+    .expect("watch --timeout 500ms must end within 20 s");
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = one_stderr_line(&o);
+    assert!(err.contains(&endpoint), "{err}");
+    assert!(err.contains("500 ms"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_gives_up_on_a_witness_that_freezes_mid_stream() {
+    // Issue 11: `watch --timeout` hung against a frozen (SIGSTOPped)
+    // witness. The proxy stops forwarding after the first events, as a
+    // stopped process does.
+    let (fake, upstream) = healthy().await;
+    {
+        let mut c = fake.state();
+        c.events = events();
+        c.keep_watch_open = true;
+    }
+    let proxy = fake::FreezableProxy::start(&upstream).await;
+    let mut child = command(&["--endpoint", &proxy.endpoint, "--timeout", "500ms", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..4 {
+        tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("an event within 10 s")
+            .expect("read")
+            .expect("a line");
+    }
+    // Streaming and quiet for longer than the timeout: the witness answers
+    // pings, so the watch goes on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "a quiet stream is not dead"
+    );
+    proxy.freeze();
+    let frozen_at = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("watch --timeout 500ms must end within 20 s of the freeze")
+        .expect("wait");
+    assert_eq!(status.code(), Some(3), "{status:?}");
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        frozen_at.elapsed()
+    );
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .await
+        .expect("stderr");
+    assert!(
+        err.starts_with(&format!(
+            "palisadectl: watch stream from {} ended: ",
+            proxy.endpoint
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_without_a_terminal_need_yes_and_nothing_is_sent() {
+    let (fake, endpoint) = healthy().await;
+    for args in [
+        &["switchover", "--to", "site-2"][..],
+        &["failover", "--to", "site-2"][..],
+        &["failback"][..],
+    ] {
+        let o = palisadectl(&[&["--endpoint", endpoint.as_str()][..], args].concat()).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = one_stderr_line(&o);
+        assert!(
+            err.ends_with("asks for confirmation, but stdin is not a terminal; add --yes to run it without asking"),
+            "{err}"
+        );
+    }
+    assert!(fake.state().log.is_empty(), "{:?}", fake.state().log);
+}
+
+/// Runs palisadectl with a pseudo-terminal as stdin, typing `answer`.
+async fn palisadectl_on_a_terminal(args: &[&str], answer: &str) -> Output {
+    use std::io::Write;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let child = command(args)
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn palisadectl");
+    let mut master = std::fs::File::from(pty.master);
+    master
+        .write_all(answer.as_bytes())
+        .expect("type the answer");
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("palisadectl ends")
+        .expect("run palisadectl");
+    drop(master);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_ask_on_a_terminal_and_only_yes_proceeds() {
+    let (fake, endpoint) = healthy().await;
+    let args = [
+        "--endpoint",
+        endpoint.as_str(),
+        "switchover",
+        "--to",
+        "site-2",
+    ];
+    let o = palisadectl_on_a_terminal(&args, "n\n").await;
+    assert_eq!(o.status.code(), Some(10), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("cluster fake (via ")
+            && err.contains(
+                "primary site-1, standby site-2\nabout to switch the primary over to site-2"
+            ),
+        "{err}"
+    );
+    assert!(err.contains("Proceed? [y/N] "), "{err}");
+    assert_eq!(
+        last_stderr_line(&o),
+        "palisadectl: switchover not confirmed: nothing was sent"
+    );
+    assert!(fake.state().log.is_empty());
+    let o = palisadectl_on_a_terminal(&args, "y\n").await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(fake.state().log.len(), 1);
 }

@@ -231,6 +231,21 @@ pub fn markdown(r: &DrillReport) -> String {
                             md_cell(&st.detail)
                         ));
                     }
+                    for st in summary.steps.iter().filter(|st| !st.checks.is_empty()) {
+                        out.push_str(&format!(
+                            "\nStep {}: checks of server step `{}`:\n\n| Check | Result | Detail |\n|---|---|---|\n",
+                            s.index,
+                            md_cell(&st.step),
+                        ));
+                        for c in &st.checks {
+                            out.push_str(&format!(
+                                "| {} | {} | {} |\n",
+                                md_cell(&c.name),
+                                if c.ok { "ok" } else { "**FAILED**" },
+                                md_cell(&c.detail)
+                            ));
+                        }
+                    }
                 }
             }
         }
@@ -266,6 +281,9 @@ fn md_cell(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
+    use crate::operations::{OperationResult, WaitEnd};
+    use palisade_api::v1::OperationReply;
 
     fn sample() -> DrillReport {
         DrillReport {
@@ -339,6 +357,63 @@ mod tests {
         ] {
             assert!(md.lines().any(|l| l == line), "missing {line:?} in:\n{md}");
         }
+    }
+
+    #[test]
+    fn markdown_lists_an_operations_server_steps_and_their_checks() {
+        let mut f = fixtures::finished_failover();
+        f.outcome = "completed_with_failed_checks: exactly one monitorsEnabled=true: \
+                     on at [a, b]"
+            .to_owned();
+        let verified = f.steps.last_mut().expect("verified step");
+        verified.detail = "3 checks, 1 failed".to_owned();
+        verified.checks[2] =
+            fixtures::check("exactly one monitorsEnabled=true", false, "on at [a, b]");
+        let operation = OperationResult {
+            reply: OperationReply {
+                epoch: 3,
+                kind: "failover".to_owned(),
+                from_site: "a".to_owned(),
+                to_site: "b".to_owned(),
+                leader_id: 1,
+                data_loss_bound: String::new(),
+                ..Default::default()
+            },
+            end: Some(WaitEnd::Finished(f)),
+        }
+        .to_json();
+        let mut r = sample();
+        r.phases[1] = PhaseReport {
+            index: 2,
+            name: "failover".to_owned(),
+            outcome: "failed: step 1 (failover): failover epoch 3 did not succeed".to_owned(),
+            started_at_ms: Some(1_700_000_001_200),
+            duration_ms: 4300,
+            steps: vec![StepReport {
+                index: 1,
+                action: "failover".to_owned(),
+                description: "failover to b".to_owned(),
+                outcome: FAILED.to_owned(),
+                detail: "failover epoch 3 did not succeed".to_owned(),
+                started_at_ms: Some(1_700_000_001_200),
+                duration_ms: 4300,
+                operation: Some(operation),
+            }],
+            checks: vec![],
+        };
+        let md = markdown(&r);
+        let expected = "
+| verified | 1800 ms | 3 checks, 1 failed |
+
+Step 1: checks of server step `verified`:
+
+| Check | Result | Detail |
+|---|---|---|
+| database at b writable | ok | lsn 0/3000148 |
+| elasticsearch at b green | ok | 3 nodes |
+| exactly one monitorsEnabled=true | **FAILED** | on at [a, b] |
+";
+        assert!(md.contains(expected), "missing {expected:?} in:\n{md}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{
-    AnnotateRequest, DrillPhase, DrillSummary, RecordDrillRequest, StatusReply, StatusRequest,
+    AnnotateRequest, DrillPhase, DrillSummary, Maintenance, RecordDrillRequest, StatusReply,
+    StatusRequest,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
@@ -28,8 +29,9 @@ use super::report::{
 use crate::client::{Failure, Target};
 use crate::durations::{human, human_ms};
 use crate::json::{self, OperationJson};
-use crate::operations::{self, Operation};
+use crate::operations::{self, Operation, Sent};
 use crate::output::{warn, Out};
+use crate::request_id::{new_request_id, shell_quote};
 use crate::table;
 
 /// How often `wait_rejoined` and the checks ask for `Status`: they wait
@@ -92,6 +94,18 @@ struct Runner<'a> {
     opts: &'a RunOptions,
     /// Set by the first Ctrl-C: every later step fails at once.
     interrupted: bool,
+    /// The pause a `pause` step of this drill put in force (or may have:
+    /// its answer was lost) and no `resume` step ended. A drill that fails
+    /// ends it again ([`Runner::undo_pause`]), or says that it could not.
+    paused: Option<OwnPause>,
+}
+
+/// A pause this drill set: how to recognise it in `Status`.
+struct OwnPause {
+    reason: String,
+    /// The leader's `since_ms` of the pause; `None` when the pause's answer
+    /// was lost (then `who` and `reason` recognise it).
+    since_ms: Option<i64>,
 }
 
 /// Runs `plan`; exit 0 when every phase passed, 6 when one failed.
@@ -116,6 +130,7 @@ pub async fn run(
         who,
         opts,
         interrupted: false,
+        paused: None,
     };
     let started_at_ms = now_ms();
     let started = Instant::now();
@@ -155,6 +170,14 @@ pub async fn run(
         phases.push(report);
     }
 
+    // A failed drill does not leave automatic failover off behind it.
+    if let Some(why) = failure.take() {
+        failure = Some(match runner.undo_pause().await {
+            Some(note) => format!("{why}; {note}"),
+            None => why,
+        });
+    }
+
     let finished_at_ms = now_ms().max(started_at_ms);
     let passed = failure.is_none();
     let outcome = match &failure {
@@ -183,10 +206,12 @@ pub async fn run(
             })
             .collect(),
     };
+    let request_id = new_request_id();
     let record_error = match runner
         .client
         .record_drill(RecordDrillRequest {
             drill: Some(summary),
+            request_id: request_id.clone(),
         })
         .await
     {
@@ -198,10 +223,16 @@ pub async fn run(
             None
         }
         Err(status) => {
-            let why = target
-                .rpc_failure("record_drill", &status)
-                .message()
-                .to_owned();
+            // Unknown outcome: it may still be recorded; say how to check
+            // (the record cannot be re-sent by hand, so no retry advice).
+            let why = match target.request_failure("record_drill", &status, &request_id, "") {
+                Failure::OutcomeUnknown(_) => format!(
+                    "record_drill request {request_id} to {} got no answer; it may still be \
+                     recorded: check with `palisadectl history --request {request_id}`",
+                    target.shown()
+                ),
+                other => other.message().to_owned(),
+            };
             warn(&format!(
                 "could not record the drill in the cluster history ({why}); the report is still written"
             ));
@@ -430,30 +461,81 @@ impl Runner<'_> {
     async fn step_inner(&mut self, step: &Step) -> StepDone {
         let target = self.target;
         let who = self.who;
+        // A new request id per step: each step is one operator request.
+        let request_id = new_request_id();
         match step {
             Step::Annotate(text) => match self
                 .client
                 .annotate(AnnotateRequest {
                     text: text.clone(),
                     author: who.to_owned(),
+                    request_id: request_id.clone(),
                 })
                 .await
             {
                 Ok(r) => StepDone::passed(table::annotate_text(&r.into_inner()).trim_end()),
-                Err(s) => StepDone::failed(target.rpc_failure("annotate", &s).message()),
+                Err(s) => StepDone::failed(
+                    target
+                        .request_failure(
+                            "annotate",
+                            &s,
+                            &request_id,
+                            &format!("palisadectl annotate {}", shell_quote(text)),
+                        )
+                        .message(),
+                ),
             },
             Step::Pause { for_, reason } => {
-                match operations::pause(target, &mut self.client, who, Some(*for_), reason).await {
-                    Ok(r) => StepDone::passed(
-                        r.maintenance
-                            .as_ref()
-                            .map_or_else(|| "not paused".to_owned(), table::maintenance_line),
-                    ),
-                    Err(f) => StepDone::failed(f.message()),
+                let retry = format!(
+                    "palisadectl pause --for {} --reason {}",
+                    human(*for_).replace(' ', ""),
+                    shell_quote(reason)
+                );
+                let sent = Sent {
+                    who,
+                    request_id: &request_id,
+                    retry: &retry,
+                };
+                match operations::pause(target, &mut self.client, &sent, Some(*for_), reason, false)
+                    .await
+                {
+                    Ok(r) => {
+                        self.paused = r.maintenance.as_ref().map(|m| OwnPause {
+                            reason: reason.clone(),
+                            since_ms: Some(m.since_ms),
+                        });
+                        StepDone::passed(
+                            r.maintenance
+                                .as_ref()
+                                .map_or_else(|| "not paused".to_owned(), table::maintenance_line),
+                        )
+                    }
+                    Err(f) => {
+                        if matches!(f, Failure::OutcomeUnknown(_)) {
+                            self.paused = Some(OwnPause {
+                                reason: reason.clone(),
+                                since_ms: None,
+                            });
+                        }
+                        StepDone::failed(f.message())
+                    }
                 }
             }
-            Step::Resume => match operations::resume(target, &mut self.client, who).await {
-                Ok(r) => StepDone::passed(format!("resumed (leader {})", r.leader_id)),
+            Step::Resume => match operations::resume(
+                target,
+                &mut self.client,
+                &Sent {
+                    who,
+                    request_id: &request_id,
+                    retry: "palisadectl resume",
+                },
+            )
+            .await
+            {
+                Ok(r) => {
+                    self.paused = None;
+                    StepDone::passed(format!("resumed (leader {})", r.leader_id))
+                }
                 Err(f) => StepDone::failed(f.message()),
             },
             Step::Switchover { to, timeout } => {
@@ -477,11 +559,18 @@ impl Runner<'_> {
     async fn operation(&mut self, op: &Operation, timeout: Option<Duration>) -> StepDone {
         let timeout = timeout.unwrap_or(self.opts.wait_timeout);
         let indent = format!("{STEP_INDENT}  ");
+        let request_id = new_request_id();
+        let retry = op.command_line();
+        let sent = Sent {
+            who: self.who,
+            request_id: &request_id,
+            retry: &retry,
+        };
         match operations::run_operation(
             self.target,
             &mut self.client,
             self.out,
-            self.who,
+            &sent,
             op,
             Some(timeout),
             &indent,
@@ -511,6 +600,58 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// After a failed drill: ends the pause this drill set and did not end,
+    /// if it is still the one in force. Returns what became of it, for the
+    /// drill's outcome and last line; `None` when the drill set none, or
+    /// it has ended already.
+    async fn undo_pause(&mut self) -> Option<String> {
+        let own = self.paused.take()?;
+        let resume = format!("palisadectl --endpoint {} resume", self.target.shown());
+        let deadline = Instant::now() + self.target.timeout();
+        // Without a status this drill's pause may still be in force: resume.
+        if let Ok(r) = self.status(deadline).await {
+            let ours = |m: &Maintenance| {
+                m.by == self.who
+                    && m.reason == own.reason
+                    && own.since_ms.is_none_or(|s| s == m.since_ms)
+            };
+            match r.maintenance {
+                None => return None,
+                Some(m) if !ours(&m) => {
+                    let until = paused_until(m.until_ms);
+                    return Some(format!(
+                        "the cluster is still paused by {}{until} (not by this drill, so left as \
+                         it is); resume it with `{resume}`",
+                        m.by
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let request_id = new_request_id();
+        let sent = Sent {
+            who: self.who,
+            request_id: &request_id,
+            retry: &resume,
+        };
+        let note = match operations::resume(self.target, &mut self.client, &sent).await {
+            Ok(_) => "the drill resumed the cluster it had paused".to_owned(),
+            Err(f @ Failure::OutcomeUnknown(_)) => format!(
+                "the cluster may still be paused (the drill's resume got no answer: {}); \
+                 check with `palisadectl --endpoint {} status` and resume it with `{resume}`",
+                f.message(),
+                self.target.shown()
+            ),
+            Err(f) => format!(
+                "the cluster is still paused by this drill (its resume failed: {}); resume it \
+                 with `{resume}`",
+                f.message()
+            ),
+        };
+        self.say(&format!("\n{note}\n"));
+        Some(note)
     }
 
     /// Waits until the cluster no longer records that the standby must
@@ -723,6 +864,14 @@ async fn read_line() -> std::io::Result<Option<String>> {
     });
     rx.await
         .unwrap_or_else(|_| Err(std::io::Error::other("the stdin reader went away")))
+}
+
+/// `, until <time>` for a pause that ends on its own, empty for one that
+/// lasts until resumed.
+fn paused_until(until_ms: Option<i64>) -> String {
+    until_ms
+        .map(|u| format!(" until {}", crate::rfc3339::rfc3339_millis(u)))
+        .unwrap_or_default()
 }
 
 fn now_ms() -> i64 {

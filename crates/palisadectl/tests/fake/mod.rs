@@ -4,7 +4,10 @@
 //! waiting palisadectl sees every step, deterministically, without
 //! sleeps), end as the test scripts them, and an old primary rejoins a
 //! few `Status` calls after an operation. Every request is logged so tests
-//! can assert what reached the server.
+//! can assert what reached the server. Requests that change the cluster
+//! are de-duplicated by request id as the real leader does, and a test can
+//! make the next one of an RPC be applied but never answered (as when the
+//! client times out after sending).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,9 +18,10 @@ use palisade_api::v1::control_server::{Control, ControlServer};
 use palisade_api::v1::{
     AnnotateReply, AnnotateRequest, DatabaseView, DrillSummary, Event, FailbackRequest,
     FailoverRequest, FailoverSummary, HistoryReply, HistoryRequest, JournalEntry, JournalReply,
-    JournalRequest, Maintenance, MaintenanceReply, NodeStatus, OperationReply, PauseRequest,
-    RecordDrillReply, RecordDrillRequest, RejoinSummary, ResumeRequest, Role, SearchView,
-    StatusReply, StatusRequest, StepTiming, SwitchoverRequest, WatchRequest,
+    JournalRequest, Maintenance, MaintenanceEvent, MaintenanceReply, NodeStatus, OperationReply,
+    PauseRequest, RecordDrillReply, RecordDrillRequest, RejoinSummary, RequestRecord,
+    ResumeRequest, Role, SearchView, StatusReply, StatusRequest, StepCheck, StepTiming,
+    SwitchoverRequest, WatchRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
@@ -40,6 +44,14 @@ pub enum Ending {
     FailedChecks,
     /// All five steps, then never an outcome.
     Never,
+}
+
+/// The reply a request got, kept by request id for its retries.
+#[derive(Debug, Clone)]
+enum Reply {
+    Annotate(AnnotateReply),
+    Operation(OperationReply),
+    Maintenance(MaintenanceReply),
 }
 
 /// An operation under way: the summary so far and the steps still to come.
@@ -85,8 +97,22 @@ pub struct Cluster {
     /// The next this many `Status` calls fail with `Unavailable`, as while
     /// the answering witness knows no leader.
     pub status_errors: u32,
-    /// Every request that changes state, in order, as `rpc key=value ...`.
+    /// Every request that changes state, in order, as `rpc key=value ...`
+    /// (a duplicate request id is not applied, so not logged here).
     pub log: Vec<String>,
+    /// The request id of each request in `log`, in order.
+    pub request_ids: Vec<String>,
+    /// Request ids that came again and were answered from the record.
+    pub duplicates: Vec<String>,
+    /// The next request of this RPC (`pause`, `annotate`, `switchover`,
+    /// ...) is applied, but its reply never comes.
+    pub hang_after_applying: Option<&'static str>,
+    /// `Status`'s `quorum`: `ok`, `lost`, `unknown`.
+    pub quorum: &'static str,
+    /// What each request id got, and its record for `history`.
+    seen: BTreeMap<String, (Reply, RequestRecord)>,
+    pub maintenance_log: Vec<MaintenanceEvent>,
+    pub notes: Vec<JournalEntry>,
 }
 
 impl Cluster {
@@ -118,11 +144,13 @@ impl Cluster {
                     started_at_ms: 1_700_000_000_000,
                     done_at_ms: 1_700_000_000_250,
                     detail: "lease expired".to_owned(),
+                    checks: vec![],
                 }],
                 outcome: "aborted: standby too far behind".to_owned(),
                 started_at_ms: 1_700_000_000_000,
                 finished_at_ms: Some(1_700_000_000_900),
                 evidence_json: r#"{"down_for_ms": 0, "replication": "sync"}"#.to_owned(),
+                request_id: String::new(),
             }),
             operations: vec![],
             rejoins: vec![],
@@ -133,7 +161,72 @@ impl Cluster {
             keep_watch_open: false,
             status_errors: 0,
             log: vec![],
+            request_ids: vec![],
+            duplicates: vec![],
+            hang_after_applying: None,
+            quorum: "ok",
+            seen: BTreeMap::new(),
+            maintenance_log: vec![],
+            notes: vec![],
         }
+    }
+
+    /// The reply to a retry of request `id`, if it was applied before.
+    fn seen(&mut self, id: &str) -> Option<Reply> {
+        let (reply, _) = self.seen.get(id)?.clone();
+        self.duplicates.push(id.to_owned());
+        Some(match reply {
+            Reply::Annotate(r) => Reply::Annotate(AnnotateReply {
+                duplicate: true,
+                ..r
+            }),
+            Reply::Operation(r) => Reply::Operation(OperationReply {
+                duplicate: true,
+                ..r
+            }),
+            Reply::Maintenance(r) => Reply::Maintenance(MaintenanceReply {
+                duplicate: true,
+                maintenance: self.maintenance.clone(),
+                ..r
+            }),
+        })
+    }
+
+    /// Records that request `id` (of `kind`, logged as `line`) was
+    /// applied with `reply`; returns whether its reply is to hang.
+    fn applied(&mut self, id: &str, kind: &str, line: String, reply: Reply, epoch: u64) -> bool {
+        self.log.push(line.clone());
+        self.request_ids.push(id.to_owned());
+        if !id.is_empty() {
+            let log_index = 20 + self.log.len() as u64;
+            self.seen.insert(
+                id.to_owned(),
+                (
+                    reply,
+                    RequestRecord {
+                        request_id: id.to_owned(),
+                        kind: kind.to_owned(),
+                        who: "tester".to_owned(),
+                        issued_at_ms: T0,
+                        at_ms: T0 + 1000,
+                        log_index,
+                        outcome: "applied".to_owned(),
+                        epoch,
+                        summary: line,
+                    },
+                ),
+            );
+        }
+        let rpc = if kind == "annotate" || kind == "pause" || kind == "resume" {
+            kind
+        } else {
+            "operation"
+        };
+        if self.hang_after_applying == Some(rpc) || self.hang_after_applying == Some(kind) {
+            self.hang_after_applying = None;
+            return true;
+        }
+        false
     }
 
     /// A healthy pair: site-1 primary, site-2 streaming standby, only
@@ -169,7 +262,7 @@ impl Cluster {
                     f.to_site, f.from_site
                 ),
                 Ending::FailedChecks => {
-                    "completed_with_failed_checks: FAILED webhook: HTTP 500".to_owned()
+                    "completed_with_failed_checks: webhook: HTTP 500".to_owned()
                 }
                 Ending::Completes | Ending::Never => "completed".to_owned(),
             };
@@ -291,6 +384,14 @@ impl Cluster {
             failover_in_progress: self.running.as_ref().map(|r| r.summary.clone()),
             last_failover: self.last_failover.clone(),
             maintenance: self.maintenance.clone(),
+            quorum: match self.leader_id {
+                Some(_) => self.quorum.to_owned(),
+                None => "unknown".to_owned(),
+            },
+            quorum_timeout_ms: 1000,
+            leader_millis_since_quorum_ack: (self.quorum == "lost").then_some(61_000),
+            quorum_acked: if self.quorum == "lost" { 1 } else { 2 },
+            quorum_needed: 2,
             ..Default::default()
         }
     }
@@ -338,14 +439,31 @@ impl Cluster {
                 started_at_ms: at,
                 done_at_ms: at + took,
                 detail,
+                checks: vec![],
             };
             at += took;
             s
         };
-        let verified = if self.next_ending == Ending::FailedChecks {
-            format!("database at {to} writable; FAILED webhook: HTTP 500")
+        let check = |name: String, ok: bool, detail: &str| StepCheck {
+            name,
+            ok,
+            detail: detail.to_owned(),
+        };
+        let checks = if self.next_ending == Ending::FailedChecks {
+            vec![
+                check(format!("database at {to} writable"), true, ""),
+                check("webhook".to_owned(), false, "HTTP 500"),
+            ]
         } else {
-            format!("database at {to} writable; exactly one monitorsEnabled=true ({to})")
+            vec![
+                check(format!("database at {to} writable"), true, ""),
+                check("exactly one monitorsEnabled=true".to_owned(), true, to),
+            ]
+        };
+        let failed = checks.iter().filter(|c| !c.ok).count();
+        let summary = match failed {
+            0 => format!("{} checks passed", checks.len()),
+            n => format!("{} checks, {n} failed", checks.len()),
         };
         let mut pending: VecDeque<StepTiming> = [
             step("fenced", 120, "stopped (fast shutdown)".to_owned()),
@@ -356,7 +474,10 @@ impl Cluster {
                 format!("{from}: monitorsEnabled true -> false; {to}: false -> true"),
             ),
             step("repointed", 90, format!("haproxy -> {to}")),
-            step("verified", 300, verified),
+            StepTiming {
+                checks,
+                ..step("verified", 300, summary)
+            },
         ]
         .into();
         if self.next_ending == Ending::Aborts {
@@ -383,6 +504,7 @@ impl Cluster {
             to_site: to.to_owned(),
             leader_id: 1,
             data_loss_bound: data_loss_bound.to_owned(),
+            ..Default::default()
         })
     }
 }
@@ -408,6 +530,51 @@ impl FakeWitness {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send + 'static>>;
 
+impl FakeWitness {
+    /// An operation request: answered from the record when its id was
+    /// applied before, else `begin` decides; hangs after applying when the
+    /// test asked for it.
+    async fn operation(
+        &self,
+        request_id: &str,
+        kind: &str,
+        line: String,
+        begin: impl FnOnce(&mut Cluster) -> Result<OperationReply, Status>,
+    ) -> Result<Response<OperationReply>, Status> {
+        let (reply, hang) = {
+            let mut c = self.state();
+            if let Some(Reply::Operation(seen)) = c.seen(request_id) {
+                return Ok(Response::new(seen));
+            }
+            // Logged whether or not it is refused, as before request ids.
+            let reply = match begin(&mut c) {
+                Ok(r) => OperationReply {
+                    request_id: request_id.to_owned(),
+                    ..r
+                },
+                Err(s) => {
+                    c.log.push(line);
+                    c.request_ids.push(request_id.to_owned());
+                    return Err(s);
+                }
+            };
+            let epoch = reply.epoch;
+            let hang = c.applied(
+                request_id,
+                kind,
+                line,
+                Reply::Operation(reply.clone()),
+                epoch,
+            );
+            (reply, hang)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(reply))
+    }
+}
+
 #[tonic::async_trait]
 impl Control for FakeWitness {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
@@ -426,17 +593,42 @@ impl Control for FakeWitness {
         &self,
         request: Request<AnnotateRequest>,
     ) -> Result<Response<AnnotateReply>, Status> {
-        let mut c = self.state();
-        if let Some((code, message)) = c.annotate_error {
-            return Err(Status::new(code, message));
-        }
         let r = request.into_inner();
-        c.log
-            .push(format!("annotate author={} text={}", r.author, r.text));
-        Ok(Response::new(AnnotateReply {
-            log_index: 13,
-            leader_id: 1,
-        }))
+        let (reply, hang) = {
+            let mut c = self.state();
+            if let Some((code, message)) = c.annotate_error {
+                return Err(Status::new(code, message));
+            }
+            if let Some(Reply::Annotate(seen)) = c.seen(&r.request_id) {
+                return Ok(Response::new(seen));
+            }
+            let reply = AnnotateReply {
+                log_index: 13,
+                leader_id: 1,
+                request_id: r.request_id.clone(),
+                duplicate: false,
+            };
+            c.notes.push(JournalEntry {
+                log_index: 13,
+                at_unix_ms: T0 + 1000,
+                author: r.author.clone(),
+                text: r.text.clone(),
+                request_id: r.request_id.clone(),
+            });
+            let line = format!("annotate author={} text={}", r.author, r.text);
+            let hang = c.applied(
+                &r.request_id,
+                "annotate",
+                line,
+                Reply::Annotate(reply.clone()),
+                0,
+            );
+            (reply, hang)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(reply))
     }
 
     async fn journal(&self, _: Request<JournalRequest>) -> Result<Response<JournalReply>, Status> {
@@ -446,6 +638,7 @@ impl Control for FakeWitness {
                 at_unix_ms: 1_700_000_000_123,
                 author: "tester".to_owned(),
                 text: "DR drill".to_owned(),
+                request_id: String::new(),
             }],
         }))
     }
@@ -455,11 +648,11 @@ impl Control for FakeWitness {
         request: Request<SwitchoverRequest>,
     ) -> Result<Response<OperationReply>, Status> {
         let r = request.into_inner();
-        let mut c = self.state();
-        c.log
-            .push(format!("switchover to={} who={}", r.to_site, r.who));
-        c.begin("switchover", &r.to_site, &r.who, "")
-            .map(Response::new)
+        let line = format!("switchover to={} who={}", r.to_site, r.who);
+        self.operation(&r.request_id, "switchover", line, |c| {
+            c.begin("switchover", &r.to_site, &r.who, "")
+        })
+        .await
     }
 
     async fn failover(
@@ -467,29 +660,30 @@ impl Control for FakeWitness {
         request: Request<FailoverRequest>,
     ) -> Result<Response<OperationReply>, Status> {
         let r = request.into_inner();
-        let mut c = self.state();
-        c.log.push(format!(
+        let line = format!(
             "failover to={} who={} force={} accept_data_loss={}",
             r.to_site, r.who, r.force, r.accept_data_loss
-        ));
-        if r.force != r.accept_data_loss {
-            return Err(Status::failed_precondition(
-                "force needs accept_data_loss and the other way round",
-            ));
-        }
-        let bound = if c.target_lags {
-            if !r.force {
-                return Err(Status::failed_precondition(format!(
-                    "{} lags by 3 s of commits; --force --yes-i-accept-data-loss to promote it anyway",
-                    r.to_site
-                )));
+        );
+        self.operation(&r.request_id, "failover", line, |c| {
+            if r.force != r.accept_data_loss {
+                return Err(Status::failed_precondition(
+                    "force needs accept_data_loss and the other way round",
+                ));
             }
-            "up to 3 s of commits (1.2 MB of WAL) since 0/3000148"
-        } else {
-            ""
-        };
-        c.begin("failover", &r.to_site, &r.who, bound)
-            .map(Response::new)
+            let bound = if c.target_lags {
+                if !r.force {
+                    return Err(Status::failed_precondition(format!(
+                        "{} lags by 3 s of commits; --force --yes-i-accept-data-loss to promote it anyway",
+                        r.to_site
+                    )));
+                }
+                "up to 3 s of commits (1.2 MB of WAL) since 0/3000148"
+            } else {
+                ""
+            };
+            c.begin("failover", &r.to_site, &r.who, bound)
+        })
+        .await
     }
 
     async fn failback(
@@ -497,15 +691,17 @@ impl Control for FakeWitness {
         request: Request<FailbackRequest>,
     ) -> Result<Response<OperationReply>, Status> {
         let r = request.into_inner();
-        let mut c = self.state();
-        c.log.push(format!("failback who={}", r.who));
-        if c.needs_rejoin {
-            return Err(Status::failed_precondition(format!(
-                "{} has not rejoined yet",
-                c.standby
-            )));
-        }
-        c.begin("failback", HOME, &r.who, "").map(Response::new)
+        let line = format!("failback who={}", r.who);
+        self.operation(&r.request_id, "failback", line, |c| {
+            if c.needs_rejoin {
+                return Err(Status::failed_precondition(format!(
+                    "{} has not rejoined yet",
+                    c.standby
+                )));
+            }
+            c.begin("failback", HOME, &r.who, "")
+        })
+        .await
     }
 
     async fn pause(
@@ -513,29 +709,67 @@ impl Control for FakeWitness {
         request: Request<PauseRequest>,
     ) -> Result<Response<MaintenanceReply>, Status> {
         let r = request.into_inner();
-        let mut c = self.state();
-        c.log.push(format!(
-            "pause who={} reason={} for_ms={:?}",
-            r.who, r.reason, r.for_ms
-        ));
-        if r.who.is_empty() {
-            return Err(Status::invalid_argument("who must not be empty"));
-        }
-        let since = T0 + 3_600_000;
-        let m = Maintenance {
-            by: r.who,
-            reason: r.reason,
-            since_ms: since,
-            until_ms: r
-                .for_ms
-                .filter(|ms| *ms > 0)
-                .map(|ms| since + i64::try_from(ms).expect("fits")),
+        let (reply, hang) = {
+            let mut c = self.state();
+            if let Some(Reply::Maintenance(seen)) = c.seen(&r.request_id) {
+                return Ok(Response::new(seen));
+            }
+            if r.who.is_empty() {
+                return Err(Status::invalid_argument("who must not be empty"));
+            }
+            if let Some(m) = c.maintenance.as_ref().filter(|_| !r.force) {
+                return Err(Status::failed_precondition(format!(
+                    "the cluster is already paused by {} since {} (Unix ms) until resumed: {}; \
+                     pause --force replaces that pause",
+                    m.by, m.since_ms, m.reason
+                )));
+            }
+            let since = T0 + 3_600_000;
+            let m = Maintenance {
+                by: r.who.clone(),
+                reason: r.reason.clone(),
+                since_ms: since,
+                until_ms: r
+                    .for_ms
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| since + i64::try_from(ms).expect("fits")),
+            };
+            c.maintenance = Some(m.clone());
+            c.maintenance_log.push(MaintenanceEvent {
+                log_index: 30,
+                kind: "paused".to_owned(),
+                by: r.who.clone(),
+                at_ms: since,
+                until_ms: m.until_ms,
+                reason: r.reason.clone(),
+                request_id: r.request_id.clone(),
+            });
+            let reply = MaintenanceReply {
+                maintenance: Some(m),
+                leader_id: 1,
+                request_id: r.request_id.clone(),
+                duplicate: false,
+            };
+            let line = format!(
+                "pause who={} reason={} for_ms={:?}{}",
+                r.who,
+                r.reason,
+                r.for_ms,
+                if r.force { " force" } else { "" }
+            );
+            let hang = c.applied(
+                &r.request_id,
+                "pause",
+                line,
+                Reply::Maintenance(reply.clone()),
+                0,
+            );
+            (reply, hang)
         };
-        c.maintenance = Some(m.clone());
-        Ok(Response::new(MaintenanceReply {
-            maintenance: Some(m),
-            leader_id: 1,
-        }))
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(reply))
     }
 
     async fn resume(
@@ -543,13 +777,41 @@ impl Control for FakeWitness {
         request: Request<ResumeRequest>,
     ) -> Result<Response<MaintenanceReply>, Status> {
         let r = request.into_inner();
-        let mut c = self.state();
-        c.log.push(format!("resume who={}", r.who));
-        c.maintenance = None;
-        Ok(Response::new(MaintenanceReply {
-            maintenance: None,
-            leader_id: 1,
-        }))
+        let (reply, hang) = {
+            let mut c = self.state();
+            if let Some(Reply::Maintenance(seen)) = c.seen(&r.request_id) {
+                return Ok(Response::new(seen));
+            }
+            c.maintenance = None;
+            c.maintenance_log.push(MaintenanceEvent {
+                log_index: 31,
+                kind: "resumed".to_owned(),
+                by: r.who.clone(),
+                at_ms: T0 + 3_700_000,
+                until_ms: None,
+                reason: String::new(),
+                request_id: r.request_id.clone(),
+            });
+            let reply = MaintenanceReply {
+                maintenance: None,
+                leader_id: 1,
+                request_id: r.request_id.clone(),
+                duplicate: false,
+            };
+            let line = format!("resume who={}", r.who);
+            let hang = c.applied(
+                &r.request_id,
+                "resume",
+                line,
+                Reply::Maintenance(reply.clone()),
+                0,
+            );
+            (reply, hang)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(reply))
     }
 
     async fn history(&self, _: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {
@@ -559,6 +821,11 @@ impl Control for FakeWitness {
             drills: c.drills.clone(),
             in_progress: c.running.as_ref().map(|r| r.summary.clone()),
             rejoins: c.rejoins.clone(),
+            maintenance: c.maintenance_log.clone(),
+            notes: c.notes.clone(),
+            requests: c.seen.values().map(|(_, rec)| rec.clone()).collect(),
+            request_retention_ms: 24 * 3_600_000,
+            applied_index: Some(40),
         }))
     }
 
@@ -592,7 +859,10 @@ impl Control for FakeWitness {
         }
         c.log.push(format!("record_drill name={}", d.name));
         c.drills.push(d);
-        Ok(Response::new(RecordDrillReply { leader_id: 1 }))
+        Ok(Response::new(RecordDrillReply {
+            leader_id: 1,
+            ..Default::default()
+        }))
     }
 }
 
@@ -607,4 +877,85 @@ pub async fn serve(witness: &FakeWitness) -> String {
             .serve_with_incoming(incoming),
     );
     format!("http://{addr}")
+}
+
+/// A port that accepts connections and never says anything: palisadectl
+/// must give up on it after `--timeout`, not hang.
+pub async fn silent_port() -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind ephemeral port");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            // Kept open, never read, never written.
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A TCP proxy in front of `upstream` that can be frozen: from then on it
+/// forwards nothing either way but keeps every connection open, as a
+/// witness stopped with SIGSTOP does (its kernel still holds the socket).
+pub struct FreezableProxy {
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub endpoint: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    /// Starts the proxy for `upstream` (`http://HOST:PORT`).
+    pub async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind ephemeral port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("local addr"));
+        let frozen = Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("connect upstream");
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let f = f.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if f.load(Ordering::SeqCst) {
+                                // Frozen: hold both ends, forward nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { endpoint, frozen }
+    }
+
+    /// From now on nothing is forwarded.
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
