@@ -252,16 +252,11 @@ async fn stop(running: Running) {
 async fn rebind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     // The port was ours a moment ago; the kernel may take a moment to let
     // go of it.
-    let mut last = None;
-    for _ in 0..50 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(last.map_or_else(|| anyhow::anyhow!("bind failed"), anyhow::Error::from))
-        .with_context(|| format!("rebind the Elasticsearch test double on {addr}"))
+    let what = format!("{addr} to be free to rebind the Elasticsearch test double on");
+    crate::wait_for(&what, Duration::from_secs(1), async || {
+        tokio::net::TcpListener::bind(addr).await
+    })
+    .await
 }
 
 async fn health(State(state): State<SharedState>) -> Response {

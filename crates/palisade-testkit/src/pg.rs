@@ -36,6 +36,11 @@
 //! * `shared_buffers = 16MB` and `max_connections = 50` keep several pairs
 //!   light enough to run side by side.
 //!
+//! The pair lives on loopback unless it is placed in network namespaces
+//! ([`PgPair::start_in_namespaces`], for chaos-tests' sites): then each
+//! server listens on its site's address inside its site's namespace, and
+//! every tool runs there (`ip netns exec NS`).
+//!
 //! The blocking methods of [`PgServer`] (`start`, `stop_fast`, `kill9`, ...)
 //! run processes and wait for them; call them from tests, not from code that
 //! must keep a runtime thread responsive.
@@ -60,6 +65,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tempfile::TempDir;
 
+use crate::procs::{self, children_of, is_zombie, wait_gone, Proc};
+use crate::wait::{wait_for, Attempt};
+
 /// Superuser created by `initdb` in every test cluster (password auth over TCP).
 pub const SUPERUSER: &str = "palisade";
 /// Password of [`SUPERUSER`].
@@ -75,8 +83,10 @@ pub const ROOT_FALLBACK_OS_USER: &str = "postgres";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a pair may take to start streaming after the standby started.
 const STREAMING_TIMEOUT: Duration = Duration::from_secs(30);
-/// Poll interval for the harness's wait loops.
+/// Poll interval of the blocking waits (which cannot use [`wait_for`]).
 const POLL: Duration = Duration::from_millis(50);
+/// `wal_sender_timeout` and `wal_receiver_timeout` of a loopback pair.
+const WAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Environment variables that would redirect libpq tools away from the
 /// servers we name explicitly (a developer's shell may set them).
 const LIBPQ_ENV: &[&str] = &[
@@ -199,17 +209,41 @@ fn id(args: &[&str]) -> Result<u32> {
     })
 }
 
+/// Where a server listens and runs, and how its network is set up.
+#[derive(Clone, Debug)]
+struct Site {
+    /// The server's name: `cluster_name`, and the `application_name` it
+    /// streams under as a standby.
+    name: String,
+    /// The address it listens on (and clients connect to).
+    host: Ipv4Addr,
+    /// The network namespace its tools run in; `None`: this one.
+    netns: Option<String>,
+    /// Where clients and standbys connect from (pg_hba's `ADDRESS`).
+    clients: String,
+    /// `wal_sender_timeout` and `wal_receiver_timeout`.
+    wal_timeout: Duration,
+}
+
 /// One PostgreSQL server of a test pair. Owned by [`PgPair`]; dropping it
 /// stops the server immediately (a safety net for half-built pairs).
 #[derive(Debug)]
 pub struct PgServer {
-    /// `primary` or `standby`: the role it was created with (a promoted
-    /// standby keeps its name).
+    /// `primary` or `standby` (or the names [`Namespaces`] gives): the role
+    /// it was created with (a promoted standby keeps its name).
     name: String,
     /// Name of the other server of the pair: the `application_name` a
     /// standby of this server connects with (see [`PgServer::replication_conninfo`]).
     peer_name: String,
+    /// The address it listens on: 127.0.0.1, or its site's.
+    host: Ipv4Addr,
     port: u16,
+    /// The network namespace it runs in (`None`: the host's).
+    netns: Option<String>,
+    /// pg_hba's client network (`127.0.0.1/32`, or the sites').
+    clients: String,
+    /// `wal_sender_timeout` and `wal_receiver_timeout`.
+    wal_timeout: Duration,
     /// `<pair dir>/<name>`: holds data, socket dir and log.
     root: PathBuf,
     data_dir: PathBuf,
@@ -225,20 +259,25 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// Lays out `<parent>/<name>/{sock,}` for a server on `port`; creates no cluster.
+    /// Lays out `<parent>/<name>/{sock,}` for a server at `site` on
+    /// `port`; creates no cluster.
     fn layout(
         parent: &Path,
-        name: &str,
-        peer_name: &str,
+        site: &Site,
+        peer: &Site,
         port: u16,
         bin_dir: &Path,
     ) -> Result<PgServer> {
         let os_user = server_os_user()?;
-        let root = parent.join(name);
+        let root = parent.join(&site.name);
         let server = PgServer {
-            name: name.to_owned(),
-            peer_name: peer_name.to_owned(),
+            name: site.name.clone(),
+            peer_name: peer.name.clone(),
+            host: site.host,
             port,
+            netns: site.netns.clone(),
+            clients: site.clients.clone(),
+            wal_timeout: site.wal_timeout,
             data_dir: root.join("data"),
             socket_dir: root.join("sock"),
             log_file: root.join("server.log"),
@@ -262,14 +301,14 @@ impl PgServer {
         &self.name
     }
 
-    /// Loopback TCP port the server listens on (chosen free at creation).
+    /// TCP port the server listens on (on loopback chosen free at creation).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` (or its site's address and port).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::from((self.host, self.port))
     }
 
     /// The cluster's data directory (`PGDATA`).
@@ -299,7 +338,7 @@ impl PgServer {
     }
 
     /// Superuser DSN over TCP with password auth:
-    /// `postgres://palisade:palisade@127.0.0.1:PORT/postgres`.
+    /// `postgres://palisade:palisade@127.0.0.1:PORT/postgres` (on loopback).
     pub fn dsn(&self) -> String {
         self.dsn_as(SUPERUSER, SUPERUSER_PASSWORD)
     }
@@ -308,8 +347,8 @@ impl PgServer {
     /// are: keep them to characters that need no percent-encoding.
     pub fn dsn_as(&self, user: &str, password: &str) -> String {
         format!(
-            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
-            self.port
+            "postgres://{user}:{password}@{}:{}/postgres",
+            self.host, self.port
         )
     }
 
@@ -324,24 +363,26 @@ impl PgServer {
     /// Like [`PgServer::replication_conninfo`] with an explicit `application_name`.
     pub fn replication_conninfo_for(&self, application_name: &str) -> String {
         format!(
-            "host=127.0.0.1 port={} user={REPLICATION_USER} password={REPLICATION_PASSWORD} application_name={application_name}",
-            self.port
+            "host={} port={} user={REPLICATION_USER} password={REPLICATION_PASSWORD} application_name={application_name}",
+            self.host, self.port
         )
     }
 
     /// A command running `<bin_dir>/<tool>` as the server's OS user, in the
-    /// server's directory (which that user can enter), with libpq's
-    /// environment variables cleared.
+    /// server's directory (which that user can enter) and network namespace,
+    /// with libpq's environment variables cleared.
     pub fn command(&self, tool: &str) -> Command {
         let program = self.bin_dir.join(tool);
-        let mut cmd = match &self.os_user {
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.arg("-u").arg(&user.name).arg("--").arg(program);
-                cmd
-            }
-            None => Command::new(program),
-        };
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", ns.as_str()].map(Into::into));
+        }
+        if let Some(user) = &self.os_user {
+            argv.extend(["runuser", "-u", user.name.as_str(), "--"].map(Into::into));
+        }
+        argv.push(program.into_os_string());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.current_dir(&self.root);
         for var in LIBPQ_ENV {
             cmd.env_remove(var);
@@ -407,11 +448,11 @@ impl PgServer {
             tracing::debug!(server = %self.name, "kill9: no running postmaster");
             return;
         };
-        let children = children_of(postmaster);
+        let procs = self.server_processes();
         if let Err(e) = kill(Pid::from_raw(postmaster.pid), Signal::SIGKILL) {
             tracing::warn!(server = %self.name, pid = postmaster.pid, error = %e, "kill9: SIGKILL failed");
         }
-        wait_gone(postmaster, &children, Duration::from_secs(5));
+        wait_gone(&procs, Duration::from_secs(5));
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
             if Instant::now() >= deadline {
@@ -466,7 +507,7 @@ impl PgServer {
         let postmaster = self
             .postmaster()
             .with_context(|| format!("{} has no running postmaster", self.name))?;
-        children_of(postmaster)
+        children_of(postmaster.pid)
             .into_iter()
             .find(|p| i64::from(p.pid) == pid)
             .with_context(|| format!("process {pid} is not a child of {}'s postmaster", self.name))
@@ -501,7 +542,7 @@ impl PgServer {
             return;
         };
         let deadline = Instant::now() + limit;
-        while matches!(proc_stat(pid), Some(stat) if stat.state == 'Z') {
+        while is_zombie(pid) {
             if Instant::now() >= deadline {
                 tracing::warn!(server = %self.name, pid, "old postmaster still a zombie; starting anyway");
                 return;
@@ -517,24 +558,23 @@ impl PgServer {
         self.postmaster().map(|p| p.pid)
     }
 
+    /// Guards against PID reuse after a kill9: only ever a process whose
+    /// command line names our data directory.
     fn postmaster(&self) -> Option<Proc> {
-        let text = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
-        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        let proc = live_proc(pid)?;
-        // Guard against PID reuse after a kill9: only ever signal a process
-        // whose command line names our data directory.
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let data_dir = self.data_dir.to_string_lossy();
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .any(|arg| String::from_utf8_lossy(arg) == data_dir);
-        ours.then_some(proc)
+        procs::postmaster(&self.data_dir)
+    }
+
+    /// The postmaster and every child of it, postmaster first: to freeze or
+    /// kill the whole server at once, as a VM pause or a host crash would.
+    /// Empty when the server does not run.
+    pub fn server_processes(&self) -> Vec<Proc> {
+        procs::server_processes(&self.data_dir)
     }
 
     /// Connect options for the superuser over TCP.
     pub fn connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::new()
-            .host("127.0.0.1")
+            .host(&self.host.to_string())
             .port(self.port)
             .username(SUPERUSER)
             .password(SUPERUSER_PASSWORD)
@@ -674,7 +714,7 @@ impl PgServer {
             "# Written by palisade-testkit for server {:?}; included from postgresql.conf.",
             self.name
         );
-        let _ = writeln!(conf, "listen_addresses = '127.0.0.1'");
+        let _ = writeln!(conf, "listen_addresses = '{}'", self.host);
         let _ = writeln!(conf, "port = {}", self.port);
         let _ = writeln!(
             conf,
@@ -699,9 +739,13 @@ impl PgServer {
             "# Faster than the defaults so tests see broken streams and reconnects quickly;\n\
              # equal on both sides and longer than palisade's sync_degrade_after_ms (docs/operations.md)."
         );
-        let _ = writeln!(conf, "wal_sender_timeout = '5s'");
-        let _ = writeln!(conf, "wal_receiver_timeout = '5s'");
-        let _ = writeln!(conf, "wal_receiver_status_interval = '1s'");
+        let timeout = self.wal_timeout.as_millis();
+        // A standby reports at least four times per timeout (every second
+        // at most), so a live one is never taken for a dead one.
+        let status = (timeout / 4).min(1000);
+        let _ = writeln!(conf, "wal_sender_timeout = '{timeout}ms'");
+        let _ = writeln!(conf, "wal_receiver_timeout = '{timeout}ms'");
+        let _ = writeln!(conf, "wal_receiver_status_interval = '{status}ms'");
         let _ = writeln!(conf, "wal_retrieve_retry_interval = '500ms'");
         let _ = writeln!(conf, "log_line_prefix = '%m [%p] %q%u@%d '");
         conf.push_str(&self.extra_conf);
@@ -718,6 +762,7 @@ impl PgServer {
                 Ok(()) => return Ok(()),
                 Err(e)
                     if attempt < ATTEMPTS
+                        && self.netns.is_none()
                         && self.log_tail(20).contains("Address already in use") =>
                 {
                     let port = free_ports(1)?[0];
@@ -756,14 +801,15 @@ impl PgServer {
                 output_text(&out)
             );
         }
-        let hba = "\
-# Written by palisade-testkit, after the HA/DR guide (scram instead of md5).
-# TYPE  DATABASE     USER        ADDRESS        METHOD
-local   all          all                        trust
-host    replication  replicator  127.0.0.1/32   scram-sha-256
-host    all          all         127.0.0.1/32   scram-sha-256
-";
-        self.write_owned(&self.data_dir.join("pg_hba.conf"), hba, 0o600)?;
+        let hba = format!(
+            "# Written by palisade-testkit, after the HA/DR guide (scram instead of md5).\n\
+             # TYPE  DATABASE     USER        ADDRESS        METHOD\n\
+             local   all          all                        trust\n\
+             host    replication  {REPLICATION_USER}  {net:<14} scram-sha-256\n\
+             host    all          all         {net:<14} scram-sha-256\n",
+            net = self.clients
+        );
+        self.write_owned(&self.data_dir.join("pg_hba.conf"), &hba, 0o600)?;
         let conf = self.data_dir.join("postgresql.conf");
         let mut file = fs::OpenOptions::new()
             .append(true)
@@ -781,7 +827,8 @@ host    all          all         127.0.0.1/32   scram-sha-256
         cmd.arg("-R")
             .arg("-D")
             .arg(&self.data_dir)
-            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args(["-h", &primary.host.to_string()])
+            .args(["-p", &primary.port.to_string()])
             .args([
                 "-X",
                 "stream",
@@ -827,19 +874,19 @@ host    all          all         127.0.0.1/32   scram-sha-256
         if self.released.swap(true, Ordering::SeqCst) {
             return;
         }
-        let Some(postmaster) = self.postmaster() else {
+        let procs = self.server_processes();
+        if procs.is_empty() {
             return;
-        };
-        let children = children_of(postmaster);
+        }
         // A frozen postmaster cannot act on pg_ctl's SIGQUIT.
-        for proc in std::iter::once(&postmaster).chain(&children) {
+        for proc in &procs {
             proc.signal(Signal::SIGCONT);
         }
         let out = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "10"]);
         if !out.status.success() {
             tracing::debug!(server = %self.name, output = %output_text(&out), "pg_ctl stop -m immediate failed; killing");
         }
-        wait_gone(postmaster, &children, Duration::from_secs(5));
+        wait_gone(&procs, Duration::from_secs(5));
     }
 }
 
@@ -859,6 +906,41 @@ pub struct PgPairOptions {
     /// `synchronous_standby_names` (a promoted standby without a standby of
     /// its own would otherwise block every commit).
     pub synchronous: bool,
+}
+
+/// A pair placed in network namespaces ([`PgPair::start_in_namespaces`]):
+/// each server listens on its site's address, inside its site's namespace,
+/// on one fixed port. The namespaces must exist and reach each other.
+#[derive(Clone, Debug)]
+pub struct Namespaces {
+    /// The primary's site.
+    pub primary: NetnsSite,
+    /// The standby's site.
+    pub standby: NetnsSite,
+    /// The port both servers listen on (each on its own address).
+    pub port: u16,
+    /// Where clients and the standby connect from, in CIDR notation (e.g.
+    /// `198.18.0.0/24`): pg_hba's `ADDRESS`.
+    pub clients: String,
+    /// The directory the pair's directory is made in (instead of the temp
+    /// dir), so that whoever cleans that one up finds the servers too.
+    pub parent_dir: PathBuf,
+    /// `wal_sender_timeout` and `wal_receiver_timeout`: how soon a cut or
+    /// frozen peer is noticed (the loopback pair's are 5 s).
+    pub wal_timeout: Duration,
+}
+
+/// One server's site in [`Namespaces`].
+#[derive(Clone, Debug)]
+pub struct NetnsSite {
+    /// The server's name: its directory, `cluster_name`, and the
+    /// `application_name` it streams under as a standby. A plain
+    /// identifier (`synchronous_standby_names` names it unquoted).
+    pub name: String,
+    /// The network namespace it runs in.
+    pub netns: String,
+    /// Its address there.
+    pub addr: Ipv4Addr,
 }
 
 /// A running primary and a standby streaming from it, in one temp dir.
@@ -882,20 +964,60 @@ impl PgPair {
     /// Starts a pair as `opts` says and waits until the standby streams (and,
     /// when synchronous, until the primary counts it as its sync standby).
     pub async fn start_with(opts: PgPairOptions) -> Result<PgPair> {
+        let site = |name: &str| Site {
+            name: name.to_owned(),
+            host: Ipv4Addr::LOCALHOST,
+            netns: None,
+            clients: "127.0.0.1/32".to_owned(),
+            wal_timeout: WAL_TIMEOUT,
+        };
+        let ports = free_ports(2)?;
+        Self::start_at(
+            opts,
+            [site("primary"), site("standby")],
+            [ports[0], ports[1]],
+            &std::env::temp_dir(),
+        )
+        .await
+    }
+
+    /// Like [`PgPair::start_with`], with the servers placed in network
+    /// namespaces as `ns` says.
+    pub async fn start_in_namespaces(opts: PgPairOptions, ns: Namespaces) -> Result<PgPair> {
+        let site = |s: &NetnsSite| Site {
+            name: s.name.clone(),
+            host: s.addr,
+            netns: Some(s.netns.clone()),
+            clients: ns.clients.clone(),
+            wal_timeout: ns.wal_timeout,
+        };
+        let sites = [site(&ns.primary), site(&ns.standby)];
+        Self::start_at(opts, sites, [ns.port, ns.port], &ns.parent_dir).await
+    }
+
+    /// Builds the pair: the primary at `sites[0]`, the standby at
+    /// `sites[1]`, in a new directory under `parent`.
+    async fn start_at(
+        opts: PgPairOptions,
+        sites: [Site; 2],
+        ports: [u16; 2],
+        parent: &Path,
+    ) -> Result<PgPair> {
         let started = Instant::now();
         let bin_dir = require_pg_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("palisade-pg-")
-            .tempdir_in(std::env::temp_dir())
-            .context("creating the pair's temp dir")?;
+            .tempdir_in(parent)
+            .with_context(|| format!("creating the pair's directory in {}", parent.display()))?;
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod 0755 {}", dir.path().display()))?;
-        let ports = free_ports(2)?;
-        let (primary_port, standby_port) = (ports[0], ports[1]);
+        let [primary_site, standby_site] = sites;
+        let [primary_port, standby_port] = ports;
 
         let (parent, bin) = (dir.path().to_owned(), bin_dir.clone());
+        let (p, s) = (primary_site.clone(), standby_site.clone());
         let primary = blocking(move || {
-            let mut primary = PgServer::layout(&parent, "primary", "standby", primary_port, &bin)?;
+            let mut primary = PgServer::layout(&parent, &p, &s, primary_port, &bin)?;
             primary.initdb()?;
             primary.start_new()?;
             Ok(primary)
@@ -911,7 +1033,8 @@ impl PgPair {
         let (parent, bin) = (dir.path().to_owned(), bin_dir);
         let (primary, standby) = blocking(move || {
             // On error `primary` is dropped here, which stops it.
-            let mut standby = PgServer::layout(&parent, "standby", "primary", standby_port, &bin)?;
+            let mut standby =
+                PgServer::layout(&parent, &standby_site, &primary_site, standby_port, &bin)?;
             standby.basebackup_from(&primary)?;
             standby.start_new()?;
             Ok((primary, standby))
@@ -949,11 +1072,10 @@ impl PgPair {
     /// Waits until the primary's `pg_stat_replication` shows the standby
     /// `streaming` and the standby's `pg_stat_wal_receiver` says `streaming`.
     pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
         let app = self.standby.name.clone();
         let primary_sql =
             format!("SELECT state FROM pg_stat_replication WHERE application_name = '{app}'");
-        loop {
+        wait_for("the standby to stream", timeout, async || {
             let on_primary = self.primary.query_text(&primary_sql).await;
             let on_standby = self
                 .standby
@@ -963,46 +1085,40 @@ impl PgPair {
             if p == "streaming" && s == "streaming" {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                bail!(
-                    "standby not streaming within {timeout:?}: primary pg_stat_replication.state = {p}, \
-                     standby pg_stat_wal_receiver.status = {s}\n--- primary log:\n{}\n--- standby log:\n{}",
-                    self.primary.log_tail(15),
-                    self.standby.log_tail(15)
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Err(format!(
+                "primary pg_stat_replication.state = {p}, standby pg_stat_wal_receiver.status = {s}"
+            ))
+        })
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "{e:#}\n--- primary log:\n{}\n--- standby log:\n{}",
+                self.primary.log_tail(15),
+                self.standby.log_tail(15)
+            )
+        })
     }
 
     /// Waits until the standby has replayed everything the primary had
     /// written when this was called (`pg_last_wal_replay_lsn() >=
     /// pg_current_wal_lsn()`).
     pub async fn wait_replayed(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
         let target = self
             .primary
             .current_wal_lsn()
             .await
             .context("reading the primary's current LSN")?;
-        loop {
-            let replayed = self.standby.replay_lsn().await;
-            if matches!(replayed, Ok(lsn) if lsn >= target) {
-                return Ok(());
+        let format_lsn = palisade_core::observe::format_lsn;
+        let what = format!("the standby to replay up to {}", format_lsn(target));
+        wait_for(&what, timeout, async || {
+            match self.standby.replay_lsn().await {
+                Ok(lsn) if lsn >= target => Ok(()),
+                Ok(lsn) => Err(format!("replay LSN {}", format_lsn(lsn))),
+                Err(e) => Err(format!("error: {e:#}")),
             }
-            if Instant::now() >= deadline {
-                let seen = match replayed {
-                    Ok(lsn) => palisade_core::observe::format_lsn(lsn),
-                    Err(e) => format!("error: {e:#}"),
-                };
-                bail!(
-                    "standby did not replay up to {} within {timeout:?}; last replay LSN {seen}\n--- standby log:\n{}",
-                    palisade_core::observe::format_lsn(target),
-                    self.standby.log_tail(15)
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
+        .map_err(|e| anyhow!("{e:#}\n--- standby log:\n{}", self.standby.log_tail(15)))
     }
 
     /// Turns on synchronous replication to the standby on the primary and
@@ -1028,45 +1144,32 @@ impl PgPair {
                 output_text(&out)
             );
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if primary
-                .query_text("SHOW synchronous_standby_names")
-                .await?
-                .as_deref()
-                == Some(standby.as_str())
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "primary did not pick up synchronous_standby_names within 10 s\n{}",
-                    primary.log_tail(15)
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        wait_for(
+            "the primary to pick up synchronous_standby_names",
+            Duration::from_secs(10),
+            async || match primary.query_text("SHOW synchronous_standby_names").await {
+                Ok(Some(names)) if names == *standby => Attempt::Ready(()),
+                Ok(names) => Attempt::NotYet(format!("{names:?}")),
+                Err(e) => Attempt::GiveUp(e),
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e:#}\n--- primary log:\n{}", primary.log_tail(15)))
     }
 
     async fn wait_sync_state(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
         let sql = format!(
             "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{}'",
             self.standby.name
         );
-        loop {
+        wait_for("the standby to be the sync standby", timeout, async || {
             let state = self.primary.query_text(&sql).await;
-            if matches!(&state, Ok(Some(s)) if s == "sync") {
-                return Ok(());
+            match &state {
+                Ok(Some(s)) if s == "sync" => Ok(()),
+                _ => Err(format!("sync_state = {}", describe(&state))),
             }
-            if Instant::now() >= deadline {
-                bail!(
-                    "standby not the sync standby within {timeout:?}: sync_state = {}",
-                    describe(&state)
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 }
 
@@ -1141,99 +1244,5 @@ fn describe(value: &Result<Option<String>>) -> String {
 async fn close(conn: PgConnection) {
     if let Err(e) = conn.close().await {
         tracing::debug!(error = %e, "closing a harness connection failed");
-    }
-}
-
-/// A process as seen in `/proc`: its PID plus its start time, so a PID the
-/// kernel has handed to an unrelated process since is never signalled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Proc {
-    pid: i32,
-    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot).
-    start_time: u64,
-}
-
-/// What `/proc/<pid>/stat` says about a process.
-struct ProcStat {
-    state: char,
-    ppid: i32,
-    start_time: u64,
-}
-
-fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
-    Some(ProcStat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// The live (not zombie: the container's init may never reap an orphaned
-/// postmaster) process with this PID.
-fn live_proc(pid: i32) -> Option<Proc> {
-    let stat = proc_stat(pid)?;
-    (stat.state != 'Z' && stat.state != 'X').then_some(Proc {
-        pid,
-        start_time: stat.start_time,
-    })
-}
-
-impl Proc {
-    fn alive(&self) -> bool {
-        live_proc(self.pid).is_some_and(|now| now == *self)
-    }
-
-    fn signal(&self, signal: Signal) {
-        if self.alive() {
-            let _ = kill(Pid::from_raw(self.pid), signal);
-        }
-    }
-}
-
-/// Direct children of `parent` (a postmaster's backends and auxiliary processes).
-fn children_of(parent: Proc) -> Vec<Proc> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = proc_stat(pid)?;
-            (stat.ppid == parent.pid && stat.state != 'Z').then_some(Proc {
-                pid,
-                start_time: stat.start_time,
-            })
-        })
-        .collect()
-}
-
-/// Waits until the postmaster and its children are gone; SIGKILLs whatever
-/// is left after `grace` so no process outlives a test.
-fn wait_gone(postmaster: Proc, children: &[Proc], grace: Duration) {
-    let deadline = Instant::now() + grace;
-    let all: Vec<Proc> = std::iter::once(postmaster)
-        .chain(children.iter().copied())
-        .collect();
-    loop {
-        let alive: Vec<Proc> = all.iter().copied().filter(Proc::alive).collect();
-        if alive.is_empty() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            for proc in alive {
-                tracing::warn!(
-                    pid = proc.pid,
-                    "postgres process still alive after {grace:?}; SIGKILL"
-                );
-                proc.signal(Signal::SIGKILL);
-            }
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

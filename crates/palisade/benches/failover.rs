@@ -43,20 +43,17 @@
 //! Without `--bench` (`cargo test --benches`) it runs one trial of each
 //! scenario as a smoke test. Results go in docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{FailoverSummary, Role, StatusReply, StatusRequest};
+use palisade_testkit::cluster::{db_config, wait_status_from, Cluster};
 use palisade_testkit::pg::{PgPair, PgServer};
+use palisade_testkit::{bench_trials, percentile, step, wait_for};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use support::pg::db_config;
-use support::{step, Cluster};
 use tonic::transport::{Channel, Endpoint};
 
 /// Bound of every wait for the cluster or the databases.
@@ -77,8 +74,6 @@ const PHASE_SPAN: Duration = Duration::from_millis(500);
 const RETRY: Duration = Duration::from_millis(10);
 /// Bound of one connect or INSERT attempt of the writer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often waits poll `Control.Status`.
-const POLL: Duration = Duration::from_millis(50);
 /// The witness at site a (the configured primary's site).
 const SITE_A: u64 = 1;
 /// How many leadership moves a trial may need before it gives up.
@@ -240,28 +235,9 @@ async fn wait_status<T>(
     ctl: &Control,
     what: &str,
     timeout: Duration,
-    mut f: impl FnMut(&StatusReply) -> Option<T>,
+    f: impl FnMut(&StatusReply) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer");
-    loop {
-        for id in running(c) {
-            if let Some(s) = ctl.status(id).await {
-                if let Some(v) = f(&s) {
-                    return v;
-                }
-                last = format!(
-                    "leader {:?} epoch {} primary {:?} assessment {:?}",
-                    s.leader_id, s.epoch, s.primary_site, s.assessment
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            c.dump_logs();
-            panic!("timed out after {timeout:?} waiting for: {what} (last: {last})");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    wait_status_from(c, what, timeout, async |id| ctl.status(id).await, f).await
 }
 
 /// The leader, if `s` shows a cluster ready for a kill: every running
@@ -297,9 +273,9 @@ fn settled(s: &StatusReply, running: &[u64]) -> Option<u64> {
 /// Waits until the cluster has looked [`settled`] under one leader for
 /// [`STEADY`] without a break; returns that leader.
 async fn wait_settled(c: &Cluster, ctl: &Control) -> u64 {
-    let deadline = Instant::now() + SETTLE;
     let mut since: Option<(u64, Instant)> = None;
-    loop {
+    let what = format!("the cluster to look settled for {STEADY:?} under one leader");
+    let settled_under = wait_for(&what, SETTLE, async || {
         let ids = running(c);
         let mut now_settled = None;
         for id in &ids {
@@ -313,17 +289,13 @@ async fn wait_settled(c: &Cluster, ctl: &Control) -> u64 {
             (Some(l), _) => Some((l, Instant::now())),
             (None, _) => None,
         };
-        if let Some((l, t)) = since {
-            if t.elapsed() >= STEADY {
-                return l;
-            }
-        }
-        if Instant::now() > deadline {
-            c.dump_logs();
-            panic!("the cluster did not settle within {SETTLE:?}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+        since.filter(|(_, t)| t.elapsed() >= STEADY).map(|(l, _)| l)
+    })
+    .await;
+    settled_under.unwrap_or_else(|e| {
+        c.dump_logs();
+        panic!("{e:#}");
+    })
 }
 
 /// Restarts witness `id`: kills it, waits until another witness leads,
@@ -495,30 +467,17 @@ fn step_done(f: &FailoverSummary, name: &str) -> Option<i64> {
 }
 
 /// SIGSTOPs the server's postmaster, then every other process of the
-/// server (its children): a hung server. Returns the pids.
+/// server (its children, listed once the postmaster can fork no more): a
+/// hung server. Returns the pids.
 fn sigstop_server(server: &PgServer) -> Vec<i32> {
     let pm = server
         .postmaster_pid()
         .expect("the primary's postmaster runs before the freeze");
     let _ = kill(Pid::from_raw(pm), Signal::SIGSTOP);
     let mut pids = vec![pm];
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1.to_string();
-                after.split_whitespace().nth(1)?.parse::<i32>().ok()
-            });
-        if ppid == Some(pm) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
-            pids.push(pid);
+    for child in palisade_testkit::procs::children_of(pm) {
+        if child.signal(Signal::SIGSTOP) {
+            pids.push(child.pid);
         }
     }
     pids
@@ -674,18 +633,17 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
         // The agent logs the start once `pg_ctl start -w` returns, which
         // can be after the writer got in: wait for that line.
         let log = &c.nodes[0].log;
-        let deadline = Instant::now() + SETTLE;
-        let (decided, started, detail) = loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(found) = restart_times(&text, killed_wall) {
-                break found;
-            }
-            if Instant::now() > deadline {
-                c.dump_logs();
-                panic!("{id} trial {trial}: site a's agent never logged the restart");
-            }
-            tokio::time::sleep(POLL).await;
-        };
+        let logged = wait_for("site a's agent to log the restart", SETTLE, async || {
+            restart_times(
+                &std::fs::read_to_string(log).unwrap_or_default(),
+                killed_wall,
+            )
+        })
+        .await;
+        let (decided, started, detail) = logged.unwrap_or_else(|e| {
+            c.dump_logs();
+            panic!("{id} trial {trial}: {e:#}");
+        });
         let parts = vec![
             decided - killed_wall,
             started - decided,
@@ -751,12 +709,6 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
     Trial { total, parts }
 }
 
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn summary_line(id: &str, name: &str, mut v: Vec<i64>) -> String {
     v.sort_unstable();
     format!(
@@ -800,14 +752,7 @@ fn summarize(sc: Scenario, trials: &[Trial]) {
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // useful: run one trial of each scenario then, as a smoke test.
-    let trials: usize = if std::env::args().any(|a| a == "--bench") {
-        std::env::var("PALISADE_BENCH_TRIALS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10)
-    } else {
-        1
-    };
+    let trials = bench_trials(10, 1);
     let scenarios: Vec<Scenario> = match std::env::var("PALISADE_BENCH_SCENARIOS") {
         Ok(list) => {
             let wanted: Vec<&str> = list.split(',').map(str::trim).collect();

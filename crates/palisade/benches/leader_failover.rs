@@ -7,28 +7,21 @@
 //!
 //! Prints every trial and p50 / p99 / max. Results go in docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use palisade_api::v1::control_client::ControlClient;
-use palisade_api::v1::{Role, StatusReply, StatusRequest};
-use support::Cluster;
+use palisade_api::v1::{Role, StatusReply};
+use palisade_testkit::cluster::{status_at, Cluster};
+use palisade_testkit::{bench_trials, percentile, wait_for};
 
+/// `Control.Status` at `endpoint`, with short timeouts: a dead leader must
+/// not hold up the measurement.
 async fn status(endpoint: &str) -> Option<StatusReply> {
-    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .ok()?
-        .connect_timeout(Duration::from_millis(200))
-        .timeout(Duration::from_millis(1500))
-        .connect()
-        .await
-        .ok()?;
-    ControlClient::new(ch)
-        .status(StatusRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
+    status_at(
+        endpoint,
+        Duration::from_millis(200),
+        Duration::from_millis(1500),
+    )
+    .await
 }
 
 /// A settled cluster: every running node agrees on the leader and term, the
@@ -58,36 +51,20 @@ async fn agreed_leader(c: &Cluster, running: &[u64]) -> Option<(u64, u64)> {
 }
 
 async fn wait_agreed(c: &Cluster, running: &[u64], timeout: Duration) -> (u64, u64) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = agreed_leader(c, running).await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    wait_for(
+        "a settled cluster under an agreed leader",
+        timeout,
+        async || agreed_leader(c, running).await,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // useful: run one trial then, as a smoke test.
-    let trials: usize = if std::env::args().any(|a| a == "--bench") {
-        std::env::var("PALISADE_BENCH_TRIALS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20)
-    } else {
-        1
-    };
+    let trials = bench_trials(20, 1);
     let mut c = Cluster::start();
     let all = [1u64, 2, 3];
     let (mut leader, _) = wait_agreed(&c, &all, Duration::from_secs(30)).await;
@@ -98,6 +75,7 @@ async fn main() {
         let probe = c.nodes[(survivors[0] - 1) as usize].control.clone();
         let killed_at = Instant::now();
         c.node(leader).kill9();
+        // The measurement itself: polled every 5 ms, finer than wait_for.
         let new_leader = loop {
             if let Some(s) = status(&probe).await {
                 if let Some(l) = s.leader_id.filter(|l| *l != leader) {

@@ -12,17 +12,13 @@
 //!     cargo bench -p palisade --bench site_failover          # 10 trials
 //!     PALISADE_BENCH_TRIALS=20 cargo bench -p palisade --bench site_failover
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-use std::time::Duration;
-
 use palisade_actions::haproxy::{AdminState, HaproxyClient, HaproxyEndpoint};
+use palisade_testkit::app::threatconnect_xml;
+use palisade_testkit::cluster::{db_config, wait_ready, wait_status, Cluster, SETTLE};
 use palisade_testkit::es_double::EsDouble;
+use palisade_testkit::haproxy::{haproxy_binary, start_haproxy};
 use palisade_testkit::pg::PgPair;
-use support::pg::{db_config, wait_ready, wait_status, SETTLE};
-use support::stack::{haproxy_binary, start_haproxy, threatconnect_xml};
-use support::Cluster;
+use palisade_testkit::{bench_trials, percentile, wait_for};
 
 /// Milliseconds of every "app restarted in N ms" in a step's detail.
 fn restart_ms(detail: &str) -> i64 {
@@ -30,11 +26,6 @@ fn restart_ms(detail: &str) -> i64 {
         .match_indices("app restarted in ")
         .filter_map(|(i, m)| detail[i + m.len()..].split(' ').next()?.parse::<i64>().ok())
         .sum()
-}
-
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn summary(name: &str, mut v: Vec<i64>) {
@@ -64,20 +55,19 @@ async fn trial(haproxy: &std::path::Path) -> Trial {
     let hosts_a = es_a.url().trim_start_matches("http://").to_string();
     std::fs::write(&xml_a, threatconnect_xml(true, &hosts_a)).expect("write a");
     std::fs::write(&xml_b, threatconnect_xml(false, &hosts_a)).expect("write b");
-    let h = start_haproxy(haproxy, pair.primary.port(), pair.standby.port());
+    let h = start_haproxy(haproxy, pair.primary.port(), pair.standby.port()).await;
     let runtime = HaproxyClient::new(HaproxyEndpoint::Unix(h.socket.clone()));
-    let deadline = std::time::Instant::now() + SETTLE;
-    while runtime
-        .set_server_state("postgres", "pg_b", AdminState::Maint)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "haproxy runtime API never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "pg_b in maintenance through haproxy's runtime API",
+        SETTLE,
+        async || {
+            runtime
+                .set_server_state("postgres", "pg_b", AdminState::Maint)
+                .await
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let extra = format!(
         "{db}\n\
          [[app]]\nsite = \"a\"\nconfig_file = \"{xa}\"\nrestart_command = [\"/bin/true\"]\nes_property = \"elasticsearchHosts\"\n\n\
@@ -133,14 +123,7 @@ async fn trial(haproxy: &std::path::Path) -> Trial {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let trials: usize = if std::env::args().any(|a| a == "--bench") {
-        std::env::var("PALISADE_BENCH_TRIALS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10)
-    } else {
-        1
-    };
+    let trials = bench_trials(10, 1);
     let Some(haproxy) = haproxy_binary() else {
         return;
     };

@@ -16,18 +16,15 @@
 //! Without `--bench` (`cargo test --benches`) it runs two switchovers as a
 //! smoke test. Results go in docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{StatusReply, SwitchoverRequest};
+use palisade_testkit::cluster::{start_cluster_rejoining, wait_status, Cluster};
 use palisade_testkit::pg::PgPair;
-use support::pg::{start_cluster_rejoining, wait_status};
-use support::writer::{write_pause, Writer};
-use support::{step, Cluster};
+use palisade_testkit::writer::{write_pause, Writer};
+use palisade_testkit::{bench_trials, percentile, step};
 use tonic::transport::Channel;
 
 /// Bound of every wait (a rejoin runs pg_rewind and a restart).
@@ -73,23 +70,9 @@ async fn ready_for(c: &Cluster, to: &str) -> StatusReply {
     .await
 }
 
-fn percentile(sorted: &[u128], p: f64) -> u128 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let timed = std::env::args().any(|a| a == "--bench");
-    let trials: usize = if timed {
-        std::env::var("PALISADE_BENCH_TRIALS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(12)
-    } else {
-        2
-    };
-    assert!(trials >= 1, "PALISADE_BENCH_TRIALS must be at least 1");
+    let trials = bench_trials(12, 2);
     let pair = PgPair::start().await.expect("PostgreSQL pair");
     let c = start_cluster_rejoining(&pair, "").await;
     let writer = Writer::start(&pair).await;
@@ -111,6 +94,8 @@ async fn main() {
             .switchover(SwitchoverRequest {
                 to_site: to.into(),
                 who: "bench".into(),
+                // No request id: each switchover is asked once.
+                ..Default::default()
             })
             .await
             .expect("switchover accepted")
@@ -187,8 +172,8 @@ async fn main() {
     pauses.sort_unstable();
     println!(
         "write pause: p50 {} ms, p99 {} ms, min {} ms, max {} ms; {} writes acknowledged, {lost} lost",
-        percentile(&pauses, 0.5),
-        percentile(&pauses, 0.99),
+        percentile(&pauses, 50.0),
+        percentile(&pauses, 99.0),
         pauses[0],
         pauses[pauses.len() - 1],
         acks.len()

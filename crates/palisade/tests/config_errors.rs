@@ -1,11 +1,9 @@
 //! Each class of bad configuration stops `palisade run` with exit code 1 and
 //! one stderr line naming the file, the key and the reason.
 
-mod support;
-
 use std::path::Path;
 
-use support::{palisade, Cluster};
+use palisade_testkit::cluster::{palisade, Cluster};
 
 /// Runs `palisade run` on `config` and returns its one-line error.
 fn refused(config: &Path) -> String {
@@ -140,4 +138,56 @@ fn check_config_accepts_a_good_file() {
         stdout.contains("ok: node 2 (site b), 3 witnesses"),
         "{stdout}"
     );
+}
+
+/// Issue 11: `level = "inf"` passed `check-config`, and then silenced all
+/// logging (EnvFilter reads a bare word as a target name). A filter with an
+/// unknown level, or one that says nothing, is refused naming `log.level`,
+/// by `check-config` and at start alike.
+#[test]
+fn a_log_level_typo_is_refused_by_check_config_and_at_start() {
+    for (level, why) in [
+        ("inf", "\"inf\" is not a level"),
+        ("info,openraft=wran", "\"wran\" is not a level"),
+        (" , ", "names no level"),
+    ] {
+        let (_c, f) = with_edit(|t| {
+            t.replace(
+                "[storage]",
+                &format!("[log]\nlevel = \"{level}\"\n\n[storage]"),
+            )
+        });
+        for cmd in ["check-config", "run"] {
+            let out = palisade(&[cmd], &f);
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert_eq!(out.status.code(), Some(1), "{cmd} {level:?}: {stderr}");
+            let line = stderr.trim();
+            assert_eq!(line.lines().count(), 1, "one line: {stderr}");
+            assert!(
+                line.contains(&format!("{}: log.level: ", f.display())) && line.contains(why),
+                "{cmd} {level:?}: {line}"
+            );
+        }
+    }
+    // Real filters still pass.
+    for level in [
+        "warn",
+        "info,openraft=warn",
+        "palisade::controller=debug,info",
+        "off",
+    ] {
+        let (_c, f) = with_edit(|t| {
+            t.replace(
+                "[storage]",
+                &format!("[log]\nlevel = \"{level}\"\n\n[storage]"),
+            )
+        });
+        let out = palisade(&["check-config"], &f);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{level:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -4,16 +4,14 @@
 //! Elasticsearch API double per site: every phase of the guide's DR test,
 //! the switchover to b and the failback to a included.
 
-mod support;
-
 use std::path::PathBuf;
 
+use palisade_testkit::app::threatconnect_xml;
+use palisade_testkit::cluster::{db_config_rejoining, wait_ready, Cluster, OPERATED, SLOTS};
 use palisade_testkit::es_double::EsDouble;
 use palisade_testkit::pg::PgPair;
+use palisade_testkit::step;
 use serde_json::Value;
-use support::pg::{db_config_rejoining, wait_ready, OPERATED, SLOTS};
-use support::stack::threatconnect_xml;
-use support::{step, Cluster};
 
 const PHASES: [&str; 7] = [
     "checkpoint",

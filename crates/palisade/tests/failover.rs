@@ -2,18 +2,16 @@
 //! a real primary/standby pair (PostgreSQL 15, streaming as the guide sets
 //! it up), real kills. Each test owns its pair and its cluster.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use palisade_testkit::pg::{PgPair, PgPairOptions, PgServer};
-use support::pg::{
-    db_config, move_leadership_off, start_cluster, status, wait_ready, wait_status, FAST, SETTLE,
-    SLOTS,
+use palisade_testkit::cluster::{
+    db_config, move_leadership_off, start_cluster, status, wait_ready, wait_status, Cluster, FAST,
+    SETTLE, SLOTS,
 };
-use support::{step, Cluster};
+use palisade_testkit::pg::{PgPair, PgPairOptions, PgServer};
+use palisade_testkit::step;
 
 /// Rows `1..` inserted one by one into `writes` on `server` until it stops
 /// answering; returns the ids the server acknowledged.
@@ -430,7 +428,7 @@ async fn leader_killed_between_fenced_and_promoted_is_finished_by_the_next_leade
         "SIGKILL the primary; leader {leader} exits right after committing 'fenced'"
     ));
     pair.primary.kill9();
-    let code = c.node(leader).wait_exit(SETTLE);
+    let code = c.node(leader).wait_exit(SETTLE).await;
     assert_eq!(code, Some(86), "the leader stopped at the failpoint");
     step("restart the exited witness (its site's agent may be needed) without the failpoint");
     c.node(leader).start();
@@ -508,7 +506,12 @@ async fn site_loss_with_a_stonith_hook_is_fenced_by_the_hook() {
         "[[stonith]]\nsite = \"a\"\ncommand = [\"/bin/sh\", \"-c\", \"echo {{epoch}} {{site}} > {}\"]\ntimeout_ms = 5000\n",
         marker.display()
     );
-    let mut c = Cluster::with_config(&format!("{}\n{hook}", db_config(&pair, FAST)));
+    // A lease long enough that the witnesses cannot vouch for its end
+    // before the hook answers: the hook, fired once the lost site's agent
+    // fails to confirm, is what fences (a proof by lease expiry would be
+    // just as safe, and would win a race with a slow hook).
+    let settings = "[probe]\ninterval_ms = 200\n\n[lease]\nttl_ms = 8000\n";
+    let mut c = Cluster::with_config(&format!("{}\n{hook}", db_config(&pair, settings)));
     for n in &mut c.nodes {
         n.start();
     }

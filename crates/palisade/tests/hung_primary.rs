@@ -3,13 +3,11 @@
 //! accepted, so every new client is down, yet the standby still streams.
 //! The primary's own site agent sees it first and treats it as a crash.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use palisade_testkit::cluster::{start_cluster, status, wait_status, FAST, SETTLE, SLOTS};
 use palisade_testkit::pg::PgPair;
-use support::pg::{start_cluster, status, wait_status, FAST, SETTLE, SLOTS};
-use support::step;
+use palisade_testkit::step;
 
 async fn start_time(pair: &PgPair) -> Option<String> {
     tokio::time::timeout(

@@ -6,16 +6,15 @@
 //! order, refuse to run twice, and take another boot's order for no
 //! lease.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade::lease_guard::{monotonic_ms, GuardHandle, GuardOrder};
 use palisade_actions::postgres::{PgSite, ProcessState};
+use palisade_testkit::cluster::palisade_bin;
 use palisade_testkit::pg::{PgPair, PgServer};
+use palisade_testkit::{step, wait_for};
 use sqlx::Connection;
-use support::{palisade_bin, step, wait_for};
 use tokio_util::sync::CancellationToken;
 
 /// How late after its deadline the guard may freeze (its timer's and the
@@ -23,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 /// before the freeze may still reach the client.
 const FREEZE_SLACK_MS: u64 = 100;
 
-/// Runs the test kit's blocking `wait_for` without stalling the runtime's
-/// other tasks (the writer).
-fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
-    tokio::task::block_in_place(|| wait_for(what, timeout, f))
+/// The test kit's `wait_for` over a synchronous look (the guard's files,
+/// `/proc`); panics naming `what` after `timeout`.
+async fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    wait_for(what, timeout, async || f())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The guard's view of the primary: `/proc` only, no SQL.
@@ -151,7 +152,8 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
     let _stop = StopGuard(handle.clone());
     wait("the guard's heartbeat", Duration::from_secs(10), || {
         handle.heartbeat_age_ms().filter(|age| *age < 200)
-    });
+    })
+    .await;
     handle.ensure_running().expect("a second call");
     assert_eq!(
         db.process_state(),
@@ -162,7 +164,8 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
     step("the witness goes silent: frozen at the deadline");
     let status = wait("the guard froze the server", Duration::from_secs(5), || {
         handle.status().filter(|s| s.frozen_since_ms.is_some())
-    });
+    })
+    .await;
     let frozen_at = status.frozen_since_ms.expect("frozen");
     eprintln!(
         "measured: froze {} ms after the deadline",
@@ -186,7 +189,8 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
             assert!(db.is_frozen(), "the server thawed without an order");
             (monotonic_ms() >= frozen_at + 500).then_some(())
         },
-    );
+    )
+    .await;
     let acks = writer.acks();
     assert!(acks_at_freeze > 0, "the writer wrote before the deadline");
     let last = *acks.last().expect("acks");
@@ -235,7 +239,8 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
         .expect("write the order");
     wait("the server thawed", Duration::from_secs(2), || {
         (db.process_state() == ProcessState::Running).then_some(())
-    });
+    })
+    .await;
     let thawed_in = renewed.elapsed();
     eprintln!("measured: thawed {thawed_in:?} after the renewal");
     assert!(thawed_in <= Duration::from_millis(200), "{thawed_in:?}");
@@ -243,7 +248,8 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
         "the writer's session writes again",
         Duration::from_secs(5),
         || (writer.acks().len() > acks_at_freeze + 2).then_some(()),
-    );
+    )
+    .await;
     assert_eq!(writer.error(), None, "the session broke");
     assert_eq!(
         start_time(primary).await,
@@ -261,17 +267,20 @@ async fn the_guard_freezes_at_the_deadline_thaws_on_renewal_and_kills_on_a_hard_
         .expect("write the order");
     wait("the server killed", Duration::from_secs(15), || {
         (!db.has_server_processes()).then_some(())
-    });
+    })
+    .await;
     wait(
         "the writer's session failed",
         Duration::from_secs(5),
         || writer.error(),
-    );
+    )
+    .await;
     let status = wait("the guard reports it", Duration::from_secs(5), || {
         handle
             .status()
             .filter(|s| s.server == ProcessState::Stopped)
-    });
+    })
+    .await;
     assert!(
         status
             .last_action
@@ -312,7 +321,8 @@ async fn an_order_from_another_boot_is_no_lease_and_a_freeze_without_one_ends_in
     step("no lease: the guard freezes the server");
     let status = wait("the server frozen", Duration::from_secs(10), || {
         handle.status().filter(|s| s.frozen_since_ms.is_some())
-    });
+    })
+    .await;
     assert_eq!(status.order, None, "another boot's order is no order");
     assert_eq!(status.frozen_epoch, None);
     assert!(db.is_frozen(), "{:?}", db.process_state());
@@ -333,14 +343,16 @@ async fn an_order_from_another_boot_is_no_lease_and_a_freeze_without_one_ends_in
                 .status()
                 .filter(|s| s.order.is_some_and(|o| o.epoch == 3))
         },
-    );
+    )
+    .await;
     assert!(db.is_frozen(), "thawed by an order of no freeze's epoch");
 
     step("frozen for the bound (1.5 s): killed");
     let frozen_at = status.frozen_since_ms.expect("frozen");
     wait("the server killed", Duration::from_secs(15), || {
         (!db.has_server_processes()).then_some(())
-    });
+    })
+    .await;
     let killed_after = monotonic_ms() - frozen_at;
     eprintln!("measured: killed {killed_after} ms after the freeze");
     assert!(killed_after >= 1_500, "killed before the bound");

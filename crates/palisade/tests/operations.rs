@@ -3,8 +3,6 @@
 //! resume, and the requests that must be refused. Each test owns its pair
 //! and its three witnesses.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use palisade_api::v1::control_client::ControlClient;
@@ -12,10 +10,12 @@ use palisade_api::v1::{
     FailbackRequest, FailoverRequest, HistoryRequest, PauseRequest, ResumeRequest, StatusReply,
     SwitchoverRequest, WatchRequest,
 };
+use palisade_testkit::cluster::{
+    start_cluster_rejoining, status, wait_status, Cluster, OPERATED, SETTLE, SLOTS,
+};
 use palisade_testkit::pg::{PgPair, PgServer};
-use support::pg::{start_cluster_rejoining, status, wait_status, OPERATED, SETTLE, SLOTS};
-use support::writer::{write_pause, Ack, Writer};
-use support::{step, Cluster};
+use palisade_testkit::step;
+use palisade_testkit::writer::{write_pause, Ack, Writer};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -185,6 +185,7 @@ async fn switchover_under_a_writer_loses_no_acknowledged_write() {
                 c.switchover(SwitchoverRequest {
                     to_site: "b".into(),
                     who: "alice@test".into(),
+                    ..Default::default()
                 })
                 .await
             }
@@ -303,6 +304,7 @@ async fn failover_then_failback_rewinds_the_old_primary_and_both_stream_at_the_e
                     who: "bob@test".into(),
                     force: false,
                     accept_data_loss: false,
+                    ..Default::default()
                 })
                 .await
             }
@@ -336,6 +338,7 @@ async fn failover_then_failback_rewinds_the_old_primary_and_both_stream_at_the_e
         .await
         .failback(FailbackRequest {
             who: "bob@test".into(),
+            ..Default::default()
         })
         .await
         .expect("failback accepted")
@@ -401,6 +404,7 @@ async fn pause_stops_an_automatic_failover_and_resume_lets_it_happen() {
                 who: "carol@test".into(),
                 reason: "short window".into(),
                 for_ms: Some(1000),
+                ..Default::default()
             })
             .await
         }
@@ -424,6 +428,7 @@ async fn pause_stops_an_automatic_failover_and_resume_lets_it_happen() {
                 who: "carol@test".into(),
                 reason: "DR test".into(),
                 for_ms: None,
+                ..Default::default()
             })
             .await
         }
@@ -454,6 +459,7 @@ async fn pause_stops_an_automatic_failover_and_resume_lets_it_happen() {
         async move {
             c.resume(ResumeRequest {
                 who: "carol@test".into(),
+                ..Default::default()
             })
             .await
         }
@@ -476,6 +482,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
     let switchover = |to: &str| SwitchoverRequest {
         to_site: to.into(),
         who: "dave@test".into(),
+        ..Default::default()
     };
 
     let e = retry(|| {
@@ -512,6 +519,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
                 who: "dave@test".into(),
                 force: true,
                 accept_data_loss: false,
+                ..Default::default()
             })
             .await
         }
@@ -527,6 +535,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
             c.switchover(SwitchoverRequest {
                 to_site: "b".into(),
                 who: String::new(),
+                ..Default::default()
             })
             .await
         }
@@ -543,6 +552,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
                 who: "dave@test".into(),
                 reason: String::new(),
                 for_ms: None,
+                ..Default::default()
             })
             .await
         }
@@ -562,6 +572,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
         async move {
             c.resume(ResumeRequest {
                 who: "dave@test".into(),
+                ..Default::default()
             })
             .await
         }
@@ -573,6 +584,7 @@ async fn bad_operator_requests_are_refused_with_the_reason() {
         async move {
             c.resume(ResumeRequest {
                 who: "dave@test".into(),
+                ..Default::default()
             })
             .await
         }

@@ -14,8 +14,6 @@
 //! Both servers run with PostgreSQL's default 60 s replication timeouts, so
 //! only the evidence can explain a degrade within seconds.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +23,8 @@ use palisade_actions::postgres::{DatabaseControl, PgSite};
 use palisade_core::observe::{format_lsn, PgObservation};
 use palisade_core::sync_degrade::{DegradeReason, SyncDecision, SyncDegrade, SyncSample};
 use palisade_probe::postgres::PgProbe;
+use palisade_testkit::cluster::{start_cluster, wait_status, FAST, SETTLE, SLOTS};
 use palisade_testkit::pg::{PgPair, PgPairOptions, PgServer};
-use support::pg::{start_cluster, wait_status, FAST, SETTLE, SLOTS};
 
 /// `[failover] sync_degrade_after_ms` of this test.
 const AFTER_MS: u64 = 2000;

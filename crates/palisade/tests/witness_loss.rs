@@ -5,17 +5,15 @@
 //! primary before anything is promoted (DESIGN rule 2: the lease bounds
 //! the primary's writes even when its own witness process is dead).
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::FailoverRequest;
+use palisade_testkit::cluster::{start_cluster, wait_status, Cluster, FAST, SETTLE, SLOTS};
 use palisade_testkit::pg::{PgPair, PgServer};
-use support::pg::{start_cluster, wait_status, FAST, SETTLE, SLOTS};
-use support::{step, Cluster};
+use palisade_testkit::step;
 
 /// How long the tests leave a witness dead or frozen: several lease TTLs.
 const LOST_FOR: Duration = Duration::from_secs(5);
@@ -107,7 +105,9 @@ async fn assert_no_outage(c: &Cluster, pair: &PgPair, w: &LocalWriter, since: i6
         "the primary was restarted"
     );
     for id in [2, 3] {
-        let s = support::pg::status(c, id).await.expect("status");
+        let s = palisade_testkit::cluster::status(c, id)
+            .await
+            .expect("status");
         assert_eq!((s.epoch, s.primary_site.as_str()), (0, "a"), "no failover");
     }
     assert!(!w.task.is_finished(), "the writer's session was cut");
@@ -136,7 +136,7 @@ async fn a_dead_primary_witness_costs_its_database_nothing() {
 
     step("site a's witness returns and takes the lease back");
     c.node(1).start();
-    support::pg::wait_ready(&c).await;
+    palisade_testkit::cluster::wait_ready(&c).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_no_outage(&c, &pair, &w, since, &started).await;
 }
@@ -193,6 +193,7 @@ async fn a_failover_with_the_primary_witness_dead_kills_the_old_primary_first() 
             who: "carol@test".into(),
             force: true,
             accept_data_loss: true,
+            ..Default::default()
         })
         .await
         .expect("failover accepted")

@@ -1,94 +1,41 @@
 //! `palisade demo --output json`, the README's first command, end to end:
-//! a real PostgreSQL pair, three real witnesses, real app config files, a
-//! real HAProxy in front of the pair (when installed; required under
-//! `CI=true`), Elasticsearch API test doubles, a real site loss. It uses the
-//! fixed ports of `deploy/local/` (7301-7303, 7401-7403), so this is the
-//! only test that runs the demo.
+//! the witness binary `palisade` execs this crate's `palisade-demo`, which
+//! runs a real PostgreSQL pair, three real witnesses, real app config
+//! files, a real HAProxy in front of the pair (when installed; required
+//! under `CI=true`), Elasticsearch API test doubles, a real site loss. It
+//! uses the fixed ports of `deploy/local/` (7301-7303, 7401-7403), as do
+//! the tests of `tests/playground.rs`: cargo runs one test binary at a
+//! time, and each of these binaries runs one such test at a time.
+//!
+//! Cargo builds `palisade-demo` for this test but not `palisade`, another
+//! package's binary: it is taken from the same build directory, as
+//! chaos-tests takes it (`cargo test --workspace` and `./scripts/test`
+//! build it; alone, run `cargo build -p palisade` first).
 
-use std::path::{Path, PathBuf};
+#[allow(dead_code)]
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{dirs_named_in, processes_using};
 use serde_json::Value;
-
-/// The temporary directories the demo named in its progress lines.
-fn dirs_named_in(stderr: &str) -> Vec<PathBuf> {
-    let prefix = std::env::temp_dir().join("palisade-");
-    let prefix = prefix.to_string_lossy();
-    let mut dirs: Vec<PathBuf> = stderr
-        .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == '(' || c == ')')
-        .filter(|w| w.starts_with(prefix.as_ref()))
-        .map(|w| {
-            // A path inside the directory names the directory.
-            let p = Path::new(w);
-            p.ancestors()
-                .find(|a| a.parent() == Some(std::env::temp_dir().as_path()))
-                .unwrap_or(p)
-                .to_path_buf()
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
-}
-
-/// Whether `haproxy` is installed where the demo looks for it (known
-/// locations, then `PATH`).
-fn haproxy_installed() -> bool {
-    let known = [
-        "/usr/sbin/haproxy",
-        "/usr/local/sbin/haproxy",
-        "/usr/bin/haproxy",
-    ]
-    .into_iter()
-    .map(PathBuf::from);
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("haproxy"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    known.chain(on_path).any(|p| p.is_file())
-}
-
-/// Live processes whose command line mentions `dir` (a postgres started
-/// with `-D <dir>/...`, a witness with `--config <dir>/site-a.toml`,
-/// haproxy with `-f <dir>/haproxy/haproxy.cfg`).
-fn processes_using(dir: &Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-            if state == "Z" {
-                return None; // exited, waiting to be reaped by init
-            }
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline
-                .contains(&needle)
-                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
-        })
-        .collect()
-}
 
 #[test]
 fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
-    let haproxy = haproxy_installed();
+    // Where the demo looks for it: known locations, then `PATH`.
+    let haproxy = palisade_testkit::haproxy::find_binary().is_some();
     assert!(
         haproxy || std::env::var("CI").as_deref() != Ok("true"),
         "haproxy is not installed, and CI=true: the demo must show clients moving through it (apt-get install -y haproxy)"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+    let palisade = palisade_testkit::bins::binary("palisade").unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        palisade.parent(),
+        Path::new(env!("CARGO_BIN_EXE_palisade-demo")).parent(),
+        "`palisade demo` runs the palisade-demo beside it: this test's"
+    );
+    let out = Command::new(&palisade)
         .args(["demo", "--output", "json"])
         .output()
         .expect("run palisade demo");
@@ -117,6 +64,9 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
         assert!(step["detail"].is_string(), "{step}");
     }
     assert_eq!(report["final_primary"], "b", "{report}");
+    // The old primary rejoined as the new primary's standby on its own.
+    assert_eq!(report["final_standby"], "a", "{report}");
+    assert!(report["rejoin_ms"].is_u64(), "{report}");
     assert_eq!(report["epoch"], 1, "{report}");
     assert!(report["writes_acked"].as_u64().expect("writes_acked") > 0);
     assert!(report["writes_lost"].is_u64(), "{report}");
@@ -135,13 +85,13 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
     for name in [
         "database at b writable",
         "elasticsearch at b",
-        "exactly one monitorsEnabled=true (site b)",
+        "exactly one monitorsEnabled=true: site b",
         "search API of the new site",
     ] {
         assert!(
             checks
                 .iter()
-                .any(|c| c["check"].as_str().is_some_and(|t| t.contains(name))),
+                .any(|c| c["check"].as_str().is_some_and(|t| t.starts_with(name))),
             "no check {name:?} in {report}"
         );
     }

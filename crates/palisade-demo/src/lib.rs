@@ -1,13 +1,20 @@
 //! `palisade demo`: the quickstart, a whole site loss on one machine.
 //!
+//! The demo is a crate and a binary (`palisade-demo`) of its own, so that
+//! the witness binary links no test kit and no test double: `palisade
+//! demo ARGS` execs the `palisade-demo` beside it, which runs the
+//! witnesses as the `palisade` beside itself. Build both with `cargo build
+//! --release -p palisade -p palisade-demo`.
+//!
 //! 1. Finds the PostgreSQL server binaries (`PATH`, else
 //!    `/usr/lib/postgresql/*/bin`); when they are missing it installs
 //!    Debian's `postgresql-15` if it runs as root, or prints the command.
 //! 2. Builds a primary (site a) and a streaming standby (site b) in a
 //!    temporary directory, the way the HA/DR guide sets replication up. It
 //!    reuses the test kit's [`PgPair`] for this (which is why
-//!    `palisade-testkit` is a normal dependency of this crate): the demo's
-//!    pair is exactly the one the end-to-end tests fail over.
+//!    `palisade-testkit` is a normal dependency of this crate, and of no
+//!    production binary): the demo's pair is exactly the one the end-to-end
+//!    tests fail over, handed to the witnesses as they hand it.
 //! 3. Sets up the rest of each site's stack in the work directory
 //!    (module `stack`): the two app servers' `threatconnect.xml` (site a's runs
 //!    jobs, `monitorsEnabled=true`; both use site a's Elasticsearch), an
@@ -17,8 +24,8 @@
 //!    maintenance (module `haproxy`).
 //! 4. Writes the three witness configs (`deploy/local/site-*.toml`, embedded
 //!    in the binary, plus `[[database]]`, `[[app]]`, `[[elasticsearch]]`,
-//!    `[[front_door]]` and `[[check]]` sections), starts the witnesses (this
-//!    binary, `run --config`), waits for a leader and a healthy detector,
+//!    `[[front_door]]` and `[[check]]` sections), starts the witnesses (the
+//!    `palisade` binary, `run --config`), waits for a leader and a healthy detector,
 //!    and prints the cluster status.
 //! 5. Runs a writer (numbered rows, one `INSERT` per connection, through
 //!    HAProxy when it runs, else on the current primary), and once 200 rows
@@ -27,27 +34,35 @@
 //! 6. Waits for the failover (`fenced`, `promoted`, `app-flipped`,
 //!    `repointed`, `verified`) and for the writer's rows on site b, then
 //!    brings witness a back, whose agent switches site a's app off first
-//!    thing (its database stays down, fenced).
+//!    thing and rebuilds its database as b's standby (`pg_rewind`, else a
+//!    base backup: each `[[database]]` names its `replication_conninfo`);
+//!    waits until the cluster records that rejoin.
 //! 7. Prints the timeline (each step with its duration), the detection
 //!    time, the RTO (kill to the first write the new primary acknowledged),
-//!    the writes acknowledged and lost, the final primary, both apps'
-//!    files as read back, the post-failover checks, and where the writes
-//!    through HAProxy went.
-//! 8. Cleans up on success, on error and on Ctrl-C / SIGTERM: HAProxy is
+//!    the writes acknowledged and lost, the final primary, the rejoin, both
+//!    apps' files as read back, the post-failover checks, and where the
+//!    writes through HAProxy went.
+//! 8. With `--keep`, and by default on a terminal with table output, keeps
+//!    the cluster running as a playground (module `playground`): prints
+//!    the exact commands to try next (`failback`, `pause`, `resume`, the
+//!    DR drill of `deploy/drills/dr-test.toml`, `switchover`), each of
+//!    which works against it in that order, and waits for Ctrl-C or
+//!    SIGTERM.
+//! 9. Cleans up on success, on error and on Ctrl-C / SIGTERM: HAProxy is
 //!    killed, the Elasticsearch doubles stopped, witnesses get SIGTERM, the
 //!    pair is stopped, both temporary directories are removed.
 //!
 //! Human output (`--output table`) prints `--- [elapsed] step` lines on
-//! stdout and, on a terminal, keeps the failed-over cluster running until
-//! Ctrl-C so that `palisadectl status` can look at it. `--output json` runs
-//! without interaction, sends progress to stderr and prints one JSON object
-//! ([`Report`]) on stdout at the end.
+//! stdout. `--output json` sends progress to stderr and prints one JSON
+//! object ([`Report`]) on stdout once the failover is reported (before the
+//! playground, with `--keep`).
 //!
 //! The witnesses listen on the fixed ports of `deploy/local/` (7301-7303 and
 //! 7401-7403): one demo per machine at a time.
 
 mod cluster;
 mod haproxy;
+mod playground;
 mod postgres;
 mod report;
 mod resources;
@@ -61,6 +76,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use palisade_api::v1::{FailoverSummary, StatusReply};
 use palisade_testkit::pg::{PgPair, PgPairOptions};
+use palisade_testkit::Attempt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use cluster::Cluster;
@@ -101,7 +117,13 @@ impl Replication {
 }
 
 /// `palisade demo` arguments.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "palisade demo",
+    bin_name = "palisade demo",
+    version,
+    about = "Fail over a whole site on this machine: a local PostgreSQL primary and streaming standby, the two apps' threatconnect.xml, Elasticsearch test doubles, HAProxy (when installed), three witnesses (ports 7301-7303 and 7401-7403) and a writer; kills site a and prints the failover timeline, the RTO, the writes lost, the app flips and the checks. Cleans up on exit or Ctrl-C."
+)]
 pub struct DemoArgs {
     /// Replication mode of the local pair: `async` (the guide's choice) or
     /// `sync` (no acknowledged write may be lost).
@@ -111,6 +133,12 @@ pub struct DemoArgs {
     /// on stdout at the end.
     #[arg(long, value_enum, default_value = "table")]
     pub output: DemoOutput,
+    /// After the failover, keep the cluster running as a playground until
+    /// Ctrl-C or SIGTERM, and print the commands to try on it (switchover,
+    /// failback, pause, a DR drill). The default on a terminal with
+    /// `--output table`; this flag also keeps it without a terminal.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Rows the writer must have acknowledged before site a is taken down.
@@ -123,6 +151,13 @@ const SETTLE: Duration = Duration::from_secs(60);
 const PHASE: Duration = Duration::from_secs(60);
 /// How many times witness a is restarted to move Raft leadership away.
 const LEADER_MOVES: u32 = 5;
+/// Deadline for site a's database to rejoin as a standby once its witness
+/// is back: crash recovery, `pg_rewind` (else a base backup), a start, the
+/// first streamed WAL; a failed attempt is retried after 10 s.
+const REJOIN: Duration = Duration::from_secs(120);
+/// The witness whose control endpoint the playground's commands use: the
+/// tie-breaker site's, which no operation touches.
+const PLAYGROUND_WITNESS: &str = "c";
 
 /// Runs the demo (see the module doc).
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -147,41 +182,63 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let keep = args.keep || (!json && std::io::stdin().is_terminal());
+    let mut late_error = None;
     if let Ok(report) = &outcome {
-        if !json {
+        if json {
+            // Printed now: with --keep the demo goes on until a signal.
+            match serde_json::to_string_pretty(&report.json) {
+                Ok(text) => println!("{text}"),
+                Err(e) => late_error = Some(anyhow::Error::new(e).context("encoding the report")),
+            }
+        } else {
             report.print_human(&progress);
-            if std::io::stdin().is_terminal() {
-                progress.detail("");
-                progress.detail(
-                    "The cluster keeps running, now with b as primary. In another terminal:",
-                );
-                progress.detail("  cargo run --release --bin palisadectl -- --endpoint http://127.0.0.1:7402 status");
-                if let Some(c) = &res.cluster {
-                    progress.detail(format!(
-                        "  cat {}/site-b/threatconnect.xml",
-                        c.dir().display()
-                    ));
+        }
+        if keep {
+            match report
+                .check()
+                .and_then(|()| show_playground(&res, &progress))
+            {
+                Ok(()) => {
+                    let name = interrupted(&mut interrupt, &mut terminate).await;
+                    progress.step(format!("{name}: stopping the playground"));
                 }
-                if let Some(port) = res.stack.as_ref().and_then(Stack::front_door_port) {
-                    progress.detail(format!(
-                        "  PGPASSWORD=palisade psql -h 127.0.0.1 -p {port} -U palisade -d postgres -c 'SELECT inet_server_port()'   # through HAProxy"
-                    ));
+                Err(e) => {
+                    progress.step(format!("no playground: {e:#}"));
+                    late_error.get_or_insert(e);
                 }
-                progress.detail("Press Ctrl-C to stop it and clean up.");
-                interrupted(&mut interrupt, &mut terminate).await;
             }
         }
     }
     progress.step("cleaning up: HAProxy, Elasticsearch doubles, witnesses (SIGTERM), PostgreSQL pair, temporary directories");
     cleanup(res, &progress).await;
     let report = outcome?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report.json).context("encoding the report")?
-        );
+    report.check()?;
+    match late_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    report.check()
+}
+
+/// Prints the playground's commands (module `playground`) for the
+/// cluster in `res`.
+fn show_playground(res: &Resources, p: &Progress) -> anyhow::Result<()> {
+    let cluster = res
+        .cluster
+        .as_ref()
+        .context("the witnesses are not running")?;
+    let endpoint = cluster
+        .endpoint_of(PLAYGROUND_WITNESS)
+        .context("no witness at site c")?;
+    let bin_dir = res.pg_bin_dir.clone().unwrap_or_default();
+    let (list, note) = playground::commands(&playground::Setup {
+        dir: cluster.dir(),
+        endpoint,
+        front_door_port: res.stack.as_ref().and_then(Stack::front_door_port),
+        pg_bin_dir: &bin_dir,
+    })?;
+    playground::print(p, &list, note.as_deref());
+    Ok(())
 }
 
 /// Waits for SIGINT or SIGTERM and names it.
@@ -205,10 +262,13 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     let mode = args.replication;
     let configs = cluster::Configs::local()?;
     configs.check_ports_free()?;
+    // Fail before building anything when the witness binary is missing.
+    cluster::witness_binary()?;
 
     p.step("looking for the PostgreSQL server binaries");
     let bin_dir = postgres::ensure_binaries(p).await?;
     p.detail(format!("using {}", bin_dir.display()));
+    res.pg_bin_dir = Some(bin_dir);
 
     p.step(format!(
         "building a PostgreSQL primary (site a) and a streaming standby (site b), {} replication, as the guide sets them up",
@@ -240,7 +300,7 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     let route = set_up_stack(stack, &pair, p).await?;
     cluster.write_configs(&format!(
         "{}\n{}",
-        postgres::database_sections(&pair, mode)?,
+        postgres::database_sections(&pair, mode),
         stack.sections()?
     ))?;
 
@@ -320,7 +380,8 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     };
     let on_b = writer::ids_on(&pair.standby).await?;
 
-    p.step("site a comes back: witness a restarts; its database stays down (fenced until it rejoins as a standby), and its agent switches site a's app off before anything else");
+    p.step("site a comes back: witness a restarts; its agent switches site a's app off before anything else, and rebuilds its database as b's standby (pg_rewind, else a base backup; fenced until then)");
+    let back_at = Instant::now();
     cluster.start("a")?;
     stack.wait_monitors("a", false, SETTLE).await?;
     let apps = stack.read_back()?;
@@ -333,9 +394,24 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
                 .unwrap_or_else(|| "(missing)".into())
         ));
     }
+    let from = failover.from_site.clone();
+    cluster
+        .wait_for(
+            &format!("site {from}'s database to rejoin as a standby"),
+            REJOIN,
+            |s| rejoined(s, &from).then_some(()),
+        )
+        .await?;
+    let rejoin = back_at.elapsed();
+    p.step(format!(
+        "site {from}'s database rejoined as a standby of {}, streaming, {} ms after its witness restarted",
+        failover.to_site,
+        rejoin.as_millis()
+    ));
     let final_status = cluster
         .wait_for("the status after the failover", SETTLE, |s| {
-            (s.primary_site == failover.to_site && all_views(s)).then(|| s.clone())
+            (s.primary_site == failover.to_site && all_views(s) && rejoined(s, &from))
+                .then(|| s.clone())
         })
         .await?;
     p.step("the cluster after the failover");
@@ -351,6 +427,7 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         log,
         on_new_primary: on_b,
         leader_note,
+        rejoin,
         apps,
         front_door: (route != Route::Direct).then_some("haproxy"),
     }))
@@ -408,6 +485,17 @@ fn healthy(s: &StatusReply) -> Option<()> {
         .then_some(())
 }
 
+/// The cluster records `site` as the standby, no longer due to rejoin, and
+/// a witness sees it in recovery and streaming.
+fn rejoined(s: &StatusReply, site: &str) -> bool {
+    s.standby_site == site
+        && !s.standby_needs_rejoin
+        && s.nodes
+            .iter()
+            .flat_map(|n| &n.databases)
+            .any(|d| d.site == site && d.reachable && d.in_recovery == Some(true) && d.streaming)
+}
+
 /// Every witness answers and has probed both databases.
 fn all_views(s: &StatusReply) -> bool {
     s.nodes.len() == 3
@@ -459,19 +547,24 @@ async fn watch_failover(
     p: &Progress,
     killed_wall_ms: i64,
 ) -> anyhow::Result<FailoverSummary> {
-    let deadline = Instant::now() + PHASE;
     let mut announced = false;
     let mut steps_seen = 0;
-    loop {
-        let s = cluster.status().await;
-        let current = s.as_ref().and_then(|s| {
-            s.failover_in_progress.clone().or_else(|| {
+    cluster
+        .watch("a failover to complete after the kill", PHASE, |s| {
+            let Some(s) = s else {
+                return Attempt::NotYet("no witness answered".into());
+            };
+            let current = s.failover_in_progress.clone().or_else(|| {
                 s.last_failover
                     .clone()
                     .filter(|f| f.epoch == s.epoch && f.epoch > 0)
-            })
-        });
-        if let Some(f) = current {
+            });
+            let Some(f) = current else {
+                return Attempt::NotYet(format!(
+                    "epoch {}, primary {}, detector {:?}",
+                    s.epoch, s.primary_site, s.assessment
+                ));
+            };
             if !announced {
                 announced = true;
                 p.step(format!(
@@ -492,25 +585,14 @@ async fn watch_failover(
                 ));
             }
             steps_seen = steps_seen.max(f.steps.len());
-            if !f.outcome.is_empty() {
-                p.step(format!("failover finished: {}", f.outcome));
-                if f.outcome.starts_with("aborted") {
-                    bail!("the failover was aborted: {}", f.outcome);
-                }
-                return Ok(f);
+            if f.outcome.is_empty() {
+                return Attempt::NotYet(format!("failover at {} steps", f.steps.len()));
             }
-        }
-        cluster.check_alive()?;
-        if Instant::now() > deadline {
-            bail!(
-                "no failover completed within {PHASE:?} of the kill (last status: {})",
-                s.map(|s| format!(
-                    "epoch {}, primary {}, detector {:?}",
-                    s.epoch, s.primary_site, s.assessment
-                ))
-                .unwrap_or_else(|| "no witness answered".into())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            p.step(format!("failover finished: {}", f.outcome));
+            if f.outcome.starts_with("aborted") {
+                return Attempt::GiveUp(anyhow::anyhow!("the failover was aborted: {}", f.outcome));
+            }
+            Attempt::Ready(f)
+        })
+        .await
 }

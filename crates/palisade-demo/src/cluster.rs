@@ -1,29 +1,32 @@
 //! The demo's three witnesses: their configs (`deploy/local/site-*.toml`
-//! plus the pair's `[[database]]` sections), their processes, and the
-//! control API they answer on.
+//! plus the pair's `[[database]]` sections), their processes (the
+//! `palisade` binary beside this one), and the control API they answer on.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use palisade::config::Config;
+use palisade::lease_guard::GuardHandle;
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{StatusReply, StatusRequest};
 use palisade_core::NodeId;
+use palisade_testkit::bins::build_command;
+use palisade_testkit::{wait_for, Attempt};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-use super::report::Progress;
-use crate::config::Config;
+use crate::report::Progress;
 
 /// The shipped local configs; the demo runs exactly these.
 const SITES: [(&str, &str); 3] = [
-    ("a", include_str!("../../../../deploy/local/site-a.toml")),
-    ("b", include_str!("../../../../deploy/local/site-b.toml")),
-    ("c", include_str!("../../../../deploy/local/site-c.toml")),
+    ("a", include_str!("../../../deploy/local/site-a.toml")),
+    ("b", include_str!("../../../deploy/local/site-b.toml")),
+    ("c", include_str!("../../../deploy/local/site-c.toml")),
 ];
 /// The shipped `storage.data_dir`, replaced by one inside the work dir.
 const SHIPPED_DATA_DIR: &str = "data_dir = \"../../.palisade-local/{site}\"";
@@ -109,6 +112,8 @@ struct Witness {
     shipped: String,
     config: PathBuf,
     log: PathBuf,
+    /// Its control address, `HOST:PORT`.
+    control: String,
     /// Its control API client (a lazily connecting channel, reused).
     client: ControlClient<Channel>,
     /// `None` while stopped (never started, or killed on purpose).
@@ -150,6 +155,7 @@ impl Cluster {
                 site,
                 shipped: text.clone(),
                 log: dir.path().join(format!("site-{site}.log")),
+                control: control.clone(),
                 config,
                 client: ControlClient::new(channel),
                 child: None,
@@ -194,6 +200,15 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// `site`'s witness's control endpoint, `http://HOST:PORT`, as
+    /// `palisadectl --endpoint` takes it.
+    pub fn endpoint_of(&self, site: &str) -> Option<String> {
+        self.witnesses
+            .iter()
+            .find(|w| w.site == site)
+            .map(|w| format!("http://{}", w.control))
+    }
+
     fn witness(&mut self, site: &str) -> anyhow::Result<&mut Witness> {
         self.witnesses
             .iter_mut()
@@ -209,14 +224,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts (or restarts) `site`'s witness: this binary, `run --config`,
-    /// stderr appended to its log, in its own process group so that a
-    /// terminal's Ctrl-C reaches only the demo, which stops it in order.
+    /// Starts (or restarts) `site`'s witness: the `palisade` binary beside
+    /// this one ([`witness_binary`]), `run --config`, stderr appended to its
+    /// log, in its own process group so that a terminal's Ctrl-C reaches
+    /// only the demo, which stops it in order.
     pub fn start(&mut self, site: &str) -> anyhow::Result<()> {
         if !self.configured {
             bail!("the witnesses' configs are not written yet");
         }
-        let exe = std::env::current_exe().context("locating the palisade binary")?;
+        let exe = witness_binary()?;
         let w = self.witness(site)?;
         if w.child.is_some() {
             bail!("witness {site} is already running");
@@ -297,32 +313,47 @@ impl Cluster {
         None
     }
 
-    /// Polls the status every 100 ms until `accept` returns a value; fails
-    /// naming `what` after `timeout`, or when a witness exits on its own.
+    /// Polls the status until `accept` returns a value; fails naming
+    /// `what` after `timeout`, or at once when a witness exits on its own.
     pub async fn wait_for<T>(
         &mut self,
         what: &str,
         timeout: Duration,
         mut accept: impl FnMut(&StatusReply) -> Option<T>,
     ) -> anyhow::Result<T> {
-        let deadline = Instant::now() + timeout;
-        let mut last = String::from("no witness answered with a leader");
-        loop {
-            if let Some(s) = self.status().await {
-                if let Some(v) = accept(&s) {
-                    return Ok(v);
-                }
-                last = format!(
+        self.watch(what, timeout, |s| match s {
+            Some(s) => match accept(s) {
+                Some(v) => Attempt::Ready(v),
+                None => Attempt::NotYet(format!(
                     "leader {:?}, epoch {}, primary {:?}, detector {:?}",
                     s.leader_id, s.epoch, s.primary_site, s.assessment
-                );
+                )),
+            },
+            None => Attempt::NotYet("no witness answered with a leader".into()),
+        })
+        .await
+    }
+
+    /// Polls the status (`None`: no witness answered with a leader) until
+    /// `look` is done with it; fails naming `what` after `timeout`, at once
+    /// when `look` gives up, and at once when a witness exits on its own.
+    pub async fn watch<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut look: impl FnMut(Option<&StatusReply>) -> Attempt<T>,
+    ) -> anyhow::Result<T> {
+        wait_for(what, timeout, async || {
+            let s = self.status().await;
+            match look(s.as_ref()) {
+                Attempt::NotYet(last) => match self.check_alive() {
+                    Ok(()) => Attempt::NotYet(last),
+                    Err(e) => Attempt::GiveUp(e),
+                },
+                done => done,
             }
-            self.check_alive()?;
-            if Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting for {what} (last: {last})");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Prints the end of every witness's log to stderr (on failure, before
@@ -374,7 +405,7 @@ impl Cluster {
             if !order.exists() {
                 continue;
             }
-            let guard = crate::lease_guard::GuardHandle::new(order, "", "", "");
+            let guard = GuardHandle::new(order, "", "", "");
             match tokio::task::spawn_blocking(move || guard.stop(STOP_GRACE)).await {
                 Ok(Ok(true)) => p.detail(format!("stopped the lease guard of site {}", w.site)),
                 Ok(Ok(false)) => {}
@@ -388,6 +419,25 @@ impl Cluster {
             Err(e) => p.detail(format!("could not remove {}: {e}", path.display())),
         }
     }
+}
+
+/// The witness binary, `palisade`, from the directory of this one (cargo
+/// builds both into `target/<profile>/`; an install puts them side by
+/// side). Fails naming the path, and how to build it, when it is missing.
+pub fn witness_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the palisade-demo binary")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", exe.display()))?;
+    let witness = dir.join("palisade");
+    if !witness.is_file() {
+        bail!(
+            "the witness binary {} is missing: the demo runs the `palisade` beside it; build both with `{}`",
+            witness.display(),
+            build_command(dir, &["palisade", "palisade-demo"])
+        );
+    }
+    Ok(witness)
 }
 
 /// The last `lines` lines of a log file (empty when unreadable).

@@ -1,20 +1,25 @@
-//! A client that follows the primary, as an application behind a front
-//! door would, recording every acknowledged write: for the no-loss checks
-//! and the write-pause measurements of switchovers.
+//! A client that follows the primary of a [`PgPair`], as an application
+//! behind a front door would, recording every acknowledged write: for the
+//! no-loss checks and the write-pause measurements of switchovers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use palisade_testkit::pg::PgPair;
+use tokio_util::sync::CancellationToken;
 
-use super::pg::SETTLE;
+use crate::cluster::SETTLE;
+use crate::pg::PgPair;
+use crate::wait::wait_for;
 
 /// One acknowledged write: its id, when the ack arrived, and which server
 /// took it.
 #[derive(Clone, Debug)]
 pub struct Ack {
+    /// The row's id.
     pub id: i64,
+    /// When the acknowledgement arrived.
     pub at: Instant,
+    /// `a` (the pair's primary at start) or `b`.
     pub site: &'static str,
 }
 
@@ -24,11 +29,12 @@ pub struct Ack {
 /// unknown); only acknowledged ones are checked.
 pub struct Writer {
     acks: Arc<Mutex<Vec<Ack>>>,
-    stop: tokio_util::sync::CancellationToken,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
+    /// Creates table `writes` on the primary and starts writing.
     pub async fn start(pair: &PgPair) -> Writer {
         pair.primary
             .exec("CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY)")
@@ -39,7 +45,7 @@ impl Writer {
             ("b", pair.standby.connect_options()),
         ];
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let stop = tokio_util::sync::CancellationToken::new();
+        let stop = CancellationToken::new();
         let (out, halt) = (acks.clone(), stop.clone());
         let task = tokio::spawn(async move {
             use sqlx::ConnectOptions;
@@ -78,21 +84,28 @@ impl Writer {
         Writer { acks, stop, task }
     }
 
+    /// Every acknowledged write so far.
     pub fn acks(&self) -> Vec<Ack> {
         self.acks.lock().expect("acks").clone()
     }
 
+    /// Waits until `site` has acknowledged `n` writes; panics after
+    /// [`SETTLE`].
     pub async fn wait_acks_at(&self, site: &str, n: usize) {
-        let deadline = Instant::now() + SETTLE;
-        while self.acks().iter().filter(|a| a.site == site).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the writer did not get {n} writes acknowledged by {site}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the writer to get {n} writes acknowledged by {site}");
+        wait_for(&what, SETTLE, || async {
+            let have = self.acks().iter().filter(|a| a.site == site).count();
+            if have >= n {
+                Ok(())
+            } else {
+                Err(format!("{have} so far"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
+    /// Stops writing and returns every acknowledged write.
     pub async fn stop(self) -> Vec<Ack> {
         self.stop.cancel();
         self.task.await.expect("writer task");

@@ -2,9 +2,10 @@
 //! success, on error and on Ctrl-C alike.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use palisade_testkit::pg::PgPair;
+use palisade_testkit::wait_for;
 use tokio::task::JoinHandle;
 
 use super::cluster::Cluster;
@@ -31,6 +32,8 @@ pub struct Resources {
     pub stack: Option<Stack>,
     /// The writer, while it runs.
     pub writer: Option<Writer>,
+    /// The PostgreSQL server binaries' directory, once found.
+    pub pg_bin_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs `work` to completion on a blocking-pool thread of the current
@@ -73,11 +76,14 @@ pub async fn cleanup(res: Resources, p: &Progress) {
     }
     pairs.extend(res.pair);
     for pair in pairs {
-        // A kill task may still hold a reference for a moment.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Arc::strong_count(&pair) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // A kill task may still hold a reference for a moment (if it still
+        // does after the wait, `try_unwrap` below says so).
+        let _ = wait_for(
+            "the other tasks to let go of the PostgreSQL pair",
+            Duration::from_secs(15),
+            async || (Arc::strong_count(&pair) == 1).then_some(()),
+        )
+        .await;
         let dir = pair.dir().to_path_buf();
         match Arc::try_unwrap(pair) {
             Ok(pair) => {

@@ -20,8 +20,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use palisade_testkit::pg::{PgPair, PgServer};
+use palisade_testkit::{wait_for, Attempt};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
@@ -108,7 +109,7 @@ impl Writer {
         let log = Arc::new(Mutex::new(WriteLog::default()));
         let cancel = CancellationToken::new();
         let (out, stop) = (log.clone(), cancel.clone());
-        let task = super::resources::spawn_on_own_thread(move || async move {
+        let task = crate::resources::spawn_on_own_thread(move || async move {
             match route {
                 Route::Direct => write_rows(pair, out, stop).await,
                 Route::FrontDoor { port } => write_through(pair, port, out, stop).await,
@@ -130,23 +131,27 @@ impl Writer {
             .len()
     }
 
-    /// Waits until `site` has acknowledged `n` rows.
+    /// Waits until `site` has acknowledged `n` rows; fails after `timeout`,
+    /// or at once when the writer stopped.
     pub async fn wait_acked(&self, site: &str, n: usize, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("site {site} to acknowledge {n} rows");
+        wait_for(&what, timeout, async || {
             let log = self.snapshot();
             if log.count_on(site) >= n {
-                return Ok(());
+                return Attempt::Ready(());
             }
-            if Instant::now() > deadline || self.task.is_finished() {
-                bail!(
-                    "site {site} acknowledged only {} of {n} rows within {timeout:?} (last error: {})",
-                    log.count_on(site),
-                    log.last_error.as_deref().unwrap_or("none")
-                );
+            let seen = format!(
+                "{} acknowledged, last error: {}",
+                log.count_on(site),
+                log.last_error.as_deref().unwrap_or("none")
+            );
+            if self.task.is_finished() {
+                Attempt::GiveUp(anyhow!("the writer stopped ({seen})"))
+            } else {
+                Attempt::NotYet(seen)
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Waits for the first row `site` acknowledges; returns when it was.

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use palisade_api::v1::{DatabaseView, FailoverSummary, Role, StatusReply};
+use palisade_api::v1::{DatabaseView, FailoverSummary, Role, StatusReply, StepCheck};
 use serde::Serialize;
 
 use super::stack::{AppReadBack, REAL_RESTART};
@@ -140,6 +140,9 @@ pub struct Timeline {
     pub on_new_primary: Vec<i64>,
     /// Set when witness a led at the kill.
     pub leader_note: Option<String>,
+    /// From witness a's restart until the cluster recorded site a's
+    /// database as the new primary's streaming standby.
+    pub rejoin: Duration,
     /// Both apps as their files say at the end (site a's after its
     /// witness returned).
     pub apps: Vec<AppReadBack>,
@@ -162,30 +165,25 @@ pub struct StepReport {
 /// One post-failover check in the JSON report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckReport {
-    /// The check and its result, as the leader recorded it.
+    /// What was checked and what was seen, as the leader recorded it:
+    /// `NAME: DETAIL`, e.g. `exactly one monitorsEnabled=true: site b`.
     pub check: String,
-    /// False when the leader recorded it as `FAILED`.
+    /// Whether the check passed.
     pub ok: bool,
 }
 
-/// The checks of a `verified` step's detail: the leader joins them with
-/// `; ` and starts a failed one with `FAILED`. The `monitorsEnabled` check
-/// appends the sites it could not read as `; not readable: …`, which
-/// belongs to that check, not a check of its own.
-fn split_checks(detail: &str) -> Vec<CheckReport> {
-    let mut checks: Vec<CheckReport> = Vec::new();
-    for part in detail.split("; ").filter(|p| !p.trim().is_empty()) {
-        match checks.last_mut() {
-            Some(last) if part.starts_with("not readable: ") => {
-                last.check = format!("{}; {part}", last.check);
-            }
-            _ => checks.push(CheckReport {
-                check: part.to_string(),
-                ok: !part.starts_with("FAILED"),
-            }),
+impl CheckReport {
+    /// A check of a step's record, as the report words it.
+    fn of(c: &StepCheck) -> CheckReport {
+        CheckReport {
+            check: if c.detail.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{}: {}", c.name, c.detail)
+            },
+            ok: c.ok,
         }
     }
-    checks
 }
 
 /// The JSON object `palisade demo --output json` prints.
@@ -205,6 +203,11 @@ pub struct JsonReport {
     pub writes_lost: u64,
     /// The site recorded as primary at the end.
     pub final_primary: String,
+    /// The site recorded as standby at the end: the old primary, rejoined.
+    pub final_standby: String,
+    /// From the old primary's witness restart until the cluster recorded
+    /// its database as the new primary's streaming standby.
+    pub rejoin_ms: u64,
     /// The failover's epoch (fencing token).
     pub epoch: u64,
     /// Each site's `monitorsEnabled`, read back from its
@@ -260,6 +263,8 @@ impl Report {
             writes_acked: t.log.acks.len() as u64,
             writes_lost: lost.len() as u64,
             final_primary: t.status.primary_site.clone(),
+            final_standby: t.status.standby_site.clone(),
+            rejoin_ms: t.rejoin.as_millis() as u64,
             epoch: t.failover.epoch,
             monitors_enabled: t
                 .apps
@@ -271,7 +276,7 @@ impl Report {
                 .steps
                 .iter()
                 .find(|s| s.step == "verified")
-                .map(|s| split_checks(&s.detail))
+                .map(|s| s.checks.iter().map(CheckReport::of).collect())
                 .unwrap_or_default(),
             front_door: t.front_door,
             writes_via_front_door: t.front_door.map(|_| {
@@ -365,8 +370,8 @@ impl Report {
             p.detail(format!("note: {note}"));
         }
         p.detail(format!(
-            "final primary: site {} (epoch {})",
-            j.final_primary, j.epoch
+            "final primary: site {} (epoch {}); standby: site {}, its database rebuilt by its agent and streaming {} ms after its witness restarted",
+            j.final_primary, j.epoch, j.final_standby, j.rejoin_ms
         ));
         self.print_site(p);
     }
@@ -403,7 +408,7 @@ impl Report {
             p.detail(format!(
                 "  {:<6} {}",
                 if c.ok { "ok" } else { "FAILED" },
-                c.check.trim_start_matches("FAILED ")
+                c.check
             ));
         }
         match (t.front_door, &j.writes_via_front_door) {
@@ -423,7 +428,8 @@ impl Report {
     }
 
     /// Fails when the run broke a promise: a sync-mode loss, a failover
-    /// that did not end at site b, a failed post-failover check, an app
+    /// that did not end at site b with site a rejoined as its standby, a
+    /// failed post-failover check, an app
     /// file other than "a off, b on", or a write that reached site a after
     /// site b had taken one.
     pub fn check(&self) -> anyhow::Result<()> {
@@ -438,6 +444,12 @@ impl Report {
             bail!(
                 "the cluster ended with {:?} as primary, not site b",
                 self.json.final_primary
+            );
+        }
+        if self.json.final_standby != "a" {
+            bail!(
+                "the cluster ended with {:?} as standby, not site a rejoined",
+                self.json.final_standby
             );
         }
         let failed: Vec<&str> = self
@@ -477,29 +489,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checks_split_on_semicolons_and_keep_the_unreadable_note_with_its_check() {
-        let detail = "database at b writable (lsn 0/3000060); elasticsearch at b green (3 nodes); exactly one monitorsEnabled=true (site b); not readable: a (connection refused); FAILED search API: http://x/_cluster/health: HTTP 503";
+    fn a_check_reads_as_its_name_and_what_was_seen() {
+        let check = |name: &str, ok, detail: &str| StepCheck {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        };
         assert_eq!(
-            split_checks(detail),
-            vec![
-                CheckReport {
-                    check: "database at b writable (lsn 0/3000060)".into(),
-                    ok: true
-                },
-                CheckReport {
-                    check: "elasticsearch at b green (3 nodes)".into(),
-                    ok: true
-                },
-                CheckReport {
-                    check: "exactly one monitorsEnabled=true (site b); not readable: a (connection refused)".into(),
-                    ok: true
-                },
-                CheckReport {
-                    check: "FAILED search API: http://x/_cluster/health: HTTP 503".into(),
-                    ok: false
-                },
-            ]
+            CheckReport::of(&check("exactly one monitorsEnabled=true", true, "site b")),
+            CheckReport {
+                check: "exactly one monitorsEnabled=true: site b".into(),
+                ok: true
+            }
         );
-        assert!(split_checks("").is_empty());
+        assert_eq!(
+            CheckReport::of(&check("search API of the new site", false, "")),
+            CheckReport {
+                check: "search API of the new site".into(),
+                ok: false
+            }
+        );
     }
 }

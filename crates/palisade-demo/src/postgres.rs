@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
-use palisade_testkit::pg::{pg_bin_dir, PgPair, PgServer};
-use serde::Serialize;
+use palisade_testkit::pg::{pg_bin_dir, PgPair};
 use tokio::process::Command;
 
-use super::report::Progress;
-use super::Replication;
+use crate::report::Progress;
+use crate::Replication;
 
 /// The Debian package the demo needs, and the command that installs it.
 const INSTALL: &str = "apt-get install -y postgresql-15";
@@ -60,67 +59,24 @@ async fn apt(args: &[&str]) -> anyhow::Result<bool> {
     Ok(status.success())
 }
 
-/// The sections appended to every witness's config.
-#[derive(Serialize)]
-struct Sections {
-    failover: Failover,
-    database: Vec<Database>,
-}
-
-/// `[failover]`: only the replication mode; everything else keeps the
+/// The `[failover]` and `[[database]]` TOML for `pair`: site a's server is
+/// the primary, site b's the standby (the test kit's sections, as the
+/// end-to-end tests hand a pair to their witnesses). Each names its
+/// `replication_conninfo`, so that an old primary rejoins as the new
+/// primary's standby on its own (`rejoin = "automatic"`, the default):
+/// after the demo's failover, and after every switchover and failback tried
+/// on the playground.
+///
+/// `[failover]` sets only the replication mode; everything else keeps the
 /// documented defaults, so the demo shows what a default install does. The
 /// test kit's servers use 5 s for both `wal_sender_timeout` and
 /// `wal_receiver_timeout`: equal, and longer than the default
 /// `sync_degrade_after_ms` (3 s), as docs/operations.md asks, so a sync
 /// demo degrades on evidence before either server drops the connection.
-#[derive(Serialize)]
-struct Failover {
-    replication: &'static str,
-}
-
-/// One `[[database]]` (docs/configuration.md).
-#[derive(Serialize)]
-struct Database {
-    site: &'static str,
-    role: &'static str,
-    dsn: String,
-    data_dir: PathBuf,
-    bin_dir: PathBuf,
-    log_file: PathBuf,
-    /// The name this server streams under as a standby: what
-    /// `synchronous_standby_names` must name in `sync` mode. The test kit
-    /// names the servers `primary` and `standby`.
-    application_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    os_user: Option<String>,
-}
-
-impl Database {
-    fn of(site: &'static str, role: &'static str, s: &PgServer) -> Database {
-        Database {
-            site,
-            role,
-            dsn: s.dsn(),
-            data_dir: s.data_dir().to_path_buf(),
-            bin_dir: s.bin_dir().to_path_buf(),
-            log_file: s.log_file().to_path_buf(),
-            application_name: s.name().to_string(),
-            os_user: s.os_user().map(str::to_string),
-        }
-    }
-}
-
-/// The `[failover]` and `[[database]]` TOML for `pair`: site a's server is
-/// the primary, site b's the standby.
-pub fn database_sections(pair: &PgPair, mode: Replication) -> anyhow::Result<String> {
-    let sections = Sections {
-        failover: Failover {
-            replication: mode.as_str(),
-        },
-        database: vec![
-            Database::of("a", "primary", &pair.primary),
-            Database::of("b", "standby", &pair.standby),
-        ],
-    };
-    toml::to_string(&sections).context("writing the [[database]] sections")
+pub fn database_sections(pair: &PgPair, mode: Replication) -> String {
+    format!(
+        "[failover]\nreplication = \"{}\"\n\n{}",
+        mode.as_str(),
+        palisade_testkit::cluster::database_sections(pair, true)
+    )
 }

@@ -13,20 +13,21 @@
 //! * Elasticsearch cannot be installed here: each site gets a **test
 //!   double** of its REST API (`palisade_testkit::es_double`), probed and
 //!   checked by palisade's production client code.
-//! * HAProxy is the real one ([`super::haproxy`]).
+//! * HAProxy is the real one ([`crate::haproxy`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use palisade_actions::monitors::{read_monitors_enabled, read_property};
 use palisade_testkit::es_double::EsDouble;
 use palisade_testkit::pg::PgPair;
+use palisade_testkit::wait_for;
 use serde::Serialize;
 
-use super::haproxy::{self, Haproxy};
-use super::report::Progress;
+use crate::haproxy::{self, Haproxy};
+use crate::report::Progress;
 
 /// The data sites, in order.
 pub const SITES: [&str; 2] = ["a", "b"];
@@ -218,13 +219,8 @@ impl Stack {
         bin: &Path,
         pair: &PgPair,
     ) -> anyhow::Result<Vec<String>> {
-        let h = self.haproxy.insert(Haproxy::spawn(
-            bin,
-            &self.dir,
-            pair.primary.port(),
-            pair.standby.port(),
-        )?);
-        h.prepare().await
+        let h = Haproxy::start(bin, &self.dir, pair.primary.port(), pair.standby.port()).await?;
+        self.haproxy.insert(h).prepare().await
     }
 
     /// HAProxy's frontend port, when it runs.
@@ -297,25 +293,16 @@ impl Stack {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let file = self.app_file(site);
-        let deadline = Instant::now() + timeout;
-        loop {
-            let have = read_monitors_enabled(&file);
-            if matches!(have, Ok(Some(v)) if v == want) {
-                return Ok(());
+        let what = format!("{} to say monitorsEnabled={want}", file.display());
+        wait_for(&what, timeout, async || {
+            match read_monitors_enabled(&file) {
+                Ok(Some(v)) if v == want => Ok(()),
+                Ok(Some(v)) => Err(format!("monitorsEnabled={v}")),
+                Ok(None) => Err("monitorsEnabled absent".to_string()),
+                Err(e) => Err(format!("unreadable: {e}")),
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} still says monitorsEnabled {} after {timeout:?}, not {want}",
-                    file.display(),
-                    match have {
-                        Ok(Some(v)) => v.to_string(),
-                        Ok(None) => "(absent)".into(),
-                        Err(e) => format!("(unreadable: {e})"),
-                    }
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Both apps as their files say now.
@@ -359,8 +346,7 @@ impl Stack {
     /// Kills HAProxy and stops the Elasticsearch doubles.
     pub async fn shut_down(self, p: &Progress) {
         if let Some(h) = self.haproxy {
-            h.stop(p).await;
-            p.detail("stopped haproxy");
+            h.stop(p);
         }
         let doubles = self.search.len();
         for (_, double) in self.search {

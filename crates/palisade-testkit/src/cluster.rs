@@ -1,0 +1,554 @@
+//! Three real `palisade` witness processes on loopback, driven with the
+//! real `palisadectl` binary and the control API: the harness of the
+//! daemon's end-to-end tests and benches.
+//!
+//! [`Cluster`] writes one config per witness (sites a, b, c; free ports;
+//! data under its temporary directory) plus whatever sections a test
+//! appends: the `[[database]]` sections of a [`PgPair`]
+//! ([`database_sections`], [`db_config`]), apps, front doors. The binaries
+//! are the ones beside the test (see [`crate::bins`]).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use palisade_api::v1::control_client::ControlClient;
+use palisade_api::v1::{StatusReply, StatusRequest};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::bins;
+use crate::pg::{PgPair, PgServer};
+use crate::wait::{wait_for, Attempt};
+
+/// How long a test waits for the cluster to settle or a failover to finish.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// Fast probes and a short lease: failures are seen within a second or two.
+pub const FAST: &str = "[probe]\ninterval_ms = 200\n\n[lease]\nttl_ms = 1500\n";
+
+/// For the operator-operation tests: fast probes, the default lease. A
+/// planned handover must not race a lease that a loaded machine cannot
+/// renew in time.
+pub const OPERATED: &str = "[probe]\ninterval_ms = 200\n";
+
+/// Each test runs a PostgreSQL pair and three witnesses; on a two-core
+/// machine more than two such tests at once starve each other's probes.
+/// (One semaphore per test binary: each links its own copy.)
+pub static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The `palisade` binary under test; panics saying how to build it when
+/// it is missing.
+pub fn palisade_bin() -> PathBuf {
+    bins::binary("palisade").unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The `palisadectl` binary, built by the same `cargo test --workspace`
+/// run into the same directory as `palisade`; panics saying how to build
+/// it when it is missing.
+pub fn palisadectl_bin() -> PathBuf {
+    bins::binary("palisadectl").unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Runs `palisade ARGS --config CONFIG` to completion.
+pub fn palisade(args: &[&str], config: &Path) -> Output {
+    Command::new(palisade_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run palisade")
+}
+
+/// Free loopback ports, found by binding port 0. The listeners are dropped
+/// before the witnesses bind, a small race that a retry-free test accepts
+/// because the kernel does not hand the same ephemeral port out again soon.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// One witness of a test cluster.
+pub struct Node {
+    /// Its Raft id (a = 1, b = 2, c = 3).
+    pub id: u64,
+    /// Its site.
+    pub site: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its `storage.data_dir`.
+    pub data_dir: PathBuf,
+    /// Its stderr, appended to across restarts.
+    pub log: PathBuf,
+    /// Its control API, `http://127.0.0.1:PORT`.
+    pub control: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts (or restarts) the witness process; stderr is appended to its log.
+    pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Node::start`] with extra environment variables (failpoints).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "node {} is already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open node log");
+        let child = Command::new(palisade_bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn palisade");
+        self.child = Some(child);
+    }
+
+    /// Sends `sig` to the running witness.
+    pub fn signal(&self, sig: Signal) {
+        let child = self.child.as_ref().expect("node is running");
+        kill(Pid::from_raw(child.id() as i32), sig).expect("signal witness");
+    }
+
+    /// SIGKILLs the witness and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit on its own and returns its exit code;
+    /// kills it and panics after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("node is running");
+        let id = self.id;
+        let exited = wait_for(&format!("node {id} to exit"), timeout, async || match child
+            .try_wait()
+        {
+            Ok(Some(status)) => Attempt::Ready(status.code()),
+            Ok(None) => Attempt::NotYet(String::new()),
+            Err(e) => Attempt::GiveUp(e.into()),
+        })
+        .await;
+        exited.unwrap_or_else(|e| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{e:#}");
+        })
+    }
+
+    /// The witness's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the witness was started and not killed or seen to exit.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Three witnesses on loopback, each with its own config and data dir.
+/// Dropping it SIGKILLs them (after dumping their logs when the test
+/// panicked).
+pub struct Cluster {
+    /// Configs, data and logs.
+    pub dir: tempfile::TempDir,
+    /// Witnesses a, b, c (ids 1, 2, 3).
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Writes configs for three witnesses on free ports. Nothing started.
+    #[allow(clippy::new_without_default)] // writes files: not a default
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// Like [`Cluster::new`], with `extra` TOML appended to every config
+    /// (the `[[database]]`, `[failover]`, ... sections).
+    pub fn with_config(extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-test-")
+            .tempdir()
+            .expect("tempdir");
+        let ports = free_ports(6);
+        let sites = ["a", "b", "c"];
+        let mut witnesses = String::new();
+        for (i, site) in sites.iter().enumerate() {
+            witnesses.push_str(&format!(
+                "\n[[witness]]\nid = {}\nsite = \"{site}\"\nraft_addr = \"127.0.0.1:{}\"\ncontrol_addr = \"127.0.0.1:{}\"\n",
+                i + 1,
+                ports[2 * i],
+                ports[2 * i + 1]
+            ));
+        }
+        let mut nodes = Vec::new();
+        for (i, site) in sites.iter().enumerate() {
+            let id = i as u64 + 1;
+            let config = dir.path().join(format!("site-{site}.toml"));
+            let text = format!(
+                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{extra}"
+            );
+            std::fs::write(&config, text).expect("write config");
+            nodes.push(Node {
+                id,
+                site: site.to_string(),
+                config,
+                data_dir: dir.path().join("data").join(site),
+                log: dir.path().join(format!("site-{site}.log")),
+                control: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
+                child: None,
+            });
+        }
+        Self { dir, nodes }
+    }
+
+    /// Writes configs and starts all three witnesses.
+    pub fn start() -> Self {
+        let mut c = Self::new();
+        for n in &mut c.nodes {
+            n.start();
+        }
+        c
+    }
+
+    /// The witness with this id.
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("node id in cluster")
+    }
+
+    /// `palisadectl --endpoint <node's control> ARGS...`.
+    pub fn ctl(&self, id: u64, args: &[&str]) -> Output {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("node id in cluster");
+        Command::new(palisadectl_bin())
+            .arg("--endpoint")
+            .arg(&node.control)
+            .args(args)
+            .output()
+            .expect("run palisadectl")
+    }
+
+    /// `status --output json` from one node, if it answered with a leader.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let out = self.ctl(id, &["status", "--output", "json"]);
+        if out.status.code() != Some(0) {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until every running node reports the same known leader and
+    /// term, that leader itself among them; returns (leader, term). Panics
+    /// naming `why` after `timeout`.
+    pub async fn wait_for_agreed_leader(&self, why: &str, timeout: Duration) -> (u64, u64) {
+        let agreed = wait_for(why, timeout, async || {
+            let running: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|n| n.is_running())
+                .map(|n| n.id)
+                .collect();
+            let mut seen = None;
+            for id in &running {
+                let s = self.status(*id)?;
+                let view = (s["leader_id"].as_u64()?, s["term"].as_u64()?);
+                if seen.is_some_and(|v| v != view) {
+                    return None;
+                }
+                seen = Some(view);
+            }
+            let (leader, term) = seen?;
+            running.contains(&leader).then_some((leader, term))
+        })
+        .await;
+        agreed.unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Appends a note through `via` and returns the log index it got.
+    pub fn annotate(&self, via: u64, text: &str) -> u64 {
+        let out = self.ctl(
+            via,
+            &["annotate", text, "--author", "test", "--output", "json"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "annotate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("annotate json");
+        v["log_index"].as_u64().expect("log_index")
+    }
+
+    /// The journal texts as node `id` has applied them.
+    pub fn journal(&self, id: u64) -> Option<Vec<String>> {
+        let out = self.ctl(id, &["journal", "--output", "json"]);
+        if out.status.code() != Some(0) {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(
+            v["entries"]
+                .as_array()?
+                .iter()
+                .filter_map(|e| e["text"].as_str().map(String::from))
+                .collect(),
+        )
+    }
+
+    /// `palisade inspect --output json` of a stopped node's data dir.
+    pub fn inspect(&self, id: u64) -> Value {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("node id in cluster");
+        let out = Command::new(palisade_bin())
+            .args(["inspect", "--output", "json", "--data-dir"])
+            .arg(&node.data_dir)
+            .output()
+            .expect("run palisade inspect");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("inspect json")
+    }
+
+    /// Dumps every node's log to stderr (called on failure paths).
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            eprintln!(
+                "===== log of node {} (site {}) =====\n{}",
+                n.id,
+                n.site,
+                n.log_text()
+            );
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in &mut self.nodes {
+            n.kill9();
+        }
+    }
+}
+
+/// One `[[database]]` (docs/configuration.md).
+#[derive(Serialize)]
+struct Database<'a> {
+    site: &'a str,
+    role: &'a str,
+    /// The name the server streams under as a standby: what
+    /// `synchronous_standby_names` names in `sync` mode.
+    application_name: &'a str,
+    dsn: String,
+    data_dir: &'a Path,
+    bin_dir: &'a Path,
+    log_file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_user: Option<&'a str>,
+    /// How the other server streams from this one once it rejoins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication_conninfo: Option<String>,
+}
+
+impl<'a> Database<'a> {
+    fn of(site: &'a str, role: &'a str, s: &'a PgServer, rejoin: bool) -> Self {
+        Database {
+            site,
+            role,
+            application_name: s.name(),
+            dsn: s.dsn(),
+            data_dir: s.data_dir(),
+            bin_dir: s.bin_dir(),
+            log_file: s.log_file(),
+            os_user: s.os_user(),
+            replication_conninfo: rejoin.then(|| s.replication_conninfo()),
+        }
+    }
+}
+
+/// The `[[database]]` sections that hand `pair` to the witnesses: site a's
+/// server is the primary, site b's the standby. With `rejoin`, each names
+/// its `replication_conninfo`, so that an old primary rejoins as a standby
+/// on its own after a failover.
+pub fn database_sections(pair: &PgPair, rejoin: bool) -> String {
+    #[derive(Serialize)]
+    struct Sections<'a> {
+        database: [Database<'a>; 2],
+    }
+    let sections = Sections {
+        database: [
+            Database::of("a", "primary", &pair.primary, rejoin),
+            Database::of("b", "standby", &pair.standby, rejoin),
+        ],
+    };
+    toml::to_string(&sections).expect("the [[database]] sections are plain strings and paths")
+}
+
+/// `tuning` (probe, lease and failover settings) and the `[[database]]`
+/// sections for `pair`.
+pub fn db_config(pair: &PgPair, tuning: &str) -> String {
+    format!("{tuning}\n{}", database_sections(pair, false))
+}
+
+/// Like [`db_config`], with each server's `replication_conninfo`, so that
+/// an old primary rejoins as a standby on its own after a failover.
+pub fn db_config_rejoining(pair: &PgPair, tuning: &str) -> String {
+    format!("{tuning}\n{}", database_sections(pair, true))
+}
+
+/// `Control.Status` at `endpoint` (`http://HOST:PORT`) over a fresh
+/// channel, if it connects within `connect` and answers within `call`.
+pub async fn status_at(endpoint: &str, connect: Duration, call: Duration) -> Option<StatusReply> {
+    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .ok()?
+        .connect_timeout(connect)
+        .timeout(call)
+        .connect()
+        .await
+        .ok()?;
+    ControlClient::new(ch)
+        .status(StatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// `Control.Status` of witness `id`, if it answers (a fresh channel each
+/// time: a restarted witness is reached again).
+pub async fn status(c: &Cluster, id: u64) -> Option<StatusReply> {
+    let node = c.nodes.iter().find(|n| n.id == id)?;
+    status_at(
+        &node.control,
+        Duration::from_millis(500),
+        Duration::from_secs(3),
+    )
+    .await
+}
+
+/// Polls the status of the running nodes until `f` accepts one; after
+/// `timeout` dumps the witnesses' logs and panics naming `what` and the
+/// last status seen.
+pub async fn wait_status<T>(
+    c: &Cluster,
+    what: &str,
+    timeout: Duration,
+    f: impl FnMut(&StatusReply) -> Option<T>,
+) -> T {
+    wait_status_from(c, what, timeout, async |id| status(c, id).await, f).await
+}
+
+/// [`wait_status`] with the status of witness `id` asked by `ask(id)` (a
+/// bench reuses its channels).
+pub async fn wait_status_from<T>(
+    c: &Cluster,
+    what: &str,
+    timeout: Duration,
+    mut ask: impl AsyncFnMut(u64) -> Option<StatusReply>,
+    mut f: impl FnMut(&StatusReply) -> Option<T>,
+) -> T {
+    let mut last = String::from("no answer");
+    let found = wait_for(what, timeout, async || {
+        for n in c.nodes.iter().filter(|n| n.is_running()) {
+            if let Some(s) = ask(n.id).await {
+                if let Some(v) = f(&s) {
+                    return Attempt::Ready(v);
+                }
+                last = format!(
+                    "leader {:?} epoch {} primary {} assessment {:?} in progress {:?}",
+                    s.leader_id,
+                    s.epoch,
+                    s.primary_site,
+                    s.assessment,
+                    s.failover_in_progress.as_ref().map(|f| f.steps.len())
+                );
+            }
+        }
+        Attempt::NotYet(last.clone())
+    })
+    .await;
+    found.unwrap_or_else(|e| {
+        c.dump_logs();
+        panic!("{e:#}");
+    })
+}
+
+/// Waits until the cluster leads, has recorded the roles, and the primary
+/// holds its lease (it stays writable).
+pub async fn wait_ready(c: &Cluster) {
+    wait_status(c, "roles recorded and the detector healthy", SETTLE, |s| {
+        (s.primary_site == "a" && s.assessment.starts_with("healthy")).then_some(())
+    })
+    .await;
+}
+
+/// Makes sure witness `id` is not the leader: if it is, stops it until the
+/// others elect a leader, then starts it again (it rejoins as a follower).
+pub async fn move_leadership_off(c: &mut Cluster, id: u64) {
+    if wait_status(c, "a leader", SETTLE, |s| s.leader_id).await != id {
+        return;
+    }
+    c.node(id).kill9();
+    wait_status(c, "a leader among the others", SETTLE, |s| {
+        s.leader_id.filter(|l| *l != id)
+    })
+    .await;
+    c.node(id).start();
+    wait_ready(c).await;
+    let leader = wait_status(c, "a leader", SETTLE, |s| s.leader_id).await;
+    assert_ne!(leader, id, "leadership moved off witness {id}");
+}
+
+/// Three witnesses over `pair` with `tuning` (probe, lease, failover
+/// settings), started and ready (leader, roles recorded, detector healthy).
+pub async fn start_cluster(pair: &PgPair, tuning: &str) -> Cluster {
+    start_with(&db_config(pair, tuning)).await
+}
+
+/// Like [`start_cluster`], with automatic rejoin configured.
+pub async fn start_cluster_rejoining(pair: &PgPair, tuning: &str) -> Cluster {
+    start_with(&db_config_rejoining(pair, tuning)).await
+}
+
+async fn start_with(config: &str) -> Cluster {
+    let mut c = Cluster::with_config(config);
+    for n in &mut c.nodes {
+        n.start();
+    }
+    wait_ready(&c).await;
+    c
+}
