@@ -1,40 +1,48 @@
 //! One world: three sites in namespaces; a witness in each; PostgreSQL 15
-//! primary in site a and streaming standby in site b (run as OS user
-//! `postgres`, built with initdb + pg_basebackup -R as the guide does); the
-//! two apps' `threatconnect.xml`; HAProxy on the host side of the bridge as
-//! the front door. Dropping a [`World`] tears all of it down, also on panic.
+//! primary in site a and streaming standby in site b (the test kit's
+//! [`PgPair`], placed in the sites' namespaces: run as OS user `postgres`,
+//! built with initdb + pg_basebackup -R as the guide does); the two apps'
+//! `threatconnect.xml`; HAProxy on the host side of the bridge as the front
+//! door (the test kit's config and runner). Dropping a [`World`] tears all
+//! of it down, also on panic.
 
 use std::fs;
 use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
+use palisade_testkit::app::threatconnect_xml;
+use palisade_testkit::haproxy::{self, Haproxy, HaproxyConfig};
+use palisade_testkit::pg::{Namespaces, NetnsSite, PgPair, PgPairOptions, PgServer};
+use palisade_testkit::{wait_for, Attempt, Patience};
 use serde_json::Value;
 
 use crate::faults::{FaultLog, Net};
 use crate::netns::{self, SITES};
 use crate::procs;
-use crate::{step, wait_for};
+use crate::step;
 
 /// Superuser of the test clusters (password auth over TCP, trust on the
-/// unix socket the harness's own clients use).
-pub const SUPERUSER: &str = "palisade";
-/// Its password.
-pub const PASSWORD: &str = "palisade";
+/// unix socket the harness's own clients use), and its password.
+pub use palisade_testkit::pg::{SUPERUSER, SUPERUSER_PASSWORD as PASSWORD};
 /// Port of PostgreSQL in each data site, and of the front door on the host.
 pub const PG_PORT: u16 = 5432;
+/// The servers' `wal_sender_timeout` / `wal_receiver_timeout`: a cut or
+/// frozen peer is noticed in about two seconds.
+const WAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a world may take to become ready, or to settle after a heal.
 pub const SETTLE: Duration = Duration::from_secs(60);
 /// `[failover] sync_degrade_after_ms` of every world: shorter than the
-/// servers' 2 s `wal_sender_timeout` / `wal_receiver_timeout` (see
-/// `write_pg_conf`), so a cut standby is degraded on evidence, not by the
-/// disconnect.
+/// servers' 2 s `wal_sender_timeout` / `wal_receiver_timeout` (equal on
+/// both sides, as docs/operations.md asks), so a cut standby is degraded on
+/// evidence, not by the disconnect.
 pub const SYNC_DEGRADE_AFTER_MS: u64 = 1000;
 
 /// The settings a world's witnesses run with (docs/chaos.md explains the
@@ -55,6 +63,13 @@ pub struct Settings {
     pub replication: &'static str,
     /// `PALISADE_FAILPOINTS` for every witness's first start (debug builds).
     pub failpoints: Option<String>,
+    /// A timing profile: `[raft]`, `[probe]`, `[lease]` and `[failover]`
+    /// sections written into every witness's config verbatim, *instead of*
+    /// the sections built from the fields above (then only `replication`
+    /// of them is used: it must name the mode the profile leaves in force,
+    /// which readiness checks). `Some("")` runs the daemon's own defaults;
+    /// `deploy/profiles/fast.toml` is another. `None`: the fields above.
+    pub profile: Option<String>,
 }
 
 impl Default for Settings {
@@ -67,6 +82,7 @@ impl Default for Settings {
             restart_budget_ms: 5000,
             replication: "sync",
             failpoints: None,
+            profile: None,
         }
     }
 }
@@ -83,7 +99,7 @@ pub struct Witness {
     child: Option<Child>,
 }
 
-/// One PostgreSQL server.
+/// One PostgreSQL server (of the world's [`PgPair`]).
 pub struct Db {
     /// Its site.
     pub site: &'static str,
@@ -110,11 +126,13 @@ pub struct World {
     pub witnesses: Vec<Witness>,
     /// Databases a (primary at start) and b (standby at start).
     pub dbs: Vec<Db>,
+    /// The servers of [`World::dbs`]; stopped at teardown.
+    pair: Option<PgPair>,
     /// The apps' `threatconnect.xml`, by site.
     pub apps: Vec<(&'static str, PathBuf)>,
     /// HAProxy's runtime API socket.
     pub haproxy_sock: PathBuf,
-    haproxy: Option<Child>,
+    haproxy: Option<Haproxy>,
     palisade: PathBuf,
     palisadectl: PathBuf,
     /// Where to keep the logs when the run failed (set by the runner).
@@ -197,85 +215,6 @@ fn install_signal_cleanup() {
     });
 }
 
-/// The newest `/usr/lib/postgresql/<major>/bin` with the server tools.
-fn pg_bin_dir() -> Result<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .context("reading /usr/lib/postgresql (is postgresql-15 installed?)")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((major, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, b)| b).context(
-        "no PostgreSQL server binaries under /usr/lib/postgresql; apt-get install -y postgresql-15",
-    )
-}
-
-fn haproxy_bin() -> Result<PathBuf> {
-    [
-        "/usr/sbin/haproxy",
-        "/usr/bin/haproxy",
-        "/usr/local/sbin/haproxy",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .context("haproxy is not installed; apt-get install -y haproxy")
-}
-
-/// Runs a command to completion, failing with its output.
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip netns exec pal-SITE runuser -u postgres -- BIN ARGS`.
-fn pg_cmd(site: &str, bin: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        &netns::ns(site),
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-    ])
-    .arg(bin)
-    .args(args)
-    .stdin(Stdio::null());
-    c
-}
-
-fn chown_postgres(path: &Path) -> Result<()> {
-    run(
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path),
-        &format!("chown -R postgres {}", path.display()),
-    )
-    .map(|_| ())
-}
-
-/// The `threatconnect.xml` of a site's app (the shape of the real one:
-/// Spring beans, a commented-out old setting, odd spacing).
-pub fn threatconnect_xml(monitors: bool) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<beans xmlns=\"http://www.springframework.org/schema/beans\">\n  <!-- <property name=\"monitorsEnabled\" value=\"true\"/> old setting -->\n  <bean id=\"settings\" class=\"com.threatconnect.Settings\">\n    <property name=\"dbHost\"   value=\"127.0.0.1\"/>\n    <property  value=\"{monitors}\" name=\"monitorsEnabled\" />\n  </bean>\n</beans>\n"
-    )
-}
-
 /// `monitorsEnabled` as the file says it: the value of the one uncommented
 /// `<property ... name="monitorsEnabled" .../>` element.
 pub fn read_monitors(file: &Path) -> Result<bool> {
@@ -353,6 +292,7 @@ impl World {
             net: None,
             witnesses: Vec::new(),
             dbs: Vec::new(),
+            pair: None,
             apps: Vec::new(),
             haproxy: None,
             palisade,
@@ -371,10 +311,10 @@ impl World {
             let d = w.dir.join(format!("app-{site}"));
             fs::create_dir(&d)?;
             let f = d.join("threatconnect.xml");
-            fs::write(&f, threatconnect_xml(on))?;
+            fs::write(&f, threatconnect_xml(on, ""))?;
             w.apps.push((site, f));
         }
-        w.start_haproxy()?;
+        w.start_haproxy().await?;
         w.write_witness_configs()?;
         let fp = w.settings.failpoints.clone();
         for site in SITES {
@@ -396,152 +336,62 @@ impl World {
     }
 
     async fn start_databases(&mut self) -> Result<()> {
-        let bin = pg_bin_dir()?;
-        let mk = |site: &'static str| -> Result<Db> {
-            let root = self.dir.join(format!("db-{site}"));
-            fs::create_dir_all(root.join("sock"))?;
-            Ok(Db {
-                site,
-                data_dir: root.join("data"),
-                sock_dir: root.join("sock"),
-                log: root.join("server.log"),
+        let site = |s: &str| -> Result<NetnsSite> {
+            Ok(NetnsSite {
+                name: format!("site_{s}"),
+                netns: netns::ns(s),
+                addr: netns::addr(s).parse().context("a site's address")?,
             })
         };
-        let (a, b) = (mk("a")?, mk("b")?);
-        for d in [&a, &b] {
-            chown_postgres(d.data_dir.parent().expect("db root"))?;
-        }
-        let pw = self.dir.join("db-a/pw");
-        fs::write(&pw, format!("{PASSWORD}\n"))?;
-        chown_postgres(&pw)?;
-        let (dd, pws) = (a.data_dir.display().to_string(), pw.display().to_string());
-        run(
-            &mut pg_cmd(
-                "a",
-                &bin.join("initdb"),
-                &[
-                    "-D",
-                    &dd,
-                    "-U",
-                    SUPERUSER,
-                    "--pwfile",
-                    &pws,
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
-            ),
-            "initdb of site a",
-        )?;
-        let _ = fs::remove_file(&pw);
-        fs::write(
-            a.data_dir.join("pg_hba.conf"),
-            "local all all trust\nhost replication replicator 198.18.0.0/24 scram-sha-256\nhost all all 198.18.0.0/24 scram-sha-256\n",
-        )?;
-        let mut conf = fs::OpenOptions::new()
-            .append(true)
-            .open(a.data_dir.join("postgresql.conf"))?;
-        conf.write_all(b"\ninclude 'palisade.conf'\n")?;
-        write_pg_conf(&a)?;
-        pg_ctl_start(&bin, &a)?;
-        let mut c = crate::workload::connect_local(&a.sock_dir).await?;
-        for sql in [
-            "CREATE USER replicator REPLICATION LOGIN ENCRYPTED PASSWORD 'replicator'",
-            "CREATE TABLE chaos_writes (id bigint PRIMARY KEY, via text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-        ] {
-            sqlx::raw_sql(sql)
-                .execute(&mut c)
-                .await
-                .with_context(|| format!("on site a: {sql}"))?;
-        }
-        let bd = b.data_dir.display().to_string();
-        run(
-            pg_cmd(
-                "b",
-                &bin.join("pg_basebackup"),
-                &[
-                    "-R",
-                    "-D",
-                    &bd,
-                    "-h",
-                    netns::addr("a"),
-                    "-p",
-                    "5432",
-                    "-X",
-                    "stream",
-                    "-c",
-                    "fast",
-                    "-U",
-                    "replicator",
-                    "--no-sync",
-                ],
-            )
-            .env("PGPASSWORD", "replicator"),
-            "pg_basebackup of site b from site a",
-        )?;
-        fs::write(
-            b.data_dir.join("postgresql.auto.conf"),
-            format!(
-                "primary_conninfo = '{}'\nrecovery_target_timeline = 'latest'\n",
-                conninfo("a", "site_b")
-            ),
-        )?;
-        write_pg_conf(&b)?;
-        chown_postgres(&b.data_dir)?;
-        pg_ctl_start(&bin, &b)?;
-        wait_for("site b streams from site a", SETTLE, || async {
-            let mut c = crate::workload::connect_local(&a.sock_dir).await.ok()?;
-            let s: Option<String> = sqlx::query_scalar(
-                "SELECT state FROM pg_stat_replication WHERE application_name = 'site_b'",
-            )
-            .fetch_optional(&mut c)
-            .await
-            .ok()?;
-            (s.as_deref() == Some("streaming")).then_some(())
-        })
-        .await?;
-        self.dbs = vec![a, b];
+        let ns = Namespaces {
+            primary: site("a")?,
+            standby: site("b")?,
+            port: PG_PORT,
+            clients: "198.18.0.0/24".into(),
+            parent_dir: self.dir.clone(),
+            wal_timeout: WAL_TIMEOUT,
+        };
+        let pair = PgPair::start_in_namespaces(PgPairOptions::default(), ns).await?;
+        pair.primary
+            .exec("CREATE TABLE chaos_writes (id bigint PRIMARY KEY, via text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+            .await?;
+        let db = |site: &'static str, s: &PgServer| Db {
+            site,
+            data_dir: s.data_dir().to_path_buf(),
+            sock_dir: s.socket_dir().to_path_buf(),
+            log: s.log_file().to_path_buf(),
+        };
+        self.dbs = vec![db("a", &pair.primary), db("b", &pair.standby)];
+        self.pair = Some(pair);
         Ok(())
     }
 
-    fn start_haproxy(&mut self) -> Result<()> {
-        let bin = haproxy_bin()?;
-        let cfg = self.dir.join("haproxy.cfg");
-        fs::write(
-            &cfg,
-            format!(
-                "global\n    stats socket {} mode 600 level admin\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\nfrontend postgres\n    bind {}:{PG_PORT}\n    default_backend postgres\nbackend postgres\n    server pg_a {}:{PG_PORT}\n    server pg_b {}:{PG_PORT}\n",
-                self.haproxy_sock.display(),
-                netns::HOST_ADDR,
-                netns::addr("a"),
-                netns::addr("b"),
-            ),
-        )?;
-        let log = fs::File::create(self.dir.join("haproxy.log"))?;
-        self.haproxy = Some(
-            Command::new(bin)
-                .arg("-f")
-                .arg(&cfg)
-                .arg("-db")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("starting haproxy")?,
-        );
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.haproxy_sock.exists() {
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "haproxy's runtime socket {} never appeared",
-                    self.haproxy_sock.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    /// The server of `site`'s database.
+    fn server(&self, site: &str) -> Result<&PgServer> {
+        let pair = self
+            .pair
+            .as_ref()
+            .context("the world's databases are not started")?;
+        match site {
+            "a" => Ok(&pair.primary),
+            "b" => Ok(&pair.standby),
+            other => bail!("site {other} has no database (a and b do)"),
         }
+    }
+
+    async fn start_haproxy(&mut self) -> Result<()> {
+        let bin = haproxy::find_binary()
+            .context("haproxy is not installed; apt-get install -y haproxy")?;
+        let addr = |site: &str| -> Result<SocketAddr> {
+            let ip: Ipv4Addr = netns::addr(site).parse().context("a site's address")?;
+            Ok(SocketAddr::from((ip, PG_PORT)))
+        };
+        let config = HaproxyConfig::new(
+            self.haproxy_sock.clone(),
+            addr("host")?,
+            vec![("pg_a".into(), addr("a")?), ("pg_b".into(), addr("b")?)],
+        );
+        self.haproxy = Some(Haproxy::start(&bin, &self.dir, &config).await?);
         // The standby's server goes to maintenance through the runtime API,
         // as an operator does (a `disabled` in the config could never be
         // cleared at runtime by HAProxy 2.6).
@@ -563,27 +413,31 @@ impl World {
 
     fn write_witness_configs(&mut self) -> Result<()> {
         let s = &self.settings;
-        let bin = pg_bin_dir()?;
+        let pair = self
+            .pair
+            .as_ref()
+            .context("the world's databases are not started")?;
         let mut common = format!(
-            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n[probe]\ninterval_ms = {}\n\n[lease]\nttl_ms = {}\n\n[failover]\ndown_after_ms = {}\non_primary_crash = \"{}\"\nrestart_budget_ms = {}\nreplication = \"{}\"\nsync_degrade_after_ms = {SYNC_DEGRADE_AFTER_MS}\n\n",
-            s.probe_interval_ms,
-            s.lease_ttl_ms,
-            s.down_after_ms,
-            s.on_primary_crash,
-            s.restart_budget_ms,
-            s.replication,
+            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n",
             dir = self.dir.display(),
         );
-        for (db, role) in self.dbs.iter().zip(["primary", "standby"]) {
-            common.push_str(&format!(
-                "[[database]]\nsite = \"{site}\"\nrole = \"{role}\"\napplication_name = \"site_{site}\"\ndsn = \"postgres://{SUPERUSER}:{PASSWORD}@{addr}:{PG_PORT}/postgres\"\ndata_dir = \"{}\"\nbin_dir = \"{}\"\nlog_file = \"{}\"\nos_user = \"postgres\"\n\n",
-                db.data_dir.display(),
-                bin.display(),
-                db.log.display(),
-                site = db.site,
-                addr = netns::addr(db.site),
-            ));
+        match &s.profile {
+            Some(profile) => {
+                common.push_str(profile);
+                common.push_str("\n\n");
+            }
+            None => common.push_str(&format!(
+                "[probe]\ninterval_ms = {}\n\n[lease]\nttl_ms = {}\n\n[failover]\ndown_after_ms = {}\non_primary_crash = \"{}\"\nrestart_budget_ms = {}\nreplication = \"{}\"\nsync_degrade_after_ms = {SYNC_DEGRADE_AFTER_MS}\n\n",
+                s.probe_interval_ms,
+                s.lease_ttl_ms,
+                s.down_after_ms,
+                s.on_primary_crash,
+                s.restart_budget_ms,
+                s.replication,
+            )),
         }
+        common.push_str(&palisade_testkit::cluster::database_sections(pair, false));
+        common.push('\n');
         for (site, f) in &self.apps {
             common.push_str(&format!(
                 "[[app]]\nsite = \"{site}\"\nconfig_file = \"{}\"\n\n",
@@ -682,22 +536,22 @@ impl World {
         site: &str,
         timeout: Duration,
     ) -> Result<Option<i32>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let w = self.witness(site);
-            let c = w
-                .child
-                .as_mut()
-                .with_context(|| format!("witness {site} not running"))?;
-            if let Some(st) = c.try_wait()? {
-                w.child = None;
-                return Ok(st.code());
+        let w = self.witness(site);
+        let what = format!("witness {site} to exit");
+        wait_for(&what, timeout, async || {
+            let Some(c) = w.child.as_mut() else {
+                return Attempt::GiveUp(anyhow!("witness {site} not running"));
+            };
+            match c.try_wait() {
+                Ok(Some(st)) => {
+                    w.child = None;
+                    Attempt::Ready(st.code())
+                }
+                Ok(None) => Attempt::NotYet(String::new()),
+                Err(e) => Attempt::GiveUp(e.into()),
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("witness {site} did not exit within {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Which witness exited on its own (a failpoint), if any.
@@ -743,12 +597,12 @@ impl World {
     /// host's service manager would restart a crashed server (the site
     /// agent restarts only a primary; a standby is the OS's to restart).
     pub fn start_db(&mut self, site: &str) -> Result<i64> {
-        let bin = pg_bin_dir()?;
+        let server = self.server(site)?;
         // The backends of a killed postmaster take a moment to notice and
         // exit, and PID 1 here reaps slowly; until then pg_ctl refuses
         // ("another server might be running"). Retry a few times.
         let mut tries = 0;
-        while let Err(e) = pg_ctl_start(&bin, self.db(site)) {
+        while let Err(e) = server.start() {
             tries += 1;
             if tries >= 5 {
                 return Err(e);
@@ -822,18 +676,11 @@ impl World {
     /// rejoin after a failover), and, without a failover, the standby
     /// streams again with the configured replication mode in force.
     pub async fn wait_ready(&mut self, what: &str) -> Result<Value> {
-        let mut last;
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        loop {
-            match self.ready_once().await {
-                Ok(v) => return Ok(v),
-                Err(e) => last = format!("{e:#}"),
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{what}: not settled within {SETTLE:?}; last: {last}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        // Each look runs `palisadectl` in three namespaces: at most four
+        // looks a second, so the harness does not load the machine whose
+        // outages the checker measures.
+        let patience = Patience::new(SETTLE).pause_up_to(Duration::from_millis(250));
+        wait_for(what, patience, async || self.ready_once().await).await
     }
 
     async fn ready_once(&mut self) -> Result<Value> {
@@ -921,21 +768,20 @@ impl World {
     pub fn teardown(&mut self) {
         if let Some(dest) = &self.keep_logs_in {
             let _ = fs::create_dir_all(dest);
-            for f in ["faults.log", "haproxy.log", "site-a.toml"]
+            for (f, name) in ["faults.log", "haproxy.log", "site-a.toml"]
                 .iter()
-                .map(|f| self.dir.join(f))
-                .chain(self.witnesses.iter().map(|w| w.log.clone()))
-                .chain(self.dbs.iter().map(|d| d.log.clone()))
+                .map(|f| (self.dir.join(f), f.to_string()))
+                .chain(self.witnesses.iter().filter_map(|w| {
+                    let name = w.log.file_name()?.to_string_lossy().into_owned();
+                    Some((w.log.clone(), name))
+                }))
+                .chain(
+                    self.dbs
+                        .iter()
+                        .map(|d| (d.log.clone(), format!("db-{}-server.log", d.site))),
+                )
             {
-                if let Some(name) = f.file_name() {
-                    let name = match f.parent().and_then(|p| p.file_name()) {
-                        Some(p) if p.to_string_lossy().starts_with("db-") => {
-                            format!("{}-{}", p.to_string_lossy(), name.to_string_lossy())
-                        }
-                        _ => name.to_string_lossy().into_owned(),
-                    };
-                    let _ = fs::copy(&f, dest.join(name));
-                }
+                let _ = fs::copy(&f, dest.join(name));
             }
             eprintln!("chaos: logs of the failed run kept in {}", dest.display());
         }
@@ -945,10 +791,9 @@ impl World {
                 let _ = c.wait();
             }
         }
-        if let Some(mut h) = self.haproxy.take() {
-            let _ = h.kill();
-            let _ = h.wait();
-        }
+        // Dropping them kills HAProxy and stops both servers.
+        self.haproxy = None;
+        self.pair = None;
         for p in netns::cleanup_all() {
             eprintln!("chaos: cleanup: {p}");
         }
@@ -959,51 +804,4 @@ impl Drop for World {
     fn drop(&mut self) {
         self.teardown();
     }
-}
-
-/// libpq conninfo a standby uses to stream from `site`.
-fn conninfo(site: &str, app: &str) -> String {
-    format!(
-        "host={} port={PG_PORT} user=replicator password=replicator application_name={app}",
-        netns::addr(site)
-    )
-}
-
-/// The settings of a site's server, included from `postgresql.conf`.
-/// Replication timeouts are short so a cut or frozen peer is noticed in
-/// about two seconds; equal on both sides and longer than
-/// [`SYNC_DEGRADE_AFTER_MS`], as docs/operations.md asks, so sync mode
-/// degrades on evidence (a standby that stopped acknowledging) before
-/// either side drops the connection.
-fn write_pg_conf(db: &Db) -> Result<()> {
-    let conf = format!(
-        "listen_addresses = '{addr}'\nport = {PG_PORT}\nunix_socket_directories = '{sock}'\ncluster_name = 'site-{site}'\nmax_connections = 50\nshared_buffers = '16MB'\nfsync = on\nwal_level = replica\nwal_log_hints = on\nmax_wal_senders = 5\nwal_keep_size = '128MB'\nhot_standby = on\nwal_sender_timeout = '2s'\nwal_receiver_timeout = '2s'\nwal_receiver_status_interval = '500ms'\nwal_retrieve_retry_interval = '500ms'\nlog_line_prefix = '%m [%p] %q%u@%d '\n",
-        addr = netns::addr(db.site),
-        sock = db.sock_dir.display(),
-        site = db.site,
-    );
-    let p = db.data_dir.join("palisade.conf");
-    fs::write(&p, conf).with_context(|| format!("writing {}", p.display()))?;
-    chown_postgres(&p)
-}
-
-fn pg_ctl_start(bin: &Path, db: &Db) -> Result<()> {
-    run(
-        &mut pg_cmd(
-            db.site,
-            &bin.join("pg_ctl"),
-            &[
-                "-D",
-                &db.data_dir.display().to_string(),
-                "-l",
-                &db.log.display().to_string(),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        ),
-        &format!("pg_ctl start of site {}", db.site),
-    )
-    .map(|_| ())
 }

@@ -7,9 +7,10 @@
 //! Modules by concern: [`netns`] (namespaces, bridge, leftovers),
 //! [`faults`] (nftables cuts and the fault log), [`procs`] (processes in a
 //! namespace, signals), [`cluster`] (one world: witnesses, databases, apps,
-//! HAProxy), [`workload`] (writers and samplers), [`checker`] (rules a–g),
-//! [`scenario`] (the named scenarios and the results table), [`random`]
-//! (seeded random schedules).
+//! HAProxy), [`workload`] (writers and samplers), [`checker`] (one
+//! validator per safety rule, each with its own result), [`scenario`]
+//! (the named scenarios and the results table), [`random`] (seeded random
+//! schedules).
 
 pub mod checker;
 pub mod cluster;
@@ -21,9 +22,9 @@ pub mod scenario;
 pub mod workload;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// Wall clock in Unix ms: the clock the witnesses stamp their records with
 /// (every process of a world runs on this one machine, so it is shared).
@@ -71,60 +72,20 @@ pub fn gate(what: &str) -> bool {
     false
 }
 
-/// `target/<profile>` of this build: where `palisade` and `palisadectl` are.
-/// Found from the running executable (`target/debug/deps/x` for a test,
-/// `target/debug/chaos` for the binary), or `CARGO_TARGET_DIR`.
+/// `target/<profile>` of this build: where `palisade` and `palisadectl` are
+/// (the test kit's [`palisade_testkit::bins::build_dir`]).
 pub fn build_dir() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let mut dir = exe
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    if dir.join("palisade").is_file() {
-        return Ok(dir);
-    }
-    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
-        let d = PathBuf::from(t).join("debug");
-        if d.join("palisade").is_file() {
-            return Ok(d);
-        }
-    }
-    Ok(dir)
+    Ok(palisade_testkit::bins::build_dir())
 }
 
 /// The `palisade` and `palisadectl` binaries (debug builds: the failpoints
 /// the suite uses exist only there).
 pub fn binaries() -> Result<(PathBuf, PathBuf)> {
-    let dir = build_dir()?;
-    let (d, c) = (dir.join("palisade"), dir.join("palisadectl"));
-    for b in [&d, &c] {
-        if !b.is_file() {
-            bail!(
-                "{} is missing: build the daemon and CLI first with `cargo build -p palisade -p palisadectl`",
-                b.display()
-            );
-        }
-    }
-    Ok((d, c))
+    Ok((
+        palisade_testkit::bins::binary("palisade")?,
+        palisade_testkit::bins::binary("palisadectl")?,
+    ))
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, or fails naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// The test kit's one wait on a condition, with a deadline and a reason.
+pub use palisade_testkit::wait_for;

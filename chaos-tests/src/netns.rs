@@ -163,26 +163,12 @@ fn our_processes() -> Vec<(i32, String)> {
     pids.sort_unstable();
     pids.dedup();
     pids.into_iter()
-        .filter(|p| *p != me && alive(*p))
+        .filter(|p| *p != me && palisade_testkit::procs::alive(*p))
         .map(|p| {
             let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
             (p, String::from_utf8_lossy(&cmd).replace('\0', " "))
         })
         .collect()
-}
-
-/// Whether `pid` is a live process (zombies are dead: PID 1 here reaps
-/// them slowly).
-pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace()
-                .next()
-                .map(|st| st != "Z" && st != "X")
-        })
-        .unwrap_or(false)
 }
 
 /// Host interfaces with our prefix (the bridge, veth ends).
@@ -248,7 +234,7 @@ pub fn cleanup_all() -> Vec<String> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for (pid, cmd) in &procs {
-        while alive(*pid) {
+        while palisade_testkit::procs::alive(*pid) {
             if Instant::now() > deadline {
                 problems.push(format!("process {pid} survived SIGKILL: {cmd}"));
                 break;

@@ -165,32 +165,25 @@ async fn one_round(run: &mut Run, round: usize) -> Result<()> {
             collect_and_check(&mut w, &wl, Expect::AtMostOne, RTO_MS, Some(t), None, None).await;
         run.checked += 1;
         if let Err(e) = settled {
-            r.violations.push(crate::checker::Violation {
-                rule: "settle",
-                what: format!("{e:#}"),
-                at_ms: None,
-                until_ms: None,
-            });
+            r.harness_failure("settle", &e);
         }
-        if !r.violations.is_empty() {
+        if !r.passed() {
             let now = crate::now_ms();
             w.keep_logs_in = Some(
                 crate::scenario::results_file()
                     .with_file_name("chaos-logs")
                     .join(format!("random-{seed}-{now}")),
             );
-            for v in &r.violations {
-                eprintln!("VIOLATION ({}) {}", v.rule, v.what);
-            }
+            eprint!("{}", r.summary());
             eprintln!("{}", r.slices);
             eprintln!(
-                "chaos random: seed {seed} round {round} fault {i}: {} violation(s); this world is abandoned, the run goes on with a fresh one",
-                r.violations.len()
+                "chaos random: seed {seed} round {round} fault {i}: {} violation(s) of rule(s) {}; this world is abandoned, the run goes on with a fresh one",
+                r.violations().count(),
+                r.failed_rules().join(",")
             );
             run.failures.push(format!(
                 "round {round} fault {i} (kind {kind} x {x} y {y} db {db} hold {hold:?}): {}",
-                r.violations
-                    .iter()
+                r.violations()
                     .map(|v| format!(
                         "({}) {}",
                         v.rule,

@@ -227,23 +227,32 @@ pub fn results_file() -> PathBuf {
         .join("chaos-results.md")
 }
 
-/// The header of the results table.
-pub const TABLE_HEADER: &str = "| scenario | outcome | failover time | longest front-door gap (bound) | writes acked (front door / all) | writes lost (allowed by the mode) | wall time |\n|---|---|---|---|---|---|---|";
+/// The results table's columns before the rules'.
+const TABLE_COLUMNS: &str = "| scenario | outcome | failover time | longest front-door gap (bound) | writes acked (front door / all) | writes lost (allowed by the mode) | wall time |";
+
+/// The header of the results table: the figures, then one column per
+/// rule of the checker (`pass`, `FAIL (n)` with n violations, or `n/a`;
+/// why a rule did not apply, and what each measured, is in the run's
+/// [`rules_file`]).
+pub fn table_header() -> String {
+    let rules: String = checker::RULES
+        .iter()
+        .map(|r| format!(" {} {} |", r.id, r.short))
+        .collect();
+    let cols = TABLE_COLUMNS.matches('|').count() - 1 + checker::RULES.len();
+    format!("{TABLE_COLUMNS}{rules}\n|{}", "---|".repeat(cols))
+}
 
 /// One row of the results table.
 pub fn row(name: &str, r: &Report, wall: Duration, error: Option<&str>) -> String {
-    let outcome = match (error, r.violations.len()) {
+    let failed = r.failed_rules();
+    let outcome = match (error, failed.is_empty()) {
         (Some(e), _) => format!("ERROR: {}", e.lines().next().unwrap_or("")),
-        (None, 0) => "pass".to_string(),
-        (None, n) => format!(
-            "FAIL: {n} violation(s) of rule(s) {}",
-            r.violations
-                .iter()
-                .map(|v| v.rule)
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(",")
+        (None, true) => "pass".to_string(),
+        (None, false) => format!(
+            "FAIL: {} violation(s) of rule(s) {}",
+            r.violations().count(),
+            failed.join(",")
         ),
     };
     let fo = match (r.failovers, r.failover_ms, r.recovered_ms) {
@@ -266,14 +275,72 @@ pub fn row(name: &str, r: &Report, wall: Duration, error: Option<&str>) -> Strin
         }
         None => gap,
     };
+    let rules: String = checker::RULES
+        .iter()
+        .map(|rule| {
+            let cell = r
+                .result(rule.id)
+                .map_or_else(|| "not run".to_string(), |x| x.cell());
+            format!(" {cell} |")
+        })
+        .collect();
     format!(
-        "| {name} | {outcome} | {fo} | {gap} | {} / {} | {} ({}) | {:.0} s |",
+        "| {name} | {outcome} | {fo} | {gap} | {} / {} | {} ({}) | {:.0} s |{rules}",
         r.acked_front_door,
         r.acked,
         r.lost,
         r.lost_allowed,
         wall.as_secs_f64()
     )
+}
+
+/// `target/chaos-rules/<name>.md`: every rule's result for the last run of
+/// scenario `name`, with what it measured and why a rule did not apply.
+pub fn rules_file(name: &str) -> PathBuf {
+    results_file()
+        .with_file_name("chaos-rules")
+        .join(format!("{name}.md"))
+}
+
+/// The text of [`rules_file`]: a heading, then one row per rule.
+pub fn rules_table(name: &str, r: &Report, error: Option<&str>) -> String {
+    let mut out = format!(
+        "# {name} ({})\n\n| rule | result | measured | why not applicable / first violation |\n|---|---|---|---|\n",
+        stamp()
+    );
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    for x in &r.results {
+        let why = match &x.verdict {
+            checker::Verdict::Pass => String::new(),
+            checker::Verdict::NotApplicable(w) => w.clone(),
+            checker::Verdict::Fail(v) => v[0].what.clone(),
+        };
+        out.push_str(&format!(
+            "| {} {} | {} | {} | {} |\n",
+            x.rule.id,
+            x.rule.says,
+            x.cell(),
+            cell(&x.evidence),
+            cell(&why)
+        ));
+    }
+    for v in &r.harness {
+        out.push_str(&format!("| settle | FAIL | | {} |\n", cell(&v.what)));
+    }
+    if let Some(e) = error {
+        out.push_str(&format!("\nERROR: {}\n", cell(e)));
+    }
+    out
+}
+
+fn write_rules(name: &str, r: &Report, error: Option<&str>) {
+    let f = rules_file(name);
+    if let Some(dir) = f.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&f, rules_table(name, r, error)) {
+        eprintln!("could not write {}: {e}", f.display());
+    }
 }
 
 fn append_row(line: &str) {
@@ -285,21 +352,43 @@ fn append_row(line: &str) {
         .open(&f)
     {
         if new {
-            let _ = writeln!(file, "{TABLE_HEADER}");
+            let _ = writeln!(file, "{}", table_header());
         }
         let _ = writeln!(file, "{line}");
     }
 }
 
 /// Runs `sc` in a fresh world: start, workload, body, heal, settle, check.
-/// Prints the report and appends its row to the results table; an error
-/// or a violation is returned as `Err` with the report and history slices.
+/// Prints the report (every rule's result) and appends its row to the
+/// results table; an error or a violation is returned as `Err` with the
+/// report and history slices.
 pub async fn run(sc: &Scenario) -> Result<Report> {
     run_with(sc, (sc.settings)()).await
 }
 
-/// [`run`] with explicit settings (the broken-fence self-test).
+/// [`run`] with explicit settings.
 pub async fn run_with(sc: &Scenario, settings: Settings) -> Result<Report> {
+    let (report, error) = run_and_record(sc, settings).await?;
+    if error.is_some() || !report.passed() {
+        bail!(
+            "scenario {} failed: {}\n{}",
+            sc.name,
+            error.unwrap_or_else(|| format!(
+                "{} violation(s) of rule(s) {}",
+                report.violations().count(),
+                report.failed_rules().join(",")
+            )),
+            report.slices
+        );
+    }
+    Ok(report)
+}
+
+/// [`run_with`], returning the report whatever it says, with the error
+/// of the scenario's body or of the harness if there was one; only a
+/// world that would not start is an `Err`. Writes the results row and
+/// [`rules_file`], and keeps the world's logs if anything failed.
+async fn run_and_record(sc: &Scenario, settings: Settings) -> Result<(Report, Option<String>)> {
     let started = Instant::now();
     step(&format!("scenario {}: start the world", sc.name));
     let mut w = World::start(settings).await?;
@@ -311,23 +400,23 @@ pub async fn run_with(sc: &Scenario, settings: Settings) -> Result<Report> {
         Err((r, e)) => (r, Some(format!("{e:#}"))),
     };
     let line = row(sc.name, &report, started.elapsed(), error.as_deref());
-    eprintln!("\n{TABLE_HEADER}\n{line}\n");
+    eprintln!(
+        "\n{}\n{line}\n\nscenario {}, rule by rule:\n{}",
+        table_header(),
+        sc.name,
+        report.summary()
+    );
     append_row(&line);
-    if error.is_some() || !report.violations.is_empty() {
+    write_rules(sc.name, &report, error.as_deref());
+    if error.is_some() || !report.passed() {
         w.keep_logs_in = Some(results_file().with_file_name("chaos-logs").join(format!(
             "{}-{}",
             sc.name,
             now_ms()
         )));
         eprintln!("{}", report.slices);
-        bail!(
-            "scenario {} failed: {}\n{}",
-            sc.name,
-            error.unwrap_or_else(|| format!("{} violation(s)", report.violations.len())),
-            report.slices
-        );
     }
-    Ok(report)
+    Ok((report, error))
 }
 
 async fn drive(
@@ -381,14 +470,7 @@ async fn drive(
         ("front door writable after settling", more),
     ] {
         if let Err(e) = res {
-            r.violations.push(checker::Violation {
-                rule: "settle",
-                what: format!("{what}: {e:#}"),
-                at_ms: None,
-                until_ms: None,
-            });
-            r.slices
-                .push_str(&format!("VIOLATION (settle) {what}: {e:#}\n"));
+            r.harness_failure(what, &e);
         }
     }
     if let Some(e) = body_error {
@@ -1172,39 +1254,108 @@ pub fn named(name: &str) -> Scenario {
 /// step succeeds without fencing (`unsafe-skip-fence=on`), async
 /// replication and a long lease (so the old primary's own agent keeps its
 /// database writable for seconds after the promotion, as a real broken
-/// fence would). Returns the checker's report, which must show rule (a).
+/// fence would). Its row and rules file are named
+/// `broken_fence_isolate_site_a`. Returns the checker's report, which
+/// must have caught it ([`Report::caught_broken_fence`]: rule 1 or 2
+/// failed); an `Err` when the run itself failed before the checker could
+/// judge it.
 pub async fn broken_fence() -> Result<Report> {
-    let sc = named("isolate_site_a_fails_over");
+    let sc = Scenario {
+        name: "broken_fence_isolate_site_a",
+        ..named("isolate_site_a_fails_over")
+    };
     let settings = Settings {
         failpoints: Some("unsafe-skip-fence=on".into()),
         replication: "async",
         lease_ttl_ms: 8000,
         ..Settings::default()
     };
-    match run_with(&sc, settings).await {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            let text = format!("{e:#}");
-            if text.contains("VIOLATION (a)") {
-                eprintln!("broken-fence: the checker caught the split brain:\n{text}");
-                Ok(Report {
-                    slices: text,
-                    violations: vec![checker::Violation {
-                        rule: "a",
-                        what: "see slices".into(),
-                        at_ms: None,
-                        until_ms: None,
-                    }],
-                    ..Report::default()
-                })
-            } else {
-                Err(e)
-            }
-        }
+    let (r, error) = run_and_record(&sc, settings).await?;
+    if r.caught_broken_fence() {
+        eprintln!(
+            "broken-fence: the checker caught the broken fence: rule(s) {} failed\n{}",
+            r.failed_rules().join(","),
+            r.summary()
+        );
+        return Ok(r);
+    }
+    match error {
+        Some(e) => bail!("broken-fence: the run failed before the checker could judge it: {e}"),
+        None => Ok(r),
     }
 }
 
 /// `fmt_ms` of now, for headers.
 pub fn stamp() -> String {
     fmt_ms(now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::{Rule, RuleResult, Violation};
+
+    fn report(results: Vec<RuleResult>) -> Report {
+        Report {
+            results,
+            ..Report::default()
+        }
+    }
+
+    fn columns(line: &str) -> usize {
+        line.matches('|').count() - 1
+    }
+
+    #[test]
+    fn a_row_has_a_cell_per_column_and_starts_as_ci_greps_it() {
+        let pass: Vec<RuleResult> = checker::RULES
+            .iter()
+            .map(|r| RuleResult::judged(*r, Vec::new(), String::new()))
+            .collect();
+        let line = row("cut_a_b_no_failover", &report(pass), Duration::ZERO, None);
+        // `.ci/run` counts the lines matching `^| [a-z_]* | pass |`.
+        assert!(line.starts_with("| cut_a_b_no_failover | pass |"), "{line}");
+        let header = table_header();
+        let (names, rule) = header.split_once('\n').expect("two lines");
+        assert_eq!(columns(names), columns(&line));
+        assert_eq!(columns(rule), columns(&line));
+        assert!(names.ends_with("| g no outage | h flap share |"), "{names}");
+        assert!(line.ends_with("| pass | pass |"), "{line}");
+    }
+
+    #[test]
+    fn a_failed_rule_shows_in_the_outcome_and_its_own_column() {
+        let rule: &Rule = &checker::RULES[1];
+        let mut results: Vec<RuleResult> = checker::RULES
+            .iter()
+            .map(|r| RuleResult::not_applicable(*r, "why not", String::new()))
+            .collect();
+        results[1] = RuleResult::judged(
+            *rule,
+            vec![Violation::new(*rule, "a | b\nc".into(), None)],
+            String::new(),
+        );
+        let r = report(results);
+        let line = row("x", &r, Duration::ZERO, None);
+        assert!(
+            line.starts_with("| x | FAIL: 1 violation(s) of rule(s) 2 |"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("| n/a | FAIL (1) | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"),
+            "{line}"
+        );
+        let t = rules_table("x", &r, None);
+        assert!(
+            t.contains(
+                "| 2 nothing promoted before the old primary is fenced | FAIL (1) |  | a \\| b c |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("| n/a |  | why not |"), "{t}");
+        // Before the checker ran (the harness failed first).
+        let line = row("x", &Report::default(), Duration::ZERO, Some("no world"));
+        assert!(line.starts_with("| x | ERROR: no world |"), "{line}");
+        assert!(line.ends_with("| not run |"), "{line}");
+    }
 }

@@ -42,7 +42,7 @@ pub struct Ack {
     pub id: i64,
     /// `front-door`, `local-a` or `local-b`.
     pub via: &'static str,
-    /// The site whose server took it (its `cluster_name`).
+    /// The site whose server took it (its `cluster_name`, `site_X`).
     pub server: String,
     /// Whether `synchronous_standby_names` was set when it was taken and
     /// still set once it was acknowledged.
@@ -247,7 +247,7 @@ async fn writer(
                     acks.lock().expect("acks lock").push(Ack {
                         id,
                         via,
-                        server: cluster.trim_start_matches("site-").to_string(),
+                        server: cluster.trim_start_matches("site_").to_string(),
                         sync: !sync_names.is_empty() && sync_after,
                         server_ms,
                         acked_ms: now_ms(),

@@ -87,8 +87,11 @@ async fn main() -> ExitCode {
             }
         },
         Cmd::BrokenFence => match chaos_tests::scenario::broken_fence().await {
-            Ok(r) if r.violations.iter().any(|v| v.rule == "a") => {
-                println!("broken-fence: CAUGHT: the checker reported a split brain (rule a)");
+            Ok(r) if r.caught_broken_fence() => {
+                println!(
+                    "broken-fence: CAUGHT: the checker reported the broken fence (rule(s) {} failed)",
+                    r.failed_rules().join(",")
+                );
                 Ok(())
             }
             Ok(_) => Err(anyhow::anyhow!(
