@@ -269,10 +269,7 @@ impl World {
         // observer does: a slow probe of the other site neither delays nor
         // ages this one.
         let at = self.local(w);
-        self.witnesses[w]
-            .obs
-            .latest
-            .insert(site, (obs.clone(), at));
+        self.witnesses[w].obs.latest.insert(site, (obs.clone(), at));
         self.witnesses[w].obs.results.insert(site, obs);
         if self.witnesses[w].obs.results.len() == 2 {
             self.round_done(w, inc, round);
