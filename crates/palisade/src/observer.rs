@@ -160,12 +160,13 @@ impl Observer {
                     // by the simulation: sync mode degraded ~2 s late on
                     // its own primary's observations aged by the round's
                     // slowest probe, and went back to sync on stale ones.
+                    let at = mono_ms();
                     latest
                         .inner
                         .write()
                         .expect("observations lock poisoned")
-                        .insert(site.clone(), (obs.clone(), mono_ms()));
-                    (site, obs)
+                        .insert(site.clone(), (obs.clone(), at));
+                    (site, obs, at)
                 });
             }
             let mut es = tokio::task::JoinSet::new();
@@ -174,10 +175,29 @@ impl Observer {
                 let site = site.clone();
                 es.spawn(async move { (site, probe.probe().await) });
             }
+            let mut done_at = BTreeMap::new();
             let mut dbs = BTreeMap::new();
             while let Some(done) = set.join_next().await {
-                if let Ok((site, obs)) = done {
+                if let Ok((site, obs, at)) = done {
+                    done_at.insert(site.clone(), at);
                     dbs.insert(site, obs);
+                }
+            }
+            // The report leaves when the round's slowest probe is in (a cut
+            // link costs the whole timeout): what a quick probe saw has aged
+            // meanwhile. The standby's last message from the primary is
+            // reported as old as it is now, not as it was (the isolation
+            // bench: a standby's stale "streaming" held the failover back
+            // one more round).
+            let sent_at = mono_ms();
+            for (site, obs) in dbs.iter_mut() {
+                let aged = sent_at.saturating_sub(done_at.get(site).copied().unwrap_or(sent_at));
+                if let Some(age) = obs
+                    .wal_receiver
+                    .as_mut()
+                    .and_then(|w| w.last_msg_age_ms.as_mut())
+                {
+                    *age += aged;
                 }
             }
             let at = mono_ms();
