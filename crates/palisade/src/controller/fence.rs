@@ -53,84 +53,15 @@ impl Controller {
             self.topology.witnesses.len(),
             hook.is_some(),
         );
-        // The agent and the hook on tasks of their own, asked once per
-        // attempt bound, while the witnesses are asked every round: an
-        // unreachable agent never delays a proof the witnesses can give.
+        // Everything at once, each on a task of its own, and whatever
+        // answers first moves the round: the agent (asked again once its
+        // answer is in), the hook (fired once, after the agent failed to
+        // confirm), and every witness (asked again a poll after each answer
+        // that is not yet a proof). An unreachable agent or witness never
+        // delays what the others can prove.
         let mut confirm: Option<JoinHandle<Result<SiteActionDone, SiteActionError>>> = None;
         let mut stonith: Option<JoinHandle<Result<String, String>>> = None;
-        loop {
-            if let Some(task) = confirm.take_if(|t| t.is_finished()) {
-                let answer = match task.await {
-                    Ok(Ok(done)) => Ok(done.detail),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(format!("fence request task failed: {e}")),
-                };
-                if let Err(e) = &answer {
-                    tracing::info!(error = %e, "site agent did not confirm the fence");
-                }
-                round.agent_answered(answer);
-            }
-            if let Some(task) = stonith.take_if(|t| t.is_finished()) {
-                let answer = task
-                    .await
-                    .unwrap_or_else(|e| Err(format!("STONITH task failed: {e}")));
-                if let Err(e) = &answer {
-                    tracing::error!(error = %e, "STONITH hook failed; the lease decides");
-                }
-                round.stonith_answered(answer);
-            }
-            for work in round.work() {
-                match work {
-                    FenceWork::AskAgent => {
-                        let order = SiteAction::Fence {
-                            epoch: f.epoch,
-                            planned: false,
-                        };
-                        confirm = Some(self.spawn_site_action(&f.from, order, FENCE_RPC_TIMEOUT));
-                    }
-                    FenceWork::FireStonith => {
-                        let Some(hook) = hook.clone() else { continue };
-                        let epoch = f.epoch;
-                        stonith = Some(tokio::spawn(async move {
-                            crate::stonith::fire(&hook, epoch).await
-                        }));
-                    }
-                }
-            }
-            if round.verdict().is_none() {
-                self.ask_expiry(&mut round).await;
-            }
-            if let Some(detail) = round.detail(mono_ms(), self.settings.lease.witness_wait_ms()) {
-                // The agent's fence runs on a task of its own and finishes
-                // regardless; only the wait for its answer is dropped. A
-                // hook under way is left to finish (it only stops what is
-                // already fenced).
-                if let Some(t) = confirm {
-                    t.abort();
-                }
-                return StepResult::done(detail);
-            }
-            tokio::time::sleep(EXPIRY_POLL).await;
-        }
-    }
-
-    /// Asks every witness (this one without the network) whether it vouches
-    /// that the fenced site's lease ended for this failover, for at most
-    /// one question's bound; returns as soon as the round is proven. A
-    /// witness that answers "not yet" or "still granting" (it has not
-    /// applied the failover yet) is asked again a poll later, without
-    /// waiting for the others: an unreachable witness (the old primary's,
-    /// typically) must not hold up a proof the others can give until its
-    /// question times out (found by the site isolation bench: ~550 ms in a
-    /// third of the trials).
-    async fn ask_expiry(&self, round: &mut FenceRound) {
-        let (site, epoch) = (round.site().clone(), round.epoch());
-        let own = self.topology.own_id;
-        round.expiry(own, self.lease.expiry(&site, epoch));
-        if round.verdict().is_some() {
-            return;
-        }
-        let until = tokio::time::Instant::now() + EXPIRY_RPC_TIMEOUT;
+        let (site, epoch, own) = (f.from.clone(), f.epoch, self.topology.own_id);
         let ask = |w: palisade_core::NodeId, after: Duration| {
             let (peers, site) = (self.peers.clone(), site.clone());
             async move {
@@ -146,32 +77,74 @@ impl Controller {
             asks.spawn(ask(w, Duration::ZERO));
         }
         loop {
-            let done = tokio::select! {
-                done = asks.join_next() => done,
-                _ = tokio::time::sleep_until(until) => break,
-            };
-            let Some(done) = done else { break };
-            match done {
-                Ok((w, Ok(e))) => {
-                    let again = e != palisade_core::lease::Expiry::Expired;
-                    round.expiry(w, e);
-                    if again {
-                        asks.spawn(ask(w, EXPIRY_POLL));
+            round.expiry(own, self.lease.expiry(&site, epoch));
+            for work in round.work() {
+                match work {
+                    FenceWork::AskAgent => {
+                        let order = SiteAction::Fence {
+                            epoch,
+                            planned: false,
+                        };
+                        confirm = Some(self.spawn_site_action(&f.from, order, FENCE_RPC_TIMEOUT));
+                    }
+                    FenceWork::FireStonith => {
+                        let Some(hook) = hook.clone() else { continue };
+                        stonith = Some(tokio::spawn(async move {
+                            crate::stonith::fire(&hook, epoch).await
+                        }));
                     }
                 }
-                Ok((w, Err(e))) => {
-                    tracing::debug!(witness = w, error = %e, "no lease expiry answer");
-                    asks.spawn(ask(w, EXPIRY_POLL));
-                }
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => tracing::warn!(error = %e, "lease expiry question task failed"),
             }
-            round.expiry(own, self.lease.expiry(&site, epoch));
-            if round.verdict().is_some() {
-                break;
+            if let Some(detail) = round.detail(mono_ms(), self.settings.lease.witness_wait_ms()) {
+                // The agent's fence runs on a task of its own and finishes
+                // regardless; only the wait for its answer is dropped. A
+                // hook under way is left to finish (it only stops what is
+                // already fenced).
+                if let Some(t) = confirm {
+                    t.abort();
+                }
+                asks.abort_all();
+                return StepResult::done(detail);
+            }
+            tokio::select! {
+                answer = async { confirm.as_mut().expect("guarded").await }, if confirm.is_some() => {
+                    confirm = None;
+                    let answer = match answer {
+                        Ok(Ok(done)) => Ok(done.detail),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(format!("fence request task failed: {e}")),
+                    };
+                    if let Err(e) = &answer {
+                        tracing::info!(error = %e, "site agent did not confirm the fence");
+                    }
+                    round.agent_answered(answer);
+                }
+                answer = async { stonith.as_mut().expect("guarded").await }, if stonith.is_some() => {
+                    stonith = None;
+                    let answer = answer.unwrap_or_else(|e| Err(format!("STONITH task failed: {e}")));
+                    if let Err(e) = &answer {
+                        tracing::error!(error = %e, "STONITH hook failed; the lease decides");
+                    }
+                    round.stonith_answered(answer);
+                }
+                Some(done) = asks.join_next(), if !asks.is_empty() => match done {
+                    Ok((w, Ok(e))) => {
+                        let again = e != palisade_core::lease::Expiry::Expired;
+                        round.expiry(w, e);
+                        if again {
+                            asks.spawn(ask(w, EXPIRY_POLL));
+                        }
+                    }
+                    Ok((w, Err(e))) => {
+                        tracing::debug!(witness = w, error = %e, "no lease expiry answer");
+                        asks.spawn(ask(w, EXPIRY_POLL));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease expiry question task failed"),
+                },
+                // This witness's own grant book, without the network.
+                _ = tokio::time::sleep(EXPIRY_POLL) => {}
             }
         }
-        asks.abort_all();
     }
 
     /// The fence of a planned handover: the old primary's agent shuts it
