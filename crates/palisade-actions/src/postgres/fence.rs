@@ -302,15 +302,17 @@ impl PgSite {
     }
 
     /// Makes sure a dead postmaster no longer holds the data directory's
-    /// lock. PostgreSQL's lock check (`kill(pid, 0)` on the pid in
-    /// `postmaster.pid`) takes a zombie for a live server, so a postmaster
-    /// we killed blocks `pg_ctl start` and pg_rewind's single-user crash
-    /// recovery until its parent (init, for a daemon) reaps it; some inits
-    /// reap lazily (about a second on our CI machines; a process that
-    /// adopted its servers reaps them itself, see `reap`). We wait up to
-    /// `timeout`, then remove the stale `postmaster.pid` ourselves, which is
-    /// safe only because its pid runs no code and no server process runs in
-    /// the directory (nothing attaches the old shared memory).
+    /// lock. PostgreSQL's lock checks (`kill(pid, 0)` on the pid in
+    /// `postmaster.pid` and in the socket's `.s.PGSQL.<port>.lock`) take a
+    /// zombie for a live server, so a postmaster we killed blocks `pg_ctl
+    /// start` and pg_rewind's single-user crash recovery until its parent
+    /// reaps it: at once when that is this process (see `reap`), but init
+    /// reaps lazily on some machines (1.1–1.9 s on our CI machines, most of
+    /// a hung primary's restart in place). A zombie runs no code and holds
+    /// no socket; once no server process of the directory lives (nothing
+    /// attaches the old shared memory) both lock files are stale and are
+    /// removed at once. While a backend still lives (one in uninterruptible
+    /// sleep), we wait for it, up to `timeout`.
     pub(super) async fn release_stale_lock(&self) -> Result<(), DbError> {
         let Some(pid) = self.postmaster_pid() else {
             return Ok(());
@@ -318,23 +320,46 @@ impl PgSite {
         let deadline = Instant::now() + self.timeout;
         // Our own zombie (see `reap`) is gone at once.
         super::reap::reap_exited_servers();
-        while proc_state(pid) == Some('Z') && Instant::now() < deadline {
+        while proc_state(pid) == Some('Z')
+            && !server_processes(&self.data_dir).is_empty()
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(POLL).await;
             super::reap::reap_exited_servers();
         }
         if proc_state(pid) == Some('Z') && server_processes(&self.data_dir).is_empty() {
-            let path = self.data_dir.join("postmaster.pid");
-            warn!(
+            info!(
                 pid,
-                "dead postmaster not reaped; removing its stale postmaster.pid"
+                "dead postmaster not reaped yet by its parent; removing its stale lock files"
             );
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io("removing", &path, e)),
+            let pid_file = self.data_dir.join("postmaster.pid");
+            // Lines 4 and 5 of postmaster.pid: the port and the first
+            // socket directory, whose lock file names the same pid.
+            let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            let mut lines = text.lines().skip(3);
+            if let (Some(port), Some(dir)) = (lines.next(), lines.next()) {
+                let (port, dir) = (port.trim(), dir.trim());
+                if !port.is_empty() && !dir.is_empty() {
+                    let lock = Path::new(dir).join(format!(".s.PGSQL.{port}.lock"));
+                    let holder = std::fs::read_to_string(&lock)
+                        .ok()
+                        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+                    if holder.map(i32::abs) == Some(pid) {
+                        self.remove_stale(&lock)?;
+                    }
+                }
             }
+            self.remove_stale(&pid_file)?;
         }
         Ok(())
+    }
+
+    fn remove_stale(&self, path: &Path) -> Result<(), DbError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("removing", path, e)),
+        }
     }
 
     /// The postmaster's pid from `postmaster.pid` (first line; negative in
