@@ -19,9 +19,20 @@
 //! pre-vote only decides *when* to start one.
 //!
 //! This also takes openraft 0.9's sticky smaller-log backoff out of the
-//! way: the follower that lost an election to a longer log no longer waits
-//! on a lengthened timer of openraft's to stand again (openraft pull
-//! request 2087 fixes it upstream, in 0.10).
+//! way. A candidate refused by a peer with a longer log sets the engine's
+//! `seen_greater_log` (openraft 0.9.25 `engine/engine_impl.rs:389-395`);
+//! while it is set, openraft's election timer waits `smaller_log_timeout`
+//! (2 × `election_timeout_max`) longer (`core/raft_core.rs:1481-1483`),
+//! and only that timer clears it, when it fires (`raft_core.rs:1503`). So a
+//! witness that once lost to a longer log, caught up and followed, loses
+//! every later race to a survivor whose timer is shorter, and never wins
+//! until it restarts (openraft pull request 2087, in 0.10, applies the
+//! backoff only while the log is still behind). With `enable_elect =
+//! false` that timer returns before it reads the flag
+//! (`raft_core.rs:1457`), and `trigger().elect()` never reads it; the
+//! pre-vote's own log check holds a witness back only while its log is
+//! behind. `tests/election_backoff.rs` reproduces the stuck witness under
+//! openraft's elections and pins that it wins under these.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -142,7 +153,9 @@ pub async fn voter(raft: &Raft, log: &LogStore, contact: &LeaderContact) -> Vote
 /// Runs elections for this node until `cancel`: every randomized timeout in
 /// `[election_min, election_max)`, if no leader was heard from for
 /// `election_max` (openraft's own leader lease), a pre-vote; on a majority,
-/// openraft's election.
+/// openraft's election. Cancelled (the witness stops), it returns at once,
+/// even in the middle of a pre-vote round, and never starts an election
+/// after: a stopping witness must not become a leader nobody can reach.
 #[allow(clippy::too_many_arguments)]
 pub async fn campaign(
     raft: Raft,
@@ -198,7 +211,14 @@ pub async fn campaign(
         }
         let mut granted = 1; // its own
         let mut refusals = Vec::new();
-        while let Some(done) = asks.join_next().await {
+        loop {
+            // A witness that is stopping stands for nothing: the round is
+            // dropped (its asks with it) and no election starts.
+            let done = tokio::select! {
+                _ = cancel.cancelled() => return,
+                done = asks.join_next() => done,
+            };
+            let Some(done) = done else { break };
             match done {
                 Ok((_, Ok(Ok(r)))) if r.get_ref().granted => granted += 1,
                 Ok((id, Ok(Ok(r)))) => {
@@ -212,7 +232,7 @@ pub async fn campaign(
                 Err(e) => refusals.push(format!("pre-vote task failed: {e}")),
             }
         }
-        if granted >= quorum {
+        if granted >= quorum && !cancel.is_cancelled() {
             tracing::info!(
                 term = m.current_term,
                 granted,

@@ -60,7 +60,8 @@ async fn bind(config: &Config, addr: &str, key: &str) -> anyhow::Result<TcpListe
 }
 
 /// Runs the witness until `shutdown` is cancelled (SIGTERM / Ctrl-C in the
-/// binary), then stops serving, shuts Raft down and returns.
+/// binary), then stops it within a 3 s grace (`stop`: Raft first, then
+/// the witness's tasks, then the servers' drain) and returns.
 #[tracing::instrument(skip_all, fields(node = config.topology.own_id, site = %config.topology.own().site))]
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let own_id = config.topology.own_id;
@@ -186,25 +187,113 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             TcpIncoming::from(control_listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
-    let peer_task = tokio::spawn(peer_server);
-    let control_task = tokio::spawn(control_server);
+    let servers = [
+        ("peer", tokio::spawn(peer_server)),
+        ("control", tokio::spawn(control_server)),
+    ];
     tracing::info!(raft_addr = %own.raft_addr, control_addr = %own.control_addr, "witness serving");
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down");
+    stop(own_id, &raft, &tasks, servers).await;
+    Ok(())
+}
+
+/// The longest a witness takes to exit after SIGTERM or Ctrl-C, whatever
+/// clients are attached (docs/operations.md "Stopping a witness"): the
+/// orderly stop (`stop`) gets `STOP_GRACE` (3 s) of it, and the binary exits
+/// at this bound regardless (a watchdog thread in `main.rs`: a task stuck in
+/// blocking I/O cannot hold it). `deploy/systemd/palisade.service`'s
+/// `TimeoutStopSec` leaves room above it.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+/// How long the orderly part of a stop may take: Raft, the witness's
+/// tasks, and the servers' drain of open requests. What is not done by
+/// then is abandoned (and named in the log).
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A gRPC server's task, with the service's name for the log.
+type ServerTask = (
+    &'static str,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+);
+
+/// The orderly stop, in this order, all within [`STOP_GRACE`]:
+///
+/// 1. Raft stops first. A leader stops heartbeating at once, which is how
+///    it hands over: openraft 0.9 has no leadership transfer, and its
+///    followers refuse any vote until the leader lease (the maximum
+///    election timeout) has run out since the last heartbeat; from then on
+///    the first follower whose pre-vote wins leads (see
+///    `palisade_raft::election`). A witness that kept Raft running while
+///    it served nothing could stay, or become, a leader nobody can reach.
+///    Every open `Watch` stream sees Raft stop and ends with UNAVAILABLE
+///    "witness N is shutting down".
+/// 2. The witness's own tasks (the campaign, the controller, the observer,
+///    the site agent's loops) were cancelled with the same token; they are
+///    awaited. None of them touches the site's database on the way out: the
+///    agent stops acting, and the lease guard process (separate on
+///    purpose) keeps the lease and the database as they are.
+/// 3. The servers stopped accepting at once; open requests get the rest of
+///    the grace, then their connections are dropped.
+async fn stop(
+    own_id: palisade_core::NodeId,
+    raft: &Raft,
+    tasks: &tokio_util::task::TaskTracker,
+    servers: [ServerTask; 2],
+) {
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    let leading = raft.metrics().borrow().state == openraft::ServerState::Leader;
+    tracing::info!(
+        node = own_id,
+        leading,
+        bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
+        "shutting down: stopping Raft{}",
+        if leading {
+            " (stepping down: the other witnesses elect a leader once its lease has run out)"
+        } else {
+            ""
+        }
+    );
+    let started = std::time::Instant::now();
+    let ms = |since: std::time::Instant| since.elapsed().as_millis() as u64;
+    if tokio::time::timeout_at(deadline, raft.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = STOP_GRACE.as_millis() as u64,
+            "Raft did not stop within the grace; exiting without it"
+        );
+    }
+    let raft_ms = ms(started);
     tasks.close();
-    tasks.wait().await;
-    let (p, c) = tokio::join!(peer_task, control_task);
-    for (what, r) in [("peer", p), ("control", c)] {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(service = what, error = %e, "server ended with an error"),
-            Err(e) => tracing::warn!(service = what, error = %e, "server task failed"),
+    if tokio::time::timeout_at(deadline, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tasks.len(),
+            "witness tasks still running at the end of the grace; abandoned"
+        );
+    }
+    let tasks_ms = ms(started);
+    for (what, mut server) in servers {
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(service = what, error = %e, "server ended with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(service = what, error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!(
+                    service = what,
+                    "open requests outlived the grace; their connections are dropped"
+                );
+                server.abort();
+            }
         }
     }
-    raft.shutdown().await.context("raft shutdown")?;
-    tracing::info!("stopped");
-    Ok(())
+    tracing::info!(raft_ms, tasks_ms, took_ms = ms(started), "stopped");
 }
 
 /// What the witness's database roles need running.
@@ -228,7 +317,14 @@ fn start_witness(
     let settings = Arc::new(settings.clone());
     let mut probes = BTreeMap::new();
     for (i, db) in settings.all().into_iter().enumerate() {
-        let probe = palisade_probe::postgres::PgProbe::new(&db.dsn, settings.probe_timeout)
+        // The database beside this witness gets the local timeout: the
+        // site agent's hang watch runs on these probes.
+        let timeout = if db.site.0 == config.topology.own().site {
+            settings.probe_local_timeout
+        } else {
+            settings.probe_timeout
+        };
+        let probe = palisade_probe::postgres::PgProbe::new(&db.dsn, timeout)
             .with_context(|| format!("{}: database[{i}].dsn", config.file.display()))?;
         probes.insert(db.site.clone(), probe);
     }

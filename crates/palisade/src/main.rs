@@ -1,6 +1,5 @@
 //! `palisade`: the witness daemon, its offline tools and the local demo.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +7,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -54,8 +52,14 @@ enum Cmd {
     /// doubles, HAProxy (when installed), three witnesses (ports 7301-7303
     /// and 7401-7403) and a writer; kills site a and prints the failover
     /// timeline, the RTO, the writes lost, the app flips and the checks.
-    /// Cleans up on exit or Ctrl-C.
-    Demo(palisade::demo::DemoArgs),
+    /// Cleans up on exit or Ctrl-C. Runs the `palisade-demo` binary beside
+    /// this one (`palisade demo --help` lists its options).
+    #[command(disable_help_flag = true)]
+    Demo {
+        /// Passed on to `palisade-demo`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Enforce a database's lease from a process of its own (the witness
     /// starts it): freeze the server when the lease runs out, thaw it when
     /// the lease comes back, kill it on a committed failover. Runs until
@@ -64,20 +68,23 @@ enum Cmd {
     LeaseGuard(palisade::lease_guard::GuardArgs),
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs to stderr: `RUST_LOG` when set, else `level` with openraft capped
+/// at `warn`; repeated identical warnings and errors held back with a
+/// count (`palisade::logging`).
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<palisade::logging::LogHandle> {
+    let filter = palisade::logging::filter_for(level);
+    palisade::logging::init(matches!(format, LogFormat::Json), &filter)
 }
 
-/// Cancels the token on SIGTERM or SIGINT.
-fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+/// Cancels the token on SIGTERM or SIGINT. With a `bound` (the witness),
+/// also makes sure the process exits within it from then on: a watchdog
+/// thread exits it (status 1, after flushing `log`) if the orderly stop
+/// has not, and a second signal exits at once.
+fn cancel_on_signals(
+    token: CancellationToken,
+    bound: Option<std::time::Duration>,
+    log: Option<std::sync::Arc<palisade::logging::LogHandle>>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -87,6 +94,35 @@ fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
         token.cancel();
+        let Some(bound) = bound else { return };
+        {
+            let log = log.clone();
+            let watchdog = std::thread::Builder::new()
+                .name("shutdown-watchdog".into())
+                .spawn(move || {
+                    std::thread::sleep(bound);
+                    tracing::error!(
+                        bound_ms = bound.as_millis() as u64,
+                        "the shutdown overran its bound: exiting now"
+                    );
+                    if let Some(log) = log {
+                        log.flush();
+                    }
+                    std::process::exit(1);
+                });
+            if let Err(e) = watchdog {
+                tracing::warn!(error = %e, "cannot start the shutdown watchdog");
+            }
+        }
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal while stopping: exiting now");
+        if let Some(log) = log {
+            log.flush();
+        }
+        std::process::exit(1);
     });
     Ok(())
 }
@@ -95,10 +131,16 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Run { config } => {
             let config = Config::load(&config)?;
-            init_logging(config.log_format, &config.log_level);
+            let log = std::sync::Arc::new(init_logging(config.log_format, &config.log_level)?);
             let token = CancellationToken::new();
-            cancel_on_signals(token.clone())?;
-            palisade::daemon::run(config, token).await
+            cancel_on_signals(
+                token.clone(),
+                Some(palisade::daemon::SHUTDOWN_BOUND),
+                Some(log.clone()),
+            )?;
+            let result = palisade::daemon::run(config, token).await;
+            log.flush();
+            result
         }
         Cmd::CheckConfig { config } => {
             let c = Config::load(&config)?;
@@ -134,17 +176,45 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo(args) => {
-            init_logging(LogFormat::Text, "warn");
-            palisade::demo::run(args).await
-        }
+        Cmd::Demo { args } => Err(exec_demo(args)),
         Cmd::LeaseGuard(args) => {
-            init_logging(LogFormat::Text, "info");
+            let _log = init_logging(LogFormat::Text, "info")?;
             let token = CancellationToken::new();
-            cancel_on_signals(token.clone())?;
+            cancel_on_signals(token.clone(), None, None)?;
             Ok(palisade::lease_guard::run(args, token).await?)
         }
     }
+}
+
+/// Replaces this process with the `palisade-demo` binary beside this one,
+/// passing `args` on: the demo is a crate of its own, so that the witness
+/// links no test kit. Returns only when that fails, with why.
+fn exec_demo(args: Vec<std::ffi::OsString>) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let demo = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("palisade-demo"),
+        Err(e) => return anyhow::Error::new(e).context("locating the palisade binary"),
+    };
+    if !demo.is_file() {
+        let release = if demo
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "release")
+        {
+            " --release"
+        } else {
+            ""
+        };
+        return anyhow::anyhow!(
+            "the demo binary {} is missing: `palisade demo` runs it from beside `palisade`; build both with `cargo build{release} -p palisade -p palisade-demo`",
+            demo.display()
+        );
+    }
+    let e = std::process::Command::new(&demo)
+        .arg0("palisade demo")
+        .args(args)
+        .exec();
+    anyhow::Error::new(e).context(format!("running {}", demo.display()))
 }
 
 #[tokio::main]

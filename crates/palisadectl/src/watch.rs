@@ -1,5 +1,10 @@
 //! `watch`: the witness's live event stream, one line per event, until the
 //! operator stops it (Ctrl-C, exit 0) or the stream ends (exit 3).
+//!
+//! `--timeout` bounds every wait: the connect, the stream's first answer,
+//! and the witness's silence while it streams (see
+//! [`Target::connect_stream`]): a frozen witness, or a port that accepts
+//! but never speaks, ends the watch with exit 3 instead of hanging it.
 
 use palisade_api::v1::{Event, WatchRequest};
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,13 +24,20 @@ pub async fn watch(target: &Target, out: &Out) -> Result<(), Failure> {
     // first event is ours to handle, not the default "die with SIGINT".
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| Failure::Output(format!("cannot handle Ctrl-C: {e}")))?;
-    // The stream is meant to last: no per-request timeout on it.
-    let mut client = target.connect_unbounded().await?;
-    let mut stream = client
-        .watch(WatchRequest {})
-        .await
-        .map_err(|s| target.rpc_failure("watch", &s))?
-        .into_inner();
+    // The stream is meant to last: no timeout on it as a whole, but on
+    // its start and on the connection's silence.
+    let mut client = target.connect_stream().await?;
+    let started = tokio::time::timeout(target.timeout(), client.watch(WatchRequest {})).await;
+    let mut stream = match started {
+        Ok(r) => r.map_err(|s| target.rpc_failure("watch", &s))?.into_inner(),
+        Err(_) => {
+            return Err(Failure::Unreachable(format!(
+                "watch request to {} failed: no answer within {} ms",
+                target.shown(),
+                target.timeout().as_millis()
+            )))
+        }
+    };
     loop {
         tokio::select! {
             _ = interrupt.recv() => return Ok(()),
@@ -38,10 +50,18 @@ pub async fn watch(target: &Target, out: &Out) -> Result<(), Failure> {
                     )))
                 }
                 Err(status) => {
+                    // A status the witness sent is its reason for ending
+                    // the stream ("witness 2 is shutting down"); a
+                    // transport failure is described as for any request.
+                    let why = if crate::client::is_transport_failure(&status) {
+                        target.rpc_failure("watch", &status).message().to_owned()
+                    } else {
+                        let text = status.message().split_whitespace().collect::<Vec<_>>();
+                        format!("{} ({:?})", text.join(" "), status.code())
+                    };
                     return Err(Failure::Unreachable(format!(
-                        "watch stream from {} ended: {}",
+                        "watch stream from {} ended: {why}",
                         target.shown(),
-                        target.rpc_failure("watch", &status).message()
                     )))
                 }
             },
