@@ -135,6 +135,8 @@ pub struct World {
     haproxy: Option<Haproxy>,
     palisade: PathBuf,
     palisadectl: PathBuf,
+    /// The world's certificates (made with the witnesses' configs).
+    pki: Option<palisade_testkit::pki::TestPki>,
     /// Where to keep the logs when the run failed (set by the runner).
     pub keep_logs_in: Option<PathBuf>,
     /// Held while the world exists: see [`machine_lock`]. Declared before
@@ -297,6 +299,7 @@ impl World {
             haproxy: None,
             palisade,
             palisadectl,
+            pki: None,
             keep_logs_in: None,
             _machine: machine,
             _serial: serial,
@@ -417,10 +420,19 @@ impl World {
             .pair
             .as_ref()
             .context("the world's databases are not started")?;
+        // Mutual TLS, as in production: a CA and every witness's and the
+        // test operators' certificates, made once per world.
+        let pki = palisade_testkit::pki::TestPki::create(
+            &self.dir.join("tls"),
+            "chaos",
+            &[(1, "a"), (2, "b"), (3, "c")],
+        )?;
         let mut common = format!(
-            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n\n",
+            "[cluster]\nname = \"chaos\"\n\n[storage]\ndata_dir = \"{dir}/witness-{{site}}\"\n{tls}\n",
             dir = self.dir.display(),
+            tls = pki.config_section(),
         );
+        self.pki = Some(pki);
         match &s.profile {
             Some(profile) => {
                 common.push_str(profile);
@@ -640,9 +652,15 @@ impl World {
             tokio::process::Command::new("ip")
                 .args(["netns", "exec", &netns::ns(site)])
                 .arg(&self.palisadectl)
+                .envs(
+                    self.pki
+                        .as_ref()
+                        .map(|p| p.ctl_env(palisade_testkit::pki::VIEWER))
+                        .unwrap_or_default(),
+                )
                 .args([
                     "--endpoint",
-                    &format!("http://{}:7401", netns::addr(site)),
+                    &format!("https://{}:7401", netns::addr(site)),
                     "status",
                     "--output",
                     "json",
@@ -791,6 +809,19 @@ impl World {
                 let _ = c.wait();
             }
         }
+        // Every run's palisade logs, failed or not, for CI's secret grep
+        // (`.ci/check-secrets`). PostgreSQL's own server logs are not ours
+        // to vouch for and stay out.
+        palisade_testkit::logs::keep(
+            &palisade_testkit::logs::run_dir("chaos"),
+            ["faults.log", "haproxy.log"]
+                .iter()
+                .map(|f| (self.dir.join(f), f.to_string()))
+                .chain(self.witnesses.iter().filter_map(|w| {
+                    let name = w.log.file_name()?.to_string_lossy().into_owned();
+                    Some((w.log.clone(), name))
+                })),
+        );
         // Dropping them kills HAProxy and stops both servers.
         self.haproxy = None;
         self.pair = None;

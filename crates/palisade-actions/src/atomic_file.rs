@@ -9,7 +9,7 @@
 //! 1. an advisory lock (`flock(2)` on `<file>.palisade.lock`) serialises
 //!    read-modify-write cycles of cooperating writers;
 //! 2. the previous version is kept as `<file>.palisade.bak`, itself written
-//!    atomically, *before* the target is replaced;
+//!    atomically, owner-only (mode 0600), *before* the target is replaced;
 //! 3. the new content goes to a temporary file in the same directory, is
 //!    fsynced, given the original's permissions (and owner, when we may),
 //!    renamed over the target, and the directory is fsynced so the rename
@@ -360,6 +360,10 @@ where
     }
 }
 
+/// Mode of `<file>.palisade.bak`: readable by its owner only (the target
+/// keeps its own mode).
+pub const BACKUP_MODE: u32 = 0o600;
+
 /// Replaces `target` with `contents` (caller holds the [`FileLock`]).
 /// `previous` is the content being replaced, saved as the backup when
 /// `opts.backup` is set. Returns the backup's path if one was written.
@@ -396,7 +400,9 @@ pub fn replace(
     let mut backup = None;
     if let (true, Some(previous), Some(meta)) = (opts.backup, previous, &meta) {
         let path = backup_path(target);
-        write_via_rename(&path, previous, mode, Some(meta))?;
+        // Owner-only, whatever the original's mode: a backup lingers, and
+        // the files we edit (threatconnect.xml) may hold credentials.
+        write_via_rename(&path, previous, BACKUP_MODE, Some(meta))?;
         backup = Some(path);
     }
     write_via_rename(target, contents, mode, meta.as_ref())?;

@@ -228,7 +228,9 @@ impl Retryable for CcrError {
 pub struct CcrClient {
     client: reqwest::Client,
     base: reqwest::Url,
-    auth: Option<(String, String)>,
+    /// Basic auth: the password is a `Secret`, so this client's `Debug`
+    /// never shows it.
+    auth: Option<(String, palisade_core::Secret)>,
     retry: RetryPolicy,
 }
 
@@ -247,11 +249,24 @@ struct EsErrorDetail {
 
 impl CcrClient {
     /// A client for the cluster at `base_url` (`http://es-b:9200`), with a
-    /// per-call timeout and optional basic auth `(user, password)`.
+    /// per-call timeout and optional basic auth `(user, password)`; the
+    /// built-in public roots, no client certificate.
     pub fn new(
         base_url: &str,
         timeout: Duration,
-        auth: Option<(String, String)>,
+        auth: Option<(String, palisade_core::Secret)>,
+    ) -> Result<Self, CcrError> {
+        Self::with_tls(base_url, timeout, auth, &Default::default())
+    }
+
+    /// Like [`CcrClient::new`], trusting and presenting what `tls` holds
+    /// (`[[elasticsearch]]` `ca_file`, `client_cert_file`,
+    /// `client_key_file`).
+    pub fn with_tls(
+        base_url: &str,
+        timeout: Duration,
+        auth: Option<(String, palisade_core::Secret)>,
+        tls: &palisade_core::secret::ClientTls,
     ) -> Result<Self, CcrError> {
         let bad = |reason: String| CcrError::Config {
             url: base_url.to_owned(),
@@ -265,12 +280,13 @@ impl CcrClient {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::with_client_tls(reqwest::Client::builder(), tls)
+            .map_err(|e| bad(format!("TLS settings: {}", error_chain(&e))))?
             .timeout(timeout)
             .connect_timeout(timeout)
             .no_proxy()
             .build()
-            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| bad(format!("cannot build HTTP client: {}", error_chain(&e))))?;
         Ok(Self {
             client,
             base,
@@ -358,7 +374,7 @@ impl CcrClient {
         retry::retry(&self.retry, "elasticsearch ccr call", |_| {
             let mut request = self.client.post(url.clone());
             if let Some((user, password)) = &self.auth {
-                request = request.basic_auth(user, Some(password));
+                request = request.basic_auth(user, Some(password.expose()));
             }
             let url = url.to_string();
             async move {

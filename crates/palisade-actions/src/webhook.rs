@@ -67,12 +67,16 @@ impl WebhookEvent {
 pub struct WebhookConfig {
     /// `http://` or `https://` URL to POST to.
     pub url: String,
-    /// HMAC key. Shared with the receiver out of band; never logged.
-    pub secret: String,
+    /// HMAC key. Shared with the receiver out of band; never logged
+    /// (its `Debug` shows only where it came from).
+    pub secret: palisade_core::Secret,
     /// Timeout of one attempt (connect + request + response).
     pub timeout: Duration,
     /// How to retry transient failures.
     pub retry: RetryPolicy,
+    /// CA bundle and client identity for an `https://` URL (default: the
+    /// built-in public roots, no client certificate).
+    pub tls: palisade_core::secret::ClientTls,
 }
 
 /// A successful delivery.
@@ -188,7 +192,7 @@ impl Retryable for AttemptError {
 pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
-    secret: Vec<u8>,
+    secret: palisade_core::Secret,
     retry: RetryPolicy,
 }
 
@@ -206,13 +210,15 @@ impl Webhook {
                 url.scheme()
             )));
         }
-        if config.secret.is_empty() {
+        if config.secret.expose().is_empty() {
             return Err(bad("secret is empty; deliveries must be signed".into()));
         }
         if config.timeout.is_zero() {
             return Err(bad("timeout must be greater than zero".into()));
         }
-        let client = reqwest::Client::builder()
+        let builder = crate::with_client_tls(reqwest::Client::builder(), &config.tls)
+            .map_err(|e| bad(format!("TLS settings: {}", error_chain(&e))))?;
+        let client = builder
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             // A redirected POST turns into a GET in most clients; the
@@ -220,11 +226,11 @@ impl Webhook {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| bad(format!("cannot build HTTP client: {}", error_chain(&e))))?;
         Ok(Self {
             client,
             url,
-            secret: config.secret.as_bytes().to_vec(),
+            secret: config.secret.clone(),
             retry: config.retry.clone(),
         })
     }
@@ -238,7 +244,7 @@ impl Webhook {
             url: self.url.to_string(),
             reason: format!("cannot serialise event: {e}"),
         })?;
-        let signature = sign(&self.secret, &body);
+        let signature = sign(self.secret.expose().as_bytes(), &body);
         let started = Instant::now();
         let result = retry::retry(&self.retry, "webhook delivery", |_attempt| {
             let request = self
@@ -393,6 +399,7 @@ mod tests {
             secret: secret.into(),
             timeout: Duration::from_secs(1),
             retry: RetryPolicy::once(),
+            tls: Default::default(),
         };
         assert!(Webhook::new(&cfg("http://127.0.0.1:1/x", "s")).is_ok());
         assert!(Webhook::new(&cfg("ftp://h/x", "s")).is_err());

@@ -29,6 +29,7 @@ fn site(server: &PgServer) -> PgSite {
         data_dir: server.data_dir().to_path_buf(),
         os_user: server.os_user().map(str::to_owned),
         admin_dsn: server.dsn(),
+        admin_password: None,
         timeout: TIMEOUT,
         transfer_timeout: Duration::from_secs(120),
         log_file: Some(server.log_file().to_path_buf()),

@@ -88,10 +88,12 @@ fn flip_true_false_true_changes_only_the_value_bytes() {
         0o640,
         "mode preserved"
     );
+    // The backup is owner-only whatever the original's mode: it lingers,
+    // and threatconnect.xml holds the app's database credentials.
     assert_eq!(
         fs::metadata(backup_path(&f)).expect("stat").mode() & 0o777,
-        0o640,
-        "backup mode"
+        0o600,
+        "backup mode is owner-only"
     );
 
     eprintln!("--- step: false -> true");

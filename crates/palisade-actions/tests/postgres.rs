@@ -25,6 +25,7 @@ fn site(server: &PgServer, timeout: Duration) -> PgSite {
         data_dir: server.data_dir().to_path_buf(),
         os_user: server.os_user().map(str::to_owned),
         admin_dsn: server.dsn(),
+        admin_password: None,
         timeout,
         transfer_timeout: Duration::from_secs(120),
         log_file: Some(server.log_file().to_path_buf()),

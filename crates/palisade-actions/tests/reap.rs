@@ -29,6 +29,7 @@ async fn a_killed_postmaster_of_an_adopter_is_reaped_and_restarts_in_place() -> 
         data_dir: server.data_dir().to_path_buf(),
         os_user: server.os_user().map(str::to_owned),
         admin_dsn: server.dsn(),
+        admin_password: None,
         timeout: Duration::from_secs(10),
         transfer_timeout: Duration::from_secs(120),
         log_file: Some(server.log_file().to_path_buf()),

@@ -103,6 +103,7 @@ fn hook(url: &str, secret: &str, attempts: u32) -> Webhook {
             max_delay: Duration::from_millis(100),
             jitter: true,
         },
+        tls: Default::default(),
     })
     .expect("webhook config")
 }

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod lease_guard;
 pub mod observe;
 pub mod operation;
+pub mod secret;
 pub mod site_agent;
 pub mod state;
 pub mod sync_degrade;
@@ -24,6 +25,7 @@ pub use command::{Command, CommandError, CommandResult};
 pub use failover::{
     Check, Evidence, Failover, Kind, Outcome, Step, StepRecord, Trigger, WitnessVote,
 };
+pub use secret::{ConnString, Secret, SecretSource};
 pub use state::requests::{RequestLog, RequestRecord};
 pub use state::{
     ClusterState, DbRoles, DesiredRole, DrillPhase, DrillRecord, JournalEntry, Maintenance,

@@ -125,6 +125,10 @@ struct Witness {
 pub struct Cluster {
     dir: tempfile::TempDir,
     witnesses: Vec<Witness>,
+    /// The demo cluster's CA and certificates (`<dir>/tls`, where the
+    /// shipped configs' default `tls.dir` points): mutual TLS on, as in
+    /// production.
+    pki: palisade_testkit::pki::TestPki,
     /// Set once [`Cluster::write_configs`] has written every config.
     configured: bool,
 }
@@ -139,17 +143,38 @@ impl Cluster {
             .prefix("palisade-demo-")
             .tempdir()
             .context("creating the demo's work directory")?;
-        let mut witnesses = Vec::new();
+        let mut parsed_all = Vec::new();
         for (site, text) in &configs.texts {
             let config = dir.path().join(format!("site-{site}.toml"));
             let parsed = Config::parse(&config, text)
                 .with_context(|| format!("the shipped config for site {site} is invalid"))?;
+            parsed_all.push((*site, text, config, parsed));
+        }
+        let cluster_name = parsed_all
+            .first()
+            .map(|(_, _, _, p)| p.cluster_name.clone())
+            .context("no shipped configs")?;
+        let members: Vec<(u64, &str)> = parsed_all
+            .iter()
+            .map(|(_, _, _, p)| (p.topology.own_id, p.topology.own().site.as_str()))
+            .collect();
+        let pki = palisade_testkit::pki::TestPki::create(
+            &dir.path().join(palisade::config::TLS_DEFAULT_DIR),
+            &cluster_name,
+            &members,
+        )
+        .context("making the demo cluster's certificates")?;
+        let mut witnesses = Vec::new();
+        for (site, text, config, parsed) in parsed_all {
             let control = &parsed.topology.own().control_addr;
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{control}"))
-                .with_context(|| format!("witness {site}'s control address {control}"))?
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(3))
-                .connect_lazy();
+            let channel = pki
+                .control_channel_lazy(
+                    palisade_testkit::pki::OPERATOR,
+                    control,
+                    Duration::from_millis(500),
+                    Duration::from_secs(3),
+                )
+                .with_context(|| format!("witness {site}'s control address {control}"))?;
             witnesses.push(Witness {
                 id: parsed.topology.own_id,
                 site,
@@ -164,6 +189,7 @@ impl Cluster {
         Ok(Cluster {
             dir,
             witnesses,
+            pki,
             configured: false,
         })
     }
@@ -200,13 +226,18 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// `site`'s witness's control endpoint, `http://HOST:PORT`, as
+    /// `site`'s witness's control endpoint, `https://HOST:PORT`, as
     /// `palisadectl --endpoint` takes it.
     pub fn endpoint_of(&self, site: &str) -> Option<String> {
         self.witnesses
             .iter()
             .find(|w| w.site == site)
-            .map(|w| format!("http://{}", w.control))
+            .map(|w| format!("https://{}", w.control))
+    }
+
+    /// The demo cluster's certificates.
+    pub fn pki(&self) -> &palisade_testkit::pki::TestPki {
+        &self.pki
     }
 
     fn witness(&mut self, site: &str) -> anyhow::Result<&mut Witness> {

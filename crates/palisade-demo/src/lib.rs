@@ -234,6 +234,7 @@ fn show_playground(res: &Resources, p: &Progress) -> anyhow::Result<()> {
     let (list, note) = playground::commands(&playground::Setup {
         dir: cluster.dir(),
         endpoint,
+        operator: cluster.pki().operator(palisade_testkit::pki::OPERATOR),
         front_door_port: res.stack.as_ref().and_then(Stack::front_door_port),
         pg_bin_dir: &bin_dir,
     })?;

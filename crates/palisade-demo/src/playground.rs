@@ -41,8 +41,10 @@ pub struct Try {
 pub struct Setup<'a> {
     /// The demo's work directory (removed at cleanup).
     pub dir: &'a Path,
-    /// A witness's control endpoint, `http://HOST:PORT`.
+    /// A witness's control endpoint, `https://HOST:PORT`.
     pub endpoint: String,
+    /// The operator certificate the commands present.
+    pub operator: palisade_tls::TlsPaths,
     /// HAProxy's frontend port, when it runs.
     pub front_door_port: Option<u16>,
     /// The PostgreSQL binaries' directory (for `psql`, if it is not on
@@ -55,7 +57,13 @@ pub struct Setup<'a> {
 /// the drill reports' directory there.
 pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
     let (ctl, note) = palisadectl();
-    let ctl = format!("{ctl} --endpoint {}", s.endpoint);
+    let ctl = format!(
+        "{ctl} --cert {} --key {} --ca {} --endpoint {}",
+        quote(&s.operator.cert.display().to_string()),
+        quote(&s.operator.key.display().to_string()),
+        quote(&s.operator.ca_cert.display().to_string()),
+        s.endpoint,
+    );
     let plan = drill_plan(s.dir)?;
     let reports = s.dir.join("drill-reports");
     std::fs::create_dir_all(&reports).with_context(|| format!("creating {}", reports.display()))?;
@@ -110,11 +118,25 @@ pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
         },
     ];
     if let (Some(port), Some(psql)) = (s.front_door_port, psql(s.pg_bin_dir)) {
+        // The password goes into an owner-only pgpass file, not onto the
+        // screen: the demo's output shows no secret.
+        let pgpass = s.dir.join("pgpass");
+        write_owner_only(
+            &pgpass,
+            &format!(
+                "*:*:*:{}:{}\n",
+                palisade_testkit::pg::SUPERUSER,
+                palisade_testkit::pg::SUPERUSER_PASSWORD
+            ),
+        )
+        .with_context(|| format!("writing {}", pgpass.display()))?;
         list.push(Try {
             what: "the port of the server HAProxy sends clients to (now site b's)".into(),
             command: format!(
-                "PGPASSWORD=palisade {} -h 127.0.0.1 -p {port} -U palisade -d postgres -Atc 'SELECT inet_server_port()'",
-                quote(&psql.display().to_string())
+                "PGPASSFILE={} {} -h 127.0.0.1 -p {port} -U {} -d postgres -Atc 'SELECT inet_server_port()'",
+                quote(&pgpass.display().to_string()),
+                quote(&psql.display().to_string()),
+                palisade_testkit::pg::SUPERUSER,
             ),
         });
     }
@@ -182,6 +204,20 @@ fn drill_plan(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// `psql`: on `PATH`, else beside the server binaries; `None` when neither.
+/// Writes `text` to `path`, readable by its owner only (0600).
+fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
+}
+
 fn psql(bin_dir: &Path) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -235,14 +271,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (list, _) = commands(&Setup {
             dir: dir.path(),
-            endpoint: "http://127.0.0.1:7403".into(),
+            endpoint: "https://127.0.0.1:7403".into(),
+            operator: palisade_tls::TlsPaths::operator(dir.path(), "op"),
             front_door_port: None,
             pg_bin_dir: dir.path(),
         })
         .expect("commands");
         let verbs: Vec<&str> = list
             .iter()
-            .filter_map(|t| t.command.split(" --endpoint http://127.0.0.1:7403 ").nth(1))
+            .filter_map(|t| {
+                t.command
+                    .split(" --endpoint https://127.0.0.1:7403 ")
+                    .nth(1)
+            })
             .map(|rest| rest.split_whitespace().next().unwrap_or_default())
             .collect();
         // failback first (b is the primary after the demo), the drill

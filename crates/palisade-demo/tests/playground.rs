@@ -226,7 +226,7 @@ fn ctl_prefix(commands: &[String]) -> String {
         .expect("a printed status command");
     let prefix = status.trim_end_matches(" status").to_owned();
     assert!(
-        prefix.contains("palisadectl --endpoint http://"),
+        prefix.contains("palisadectl --cert ") && prefix.contains(" --endpoint https://"),
         "{prefix}"
     );
     prefix

@@ -20,7 +20,7 @@ use palisade_core::observe::{ErrorClass, Reachability};
 use reqwest::{Client, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use crate::{classify_io, find_io_error, millis, redact, ProbeConfigError};
+use crate::{classify_io, find_io_error, millis, redact, with_client_tls, ProbeConfigError};
 
 /// The cluster's own health verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,16 +105,38 @@ struct ErrorDetail {
 pub struct EsAuth {
     /// User name.
     pub user: String,
-    /// Password; never logged or shown.
-    pub password: String,
+    /// Password; never logged or shown (`Secret`'s `Debug` shows only
+    /// where it came from).
+    pub password: palisade_core::Secret,
 }
 
 impl std::fmt::Debug for EsAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EsAuth")
             .field("user", &self.user)
-            .field("password", &"***")
+            .field("password", &self.password)
             .finish()
+    }
+}
+
+/// How the probe authenticates to the cluster and the cluster to it: basic
+/// auth, and the TLS roots and client identity (`[[elasticsearch]]`
+/// `ca_file`, `client_cert_file`, `client_key_file`). Converts from a bare
+/// `Option<EsAuth>` (public roots, no client certificate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EsAccess {
+    /// HTTP basic auth, if the cluster needs it.
+    pub basic: Option<EsAuth>,
+    /// CA bundle and client identity for `https://` URLs.
+    pub tls: palisade_core::secret::ClientTls,
+}
+
+impl From<Option<EsAuth>> for EsAccess {
+    fn from(basic: Option<EsAuth>) -> Self {
+        Self {
+            basic,
+            tls: Default::default(),
+        }
     }
 }
 
@@ -133,12 +155,14 @@ impl EsProbe {
     /// A probe of the cluster at `base_url` (`http://es-b:9200`, optionally
     /// with a path prefix for a proxy), giving each probe `timeout` overall.
     /// Fails on a URL that is not `http`/`https` with a host, or a zero
-    /// timeout, naming the URL (password redacted).
+    /// timeout, or a CA bundle or client identity that does not parse,
+    /// naming the URL (password redacted).
     pub fn new(
         base_url: &str,
         timeout: Duration,
-        auth: Option<EsAuth>,
+        access: impl Into<EsAccess>,
     ) -> Result<Self, ProbeConfigError> {
+        let EsAccess { basic: auth, tls } = access.into();
         let target = redact(base_url);
         let invalid = |reason: String| ProbeConfigError::InvalidUrl {
             url: target.clone(),
@@ -164,7 +188,12 @@ impl EsProbe {
         url.set_path(&path);
         let master_timeout_ms = (millis(timeout) / 2).max(1);
         url.set_query(Some(&format!("master_timeout={master_timeout_ms}ms")));
-        let client = Client::builder()
+        let builder =
+            with_client_tls(Client::builder(), &tls).map_err(|e| ProbeConfigError::HttpClient {
+                url: target.clone(),
+                reason: error_chain(&e),
+            })?;
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             // A witness observes ES from its own site, not through whatever
@@ -197,7 +226,7 @@ impl EsProbe {
         let started = Instant::now();
         let mut request = self.client.get(self.url.clone());
         if let Some(auth) = &self.auth {
-            request = request.basic_auth(&auth.user, Some(&auth.password));
+            request = request.basic_auth(&auth.user, Some(auth.password.expose()));
         }
         // reqwest's timeout covers the request; this outer one also covers
         // reading the body, so a probe never outlives its budget.

@@ -89,6 +89,28 @@ pub(crate) fn find_io_error<'a>(
     None
 }
 
+/// Applies `[[elasticsearch]]`'s TLS keys to an HTTP client: with a CA
+/// bundle, its certificates become the only trusted roots (the built-in
+/// public roots are switched off, as libpq's `sslrootcert` does); with a
+/// client identity, the client presents it when the server asks. Fails on
+/// PEM that holds no usable certificate or key. (palisade-actions has the
+/// same function for the clients it builds.)
+pub fn with_client_tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &palisade_core::secret::ClientTls,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    if let Some(pem) = &tls.ca_pem {
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some(pem) = &tls.identity_pem {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.expose().as_bytes())?);
+    }
+    Ok(builder)
+}
+
 /// Milliseconds in `d`, saturating (observations carry whole milliseconds).
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -26,6 +26,7 @@
 //! `unknown` states and no positions, and the number of commits waiting
 //! for a synchronous standby as unknown.
 
+use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ use palisade_core::observe::{
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, Row};
+
+use palisade_core::ConnString;
 
 use crate::{classify_io, find_io_error, millis, redact, ProbeConfigError};
 
@@ -89,7 +92,9 @@ SELECT
 
 /// Probes one PostgreSQL server. Build one per target at start-up and call
 /// [`PgProbe::probe`] on every tick; it holds no connection between probes.
-#[derive(Clone, Debug)]
+/// Its `Debug` shows the redacted target, never the connect options (which
+/// hold the password).
+#[derive(Clone)]
 pub struct PgProbe {
     /// Parsed connection options (with our statement timeout and
     /// application name added).
@@ -100,12 +105,25 @@ pub struct PgProbe {
     timeout: Duration,
 }
 
+impl fmt::Debug for PgProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgProbe")
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PgProbe {
-    /// Builds a probe for `dsn` (`postgres://user:password@host:port/db`)
-    /// that gives each probe `timeout` overall. The DSN is parsed here, so a
-    /// broken one is reported once, at start-up, naming the DSN (password
-    /// redacted) and the reason.
-    pub fn new(dsn: &str, timeout: Duration) -> Result<Self, ProbeConfigError> {
+    /// Builds a probe for `dsn` (`postgres://user:password@host:port/db`,
+    /// or a [`ConnString`] whose password is held apart) that gives each
+    /// probe `timeout` overall. The DSN is parsed here, so a broken one is
+    /// reported once, at start-up, naming the DSN (password redacted) and
+    /// the reason. The password goes into the connect options only.
+    pub fn new(dsn: impl Into<ConnString>, timeout: Duration) -> Result<Self, ProbeConfigError> {
+        let dsn: ConnString = dsn.into();
+        let password = dsn.password();
+        let dsn = dsn.text();
         let target = redact(dsn);
         if timeout.is_zero() {
             return Err(ProbeConfigError::ZeroTimeout { target, timeout });
@@ -123,6 +141,9 @@ impl PgProbe {
                 dsn: target.clone(),
                 reason: e.to_string(),
             })?;
+        if let Some(p) = password {
+            options = options.password(p.expose());
+        }
         // The server gives up on the statement by itself too, so a probe we
         // abandoned does not keep a backend busy.
         options = options.options([("statement_timeout", format!("{}ms", millis(timeout).max(1)))]);
@@ -202,11 +223,37 @@ struct Failure {
 
 impl Failure {
     fn from_sqlx(phase: &str, err: &sqlx::Error) -> Failure {
+        // A refused certificate reaches us as an I/O error around rustls's;
+        // say "TLS" so nobody reads it as a network fault.
+        let detail = match (err, tls_error(err)) {
+            (_, Some(tls)) => format!("{phase}: TLS handshake failed: {tls}"),
+            (sqlx::Error::Tls(e), None) => format!("{phase}: TLS: {e}"),
+            _ => format!("{phase}: {err}"),
+        };
         Failure {
             class: classify_sqlx(err),
-            detail: format!("{phase}: {err}"),
+            detail,
         }
     }
+}
+
+/// The rustls error inside `err`, if the TLS handshake failed.
+fn tls_error(err: &sqlx::Error) -> Option<&rustls::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(inner);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Maps a sqlx error to the class the detector decides on.

@@ -45,8 +45,8 @@ use palisade_core::{NodeId, Topology};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::network::peer_channel;
 use crate::store::LogStore;
+use crate::transport::Transport;
 use crate::Raft;
 
 /// When this node last heard from a leader (an `AppendEntries` it
@@ -164,12 +164,13 @@ pub async fn campaign(
     contact: LeaderContact,
     election_min: Duration,
     election_max: Duration,
+    transport: Transport,
     connect_timeout: Duration,
     cancel: CancellationToken,
 ) {
     let mut peers: BTreeMap<NodeId, RaftPeerClient<Channel>> = BTreeMap::new();
     for (id, w) in topology.peers() {
-        match peer_channel(&w.raft_addr, connect_timeout) {
+        match transport.channel(id, &w.raft_addr, connect_timeout) {
             Ok(ch) => {
                 peers.insert(id, RaftPeerClient::new(ch));
             }

@@ -7,11 +7,14 @@
 //! * [`network`]: the peer RPC client (tonic, one reused channel per peer).
 //! * [`server`]: the peer RPC service, and this node's status report.
 //! * [`election`]: elections with a pre-vote, which openraft 0.9 lacks.
+//! * [`transport`]: mutual TLS (or, configured so, plaintext) for every
+//!   port and every client of one.
 
 pub mod election;
 pub mod network;
 pub mod server;
 pub mod store;
+pub mod transport;
 mod types;
 
 pub use types::{Raft, TypeConfig};

@@ -1,7 +1,8 @@
 //! The peer RPC client: openraft's `RaftNetwork` over tonic gRPC.
 //!
-//! One lazily connected channel per peer, reused for every RPC and
-//! reconnected by tonic when the peer comes back. Payloads are the serde_json
+//! One lazily connected channel per peer (mutual TLS unless the cluster
+//! is configured insecure, see [`crate::transport`]), reused for every RPC
+//! and reconnected by tonic when the peer comes back. Payloads are the serde_json
 //! of openraft's own request and reply types; palisade witnesses of one
 //! version talk to each other only.
 
@@ -22,8 +23,9 @@ use palisade_api::v1::RaftPayload;
 use palisade_core::{NodeId, Witness};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::transport::Transport;
 use crate::TypeConfig;
 
 /// How long to wait before retrying a peer that was unreachable. Short, so a
@@ -54,25 +56,12 @@ impl PeerContacts {
     }
 }
 
-/// Opens a tonic channel to a peer address (`host:port`), lazily: nothing is
-/// sent until the first RPC, and a peer that is down now is retried later.
-pub fn peer_channel(
-    addr: &str,
-    connect_timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
-}
-
 /// Builds one [`PeerClient`] per target, reusing channels.
 #[derive(Clone)]
 pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     contacts: PeerContacts,
+    transport: Transport,
     connect_timeout: Duration,
     rpc_timeout_floor: Duration,
 }
@@ -82,12 +71,14 @@ impl PeerNetwork {
     /// times out sooner than `rpc_timeout_floor`.
     pub fn new(
         contacts: PeerContacts,
+        transport: Transport,
         connect_timeout: Duration,
         rpc_timeout_floor: Duration,
     ) -> Self {
         Self {
             channels: Arc::default(),
             contacts,
+            transport,
             connect_timeout,
             rpc_timeout_floor,
         }
@@ -100,7 +91,7 @@ impl PeerNetwork {
                 return Ok(ch.clone());
             }
         }
-        let ch = peer_channel(addr, self.connect_timeout)?;
+        let ch = self.transport.channel(target, addr, self.connect_timeout)?;
         map.insert(target, (addr.to_string(), ch.clone()));
         Ok(ch)
     }

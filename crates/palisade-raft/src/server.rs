@@ -35,6 +35,10 @@ pub struct PeerService {
     /// For pre-votes: when this node last accepted a leader's entries, its
     /// log, and how long a leader counts as live after its last contact.
     election: Option<(LeaderContact, LogStore, Duration)>,
+    /// The port serves mutual TLS: every message must come from the
+    /// witness it claims to come from (a leader's append, a candidate's
+    /// vote), as its certificate proves.
+    tls: bool,
 }
 
 impl PeerService {
@@ -46,7 +50,21 @@ impl PeerService {
             contacts,
             extra: None,
             election: None,
+            tls: false,
         }
+    }
+
+    /// Requires every message to come, by its TLS client certificate, from
+    /// the witness it names. Without it (an insecure cluster) nobody is
+    /// authenticated.
+    pub fn requiring_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// The caller, checked against the node id its message claims.
+    fn check<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        Ok(Caller(crate::transport::check_peer(req, self.tls, None)?))
     }
 
     /// Answers pre-votes (see [`crate::election`]) and records every
@@ -68,6 +86,25 @@ impl PeerService {
     }
 }
 
+/// Who sent a peer message (`None`: an insecure cluster).
+struct Caller(Option<palisade_tls::Identity>);
+
+impl Caller {
+    /// Refuses a message that claims to come from another witness than the
+    /// one whose certificate sent it: a witness may not forge a leader's
+    /// append or another candidate's vote.
+    fn speaks_for(&self, claimed: palisade_core::NodeId, what: &str) -> Result<(), Status> {
+        match &self.0 {
+            Some(palisade_tls::Identity::Witness { node, .. }) if *node != claimed => {
+                Err(Status::permission_denied(format!(
+                    "witness {node} sent {what} claiming to come from witness {claimed}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
     serde_json::from_slice(&req.into_inner().json).map_err(|e| {
         Status::invalid_argument(format!("payload: not a valid request for this RPC: {e}"))
@@ -86,7 +123,12 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
+        let caller = self.check(&req)?;
+        let rpc: openraft::raft::AppendEntriesRequest<crate::TypeConfig> = decode(req)?;
+        caller.speaks_for(
+            rpc.vote.leader_id().voted_for().unwrap_or_default(),
+            "an append",
+        )?;
         let reply = self.raft.append_entries(rpc).await;
         if let (Some((contact, _, _)), Ok(r)) = (&self.election, &reply) {
             if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
@@ -103,7 +145,9 @@ impl RaftPeer for PeerService {
         let Some((contact, log, leader_timeout)) = &self.election else {
             return Err(Status::unimplemented("this witness runs no pre-votes"));
         };
+        let caller = self.check(&req)?;
         let req = req.into_inner();
+        caller.speaks_for(req.candidate, "a pre-vote")?;
         let voter = election::voter(&self.raft, log, contact).await;
         let candidate_log =
             election::log_id_from(req.last_log_term, req.last_log_node, req.last_log_index);
@@ -122,7 +166,12 @@ impl RaftPeer for PeerService {
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
+        let caller = self.check(&req)?;
+        let rpc: openraft::raft::VoteRequest<palisade_core::NodeId> = decode(req)?;
+        caller.speaks_for(
+            rpc.vote.leader_id().voted_for().unwrap_or_default(),
+            "a vote",
+        )?;
         encode(&self.raft.vote(rpc).await)
     }
 
@@ -130,14 +179,20 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
+        let caller = self.check(&req)?;
+        let rpc: openraft::raft::InstallSnapshotRequest<crate::TypeConfig> = decode(req)?;
+        caller.speaks_for(
+            rpc.vote.leader_id().voted_for().unwrap_or_default(),
+            "a snapshot",
+        )?;
         encode(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn node_status(
         &self,
-        _req: Request<NodeStatusRequest>,
+        req: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
+        self.check(&req)?;
         let mut status = local_status(&self.raft, &self.topology, &self.contacts);
         if let Some(extra) = &self.extra {
             extra.fill(&mut status);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use palisade_core::{NodeId, Topology, Witness};
 use palisade_raft::election::{self, LeaderContact};
 use palisade_raft::network::{PeerContacts, PeerNetwork};
+use palisade_raft::transport::Transport;
 use palisade_raft::{store, Raft};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,9 +49,14 @@ async fn a_cancelled_campaign_returns_at_once_in_the_middle_of_a_pre_vote() {
     }
     let topology = Topology::new(1, &witnesses).expect("three witnesses");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (log, sm) = store::open(dir.path()).expect("store opens");
+    let identity = store::StoreIdentity {
+        cluster: "test".into(),
+        node: 1,
+    };
+    let (log, sm) = store::open(dir.path(), &identity).expect("store opens");
     let network = PeerNetwork::new(
         PeerContacts::default(),
+        Transport::plaintext(),
         Duration::from_millis(500),
         ELECTION,
     );
@@ -77,6 +83,7 @@ async fn a_cancelled_campaign_returns_at_once_in_the_middle_of_a_pre_vote() {
         LeaderContact::default(),
         ELECTION,
         ELECTION + Duration::from_millis(1),
+        Transport::plaintext(),
         Duration::from_millis(500),
         cancel.clone(),
     ));

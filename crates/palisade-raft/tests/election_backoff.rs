@@ -40,6 +40,7 @@ use palisade_raft::election::{self, LeaderContact};
 use palisade_raft::network::{PeerContacts, PeerNetwork};
 use palisade_raft::server::PeerService;
 use palisade_raft::store::{self, LogStore};
+use palisade_raft::transport::Transport;
 use palisade_raft::Raft;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -280,9 +281,21 @@ impl Cluster {
         let dir = self.nodes[&id].dir.path().to_path_buf();
         // The previous incarnation's last handles on the redb file may be
         // released a moment after its tasks end.
-        let (log, sm) = wait_for("the witness's store opens", || store::open(&dir).ok()).await;
+        let identity = store::StoreIdentity {
+            cluster: "test".into(),
+            node: id,
+        };
+        let (log, sm) = wait_for("the witness's store opens", || {
+            store::open(&dir, &identity).ok()
+        })
+        .await;
         let contacts = PeerContacts::default();
-        let network = PeerNetwork::new(contacts.clone(), CONNECT_TIMEOUT, ELECTION_MIN);
+        let network = PeerNetwork::new(
+            contacts.clone(),
+            Transport::plaintext(),
+            CONNECT_TIMEOUT,
+            ELECTION_MIN,
+        );
         let raft = Raft::new(id, self.raft_config(), network, log.clone(), sm)
             .await
             .expect("raft starts");
@@ -460,6 +473,7 @@ fn spawn_campaign(up: &Up, topology: Topology) -> JoinHandle<()> {
         up.contact.clone(),
         ELECTION_MIN,
         ELECTION_MAX,
+        Transport::plaintext(),
         CONNECT_TIMEOUT,
         up.cancel.clone(),
     ))

@@ -205,6 +205,7 @@ impl World {
                     received_at_ms: now,
                     dbs: report.dbs,
                     last_writable: report.last_writable,
+                    unreachable_for: report.unreachable_for,
                 },
             );
         }

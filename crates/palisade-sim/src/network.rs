@@ -158,6 +158,8 @@ pub struct Report {
     pub dbs: BTreeMap<SiteId, PgObservation>,
     /// Its memory of each database as a writable primary.
     pub last_writable: BTreeMap<SiteId, LastWritable>,
+    /// For how long it has found each unreachable database so.
+    pub unreachable_for: BTreeMap<SiteId, u64>,
 }
 
 /// A request.

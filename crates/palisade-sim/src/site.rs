@@ -791,7 +791,7 @@ impl World {
             SiteAction::SetMonitors { enabled, .. } => {
                 if enabled {
                     if let Err(e) = may_enable_monitors(&state, &site) {
-                        return self.act_reply(w, id, Err(e));
+                        return self.act_reply(w, id, Err(e.to_string()));
                     }
                 }
                 let was = self.apps[w];
@@ -825,7 +825,7 @@ impl World {
         match action {
             SiteAction::Fence { epoch } => {
                 if let Err(e) = may_fence(&state, &site) {
-                    return self.act_reply(w, id, Err(e));
+                    return self.act_reply(w, id, Err(e.to_string()));
                 }
                 let now = self.local(w);
                 let order = self.agent(w).core.fence(now, epoch);
@@ -840,7 +840,7 @@ impl World {
             }
             SiteAction::Promote { epoch } => {
                 if let Err(e) = may_promote(&state, &site, epoch) {
-                    return self.act_reply(w, id, Err(e));
+                    return self.act_reply(w, id, Err(e.to_string()));
                 }
                 let deadline = self.local(w) + EPOCH_WAIT_MS;
                 self.agent(w).acts.get_mut(&id).expect("present").phase =

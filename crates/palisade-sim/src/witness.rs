@@ -33,6 +33,9 @@ pub struct Observer {
     /// Per database: the last position seen while it was a writable
     /// primary, and when (local).
     pub last_writable: BTreeMap<usize, (u64, u64)>,
+    /// Per database found unreachable: when (local) the first failed probe
+    /// of the unbroken run began.
+    pub unreachable_since: BTreeMap<usize, u64>,
     /// The round under way.
     pub round: u64,
     /// When the round began (real), for the interval's ticks.
@@ -269,6 +272,16 @@ impl World {
         // observer does: a slow probe of the other site neither delays nor
         // ages this one.
         let at = self.local(w);
+        if obs.reachability.is_up() {
+            self.witnesses[w].obs.unreachable_since.remove(&site);
+        } else {
+            let began = at.saturating_sub(latency);
+            self.witnesses[w]
+                .obs
+                .unreachable_since
+                .entry(site)
+                .or_insert(began);
+        }
         self.witnesses[w].obs.latest.insert(site, (obs.clone(), at));
         self.witnesses[w].obs.results.insert(site, obs);
         if self.witnesses[w].obs.results.len() == 2 {
@@ -306,6 +319,12 @@ impl World {
                 .map(|(site, o)| (site_id(site), o))
                 .collect(),
             last_writable,
+            unreachable_for: x
+                .obs
+                .unreachable_since
+                .iter()
+                .map(|(site, since)| (site_id(*site), at.saturating_sub(*since)))
+                .collect(),
         };
         match x.leader_known {
             Some(l) if l == w => {

@@ -8,6 +8,7 @@
 //! ([`database_sections`], [`db_config`]), apps, front doors. The binaries
 //! are the ones beside the test (see [`crate::bins`]).
 
+use crate::pki::TestPki;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -88,12 +89,25 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// Its stderr, appended to across restarts.
     pub log: PathBuf,
-    /// Its control API, `http://127.0.0.1:PORT`.
+    /// Its control API, `https://127.0.0.1:PORT` (`http://` when the
+    /// cluster is insecure).
     pub control: String,
+    /// The cluster's certificates (`None`: an insecure cluster).
+    pub pki: Option<TestPki>,
     child: Option<Child>,
 }
 
 impl Node {
+    /// A channel to its control port, as [`OPERATOR`](crate::pki::OPERATOR)
+    /// when the cluster has certificates.
+    pub async fn control_channel(
+        &self,
+        connect: Duration,
+        call: Duration,
+    ) -> anyhow::Result<tonic::transport::Channel> {
+        control_channel(&self.control, self.pki.as_ref(), connect, call).await
+    }
+
     /// Starts (or restarts) the witness process; stderr is appended to its log.
     pub fn start(&mut self) {
         self.start_with_env(&[]);
@@ -173,6 +187,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// Witnesses a, b, c (ids 1, 2, 3).
     pub nodes: Vec<Node>,
+    /// Their certificates (`None`: the configs say `tls.insecure`).
+    pub pki: Option<TestPki>,
 }
 
 impl Cluster {
@@ -183,12 +199,36 @@ impl Cluster {
     }
 
     /// Like [`Cluster::new`], with `extra` TOML appended to every config
-    /// (the `[[database]]`, `[failover]`, ... sections).
+    /// (the `[[database]]`, `[failover]`, ... sections). The witnesses run
+    /// with mutual TLS (certificates made in the cluster's directory),
+    /// unless `extra` has a `[tls]` section of its own, or the environment
+    /// sets `PALISADE_BENCH_INSECURE=1` (the benchmarks' baseline for the
+    /// cost of TLS: plaintext).
     pub fn with_config(extra: &str) -> Self {
+        let insecure = std::env::var("PALISADE_BENCH_INSECURE").is_ok_and(|v| v == "1");
+        let extra = if insecure && !extra.contains("[tls]") {
+            format!("{extra}\n[tls]\ninsecure = true\n")
+        } else {
+            extra.to_string()
+        };
+        let extra = extra.as_str();
         let dir = tempfile::Builder::new()
             .prefix("palisade-test-")
             .tempdir()
             .expect("tempdir");
+        let pki = (!extra.contains("[tls]")).then(|| {
+            TestPki::create(
+                &dir.path().join("tls"),
+                "test",
+                &[(1, "a"), (2, "b"), (3, "c")],
+            )
+            .expect("test certificates")
+        });
+        let tls_section = pki
+            .as_ref()
+            .map(TestPki::config_section)
+            .unwrap_or_default();
+        let scheme = if pki.is_some() { "https" } else { "http" };
         let ports = free_ports(6);
         let sites = ["a", "b", "c"];
         let mut witnesses = String::new();
@@ -205,7 +245,7 @@ impl Cluster {
             let id = i as u64 + 1;
             let config = dir.path().join(format!("site-{site}.toml"));
             let text = format!(
-                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{extra}"
+                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{tls_section}\n{extra}"
             );
             std::fs::write(&config, text).expect("write config");
             nodes.push(Node {
@@ -214,11 +254,12 @@ impl Cluster {
                 config,
                 data_dir: dir.path().join("data").join(site),
                 log: dir.path().join(format!("site-{site}.log")),
-                control: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
+                control: format!("{scheme}://127.0.0.1:{}", ports[2 * i + 1]),
+                pki: pki.clone(),
                 child: None,
             });
         }
-        Self { dir, nodes }
+        Self { dir, nodes, pki }
     }
 
     /// Writes configs and starts all three witnesses.
@@ -238,17 +279,30 @@ impl Cluster {
             .expect("node id in cluster")
     }
 
-    /// `palisadectl --endpoint <node's control> ARGS...`.
+    /// `palisadectl --endpoint <node's control> ARGS...`, as the test
+    /// operator (role `operator`).
     pub fn ctl(&self, id: u64, args: &[&str]) -> Output {
+        self.ctl_as(id, crate::pki::OPERATOR, args)
+    }
+
+    /// `palisadectl` as operator `who` (its certificate; see
+    /// [`crate::pki`]) against witness `id`.
+    pub fn ctl_as(&self, id: u64, who: &str, args: &[&str]) -> Output {
         let node = self
             .nodes
             .iter()
             .find(|n| n.id == id)
             .expect("node id in cluster");
+        let env = self
+            .pki
+            .as_ref()
+            .map(|p| p.ctl_env(who))
+            .unwrap_or_default();
         Command::new(palisadectl_bin())
             .arg("--endpoint")
             .arg(&node.control)
             .args(args)
+            .envs(env)
             .output()
             .expect("run palisadectl")
     }
@@ -363,6 +417,13 @@ impl Drop for Cluster {
         for n in &mut self.nodes {
             n.kill9();
         }
+        // Kept for CI's secret grep (`.ci/check-secrets`).
+        crate::logs::keep(
+            &crate::logs::run_dir("cluster"),
+            self.nodes
+                .iter()
+                .map(|n| (n.log.clone(), format!("site-{}.log", n.site))),
+        );
     }
 }
 
@@ -431,16 +492,46 @@ pub fn db_config_rejoining(pair: &PgPair, tuning: &str) -> String {
     format!("{tuning}\n{}", database_sections(pair, true))
 }
 
-/// `Control.Status` at `endpoint` (`http://HOST:PORT`) over a fresh
-/// channel, if it connects within `connect` and answers within `call`.
-pub async fn status_at(endpoint: &str, connect: Duration, call: Duration) -> Option<StatusReply> {
-    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .ok()?
-        .connect_timeout(connect)
-        .timeout(call)
-        .connect()
-        .await
-        .ok()?;
+/// A channel to the control port at `endpoint` (`https://HOST:PORT` with
+/// `pki`'s [`OPERATOR`](crate::pki::OPERATOR) certificate, or
+/// `http://HOST:PORT` for an insecure cluster), connected within `connect`,
+/// every call bounded by `call`.
+pub async fn control_channel(
+    endpoint: &str,
+    pki: Option<&TestPki>,
+    connect: Duration,
+    call: Duration,
+) -> anyhow::Result<tonic::transport::Channel> {
+    match pki {
+        Some(pki) => {
+            pki.control_channel(
+                crate::pki::OPERATOR,
+                crate::pki::authority(endpoint),
+                connect,
+                call,
+            )
+            .await
+        }
+        None => Ok(
+            tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+                .connect_timeout(connect)
+                .timeout(call)
+                .connect()
+                .await?,
+        ),
+    }
+}
+
+/// `Control.Status` at `endpoint` over a fresh channel (see
+/// [`control_channel`]), if it connects within `connect` and answers within
+/// `call`.
+pub async fn status_at(
+    endpoint: &str,
+    pki: Option<&TestPki>,
+    connect: Duration,
+    call: Duration,
+) -> Option<StatusReply> {
+    let ch = control_channel(endpoint, pki, connect, call).await.ok()?;
     ControlClient::new(ch)
         .status(StatusRequest {})
         .await
@@ -454,6 +545,7 @@ pub async fn status(c: &Cluster, id: u64) -> Option<StatusReply> {
     let node = c.nodes.iter().find(|n| n.id == id)?;
     status_at(
         &node.control,
+        node.pki.as_ref(),
         Duration::from_millis(500),
         Duration::from_secs(3),
     )

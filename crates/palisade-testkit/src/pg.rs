@@ -70,12 +70,19 @@ use crate::wait::{wait_for, Attempt};
 
 /// Superuser created by `initdb` in every test cluster (password auth over TCP).
 pub const SUPERUSER: &str = "palisade";
-/// Password of [`SUPERUSER`].
-pub const SUPERUSER_PASSWORD: &str = "palisade";
+/// Password of [`SUPERUSER`]: distinctive, so that CI can grep every log a
+/// test run left for it (`.ci/check-secrets`); see [`TEST_SECRETS`].
+pub const SUPERUSER_PASSWORD: &str = "palisade-test-secret-5f3a9c";
 /// Role standbys replicate as (`CREATE USER .. REPLICATION LOGIN`, as the guide says).
 pub const REPLICATION_USER: &str = "replicator";
-/// Password of [`REPLICATION_USER`].
-pub const REPLICATION_PASSWORD: &str = "replicator";
+/// Password of [`REPLICATION_USER`]; see [`TEST_SECRETS`].
+pub const REPLICATION_PASSWORD: &str = "palisade-test-secret-repl-7d21e0";
+/// Every secret the test kit hands out: none may appear in any log, status,
+/// error or report of a test run (`.ci/check-secrets` greps for their common
+/// prefix, [`TEST_SECRET_PREFIX`]).
+pub const TEST_SECRETS: [&str; 2] = [SUPERUSER_PASSWORD, REPLICATION_PASSWORD];
+/// The prefix every test secret shares; `.ci/check-secrets` greps for it.
+pub const TEST_SECRET_PREFIX: &str = "palisade-test-secret";
 /// OS user the servers run as when the tests run as root.
 pub const ROOT_FALLBACK_OS_USER: &str = "postgres";
 
@@ -338,7 +345,7 @@ impl PgServer {
     }
 
     /// Superuser DSN over TCP with password auth:
-    /// `postgres://palisade:palisade@127.0.0.1:PORT/postgres` (on loopback).
+    /// `postgres://palisade:PASSWORD@127.0.0.1:PORT/postgres` (on loopback).
     pub fn dsn(&self) -> String {
         self.dsn_as(SUPERUSER, SUPERUSER_PASSWORD)
     }
@@ -896,6 +903,23 @@ impl Drop for PgServer {
     }
 }
 
+/// A server certificate and key for [`PgPair::start_with_server_tls`],
+/// PEM.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The server's certificate (chain).
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
+impl ServerTls {
+    /// The settings it adds to `palisade.conf` (paths relative to the data
+    /// directory, where the files are written).
+    const CONF: &'static str =
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+}
+
 /// Options for [`PgPair::start_with`].
 #[derive(Clone, Debug, Default)]
 pub struct PgPairOptions {
@@ -964,6 +988,18 @@ impl PgPair {
     /// Starts a pair as `opts` says and waits until the standby streams (and,
     /// when synchronous, until the primary counts it as its sync standby).
     pub async fn start_with(opts: PgPairOptions) -> Result<PgPair> {
+        Self::start_local(opts, None).await
+    }
+
+    /// Like [`PgPair::start_with`], both servers with `ssl = on` and the
+    /// certificate and key of `tls` (the standby gets them through its
+    /// base backup). Clients may still connect without TLS: the test's
+    /// `sslmode` decides.
+    pub async fn start_with_server_tls(opts: PgPairOptions, tls: ServerTls) -> Result<PgPair> {
+        Self::start_local(opts, Some(tls)).await
+    }
+
+    async fn start_local(opts: PgPairOptions, tls: Option<ServerTls>) -> Result<PgPair> {
         let site = |name: &str| Site {
             name: name.to_owned(),
             host: Ipv4Addr::LOCALHOST,
@@ -977,6 +1013,7 @@ impl PgPair {
             [site("primary"), site("standby")],
             [ports[0], ports[1]],
             &std::env::temp_dir(),
+            tls,
         )
         .await
     }
@@ -992,7 +1029,7 @@ impl PgPair {
             wal_timeout: ns.wal_timeout,
         };
         let sites = [site(&ns.primary), site(&ns.standby)];
-        Self::start_at(opts, sites, [ns.port, ns.port], &ns.parent_dir).await
+        Self::start_at(opts, sites, [ns.port, ns.port], &ns.parent_dir, None).await
     }
 
     /// Builds the pair: the primary at `sites[0]`, the standby at
@@ -1002,6 +1039,7 @@ impl PgPair {
         sites: [Site; 2],
         ports: [u16; 2],
         parent: &Path,
+        tls: Option<ServerTls>,
     ) -> Result<PgPair> {
         let started = Instant::now();
         let bin_dir = require_pg_bin_dir();
@@ -1019,6 +1057,11 @@ impl PgPair {
         let primary = blocking(move || {
             let mut primary = PgServer::layout(&parent, &p, &s, primary_port, &bin)?;
             primary.initdb()?;
+            if let Some(tls) = &tls {
+                primary.write_owned(&primary.data_dir.join("server.crt"), &tls.cert_pem, 0o644)?;
+                primary.write_owned(&primary.data_dir.join("server.key"), &tls.key_pem, 0o600)?;
+                primary.extra_conf.push_str(ServerTls::CONF);
+            }
             primary.start_new()?;
             Ok(primary)
         })
@@ -1036,6 +1079,7 @@ impl PgPair {
             let mut standby =
                 PgServer::layout(&parent, &standby_site, &primary_site, standby_port, &bin)?;
             standby.basebackup_from(&primary)?;
+            standby.extra_conf.push_str(&primary.extra_conf);
             standby.start_new()?;
             Ok((primary, standby))
         })

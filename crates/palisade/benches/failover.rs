@@ -199,11 +199,22 @@ impl Control {
             .nodes
             .iter()
             .map(|n| {
-                let ch = Endpoint::from_shared(n.control.clone())
-                    .expect("a witness's control address is a valid URI")
-                    .connect_timeout(Duration::from_millis(200))
-                    .timeout(Duration::from_millis(1500))
-                    .connect_lazy();
+                let (connect, call) = (Duration::from_millis(200), Duration::from_millis(1500));
+                let ch = match &n.pki {
+                    Some(pki) => pki
+                        .control_channel_lazy(
+                            palisade_testkit::pki::OPERATOR,
+                            palisade_testkit::pki::authority(&n.control),
+                            connect,
+                            call,
+                        )
+                        .expect("the test operator's certificate loads"),
+                    None => Endpoint::from_shared(n.control.clone())
+                        .expect("a witness's control address is a valid URI")
+                        .connect_timeout(connect)
+                        .timeout(call)
+                        .connect_lazy(),
+                };
                 (n.id, ch)
             })
             .collect();

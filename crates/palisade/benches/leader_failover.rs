@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use palisade_api::v1::{Role, StatusReply};
 use palisade_testkit::cluster::{status_at, Cluster};
+use palisade_testkit::pki::TestPki;
 use palisade_testkit::{bench_trials, percentile, wait_for};
 
 /// `Control.Status` at `endpoint`, with short timeouts: a dead leader must
 /// not hold up the measurement.
-async fn status(endpoint: &str) -> Option<StatusReply> {
+async fn status(endpoint: &str, pki: Option<&TestPki>) -> Option<StatusReply> {
     status_at(
         endpoint,
+        pki,
         Duration::from_millis(200),
         Duration::from_millis(1500),
     )
@@ -31,7 +33,7 @@ async fn agreed_leader(c: &Cluster, running: &[u64]) -> Option<(u64, u64)> {
     let mut seen = None;
     let mut applied = Vec::new();
     for id in running {
-        let s = status(&c.nodes[(*id - 1) as usize].control).await?;
+        let s = status(&c.nodes[(*id - 1) as usize].control, c.pki.as_ref()).await?;
         let view = (s.leader_id?, s.term);
         if seen.is_some_and(|v| v != view) {
             return None;
@@ -77,7 +79,7 @@ async fn main() {
         c.node(leader).kill9();
         // The measurement itself: polled every 5 ms, finer than wait_for.
         let new_leader = loop {
-            if let Some(s) = status(&probe).await {
+            if let Some(s) = status(&probe, c.pki.as_ref()).await {
                 if let Some(l) = s.leader_id.filter(|l| *l != leader) {
                     // Visible: the survivor names a new leader and that
                     // leader's own report (in nodes[]) says it leads.

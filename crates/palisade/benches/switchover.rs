@@ -41,11 +41,8 @@ struct Trial {
 }
 
 async fn client(c: &Cluster, id: u64) -> ControlClient<Channel> {
-    let endpoint = c.nodes[(id - 1) as usize].control.clone();
-    let ch = tonic::transport::Endpoint::from_shared(endpoint)
-        .expect("endpoint")
-        .timeout(Duration::from_secs(15))
-        .connect()
+    let ch = c.nodes[(id - 1) as usize]
+        .control_channel(Duration::from_secs(3), Duration::from_secs(15))
         .await
         .expect("connect");
     ControlClient::new(ch)

@@ -7,12 +7,17 @@ use std::time::Instant;
 use palisade_actions::command::{run_checked, CommandSpec};
 use palisade_actions::elasticsearch::{repoint_hosts, CcrClient, EsHostsTarget};
 use palisade_actions::monitors::{read_monitors_enabled, set_monitors_enabled, FlipOutcome};
+use palisade_core::SiteId;
 
-use crate::config::{AppConfig, EsTarget};
+use crate::config::{AppConfig, EsTarget, SearchConfig, SiteActions};
 
 /// One site's app.
 pub struct SiteApp {
     cfg: AppConfig,
+    /// The `[[elasticsearch]]` of the app's own site, from the local
+    /// configuration: the only search the app is ever pointed at (`None`:
+    /// none configured, a repoint is refused).
+    search: Option<SearchConfig>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
@@ -22,9 +27,24 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl SiteApp {
-    /// Manages the app `cfg` describes.
-    pub fn new(cfg: AppConfig) -> Self {
-        Self { cfg }
+    /// Manages the app `cfg` describes; `search` is the `[[elasticsearch]]`
+    /// of the same site (one of another site is ignored: the app is never
+    /// pointed away from its own site's search).
+    pub fn new(cfg: AppConfig, search: Option<SearchConfig>) -> Self {
+        let search = search.filter(|s| s.site == cfg.site);
+        Self { cfg, search }
+    }
+
+    /// The app of `site` as the local configuration describes it, with its
+    /// site's search (`None`: no `[[app]]` there).
+    pub fn configured(actions: &SiteActions, site: &SiteId) -> Option<Self> {
+        let app = actions.app(site)?.clone();
+        Some(Self::new(app, actions.search_at(site).cloned()))
+    }
+
+    /// The search this app is pointed at by [`Self::repoint_search`].
+    pub fn search(&self) -> Option<&SearchConfig> {
+        self.search.as_ref()
     }
 
     /// `monitorsEnabled` as the file says now (`None`: property absent).
@@ -51,18 +71,32 @@ impl SiteApp {
         }
     }
 
-    /// Promotes CCR followers (if any), points the app at `hosts`, restarts
-    /// it when the configuration changed.
-    pub async fn repoint_search(
-        &self,
-        hosts: &str,
-        ccr_url: &str,
-        indices: &[String],
-    ) -> Result<String, String> {
+    /// Promotes its own site's CCR followers (if any), points the app at
+    /// its own site's search hosts, restarts it when the configuration
+    /// changed. Every value comes from the local configuration, none from
+    /// the order that asks for it.
+    pub async fn repoint_search(&self) -> Result<String, String> {
+        let Some(search) = &self.search else {
+            return Err(format!(
+                "site {} has no [[elasticsearch]] configured",
+                self.cfg.site
+            ));
+        };
+        let (hosts, ccr_url, indices) = (&search.hosts, &search.url, &search.ccr_follower_indices);
         let mut done = Vec::new();
         if !indices.is_empty() {
-            let client = CcrClient::new(ccr_url, std::time::Duration::from_secs(30), None)
-                .map_err(|e| e.to_string())?;
+            let auth = search
+                .auth
+                .basic
+                .as_ref()
+                .map(|a| (a.user.clone(), a.password.clone()));
+            let client = CcrClient::with_tls(
+                ccr_url,
+                std::time::Duration::from_secs(30),
+                auth,
+                &search.auth.tls,
+            )
+            .map_err(|e| e.to_string())?;
             let promoted = client
                 .promote_followers(indices)
                 .await
@@ -106,5 +140,84 @@ impl SiteApp {
             .await
             .map_err(|e| format!("app restart failed: {e}"))?;
         Ok(format!(", app restarted in {} ms", t.elapsed().as_millis()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use palisade_actions::monitors::read_property;
+
+    use super::*;
+
+    const ES_PROPERTY: &str = "elasticsearchHosts";
+
+    fn site(s: &str) -> SiteId {
+        SiteId(s.into())
+    }
+
+    fn search(at: &str) -> SearchConfig {
+        SearchConfig {
+            site: site(at),
+            url: format!("http://es-{at}:9200"),
+            hosts: format!("es-{at}:9200"),
+            ccr_follower_indices: Vec::new(),
+            auth: Default::default(),
+        }
+    }
+
+    /// The app of site b, whose file a forged order once pointed at
+    /// `attacker.example:9200`.
+    fn app_of_b(dir: &std::path::Path) -> AppConfig {
+        let file = dir.join("threatconnect.xml");
+        std::fs::write(
+            &file,
+            "<beans>\n  <property name=\"monitorsEnabled\" value=\"true\"/>\n  \
+             <property name=\"elasticsearchHosts\" value=\"attacker.example:9200\"/>\n</beans>\n",
+        )
+        .expect("write fixture");
+        AppConfig {
+            site: site("b"),
+            config_file: file,
+            restart_command: None,
+            command_timeout: Duration::from_secs(5),
+            health_url: None,
+            es_target: Some(EsTarget::XmlProperty(ES_PROPERTY.into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repoint_writes_the_hosts_of_its_own_sites_search_from_the_local_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = app_of_b(dir.path());
+        let actions = SiteActions {
+            apps: vec![cfg.clone()],
+            search: vec![search("a"), search("b")],
+            ..SiteActions::default()
+        };
+        let app = SiteApp::configured(&actions, &site("b")).expect("b has an app");
+        assert_eq!(app.search(), Some(&search("b")));
+        let done = app.repoint_search().await.expect("repointed");
+        assert!(done.contains("es-b:9200"), "{done}");
+        assert_eq!(
+            read_property(&cfg.config_file, ES_PROPERTY).expect("read"),
+            "es-b:9200",
+            "the forged host is put back to the configured one"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_app_without_its_own_sites_search_refuses_to_repoint_and_leaves_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = app_of_b(dir.path());
+        let before = std::fs::read(&cfg.config_file).expect("read");
+        // Another site's search is never taken for this app's.
+        let app = SiteApp::new(cfg.clone(), Some(search("a")));
+        assert_eq!(app.search(), None);
+        let e = app.repoint_search().await.expect_err("nothing to point at");
+        assert_eq!(e, "site b has no [[elasticsearch]] configured");
+        assert_eq!(std::fs::read(&cfg.config_file).expect("read"), before);
+        assert!(SiteApp::configured(&SiteActions::default(), &site("b")).is_none());
     }
 }

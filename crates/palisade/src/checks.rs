@@ -15,7 +15,7 @@ use crate::config::SearchConfig;
 /// Elasticsearch of the new site is green or yellow.
 pub async fn search_health(search: &SearchConfig) -> Check {
     let name = format!("elasticsearch at {} green or yellow", search.site);
-    let probe = match EsProbe::new(&search.url, Duration::from_secs(5), None) {
+    let probe = match EsProbe::new(&search.url, Duration::from_secs(5), search.auth.clone()) {
         Ok(p) => p,
         Err(e) => return Check::fail(name, e.to_string()),
     };

@@ -14,10 +14,10 @@ use palisade_api::v1::witness_peer_server::WitnessPeerServer;
 use palisade_raft::election::LeaderContact;
 use palisade_raft::network::{PeerContacts, PeerNetwork};
 use palisade_raft::server::{PeerService, StatusExtra};
+use palisade_raft::transport;
 use palisade_raft::{store, Raft};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::agent::Agent;
 use crate::config::{Config, DatabaseSettings};
@@ -31,8 +31,15 @@ use crate::peers::Peers;
 use crate::site_db::SiteDb;
 use crate::witness_service::WitnessService;
 
-/// Largest gRPC message a witness accepts (snapshots travel as one message).
+/// Largest gRPC message a witness accepts on its peer port (snapshots
+/// travel as one message).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest gRPC message the control port accepts: operators' requests are
+/// a few hundred bytes; a drill report a few KiB.
+const MAX_CONTROL_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Requests one control connection may have in flight at once (a `watch`
+/// stream counts as one).
+const CONTROL_CONCURRENCY_PER_CONNECTION: usize = 16;
 
 /// openraft's config from ours.
 fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
@@ -80,8 +87,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // before any state is touched.
     let raft_listener = bind(&config, &own.raft_addr, &key("raft_addr")).await?;
     let control_listener = bind(&config, &own.control_addr, &key("control_addr")).await?;
+    let tls = crate::tls::setup(&config)?;
+    match &tls.store {
+        None => tracing::error!(
+            "INSECURE: tls.insecure = true: the peer and control ports speak plaintext and authenticate nobody; anyone who reaches them can fail over, pause or forge Raft messages"
+        ),
+        Some(s) => tracing::info!(
+            cert = %s.paths().cert.display(),
+            not_after = %s.not_after(),
+            "mutual TLS on both ports"
+        ),
+    }
 
-    let (log_store, state_machine) = store::open(&config.data_dir)?;
+    let (log_store, state_machine) = store::open(
+        &config.data_dir,
+        &store::StoreIdentity {
+            cluster: config.cluster_name.clone(),
+            node: own_id,
+        },
+    )?;
     let log_reader = log_store.clone();
     let state = state_machine.view();
     let contacts = PeerContacts::default();
@@ -89,6 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // follower would have started an election anyway.
     let network = PeerNetwork::new(
         contacts.clone(),
+        tls.transport.clone(),
         config.raft.connect_timeout,
         config.raft.election_min,
     );
@@ -124,21 +149,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let leader_contact = LeaderContact::default();
     let mut peer_service =
-        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone()).with_pre_vote(
-            leader_contact.clone(),
-            log_reader.clone(),
-            // openraft refuses a real vote until this long after a leader's
-            // last contact: a pre-vote granted sooner would be wasted.
-            config.raft.election_max,
-        );
+        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone());
+    if tls.store.is_some() {
+        peer_service = peer_service.requiring_tls();
+    }
+    let mut peer_service = peer_service.with_pre_vote(
+        leader_contact.clone(),
+        log_reader.clone(),
+        // openraft refuses a real vote until this long after a leader's
+        // last contact: a pre-vote granted sooner would be wasted.
+        config.raft.election_max,
+    );
     let mut control_service = ControlService::new(
         raft.clone(),
         config.topology.clone(),
         config.cluster_name.clone(),
         contacts,
         state.clone(),
+        &tls.transport,
         config.raft.connect_timeout,
-    )?;
+    )?
+    .with_transport_security(tls.store.clone());
 
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(palisade_raft::election::campaign(
@@ -148,12 +179,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         leader_contact,
         config.raft.election_min,
         config.raft.election_max,
+        tls.transport.clone(),
         config.raft.connect_timeout,
         shutdown.clone(),
     ));
+    if let Some(store) = &tls.store {
+        tasks.spawn(crate::tls::watch(store.clone(), shutdown.clone()));
+    }
     let mut witness_service = None;
     if let Some(settings) = &config.database {
-        let w = start_witness(&config, settings, &raft, &state, &tasks, &shutdown)?;
+        let w = start_witness(&config, settings, &raft, &state, &tls, &tasks, &shutdown)?;
         let extra: Arc<dyn StatusExtra> = Arc::new(WitnessStatus {
             latest: w.latest.clone(),
             controller: w.controller.clone(),
@@ -171,25 +206,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             controller: w.controller,
             agent: w.agent,
             lease: w.lease,
+            tls: tls.store.is_some(),
         }));
     }
 
-    let peer_server = tonic::transport::Server::builder()
+    let peer_router = tonic::transport::Server::builder()
         .add_optional_service(witness_service)
-        .add_service(RaftPeerServer::new(peer_service).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(raft_listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
+        .add_service(
+            RaftPeerServer::new(peer_service).max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
-    let control_server = tonic::transport::Server::builder()
-        .add_service(ControlServer::new(control_service))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(control_listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
+    // The control port is the operators': small messages, and a bound on
+    // what one connection may have in flight, so that one client cannot
+    // starve the others or the witness.
+    let control_router = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(CONTROL_CONCURRENCY_PER_CONNECTION)
+        .add_service(
+            ControlServer::new(control_service)
+                .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
         );
     let servers = [
-        ("peer", tokio::spawn(peer_server)),
-        ("control", tokio::spawn(control_server)),
+        (
+            "peer",
+            transport::serve(
+                peer_router,
+                raft_listener,
+                tls.peer.clone(),
+                "peer",
+                shutdown.clone(),
+            ),
+        ),
+        (
+            "control",
+            transport::serve(
+                control_router,
+                control_listener,
+                tls.control.clone(),
+                "control",
+                shutdown.clone(),
+            ),
+        ),
     ];
     tracing::info!(raft_addr = %own.raft_addr, control_addr = %own.control_addr, "witness serving");
 
@@ -311,6 +366,7 @@ fn start_witness(
     settings: &DatabaseSettings,
     raft: &Raft,
     state: &palisade_raft::store::StateView,
+    tls: &crate::tls::WitnessTls,
     tasks: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<WitnessParts> {
@@ -328,7 +384,11 @@ fn start_witness(
             .with_context(|| format!("{}: database[{i}].dsn", config.file.display()))?;
         probes.insert(db.site.clone(), probe);
     }
-    let peers = Peers::new(&config.topology, config.raft.connect_timeout)?;
+    let peers = Peers::new(
+        &config.topology,
+        &tls.transport,
+        config.raft.connect_timeout,
+    )?;
     let lease = Arc::new(WitnessLease::new(state.clone(), settings.lease));
     let controller = Arc::new(Controller::new(
         raft.clone(),
@@ -358,19 +418,21 @@ fn start_witness(
         peers.clone(),
         lease.clone(),
         latest.clone(),
-        config
-            .actions
-            .app(&palisade_core::SiteId(config.topology.own().site.clone()))
-            .cloned()
-            .map(crate::app::SiteApp::new),
+        crate::app::SiteApp::configured(
+            &config.actions,
+            &palisade_core::SiteId(config.topology.own().site.clone()),
+        ),
         guard,
     ));
     controller.set_local_agent(agent.clone());
     let mut search_probes = BTreeMap::new();
     for (i, es) in config.actions.search.iter().enumerate() {
-        let probe =
-            palisade_probe::elasticsearch::EsProbe::new(&es.url, settings.probe_timeout, None)
-                .with_context(|| format!("{}: elasticsearch[{i}].url", config.file.display()))?;
+        let probe = palisade_probe::elasticsearch::EsProbe::new(
+            &es.url,
+            settings.probe_timeout,
+            es.auth.clone(),
+        )
+        .with_context(|| format!("{}: elasticsearch[{i}].url", config.file.display()))?;
         search_probes.insert(es.site.clone(), probe);
     }
     let app_config = config
@@ -426,6 +488,16 @@ fn lease_guard_of(
         lease: settings.lease,
         renew_interval_ms: settings.renew_interval.as_millis() as u64,
         margin_ms: settings.lease.ttl_ms / 4,
+        tls: match &config.tls {
+            crate::config::TlsSettings::Insecure => None,
+            crate::config::TlsSettings::Mutual(p) => Some(crate::lease_guard::renewer::GuardTls {
+                cluster: config.cluster_name.clone(),
+                node: config.topology.own_id,
+                ca: p.ca_cert.clone(),
+                cert: p.cert.clone(),
+                key: p.key.clone(),
+            }),
+        },
     };
     Ok(GuardHandle::new(
         config.data_dir.join("lease-guard.order"),

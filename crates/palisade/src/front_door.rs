@@ -47,12 +47,14 @@ pub async fn repoint(door: &FrontDoor, f: &Failover) -> Result<String, String> {
             url,
             secret,
             timeout,
+            tls,
         } => {
             let hook = Webhook::new(&WebhookConfig {
                 url: url.clone(),
                 secret: secret.clone(),
                 timeout: *timeout,
                 retry: RetryPolicy::default(),
+                tls: tls.clone(),
             })
             .map_err(|e| format!("webhook {url}: {e}"))?;
             let event = WebhookEvent {

@@ -40,8 +40,8 @@ pub async fn inspect(data_dir: &Path) -> anyhow::Result<StoreReport> {
             store::STORE_FILE
         );
     }
-    let (mut log, mut sm) =
-        store::open(data_dir).context("is the witness still running? stop it first")?;
+    let (mut log, mut sm, _identity) =
+        store::open_existing(data_dir).context("is the witness still running? stop it first")?;
     let vote = log.read_vote().await?;
     let state = log.get_log_state().await?;
     let committed = log.read_committed().await?;

@@ -21,4 +21,5 @@ pub mod peer_pb;
 pub mod peers;
 pub mod site_db;
 pub mod stonith;
+pub mod tls;
 pub mod witness_service;

@@ -66,6 +66,66 @@ enum Cmd {
     /// SIGTERM, and keeps enforcing while the witness is dead.
     #[command(hide = true)]
     LeaseGuard(palisade::lease_guard::GuardArgs),
+    /// Certificates for mutual TLS: a cluster CA, and certificates for
+    /// witnesses and operators (docs/security.md).
+    Cert {
+        #[command(subcommand)]
+        command: CertCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Creates the cluster CA: `ca.crt` and `ca.key` (owner-only) in DIR.
+    /// Keep `ca.key` offline; give `ca.crt` to every witness and operator.
+    Init {
+        /// Where to write the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The cluster's name (`cluster.name` in every witness's config).
+        #[arg(long)]
+        cluster: String,
+        /// How long the CA is valid.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Replace an existing CA (every certificate it issued stops
+        /// being trusted once the witnesses reload).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issues a certificate signed by the CA in `--ca-dir`: for witness N
+    /// (`--witness N --site S`) or for an operator (`--operator NAME
+    /// --role viewer|operator`). Writes `<name>.crt`, `<name>.key` and a
+    /// copy of `ca.crt` into `--out` (default: the CA's directory).
+    Issue {
+        /// The CA's directory (`palisade cert init --dir`).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Where to write the certificate and key.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A witness's node id (`node_id` in its config).
+        #[arg(long, conflicts_with_all = ["operator", "role"], requires = "site")]
+        witness: Option<u64>,
+        /// The witness's site (its `[[witness]] site`).
+        #[arg(long, requires = "witness")]
+        site: Option<String>,
+        /// An operator's name, recorded in the history for what they do.
+        #[arg(long, requires = "role")]
+        operator: Option<String>,
+        /// What the operator may do: `viewer` (status, history, watch,
+        /// journal) or `operator` (everything).
+        #[arg(long, value_parser = ["viewer", "operator"])]
+        role: Option<String>,
+        /// How long the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Shows a certificate's identity and validity.
+    Show {
+        /// The certificate (PEM).
+        cert: PathBuf,
+    },
 }
 
 /// Logs to stderr: `RUST_LOG` when set, else `level` with openraft capped
@@ -144,17 +204,22 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::CheckConfig { config } => {
             let c = Config::load(&config)?;
+            // The certificates too: a witness that cannot load them does
+            // not start.
+            let tls = palisade::tls::setup(&c)?;
             let own = c.topology.own();
             println!(
-                "{}: ok: node {} (site {}), {} witnesses, data dir {}",
+                "{}: ok: node {} (site {}), {} witnesses, data dir {}; transport: {}",
                 config.display(),
                 c.topology.own_id,
                 own.site,
                 c.topology.witnesses.len(),
-                c.data_dir.display()
+                c.data_dir.display(),
+                palisade::tls::describe(tls.store.as_deref())
             );
             Ok(())
         }
+        Cmd::Cert { command } => cert(command),
         Cmd::Inspect { data_dir, output } => {
             let report = palisade::inspect::inspect(&data_dir).await?;
             match output {
@@ -184,6 +249,76 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(palisade::lease_guard::run(args, token).await?)
         }
     }
+}
+
+/// `palisade cert ...`.
+fn cert(command: CertCmd) -> anyhow::Result<()> {
+    use palisade_tls::Validity;
+    match command {
+        CertCmd::Init {
+            dir,
+            cluster,
+            days,
+            force,
+        } => {
+            let files = palisade_tls::init_ca(&dir, &cluster, Validity::days(days), force)?;
+            println!(
+                "CA of cluster {cluster}: {} (key {}, owner-only: keep it offline)",
+                files.cert.display(),
+                files.key.display()
+            );
+        }
+        CertCmd::Issue {
+            ca_dir,
+            out,
+            witness,
+            site,
+            operator,
+            role,
+            days,
+        } => {
+            let out = out.unwrap_or_else(|| ca_dir.clone());
+            let validity = Validity::days(days);
+            let files = match (witness, site, operator, role) {
+                (Some(node), Some(site), None, None) => {
+                    palisade_tls::issue_witness(&ca_dir, &out, node, &site, validity)?
+                }
+                (None, None, Some(name), Some(role)) => {
+                    let role: palisade_tls::Role = role
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+                    palisade_tls::issue_operator(&ca_dir, &out, &name, role, validity)?
+                }
+                _ => anyhow::bail!(
+                    "say whom the certificate is for: --witness N --site S, or --operator NAME --role viewer|operator"
+                ),
+            };
+            let ca = ca_dir.join(palisade_tls::CA_CERT_FILE);
+            let ca_copy = out.join(palisade_tls::CA_CERT_FILE);
+            if ca != ca_copy {
+                std::fs::copy(&ca, &ca_copy).with_context(|| {
+                    format!("copying {} to {}", ca.display(), ca_copy.display())
+                })?;
+            }
+            println!(
+                "{} (key {}, owner-only), with {}",
+                files.cert.display(),
+                files.key.display(),
+                ca_copy.display()
+            );
+        }
+        CertCmd::Show { cert } => {
+            let pem =
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+                .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+                .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", cert.display()))?;
+            let identity = palisade_tls::identity_of(&der)
+                .with_context(|| format!("{}: no palisade identity", cert.display()))?;
+            println!("{}: {}", cert.display(), identity.uri());
+        }
+    }
+    Ok(())
 }
 
 /// Replaces this process with the `palisade-demo` binary beside this one,

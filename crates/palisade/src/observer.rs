@@ -26,6 +26,9 @@ pub struct Latest {
     /// Per site: the last WAL position seen while it was a writable
     /// primary, and when (mono ms).
     last_writable: Arc<RwLock<BTreeMap<SiteId, (u64, u64)>>>,
+    /// Per site found unreachable: when (mono ms) the first failed probe of
+    /// the unbroken run began.
+    unreachable_since: Arc<RwLock<BTreeMap<SiteId, u64>>>,
     monitors: Arc<RwLock<Option<bool>>>,
 }
 
@@ -153,6 +156,7 @@ impl Observer {
             for (site, probe) in &self.probes {
                 let (probe, site, latest) = (probe.clone(), site.clone(), self.latest.clone());
                 set.spawn(async move {
+                    let began = mono_ms();
                     let obs = probe.probe().await;
                     // Published the moment it is in, stamped then: a slow
                     // probe of another site (a cut link costs the whole
@@ -161,6 +165,17 @@ impl Observer {
                     // its own primary's observations aged by the round's
                     // slowest probe, and went back to sync on stale ones.
                     let at = mono_ms();
+                    {
+                        let mut since = latest
+                            .unreachable_since
+                            .write()
+                            .expect("observations lock poisoned");
+                        if obs.reachability.is_up() {
+                            since.remove(&site);
+                        } else {
+                            since.entry(site.clone()).or_insert(began);
+                        }
+                    }
                     latest
                         .inner
                         .write()
@@ -250,10 +265,22 @@ impl Observer {
                     })
                     .collect()
             };
+            let unreachable_for = {
+                let now = mono_ms();
+                self.latest
+                    .unreachable_since
+                    .read()
+                    .expect("observations lock poisoned")
+                    .iter()
+                    .filter(|(site, _)| dbs.contains_key(*site))
+                    .map(|(site, since)| (site.clone(), now.saturating_sub(*since)))
+                    .collect()
+            };
             let report = Report {
                 witness: self.own_id,
                 dbs,
                 last_writable,
+                unreachable_for,
             };
             let leader = self.raft.metrics().borrow().current_leader;
             match leader {

@@ -20,6 +20,9 @@ pub struct Report {
     /// Its memory of where each database last wrote (see
     /// `palisade_core::detector::WitnessReport::last_writable`).
     pub last_writable: BTreeMap<SiteId, palisade_core::detector::LastWritable>,
+    /// For how long it has found each unreachable database so (see
+    /// `palisade_core::detector::WitnessReport::unreachable_for`).
+    pub unreachable_for: BTreeMap<SiteId, u64>,
 }
 
 /// What the leader asks a site agent to do, for a committed failover.
@@ -45,17 +48,15 @@ pub enum SiteAction {
         /// The value to set.
         enabled: bool,
     },
-    /// Point the site's app at `hosts` (its own site's Elasticsearch), after
-    /// promoting the listed cross-cluster follower indices of `ccr_url`.
+    /// Point the site's app at its own site's Elasticsearch, after
+    /// promoting that site's cross-cluster follower indices. The order
+    /// carries no host, URL or index: the agent takes the hosts, the URL
+    /// and the indices from its own `[[elasticsearch]]` of its own site,
+    /// and refuses unless its site is the primary of `epoch`
+    /// (`palisade_core::site_agent::may_repoint_search`).
     RepointSearch {
         /// Epoch of the failover.
         epoch: u64,
-        /// Elasticsearch hosts to write into the app's configuration.
-        hosts: String,
-        /// Base URL of this site's Elasticsearch, for CCR promotion.
-        ccr_url: String,
-        /// Follower indices to promote (empty: none).
-        indices: Vec<String>,
     },
     /// Read the site app's `monitorsEnabled` back from its file.
     ReadMonitors {
@@ -71,7 +72,7 @@ impl SiteAction {
             SiteAction::Fence { epoch, .. }
             | SiteAction::Promote { epoch }
             | SiteAction::SetMonitors { epoch, .. }
-            | SiteAction::RepointSearch { epoch, .. }
+            | SiteAction::RepointSearch { epoch }
             | SiteAction::ReadMonitors { epoch } => *epoch,
         }
     }

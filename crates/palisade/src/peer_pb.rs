@@ -58,6 +58,14 @@ pub fn report_to_pb(r: &Report) -> pb::Report {
                 age_ms: w.age_ms,
             })
             .collect(),
+        unreachable_for: r
+            .unreachable_for
+            .iter()
+            .map(|(site, ms)| pb::Unreachable {
+                site: site.0.clone(),
+                for_ms: *ms,
+            })
+            .collect(),
     }
 }
 
@@ -90,10 +98,20 @@ pub fn report_from_pb(r: pb::Report) -> Result<Report, Malformed> {
             },
         );
     }
+    let mut unreachable_for = BTreeMap::new();
+    for (i, u) in r.unreachable_for.into_iter().enumerate() {
+        let field = format!("unreachable_for[{i}].site");
+        let site = site_from_pb(u.site, &field)?;
+        if unreachable_for.contains_key(&site) {
+            return Err(Malformed::new(field, format!("site {site} listed twice")));
+        }
+        unreachable_for.insert(site, u.for_ms);
+    }
     Ok(Report {
         witness: r.witness,
         dbs,
         last_writable,
+        unreachable_for,
     })
 }
 
@@ -249,16 +267,7 @@ pub fn action_to_pb(a: &SiteAction) -> pb::SiteActionRequest {
         SiteAction::SetMonitors { enabled, .. } => {
             Action::SetMonitors(pb::SetMonitorsAction { enabled: *enabled })
         }
-        SiteAction::RepointSearch {
-            hosts,
-            ccr_url,
-            indices,
-            ..
-        } => Action::RepointSearch(pb::RepointSearchAction {
-            hosts: hosts.clone(),
-            ccr_url: ccr_url.clone(),
-            indices: indices.clone(),
-        }),
+        SiteAction::RepointSearch { .. } => Action::RepointSearch(pb::RepointSearchAction {}),
         SiteAction::ReadMonitors { .. } => Action::ReadMonitors(pb::ReadMonitorsAction {}),
     };
     pb::SiteActionRequest {
@@ -285,16 +294,11 @@ pub fn action_from_pb(r: pb::SiteActionRequest) -> Result<SiteAction, Malformed>
         Some(Action::SetMonitors(pb::SetMonitorsAction { enabled })) => {
             SiteAction::SetMonitors { epoch, enabled }
         }
-        Some(Action::RepointSearch(pb::RepointSearchAction {
-            hosts,
-            ccr_url,
-            indices,
-        })) => SiteAction::RepointSearch {
-            epoch,
-            hosts,
-            ccr_url,
-            indices,
-        },
+        // No host, URL or index travels: an older leader's (reserved
+        // fields 1-3) are dropped by the decoder, unread.
+        Some(Action::RepointSearch(pb::RepointSearchAction {})) => {
+            SiteAction::RepointSearch { epoch }
+        }
         Some(Action::ReadMonitors(pb::ReadMonitorsAction {})) => SiteAction::ReadMonitors { epoch },
     })
 }
@@ -454,6 +458,7 @@ mod tests {
                 ),
             ]
             .into(),
+            unreachable_for: [(site("c"), 1250)].into(),
         }
     }
 
@@ -469,6 +474,7 @@ mod tests {
             witness: 0,
             dbs: BTreeMap::new(),
             last_writable: BTreeMap::new(),
+            unreachable_for: BTreeMap::new(),
         };
         assert_eq!(report_from_pb(wire(&report_to_pb(&r))), Ok(r));
     }
@@ -631,18 +637,7 @@ mod tests {
                 epoch: 3,
                 enabled: false,
             },
-            SiteAction::RepointSearch {
-                epoch: 4,
-                hosts: "http://es-b:9200".into(),
-                ccr_url: "http://es-b:9200".into(),
-                indices: vec!["tc-a".into(), "tc-b".into()],
-            },
-            SiteAction::RepointSearch {
-                epoch: 4,
-                hosts: String::new(),
-                ccr_url: String::new(),
-                indices: Vec::new(),
-            },
+            SiteAction::RepointSearch { epoch: 4 },
             SiteAction::ReadMonitors { epoch: 5 },
         ]
     }
@@ -792,6 +787,7 @@ mod tests {
             witness in any::<u64>(),
             dbs in proptest::collection::btree_map("[a-z]{1,3}", any_observation(), 0..4),
             last in proptest::collection::btree_map("[a-z]{1,3}", (any::<u64>(), any::<u64>()), 0..4),
+            unreachable in proptest::collection::btree_map("[a-z]{1,3}", any::<u64>(), 0..4),
         ) {
             let r = Report {
                 witness,
@@ -800,8 +796,121 @@ mod tests {
                     .into_iter()
                     .map(|(s, (lsn, age_ms))| (SiteId(s), LastWritable { lsn, age_ms }))
                     .collect(),
+                unreachable_for: unreachable.into_iter().map(|(s, ms)| (SiteId(s), ms)).collect(),
             };
             prop_assert_eq!(report_from_pb(wire(&report_to_pb(&r))), Ok(r));
+        }
+    }
+
+    /// The `RepointSearchAction` an older leader sent, with the free
+    /// values a forged call used (`attacker.example:9200`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldRepointSearchAction {
+        #[prost(string, tag = "1")]
+        hosts: String,
+        #[prost(string, tag = "2")]
+        ccr_url: String,
+        #[prost(string, repeated, tag = "3")]
+        indices: Vec<String>,
+    }
+
+    /// A `SiteActionRequest` carrying an [`OldRepointSearchAction`].
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldSiteActionRequest {
+        #[prost(uint64, tag = "1")]
+        epoch: u64,
+        #[prost(message, optional, tag = "5")]
+        repoint_search: Option<OldRepointSearchAction>,
+    }
+
+    #[test]
+    fn a_forged_repoint_naming_another_target_cannot_express_it() {
+        let forged = OldSiteActionRequest {
+            epoch: 4,
+            repoint_search: Some(OldRepointSearchAction {
+                hosts: "attacker.example:9200".into(),
+                ccr_url: "http://attacker.example:9200".into(),
+                indices: vec!["stolen".into()],
+            }),
+        }
+        .encode_to_vec();
+        let decoded = pb::SiteActionRequest::decode(forged.as_slice()).expect("still reads");
+        let action = action_from_pb(decoded).expect("a repoint of epoch 4");
+        // The order says only "repoint, epoch 4": the agent takes the
+        // hosts, URL and indices from its own configuration.
+        assert_eq!(action, SiteAction::RepointSearch { epoch: 4 });
+        assert!(!format!("{action:?}").contains("attacker"));
+        let sent = action_to_pb(&action).encode_to_vec();
+        assert!(!sent.windows(8).any(|w| w == b"attacker"), "{sent:?}");
+    }
+
+    /// Every `*_from_pb` of this module, fed `bytes` as a peer could send
+    /// them: decoding either fails or gives a value, and never panics.
+    fn decode_everything(bytes: &[u8]) {
+        if let Ok(m) = pb::Report::decode(bytes) {
+            let _ = report_from_pb(m);
+        }
+        if let Ok(m) = pb::PgObservation::decode(bytes) {
+            let _ = observation_from_pb(m, "db");
+        }
+        if let Ok(m) = pb::SiteActionRequest::decode(bytes) {
+            if let Err(e) = action_from_pb(m) {
+                assert!(!e.field.is_empty(), "names the field: {e}");
+            }
+        }
+        if let Ok(m) = pb::SiteActionReply::decode(bytes) {
+            if let Err(e) = reply_from_pb(m) {
+                assert!(!e.field.is_empty(), "names the field: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_hostile_peer_messages_decode_or_are_refused() {
+        for bytes in [
+            &b""[..],
+            &[0xff; 16],
+            // A field 1 length prefix far beyond the buffer.
+            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            // Epoch u64::MAX and an empty oneof message.
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x2a, 0x00,
+            ],
+            // A report whose dbs[0] nests an unknown reachability.
+            &[0x12, 0x04, 0x0a, 0x00, 0x12, 0x00],
+        ] {
+            decode_everything(bytes);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_a_peer_decoder(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            decode_everything(&bytes);
+        }
+
+        #[test]
+        fn mutated_peer_messages_never_panic_a_decoder(
+            which in 0usize..4,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let mut bytes = match which {
+                0 => report_to_pb(&report()).encode_to_vec(),
+                1 => observation_to_pb(&site("b"), &standby()).encode_to_vec(),
+                2 => action_to_pb(&SiteAction::Fence { epoch: 7, planned: true }).encode_to_vec(),
+                _ => reply_to_pb(Err(SiteActionFailure::Refused("no".into()))).encode_to_vec(),
+            };
+            for (at, b) in flips {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] ^= b;
+                }
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            decode_everything(&bytes);
         }
     }
 }

@@ -8,7 +8,7 @@ use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_client::WitnessPeerClient;
 use palisade_core::lease::{Expiry, Grant};
 use palisade_core::{NodeId, SiteId, Topology};
-use palisade_raft::network::peer_channel;
+use palisade_raft::transport::Transport;
 use tonic::transport::Channel;
 
 use crate::peer_msgs::{Report, SiteAction, SiteActionDone, SiteActionError};
@@ -39,11 +39,12 @@ impl Peers {
     /// Lazily connected channels to every peer of `topology`.
     pub fn new(
         topology: &Topology,
+        transport: &Transport,
         connect_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let mut channels = BTreeMap::new();
         for (id, w) in topology.peers() {
-            channels.insert(id, peer_channel(&w.raft_addr, connect_timeout)?);
+            channels.insert(id, transport.channel(id, &w.raft_addr, connect_timeout)?);
         }
         let sites = topology
             .witnesses
@@ -57,11 +58,12 @@ impl Peers {
     /// address), knowing no sites: the lease guard's renewals.
     pub fn with_addresses<'a>(
         addrs: impl Iterator<Item = (NodeId, &'a str)>,
+        transport: &Transport,
         connect_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let mut channels = BTreeMap::new();
         for (id, addr) in addrs {
-            channels.insert(id, peer_channel(addr, connect_timeout)?);
+            channels.insert(id, transport.channel(id, addr, connect_timeout)?);
         }
         Ok(Self {
             channels,

@@ -30,22 +30,41 @@ pub async fn fire(hook: &StonithConfig, epoch: u64) -> Result<String, String> {
         ));
     }
     if let Some(url) = &hook.url {
-        let client = reqwest::Client::builder()
+        let client = palisade_actions::with_client_tls(reqwest::Client::builder(), &hook.tls)
+            .map_err(|e| format!("STONITH HTTP client: TLS settings: {}", error_chain(&e)))?
             .timeout(hook.timeout)
             .no_proxy()
             .build()
-            .map_err(|e| format!("STONITH HTTP client: {e}"))?;
+            .map_err(|e| format!("STONITH HTTP client: {}", error_chain(&e)))?;
         let body = serde_json::json!({ "epoch": epoch, "site": hook.site.0 });
-        let resp = client
-            .post(url)
-            .json(&body)
+        let mut request = client.post(url).json(&body);
+        if let Some((user, password)) = &hook.auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let resp = request
             .send()
             .await
-            .map_err(|e| format!("STONITH POST {url}: {e}"))?;
+            .map_err(|e| format!("STONITH POST {url}: {}", error_chain(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(format!("STONITH POST {url}: HTTP {}", resp.status()));
         }
         done.push(format!("POST {url} answered {}", resp.status()));
     }
     Ok(done.join("; "))
+}
+
+/// An error and its causes, `: `-separated: a TLS refusal ("invalid peer
+/// certificate: UnknownIssuer") is in a cause, not in reqwest's own text.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }

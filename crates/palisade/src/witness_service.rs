@@ -23,6 +23,22 @@ pub struct WitnessService {
     pub agent: Arc<Agent>,
     /// This witness's grant book of the quorum lease.
     pub lease: Arc<WitnessLease>,
+    /// The port serves mutual TLS: each call must come from a configured
+    /// witness (the handshake checked that), speaking only for itself.
+    pub tls: bool,
+}
+
+impl WitnessService {
+    /// The calling witness's node id and site, from its certificate
+    /// (`None` on an insecure cluster).
+    fn caller<T>(&self, req: &Request<T>) -> Result<Option<(u64, String)>, Status> {
+        Ok(
+            match palisade_raft::transport::check_peer(req, self.tls, None)? {
+                Some(palisade_tls::Identity::Witness { node, site, .. }) => Some((node, site)),
+                _ => None,
+            },
+        )
+    }
 }
 
 /// A site name from a peer request: non-empty.
@@ -39,8 +55,17 @@ impl WitnessPeer for WitnessService {
         &self,
         req: Request<pb::Report>,
     ) -> Result<Response<pb::ReportReceived>, Status> {
+        let caller = self.caller(&req)?;
         let report = peer_pb::report_from_pb(req.into_inner())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some((node, _)) = caller {
+            if node != report.witness {
+                return Err(Status::permission_denied(format!(
+                    "witness {node} sent a report as witness {}",
+                    report.witness
+                )));
+            }
+        }
         self.controller.receive_report(report);
         Ok(Response::new(pb::ReportReceived {}))
     }
@@ -49,8 +74,19 @@ impl WitnessPeer for WitnessService {
         &self,
         req: Request<pb::LeaseRenewal>,
     ) -> Result<Response<pb::LeaseGrant>, Status> {
+        let caller = self.caller(&req)?;
         let req = req.into_inner();
         let site = site_field(&req.site)?;
+        // A site's lease is renewed by that site's witness (its agent, or
+        // its lease guard with the same certificate), never by another's:
+        // another site could otherwise keep a fenced primary's lease alive.
+        if let Some((node, own)) = caller {
+            if own != site.0 {
+                return Err(Status::permission_denied(format!(
+                    "witness {node} of site {own} may not renew the lease of site {site}"
+                )));
+            }
+        }
         Ok(Response::new(grant_to_pb(
             self.lease.renew(&site, req.epoch),
         )))
@@ -60,6 +96,7 @@ impl WitnessPeer for WitnessService {
         &self,
         req: Request<pb::LeaseExpiryQuery>,
     ) -> Result<Response<pb::LeaseExpiryAnswer>, Status> {
+        self.caller(&req)?;
         let req = req.into_inner();
         let site = site_field(&req.site)?;
         Ok(Response::new(expiry_to_pb(
@@ -71,6 +108,7 @@ impl WitnessPeer for WitnessService {
         &self,
         req: Request<pb::SiteActionRequest>,
     ) -> Result<Response<pb::SiteActionReply>, Status> {
+        self.caller(&req)?;
         let action = peer_pb::action_from_pb(req.into_inner())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Run the action on its own task: if the leader gives up waiting

@@ -410,6 +410,12 @@ async fn watch_on_a_frozen_witness_ends_within_its_timeout() {
     let control = c.node(watched).control.clone();
     let mut watch = tokio::process::Command::new(palisade_testkit::cluster::palisadectl_bin())
         .args(["--endpoint", &control, "--timeout", "1s", "watch"])
+        .envs(
+            c.pki
+                .as_ref()
+                .map(|p| p.ctl_env(palisade_testkit::pki::VIEWER))
+                .unwrap_or_default(),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -441,7 +447,12 @@ async fn watch_on_a_frozen_witness_ends_within_its_timeout() {
 
 #[tokio::test]
 async fn pointing_palisadectl_at_a_raft_port_says_so() {
-    let c = Cluster::start();
+    // On an insecure cluster the Raft port answers an operator; with TLS
+    // it admits witnesses only (see tls_refusals.rs).
+    let mut c = Cluster::with_config("[tls]\ninsecure = true\n");
+    for n in &mut c.nodes {
+        n.start();
+    }
     c.wait_for_agreed_leader("initial leader", ELECTION).await;
     let config = std::fs::read_to_string(&c.nodes[0].config).expect("config");
     let raft_addr = config
@@ -486,25 +497,33 @@ async fn a_forwarding_witness_names_the_leader_it_could_not_hear_from() {
     );
     c.node(leader).signal(Signal::SIGCONT);
     let err = stderr_of(&o);
-    let leader_control = c
-        .node(leader)
-        .control
-        .trim_start_matches("http://")
-        .to_string();
+    let leader_control = palisade_testkit::pki::authority(&c.node(leader).control).to_string();
     step(&format!(
         "annotate through {via} exited {:?}: {err}",
         o.status.code()
     ));
     // Forwarded before the followers noticed: the leader never answered,
-    // so the outcome is unknown, and the message names it. (Had an
-    // election been quicker, the new leader committed it: exit 0.)
-    if o.status.code() != Some(0) {
-        assert_eq!(o.status.code(), Some(9), "{err}");
-        assert!(
+    // so the outcome is unknown (exit 9), and the message names it. Over
+    // TLS the forwarding channel usually had no connection yet: its
+    // handshake with the frozen leader timed out, nothing was sent, and
+    // the message says so (exit 5, a refusal that changed nothing). Had an
+    // election been quicker, the new leader committed it: exit 0.
+    match o.status.code() {
+        Some(0) => {}
+        Some(9) => assert!(
             err.contains(&format!(
                 "forwarded the request to leader {leader} at {leader_control}"
             )),
             "{err}"
-        );
+        ),
+        other => {
+            assert_eq!(other, Some(5), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "could not reach leader {leader} at {leader_control} to forward the request"
+                )) && err.contains("nothing was sent"),
+                "{err}"
+            );
+        }
     }
 }

@@ -47,8 +47,18 @@ fn duplicate_id() {
 fn duplicate_address() {
     let (c, f) = with_edit(|t| t.to_string());
     let text = std::fs::read_to_string(&f).expect("read");
-    let a_control = c.nodes[0].control.trim_start_matches("http://").to_string();
-    let b_control = c.nodes[1].control.trim_start_matches("http://").to_string();
+    let a_control = c.nodes[0]
+        .control
+        .split("//")
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let b_control = c.nodes[1]
+        .control
+        .split("//")
+        .last()
+        .unwrap_or_default()
+        .to_string();
     std::fs::write(&f, text.replace(&b_control, &a_control)).expect("write");
     let e = refused(&f);
     assert!(
@@ -114,7 +124,12 @@ fn missing_file_and_syntax_error() {
 #[test]
 fn port_in_use_is_named() {
     let c = Cluster::new();
-    let control = c.nodes[0].control.trim_start_matches("http://").to_string();
+    let control = c.nodes[0]
+        .control
+        .split("//")
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let _squatter = std::net::TcpListener::bind(&control).expect("occupy the control port");
     let e = refused(&c.nodes[0].config);
     assert!(

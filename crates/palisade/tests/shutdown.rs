@@ -5,6 +5,7 @@
 //! alone. Real witness processes, a real PostgreSQL pair where the
 //! database matters (docs/operations.md "Stopping a witness").
 
+use palisade_testkit::pki::TestPki;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -58,13 +59,15 @@ async fn make_leader(c: &mut Cluster, id: u64) {
 
 /// A raw `Control.Watch` stream on `endpoint`, its first event (the
 /// snapshot) already received: the stream is open at the server.
-async fn open_watch(endpoint: &str) -> Streaming<Event> {
-    let ch = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect("connect to the witness");
+async fn open_watch(endpoint: &str, pki: Option<&TestPki>) -> Streaming<Event> {
+    let ch = palisade_testkit::cluster::control_channel(
+        endpoint,
+        pki,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("connect to the witness");
     let mut stream = ControlClient::new(ch)
         .watch(WatchRequest {})
         .await
@@ -109,9 +112,13 @@ fn assert_shutdown_status(status: &tonic::Status, id: u64) {
 
 /// `palisadectl watch` attached to `endpoint`, once it printed its first
 /// line (the snapshot); its stderr is captured.
-fn ctl_watch(endpoint: &str) -> Child {
+fn ctl_watch(endpoint: &str, pki: Option<&TestPki>) -> Child {
+    let env = pki
+        .map(|p| p.ctl_env(palisade_testkit::pki::OPERATOR))
+        .unwrap_or_default();
     let mut child = Command::new(palisadectl_bin())
         .args(["--endpoint", endpoint, "watch"])
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -169,6 +176,7 @@ fn await_new_leader(c: &Cluster, others: Vec<u64>) -> tokio::task::JoinHandle<(u
         .filter(|n| others.contains(&n.id))
         .map(|n| (n.id, n.control.clone()))
         .collect();
+    let pki = c.pki.clone();
     tokio::spawn(async move {
         let deadline = Instant::now() + SETTLE;
         loop {
@@ -176,6 +184,7 @@ fn await_new_leader(c: &Cluster, others: Vec<u64>) -> tokio::task::JoinHandle<(u
             for (_, endpoint) in &endpoints {
                 let s = status_at(
                     endpoint,
+                    pki.as_ref(),
                     Duration::from_millis(200),
                     Duration::from_millis(500),
                 )
@@ -219,8 +228,8 @@ async fn sigterm_on_the_leader_with_watchers_attached_hands_over_and_leaves_the_
 
     step("two watchers on the leader: a raw Watch stream and `palisadectl watch`");
     let control = c.nodes[0].control.clone();
-    let raw = open_watch(&control).await;
-    let ctl = ctl_watch(&control);
+    let raw = open_watch(&control, c.pki.as_ref()).await;
+    let ctl = ctl_watch(&control, c.pki.as_ref());
     let raw = drain(raw);
     let new_leader = await_new_leader(&c, vec![2, 3]);
 
@@ -307,7 +316,7 @@ async fn sigterm_on_the_leader_mid_failover_lets_the_next_leader_finish_it() {
     make_leader(&mut c, 3).await;
 
     step("an operator watches the leader; the primary dies; the leader stops after 'fenced'");
-    let ctl = ctl_watch(&c.nodes[2].control);
+    let ctl = ctl_watch(&c.nodes[2].control, c.pki.as_ref());
     pair.primary.kill9();
     let epoch = wait_status(&c, "the failover paused after 'fenced'", SETTLE, |s| {
         let f = s.failover_in_progress.as_ref()?;
@@ -386,8 +395,8 @@ async fn palisadectl_watch_exits_3_with_the_reason_and_no_client_holds_the_shutd
     step(&format!(
         "on witness {id}: `palisadectl watch`, a Watch stream nobody reads, and a client that connected and never spoke"
     ));
-    let ctl = ctl_watch(&control);
-    let ignored = open_watch(&control).await;
+    let ctl = ctl_watch(&control, c.pki.as_ref());
+    let ignored = open_watch(&control, c.pki.as_ref()).await;
     let port = control.rsplit(':').next().expect("port");
     let silent = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
 

@@ -22,8 +22,8 @@ async fn ports_through(front: u16, n: usize) -> Vec<i32> {
     let opts = sqlx::postgres::PgConnectOptions::new()
         .host("127.0.0.1")
         .port(front)
-        .username("palisade")
-        .password("palisade")
+        .username(palisade_testkit::pg::SUPERUSER)
+        .password(palisade_testkit::pg::SUPERUSER_PASSWORD)
         .database("postgres");
     let mut out = Vec::new();
     for _ in 0..n {

@@ -50,6 +50,7 @@ fn site(server: &PgServer) -> PgSite {
         data_dir: server.data_dir().to_path_buf(),
         os_user: server.os_user().map(str::to_owned),
         admin_dsn: server.dsn(),
+        admin_password: None,
         timeout: Duration::from_secs(10),
         transfer_timeout: Duration::from_secs(120),
         log_file: Some(server.log_file().to_path_buf()),
@@ -206,7 +207,7 @@ async fn sync_mode_degrades_when_the_standby_stops_acknowledging_and_returns_whe
     let db = site(primary);
     db.set_synchronous(EPOCH, Some(standby.name())).await?;
     let mut decider = Decider {
-        probe: PgProbe::new(&primary.dsn(), Duration::from_secs(1))?,
+        probe: PgProbe::new(primary.dsn(), Duration::from_secs(1))?,
         machine: SyncDegrade::new(AFTER_MS),
         start: Instant::now(),
         max_gap_ms: 0,

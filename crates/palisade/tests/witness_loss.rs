@@ -179,11 +179,9 @@ async fn a_failover_with_the_primary_witness_dead_kills_the_old_primary_first() 
         s.leader_id.filter(|l| *l != 1)
     })
     .await;
-    let endpoint = c.nodes[(leader - 1) as usize].control.clone();
     let mut ctl = ControlClient::new(
-        tonic::transport::Endpoint::from_shared(endpoint)
-            .expect("endpoint")
-            .connect()
+        c.nodes[(leader - 1) as usize]
+            .control_channel(Duration::from_secs(3), Duration::from_secs(30))
             .await
             .expect("connect"),
     );

@@ -2,6 +2,7 @@
 //! failure into the class that decides palisadectl's exit code.
 
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_api::v1::control_client::ControlClient;
@@ -79,28 +80,20 @@ impl Failure {
     }
 }
 
-/// Checks an `--endpoint` value: `http://HOST:PORT`, nothing after the port.
-///
-/// `https` is refused here rather than at connect time: this build has no TLS
-/// (the workspace builds tonic without a TLS feature and no witness serves
-/// TLS), and a usage error says so more honestly than "cannot reach".
+/// Checks an `--endpoint` value: `https://HOST:PORT` (mutual TLS, the
+/// witnesses' default) or `http://HOST:PORT` (a witness configured
+/// `tls.insecure = true`), nothing after the port.
 pub fn parse_endpoint(raw: &str) -> Result<Uri, String> {
     let uri: Uri = raw
         .parse()
-        .map_err(|e| format!("not a valid URI ({e}); expected http://HOST:PORT"))?;
+        .map_err(|e| format!("not a valid URI ({e}); expected https://HOST:PORT"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https needs TLS, which this build of palisadectl does not include; use http://"
-                    .to_owned(),
-            )
-        }
-        Some(other) => return Err(format!("scheme must be http, not {other:?}")),
-        None => return Err("missing scheme; expected http://HOST:PORT".to_owned()),
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("scheme must be https (or http), not {other:?}")),
+        None => return Err("missing scheme; expected https://HOST:PORT".to_owned()),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err("missing host; expected http://HOST:PORT".to_owned());
+        return Err("missing host; expected https://HOST:PORT".to_owned());
     }
     // `Uri` accepts any digits as a port but reports one that does not fit a
     // u16 as absent, so look at the authority to tell "missing" from "bad".
@@ -114,15 +107,15 @@ pub fn parse_endpoint(raw: &str) -> Result<Uri, String> {
         (None, Some((_, p))) if !p.is_empty() => {
             return Err(format!("port {p} is not in 1..=65535"))
         }
-        (None, _) => return Err("missing port; expected http://HOST:PORT".to_owned()),
+        (None, _) => return Err("missing port; expected https://HOST:PORT".to_owned()),
     }
     // tonic would put the path in front of every method path and ignore
     // user-info; a witness serves neither, so they can only be mistakes.
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("must not have a path or query; expected http://HOST:PORT".to_owned());
+        return Err("must not have a path or query; expected https://HOST:PORT".to_owned());
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err("must not carry user-info; expected http://HOST:PORT".to_owned());
+        return Err("must not carry user-info; expected https://HOST:PORT".to_owned());
     }
     Ok(uri)
 }
@@ -132,6 +125,8 @@ pub fn parse_endpoint(raw: &str) -> Result<Uri, String> {
 #[derive(Debug, Clone)]
 pub struct Target {
     uri: Uri,
+    /// The operator's certificate for an `https` endpoint.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// The endpoint as the operator wrote it, for messages; `Uri`'s own
     /// display adds a trailing `/` they never typed.
     shown: String,
@@ -148,9 +143,52 @@ impl Target {
         })?;
         Ok(Self {
             uri,
+            tls: None,
             shown: raw.to_owned(),
             timeout,
         })
+    }
+
+    /// Presents the operator certificate in `store` on an `https` endpoint.
+    pub fn with_certificate(mut self, store: Arc<palisade_tls::CertStore>) -> Self {
+        self.tls = Some(palisade_tls::client_config_any_witness(store));
+        self
+    }
+
+    /// Whether the endpoint is `https` (mutual TLS).
+    pub fn is_tls(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
+
+    /// The endpoint to dial: with TLS, an `http` URI for tonic (the TLS is
+    /// the connector's), and the connector.
+    fn endpoint(&self) -> Result<Endpoint, Failure> {
+        if !self.is_tls() {
+            return Ok(Endpoint::from(self.uri.clone()));
+        }
+        let authority = self.uri.authority().map_or("", |a| a.as_str());
+        Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", self.shown)))
+    }
+
+    async fn dial(&self, endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
+        match (&self.tls, self.is_tls()) {
+            (Some(config), true) => {
+                let authority = self.uri.authority().map_or("", |a| a.as_str()).to_owned();
+                // Any witness of the CA's cluster is accepted, whatever
+                // name: the CLI dials an address, not a node.
+                let name = rustls_pki_types::ServerName::try_from("witness.palisade")
+                    .expect("a constant DNS name");
+                endpoint
+                    .connect_with_connector(palisade_tls::dial::connector(
+                        config.clone(),
+                        authority,
+                        name,
+                    ))
+                    .await
+            }
+            _ => endpoint.connect().await,
+        }
     }
 
     /// The endpoint as given, for messages.
@@ -169,7 +207,7 @@ impl Target {
     /// by itself after a transport failure, so one client serves a whole
     /// wait loop.
     pub async fn connect(&self) -> Result<ControlClient<Channel>, Failure> {
-        self.connect_with(Endpoint::from(self.uri.clone()).timeout(self.timeout))
+        self.connect_with(self.endpoint()?.timeout(self.timeout))
             .await
     }
 
@@ -183,7 +221,7 @@ impl Target {
     /// the stream's first answer.
     pub async fn connect_stream(&self) -> Result<ControlClient<Channel>, Failure> {
         self.connect_with(
-            Endpoint::from(self.uri.clone())
+            self.endpoint()?
                 .http2_keep_alive_interval(self.timeout)
                 .keep_alive_timeout(self.timeout)
                 .keep_alive_while_idle(true),
@@ -192,9 +230,17 @@ impl Target {
     }
 
     async fn connect_with(&self, endpoint: Endpoint) -> Result<ControlClient<Channel>, Failure> {
-        let channel = endpoint
-            .connect_timeout(self.timeout)
-            .connect()
+        if self.is_tls() && self.tls.is_none() {
+            return Err(Failure::Usage(format!(
+                "{} is https (mutual TLS): give your operator certificate with --cert, --key and --ca \
+                 (or PALISADE_CERT, PALISADE_KEY, PALISADE_CA; `palisade cert issue --operator NAME \
+                 --role viewer|operator` makes one), or use http:// for a witness configured \
+                 tls.insecure = true",
+                self.shown
+            )));
+        }
+        let channel = self
+            .dial(endpoint.connect_timeout(self.timeout))
             .await
             .map_err(|e| {
                 Failure::Unreachable(format!(
@@ -274,12 +320,12 @@ impl Target {
     /// witness's Raft peer port: it answers `RaftPeer.NodeStatus`, which
     /// names the witness and its control address.
     pub async fn peer_port_hint(&self) -> Option<String> {
-        let channel = Endpoint::from(self.uri.clone())
+        let endpoint = self
+            .endpoint()
+            .ok()?
             .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .connect()
-            .await
-            .ok()?;
+            .connect_timeout(self.timeout);
+        let channel = self.dial(endpoint).await.ok()?;
         let me = RaftPeerClient::new(channel)
             .node_status(NodeStatusRequest {})
             .await
@@ -287,8 +333,12 @@ impl Target {
             .into_inner();
         Some(format!(
             "{} is the Raft peer port of witness {} (site {}), not a control endpoint; use \
-             --endpoint http://{}",
-            self.shown, me.id, me.site, me.control_addr
+             --endpoint {}://{}",
+            self.shown,
+            me.id,
+            me.site,
+            if self.is_tls() { "https" } else { "http" },
+            me.control_addr
         ))
     }
 
@@ -395,6 +445,7 @@ mod tests {
             "http://localhost:1",
             "http://witness-2.example.internal:7401",
             "http://[::1]:7401",
+            "https://127.0.0.1:7401",
         ] {
             assert!(
                 parse_endpoint(raw).is_ok(),
@@ -412,8 +463,7 @@ mod tests {
             ("", "not a valid URI"),
             ("http://", "not a valid URI"),
             ("http://exa mple:1", "not a valid URI"),
-            ("ftp://127.0.0.1:7401", "scheme must be http"),
-            ("https://127.0.0.1:7401", "https needs TLS"),
+            ("ftp://127.0.0.1:7401", "scheme must be https"),
             ("http://127.0.0.1", "missing port"),
             ("http://127.0.0.1:", "missing port"),
             ("http://[::1]", "missing port"),

@@ -68,6 +68,13 @@ pub struct StatusJson {
     pub quorum_acked: Option<u32>,
     /// How many witnesses are a majority; `null` from older servers.
     pub quorum_needed: Option<u32>,
+    /// How the answering witness's ports are secured, in words (`mutual
+    /// TLS 1.3; certificate expires …`, or `INSECURE: plaintext …`);
+    /// `null` from older servers.
+    pub transport: Option<String>,
+    /// Who the witness authenticated this request as (`operator alice
+    /// (role operator)`); `null` on an insecure witness.
+    pub caller: Option<String>,
 }
 
 /// Maintenance mode in [`StatusJson::maintenance`] and
@@ -321,6 +328,8 @@ impl From<&StatusReply> for StatusJson {
             leader_millis_since_quorum_ack: r.leader_millis_since_quorum_ack,
             quorum_acked: (r.quorum == "ok" || r.quorum == "lost").then_some(r.quorum_acked),
             quorum_needed: (r.quorum_needed > 0).then_some(r.quorum_needed),
+            transport: non_empty(&r.transport),
+            caller: non_empty(&r.caller),
         }
     }
 }
@@ -951,7 +960,9 @@ mod tests {
                 "replication_mode",
                 "standby_needs_rejoin",
                 "standby_site",
-                "term"
+                "term",
+                "transport",
+                "caller"
             ]
             .into_iter()
             .map(str::to_owned)

@@ -69,15 +69,32 @@ JSON output (--output json, -o json) has a stable schema; see docs/palisadectl.m
 #[derive(Debug, Parser)]
 #[command(name = "palisadectl", version, about, long_about = LONG_ABOUT)]
 struct Cli {
-    /// Control endpoint of any witness, http://HOST:PORT.
+    /// Control endpoint of any witness: https://HOST:PORT (mutual TLS,
+    /// with --cert, --key and --ca), or http://HOST:PORT for a witness
+    /// configured `tls.insecure = true`.
     #[arg(
         long,
         global = true,
         value_name = "URL",
         env = "PALISADE_ENDPOINT",
-        default_value = "http://127.0.0.1:7401"
+        default_value = "https://127.0.0.1:7401"
     )]
     endpoint: String,
+
+    /// Your operator certificate (PEM), from `palisade cert issue
+    /// --operator NAME --role viewer|operator`. Its name is what the
+    /// witnesses record for what you do.
+    #[arg(long, global = true, value_name = "FILE", env = "PALISADE_CERT")]
+    cert: Option<std::path::PathBuf>,
+
+    /// The key of --cert (PEM, readable by you only).
+    #[arg(long, global = true, value_name = "FILE", env = "PALISADE_KEY")]
+    key: Option<std::path::PathBuf>,
+
+    /// The cluster CA certificate (PEM) that the witnesses' certificates
+    /// must chain to.
+    #[arg(long, global = true, value_name = "FILE", env = "PALISADE_CA")]
+    ca: Option<std::path::PathBuf>,
 
     /// Connect timeout, per-request timeout, and for watch the longest
     /// silence of the witness (e.g. 500ms, 3s, 1m).
@@ -405,7 +422,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .to_owned(),
         ));
     }
-    let target = Target::new(&cli.endpoint, cli.timeout)?;
+    let mut target = Target::new(&cli.endpoint, cli.timeout)?;
+    let mut cli = cli;
+    match (&cli.cert, &cli.key, &cli.ca) {
+        (None, None, None) => {}
+        (Some(cert), Some(key), Some(ca)) => {
+            let store = palisade_tls::CertStore::load(
+                palisade_tls::TlsPaths {
+                    ca_cert: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                palisade_tls::ExpectOwn::Operator { cluster: None },
+            )
+            .map_err(|e| Failure::Usage(format!("--cert/--key/--ca: {e}")))?;
+            if target.is_tls() {
+                // The witnesses record the certificate's name; reports and
+                // messages here say the same.
+                let name = match store.identity() {
+                    palisade_tls::Identity::Operator { name, .. } => name,
+                    other => other.uri(),
+                };
+                if cli.who.is_some() {
+                    eprintln!(
+                        "note: --who (or PALISADE_WHO) is not used over TLS: the witnesses record the name in your certificate ({name})"
+                    );
+                }
+                cli.who = Some(name);
+            }
+            target = target.with_certificate(store);
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "--cert, --key and --ca go together (or PALISADE_CERT, PALISADE_KEY, PALISADE_CA): give all three".to_owned(),
+            ))
+        }
+    }
     match run_command(cli, &target).await {
         Err(Failure::Usage(m)) if m.contains("does not serve the palisade control API") => {
             Err(Failure::Usage(target.peer_port_hint().await.unwrap_or(m)))

@@ -68,6 +68,15 @@ pub fn status_table(r: &StatusReply) -> String {
         out.push_str(&maintenance_line(m));
         out.push('\n');
     }
+    // An insecure witness, or a certificate close to its end, is said as
+    // loudly as a lost quorum; a healthy TLS setup in one quiet line.
+    if !r.transport.is_empty() {
+        out.push_str(&format!("transport: {}", cell(&r.transport)));
+        if !r.caller.is_empty() {
+            out.push_str(&format!("; you are {}", cell(&r.caller)));
+        }
+        out.push('\n');
+    }
     out.push('\n');
 
     // The NOTE column only earns its width when some node has something to say.

@@ -61,6 +61,40 @@ pub trait DatabaseControl: Send + Sync {
     /// [`DatabaseControl::fence`] confirms, without changing anything).
     fn is_fenced(&self) -> impl Future<Output = Result<bool, DbError>> + Send;
 
+    /// [`DatabaseControl::fence`] without the polite shutdown: kill every
+    /// process of the server at once, then the same confirmation. It exists
+    /// because the lease is gone (it ran out, a witness refused it, or a
+    /// hung primary must go): the server must be unable to write within
+    /// milliseconds, not after a shutdown's grace, and a server that
+    /// ignores a shutdown may keep serving old sessions meanwhile. Crash
+    /// recovery runs on the next start; nothing committed is lost.
+    fn fence_urgently(
+        &self,
+        epoch: u64,
+    ) -> impl Future<Output = Result<FenceOutcome, DbError>> + Send;
+
+    /// Whether any process of the server still runs (its main process, or
+    /// one that outlived it), cheaply and without blocking: no command, no
+    /// connection. It exists as evidence the agent asks for often: the lease
+    /// guard task every few milliseconds (is there anything left to kill?),
+    /// and the hang watch (processes that live but answer no probe are a
+    /// hung server, not a crashed one; a dead main process whose children
+    /// linger is a zombie server to kill).
+    fn has_server_processes(&self) -> bool;
+
+    /// The fence of a planned handover (switchover): a clean shutdown, so
+    /// that the standby receives the whole WAL before the server exits,
+    /// bounded like [`DatabaseControl::fence`] (falling back to harsher
+    /// stops), and then where the stopped server's WAL ends. It exists
+    /// because a handover may promote the standby only once it has replayed
+    /// up to that final position, which proves nothing acknowledged is
+    /// lost; when the shutdown was not clean the position is unknown and
+    /// the handover cannot prove its catch-up.
+    fn fence_for_handover(
+        &self,
+        epoch: u64,
+    ) -> impl Future<Output = Result<HandoverFence, DbError>> + Send;
+
     /// Starts the server in whatever role its data directory says (primary,
     /// or standby when `standby.signal` is present). Used to restart a
     /// crashed primary in place once the cluster confirms it is still the
@@ -118,6 +152,9 @@ pub struct PgSite {
     /// (its user and password) as `pg_rewind`'s source login on the new
     /// primary, which as a physical copy has the same roles.
     pub admin_dsn: String,
+    /// The password of `admin_dsn` when held apart from it (a password
+    /// file or environment variable); wins over one inline in `admin_dsn`.
+    pub admin_password: Option<palisade_core::Secret>,
     /// Bound of each step of an operation (a `pg_ctl` wait, a connection,
     /// waiting for promotion or streaming). Fencing a hung server takes up
     /// to about twice this: a fast then an immediate shutdown attempt.
@@ -144,6 +181,7 @@ impl PgSite {
             data_dir: data_dir.into(),
             os_user: None,
             admin_dsn: admin_dsn.into(),
+            admin_password: None,
             timeout: Duration::from_secs(10),
             transfer_timeout: Duration::from_secs(3600),
             log_file: None,
@@ -167,10 +205,15 @@ impl PgSite {
     }
 
     fn admin_options(&self) -> Result<PgConnectOptions, DbError> {
-        PgConnectOptions::from_str(&self.admin_dsn).map_err(|e| DbError::InvalidInput {
-            server: self.server(),
-            what: "admin_dsn",
-            detail: conninfo::redact(&e.to_string()),
+        let options =
+            PgConnectOptions::from_str(&self.admin_dsn).map_err(|e| DbError::InvalidInput {
+                server: self.server(),
+                what: "admin_dsn",
+                detail: conninfo::redact(&e.to_string()),
+            })?;
+        Ok(match &self.admin_password {
+            Some(p) => options.password(p.expose()),
+            None => options,
         })
     }
 
@@ -187,7 +230,8 @@ impl PgSite {
     /// confirmation as [`DatabaseControl::fence`]. For when the lease is
     /// gone and the server must be unable to write within milliseconds, not
     /// after `pg_ctl`'s whole-second waits. Crash recovery runs on the next
-    /// start; nothing committed is lost.
+    /// start; nothing committed is lost. Also
+    /// [`DatabaseControl::fence_urgently`].
     #[tracing::instrument(skip_all, fields(epoch = epoch, data_dir = %self.data_dir.display()))]
     pub async fn fence_urgently(&self, epoch: u64) -> Result<FenceOutcome, DbError> {
         let outcome = self.fence_server(true).await?;
@@ -219,6 +263,39 @@ impl DatabaseControl for PgSite {
     #[tracing::instrument(skip_all, fields(data_dir = %self.data_dir.display()))]
     async fn is_fenced(&self) -> Result<bool, DbError> {
         self.fenced().await
+    }
+
+    async fn fence_urgently(&self, epoch: u64) -> Result<FenceOutcome, DbError> {
+        PgSite::fence_urgently(self, epoch).await
+    }
+
+    /// From `/proc` alone; see [`PgSite::has_server_processes`].
+    fn has_server_processes(&self) -> bool {
+        PgSite::has_server_processes(self)
+    }
+
+    /// `pg_ctl stop -m fast` (then `-m immediate`, then a kill, as
+    /// [`DatabaseControl::fence`]); then `pg_controldata`: after a clean
+    /// shutdown its latest checkpoint is the shutdown checkpoint, the last
+    /// record this server wrote (the WAL senders ship it before the server
+    /// exits).
+    #[tracing::instrument(skip_all, fields(epoch = epoch, data_dir = %self.data_dir.display()))]
+    async fn fence_for_handover(&self, epoch: u64) -> Result<HandoverFence, DbError> {
+        let outcome = self.fence_server(false).await?;
+        let final_position = match self.control_data().await {
+            Ok(c) if c.shut_down_cleanly => FinalPosition::Known {
+                lsn: c.checkpoint_lsn,
+            },
+            Ok(_) => FinalPosition::Unclean,
+            Err(e) => FinalPosition::Unreadable {
+                reason: e.to_string(),
+            },
+        };
+        tracing::info!(?outcome, ?final_position, "fenced for a handover");
+        Ok(HandoverFence {
+            outcome,
+            final_position,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(epoch = epoch, data_dir = %self.data_dir.display()))]
@@ -287,6 +364,48 @@ impl FenceOutcome {
             FenceOutcome::AlreadyStopped { elapsed }
             | FenceOutcome::ShutDown { elapsed, .. }
             | FenceOutcome::Killed { elapsed, .. } => *elapsed,
+        }
+    }
+}
+
+/// What [`DatabaseControl::fence_for_handover`] did: the fence, and where
+/// the stopped server's WAL ends, when that is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverFence {
+    /// How the server was stopped.
+    pub outcome: FenceOutcome,
+    /// Where its WAL ends: what the standby must have replayed before it is
+    /// promoted.
+    pub final_position: FinalPosition,
+}
+
+/// Where a stopped server's WAL ends, as far as its manager can tell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum FinalPosition {
+    /// It shut down cleanly: its final checkpoint record, which starts at
+    /// `lsn`, is the last record it wrote.
+    Known {
+        /// The start of the last record (a WAL position, an LSN).
+        lsn: u64,
+    },
+    /// It did not shut down cleanly (it had to be killed, or was already
+    /// down after a crash): where its WAL ends is unknown here.
+    Unclean,
+    /// Whether it shut down cleanly could not be read (for PostgreSQL, the
+    /// control file): unknown, as for [`FinalPosition::Unclean`].
+    Unreadable {
+        /// Why, for the failover log.
+        reason: String,
+    },
+}
+
+impl FinalPosition {
+    /// The final position, when known.
+    pub fn lsn(&self) -> Option<u64> {
+        match self {
+            FinalPosition::Known { lsn } => Some(*lsn),
+            FinalPosition::Unclean | FinalPosition::Unreadable { .. } => None,
         }
     }
 }

@@ -174,7 +174,12 @@ impl PgSite {
             .arg(format!("--source-server={}", source.render()))
             // We read its messages ("no rewind required"); keep them English.
             .env("LC_MESSAGES", "C");
-        if let Some(password) = admin.get("password") {
+        let password = self
+            .admin_password
+            .as_ref()
+            .map(|p| p.expose())
+            .or(admin.get("password"));
+        if let Some(password) = password {
             cmd = cmd.env("PGPASSWORD", password);
         }
         let done = self.runner().run_ok(cmd, self.transfer_timeout).await?;

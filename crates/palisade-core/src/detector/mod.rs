@@ -76,6 +76,14 @@ pub struct WitnessReport {
     /// far the primary had got, so the lag guard still holds.
     #[serde(default)]
     pub last_writable: BTreeMap<SiteId, LastWritable>,
+    /// The witness's memory: for each site it finds unreachable, for how
+    /// long without a break as of the report (ms, from the start of its
+    /// first failed probe). A leader that took office during an outage
+    /// counts the outage from when the witnesses saw it begin, not from
+    /// its own first tick: a leader lost with the primary's site costs the
+    /// election, not another `down_after` (the isolation bench).
+    #[serde(default)]
+    pub unreachable_for: BTreeMap<SiteId, u64>,
 }
 
 /// A witness's last sighting of a database as a writable primary.
@@ -300,7 +308,10 @@ impl Detector {
             };
             return Assessment::Healthy { why };
         }
-        let since = *self.down_since_ms.get_or_insert(now_ms);
+        let own_since = *self.down_since_ms.get_or_insert(now_ms);
+        let since = own_since.min(reported_down_since(
+            witnesses, reports, primary, now_ms, cfg, quorum,
+        ));
         let down_for_ms = now_ms - since;
 
         let agent_alive = primary_agent_alive(witnesses, reports, primary, now_ms, cfg);
@@ -410,6 +421,38 @@ fn best_observation(
                 .find(|o| o.reachability.is_up())
         })
         .cloned()
+}
+
+/// Since when (leader ms) a quorum of witnesses has found `primary`
+/// unreachable without a break, by their own reports: each fresh report's
+/// `unreachable_for` dated back from when it arrived (a report's transit
+/// only makes that later, never earlier); the quorum-th earliest of those
+/// dates is when the quorum was complete. `now_ms` when the reports do not
+/// make a quorum (then only the leader's own count holds).
+fn reported_down_since(
+    witnesses: &BTreeMap<NodeId, SiteId>,
+    reports: &BTreeMap<NodeId, WitnessReport>,
+    primary: &SiteId,
+    now_ms: u64,
+    cfg: &DetectorConfig,
+    quorum: usize,
+) -> u64 {
+    let mut since: Vec<u64> = witnesses
+        .keys()
+        .filter_map(|id| reports.get(id))
+        .filter(|r| now_ms.saturating_sub(r.received_at_ms) <= cfg.report_ttl_ms)
+        .filter(|r| r.dbs.get(primary).is_some_and(|o| !o.reachability.is_up()))
+        .filter_map(|r| {
+            r.unreachable_for
+                .get(primary)
+                .map(|d| r.received_at_ms.saturating_sub(*d))
+        })
+        .collect();
+    if since.len() < quorum || quorum == 0 {
+        return now_ms;
+    }
+    since.sort_unstable();
+    since[quorum - 1].min(now_ms)
 }
 
 /// Whether the witness at the primary's site reports (its agent is alive).

@@ -111,6 +111,7 @@ fn reports(
                     received_at_ms: now,
                     dbs,
                     last_writable: BTreeMap::new(),
+                    unreachable_for: BTreeMap::new(),
                 },
             )
         })
@@ -513,4 +514,106 @@ fn a_new_leader_learns_the_primary_position_from_the_witnesses_memory() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Reports at `now` where witnesses 2 and 3 find the primary unreachable
+/// and say for how long (`for_ms` per witness).
+fn reports_with_outage(now: u64, for_ms: &[(NodeId, u64)]) -> BTreeMap<NodeId, WitnessReport> {
+    let down: Vec<NodeId> = for_ms.iter().map(|(id, _)| *id).collect();
+    let mut r = reports(now, &site("a"), &site("b"), &down, false);
+    for (id, ms) in for_ms {
+        r.get_mut(id)
+            .expect("reported")
+            .unreachable_for
+            .insert(site("a"), *ms);
+    }
+    r
+}
+
+#[test]
+fn a_new_leader_counts_the_outage_from_when_the_witnesses_saw_it_begin() {
+    // The leader was lost with the primary's site: this one takes office
+    // with an empty memory, but a quorum has found the primary unreachable
+    // for longer than down_after already.
+    let mut d = Detector::default();
+    let now = 50_000;
+    let a = d.assess(
+        at(now),
+        &state(),
+        &witnesses(),
+        &reports_with_outage(now, &[(2, 1400), (3, 1100)]),
+        &cfg(),
+    );
+    match a {
+        Assessment::FailOver { evidence, .. } => assert_eq!(evidence.down_for_ms, 1100),
+        other => panic!("expected a failover, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_reported_outage_counts_from_when_the_quorum_was_complete() {
+    // Witness 2 for 5 s, witness 3 for only 600 ms: a quorum (2 of 3) has
+    // seen it for 600 ms, short of down_after.
+    let mut d = Detector::default();
+    let now = 50_000;
+    let a = d.assess(
+        at(now),
+        &state(),
+        &witnesses(),
+        &reports_with_outage(now, &[(2, 5000), (3, 600)]),
+        &cfg(),
+    );
+    assert!(
+        matches!(
+            a,
+            Assessment::Suspect {
+                down_for_ms: 600,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn one_witness_reporting_a_long_outage_is_not_a_quorum() {
+    let mut d = Detector::default();
+    let now = 50_000;
+    // Witness 3 reports the outage without a duration (an older witness):
+    // only witness 2's duration is known, so the leader counts from now.
+    let mut r = reports_with_outage(now, &[(2, 9000)]);
+    r.get_mut(&3)
+        .expect("reported")
+        .dbs
+        .insert(site("a"), refused());
+    let a = d.assess(at(now), &state(), &witnesses(), &r, &cfg());
+    assert!(
+        matches!(a, Assessment::Suspect { down_for_ms: 0, .. }),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_reported_outage_does_not_outvote_a_witness_that_sees_the_primary_up() {
+    // A stale memory of unreachability next to an observation that is up
+    // (a witness whose latest probe succeeded) counts for nothing.
+    let mut d = Detector::default();
+    let now = 50_000;
+    let mut r = reports_with_outage(now, &[(2, 9000)]);
+    r.get_mut(&3)
+        .expect("reported")
+        .unreachable_for
+        .insert(site("a"), 9000);
+    let a = d.assess(at(now), &state(), &witnesses(), &r, &cfg());
+    assert!(matches!(a, Assessment::Healthy { .. }), "{a:?}");
+}
+
+#[test]
+fn a_stale_report_of_a_long_outage_counts_for_nothing() {
+    let mut d = Detector::default();
+    let now = 50_000;
+    let mut r = reports_with_outage(now, &[(2, 9000), (3, 9000)]);
+    r.get_mut(&3).expect("reported").received_at_ms = now - cfg().report_ttl_ms - 1;
+    let a = d.assess(at(now), &state(), &witnesses(), &r, &cfg());
+    assert!(matches!(a, Assessment::Healthy { .. }), "{a:?}");
 }

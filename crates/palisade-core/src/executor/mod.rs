@@ -11,6 +11,7 @@
 //! where a unit test reaches it.
 
 mod fence;
+pub mod flip;
 pub mod handover;
 #[cfg(test)]
 mod tests;

@@ -90,6 +90,7 @@ impl World {
                         received_at_ms: NOW_MONO - 100,
                         dbs,
                         last_writable: BTreeMap::new(),
+                        unreachable_for: BTreeMap::new(),
                     },
                 )
             })

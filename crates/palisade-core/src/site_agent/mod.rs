@@ -4,7 +4,9 @@
 //! answer to a renewal does to the lease and to the lease guard's order
 //! ([`SiteAgent::answered`]); when the agent's own lease guard task must
 //! kill ([`SiteAgent::guard_due`]); and whether a leader's order may be
-//! carried out ([`may_fence`], [`may_promote`], [`may_enable_monitors`]).
+//! carried out ([`may_act_in`], [`may_fence`], [`may_promote`],
+//! [`may_enable_monitors`], [`may_disable_monitors`],
+//! [`may_repoint_search`]), refusing with an [`OrderRefusal`].
 //!
 //! The daemon's agent only carries the decisions out (start, kill, shut
 //! down, rebuild) and feeds the results back (`serving`, `fenced`): every
@@ -425,15 +427,89 @@ impl SiteAgent {
     }
 }
 
+/// Why a site agent refuses a leader's order: the order contradicts the
+/// committed state this witness applied (a stale leader's order, or a
+/// forged one). Final until that state changes; every reason names the
+/// site and the epoch it rests on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OrderRefusal {
+    /// The order's epoch is not the committed one: an older epoch (a
+    /// deposed leader's order) or one this witness has not committed.
+    #[error("refusing an order of epoch {order}: the committed epoch here is {committed}")]
+    EpochNotCommitted {
+        /// The order's epoch.
+        order: u64,
+        /// The epoch this witness applied.
+        committed: u64,
+    },
+    /// A fence of the desired primary.
+    #[error("refusing to fence: site {site} is the desired primary in epoch {epoch}")]
+    FenceDesiredPrimary {
+        /// This agent's site.
+        site: SiteId,
+        /// The committed epoch.
+        epoch: u64,
+    },
+    /// A promotion without a failover of that epoch to this site with the
+    /// old primary's fence recorded.
+    #[error("refusing to promote: no failover of epoch {epoch} to site {site} with the old primary fenced")]
+    PromoteWithoutFence {
+        /// This agent's site.
+        site: SiteId,
+        /// The order's epoch.
+        epoch: u64,
+    },
+    /// `monitorsEnabled=true` away from the desired primary (DESIGN rule 4).
+    #[error("refusing monitorsEnabled=true: site {site} is not the desired primary")]
+    MonitorsOnAwayFromPrimary {
+        /// This agent's site.
+        site: SiteId,
+    },
+    /// `monitorsEnabled=false` at the desired primary: the leader only
+    /// switches the old primary's app off.
+    #[error("refusing monitorsEnabled=false: site {site} is the desired primary in epoch {epoch}")]
+    MonitorsOffAtPrimary {
+        /// This agent's site.
+        site: SiteId,
+        /// The committed epoch.
+        epoch: u64,
+    },
+    /// Repointing the app's search at a site that is not the primary of
+    /// the order's epoch: only the primary's app is pointed at its search.
+    #[error("refusing to repoint search: site {site} is not the primary of epoch {epoch}")]
+    RepointAwayFromPrimary {
+        /// This agent's site.
+        site: SiteId,
+        /// The order's epoch.
+        epoch: u64,
+    },
+}
+
+/// Whether an order of `epoch` may be carried out at all: only in the
+/// committed epoch this witness applied. An order of an older epoch is a
+/// deposed leader's (every order of a failover carries its epoch, and a
+/// new one raises it); one of a later epoch is not committed here yet
+/// (the agent waits for it before asking).
+pub fn may_act_in(state: &ClusterState, epoch: u64) -> Result<(), OrderRefusal> {
+    if epoch == state.epoch {
+        Ok(())
+    } else {
+        Err(OrderRefusal::EpochNotCommitted {
+            order: epoch,
+            committed: state.epoch,
+        })
+    }
+}
+
 /// Whether this site's agent may fence on the leader's order: never while
 /// the replicated state makes it the desired primary (a stale or forged
 /// order).
-pub fn may_fence(state: &ClusterState, site: &SiteId) -> Result<(), String> {
+pub fn may_fence(state: &ClusterState, site: &SiteId) -> Result<(), OrderRefusal> {
     match state.desired_role(site) {
-        Some(DesiredRole::Primary { .. }) => Err(format!(
-            "refusing to fence: site {site} is the desired primary in epoch {}",
-            state.epoch
-        )),
+        Some(DesiredRole::Primary { .. }) => Err(OrderRefusal::FenceDesiredPrimary {
+            site: site.clone(),
+            epoch: state.epoch,
+        }),
         _ => Ok(()),
     }
 }
@@ -441,7 +517,7 @@ pub fn may_fence(state: &ClusterState, site: &SiteId) -> Result<(), String> {
 /// Whether this site's agent may promote for `epoch`: a failover of that
 /// epoch to this site with the old primary's fence recorded, or this site
 /// already the primary of that epoch (a repeated order).
-pub fn may_promote(state: &ClusterState, site: &SiteId, epoch: u64) -> Result<(), String> {
+pub fn may_promote(state: &ClusterState, site: &SiteId, epoch: u64) -> Result<(), OrderRefusal> {
     let ordered = state
         .failover
         .as_ref()
@@ -450,19 +526,50 @@ pub fn may_promote(state: &ClusterState, site: &SiteId, epoch: u64) -> Result<()
     if ordered || already {
         Ok(())
     } else {
-        Err(format!(
-            "refusing to promote: no failover of epoch {epoch} to site {site} with the old primary fenced"
-        ))
+        Err(OrderRefusal::PromoteWithoutFence {
+            site: site.clone(),
+            epoch,
+        })
     }
 }
 
 /// Whether this site's app may get `monitorsEnabled=true`: only at the
 /// desired primary (DESIGN rule 4).
-pub fn may_enable_monitors(state: &ClusterState, site: &SiteId) -> Result<(), String> {
+pub fn may_enable_monitors(state: &ClusterState, site: &SiteId) -> Result<(), OrderRefusal> {
     match state.desired_role(site) {
         Some(DesiredRole::Primary { .. }) => Ok(()),
-        _ => Err(format!(
-            "refusing monitorsEnabled=true: site {site} is not the desired primary"
-        )),
+        _ => Err(OrderRefusal::MonitorsOnAwayFromPrimary { site: site.clone() }),
+    }
+}
+
+/// Whether this site's app may get `monitorsEnabled=false` on the leader's
+/// order: never at the desired primary (the leader switches off only the
+/// old primary's app; a forged order would stop the jobs everywhere).
+pub fn may_disable_monitors(state: &ClusterState, site: &SiteId) -> Result<(), OrderRefusal> {
+    match state.desired_role(site) {
+        Some(DesiredRole::Primary { epoch }) => Err(OrderRefusal::MonitorsOffAtPrimary {
+            site: site.clone(),
+            epoch,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether this site's app may be pointed at its search for `epoch`: only
+/// when this site is the primary of that epoch (promoted). The order names
+/// no host, URL or index: the agent takes them from its own configuration
+/// of its own site's search, so the only thing an order chooses is when.
+pub fn may_repoint_search(
+    state: &ClusterState,
+    site: &SiteId,
+    epoch: u64,
+) -> Result<(), OrderRefusal> {
+    if state.desired_role(site) == Some(DesiredRole::Primary { epoch }) {
+        Ok(())
+    } else {
+        Err(OrderRefusal::RepointAwayFromPrimary {
+            site: site.clone(),
+            epoch,
+        })
     }
 }

@@ -406,6 +406,132 @@ fn orders_are_refused_where_the_state_does_not_allow_them() {
     assert!(may_promote(&s, &site("a"), 1).is_err(), "another site");
 }
 
+fn promoted(mut s: ClusterState) -> ClusterState {
+    s.apply(
+        4,
+        &Command::StepDone {
+            epoch: 1,
+            record: StepRecord {
+                step: Step::Promoted,
+                started_at_ms: 1,
+                done_at_ms: 2,
+                detail: String::new(),
+                lsn: None,
+                checks: vec![],
+            },
+        },
+    );
+    s
+}
+
+#[test]
+fn every_refusal_names_the_site_and_the_epoch_it_rests_on() {
+    let s = state_with_failover(Kind::Failover, false);
+    assert_eq!(
+        may_promote(&s, &site("b"), 1),
+        Err(OrderRefusal::PromoteWithoutFence {
+            site: site("b"),
+            epoch: 1
+        })
+    );
+    assert_eq!(
+        may_promote(&s, &site("b"), 1)
+            .expect_err("not fenced")
+            .to_string(),
+        "refusing to promote: no failover of epoch 1 to site b with the old primary fenced"
+    );
+    let mut s = ClusterState::default();
+    s.apply(
+        1,
+        &Command::InitDatabase {
+            primary: site("a"),
+            standby: site("b"),
+        },
+    );
+    assert_eq!(
+        may_fence(&s, &site("a")).expect_err("primary").to_string(),
+        "refusing to fence: site a is the desired primary in epoch 0"
+    );
+    assert_eq!(
+        may_enable_monitors(&s, &site("b"))
+            .expect_err("standby")
+            .to_string(),
+        "refusing monitorsEnabled=true: site b is not the desired primary"
+    );
+}
+
+#[test]
+fn an_order_of_an_epoch_other_than_the_committed_one_is_refused() {
+    let s = state_with_failover(Kind::Failover, true);
+    assert_eq!(s.epoch, 1);
+    assert_eq!(may_act_in(&s, 1), Ok(()));
+    // A deposed leader's order of an older epoch.
+    let stale = may_act_in(&s, 0).expect_err("older epoch");
+    assert_eq!(
+        stale,
+        OrderRefusal::EpochNotCommitted {
+            order: 0,
+            committed: 1
+        }
+    );
+    assert_eq!(
+        stale.to_string(),
+        "refusing an order of epoch 0: the committed epoch here is 1"
+    );
+    // An epoch nobody committed (the agent waits for it first, then refuses).
+    assert!(may_act_in(&s, 2).is_err());
+    assert!(may_act_in(&s, u64::MAX).is_err());
+}
+
+#[test]
+fn monitors_off_is_refused_at_the_desired_primary_only() {
+    let mut s = ClusterState::default();
+    s.apply(
+        1,
+        &Command::InitDatabase {
+            primary: site("a"),
+            standby: site("b"),
+        },
+    );
+    assert_eq!(
+        may_disable_monitors(&s, &site("a")),
+        Err(OrderRefusal::MonitorsOffAtPrimary {
+            site: site("a"),
+            epoch: 0
+        })
+    );
+    assert_eq!(may_disable_monitors(&s, &site("b")), Ok(()));
+    assert_eq!(may_disable_monitors(&s, &site("c")), Ok(()), "no database");
+    // During a failover a -> b, the old primary's app is switched off...
+    let s = state_with_failover(Kind::Failover, true);
+    assert_eq!(may_disable_monitors(&s, &site("a")), Ok(()));
+    // ...and the new primary's never, once promoted.
+    let s = promoted(s);
+    assert!(may_disable_monitors(&s, &site("b")).is_err());
+}
+
+#[test]
+fn repointing_search_is_refused_away_from_the_primary_of_its_epoch() {
+    let refused = |site_: &str, epoch| OrderRefusal::RepointAwayFromPrimary {
+        site: site(site_),
+        epoch,
+    };
+    let s = state_with_failover(Kind::Failover, true);
+    // Not yet promoted: nothing to point at.
+    assert_eq!(may_repoint_search(&s, &site("b"), 1), Err(refused("b", 1)));
+    let s = promoted(s);
+    assert_eq!(may_repoint_search(&s, &site("b"), 1), Ok(()));
+    // The old primary, the tie-breaker and another epoch are refused: a
+    // forged order cannot point the primary site's app anywhere.
+    assert_eq!(may_repoint_search(&s, &site("a"), 1), Err(refused("a", 1)));
+    assert_eq!(may_repoint_search(&s, &site("c"), 1), Err(refused("c", 1)));
+    assert_eq!(may_repoint_search(&s, &site("b"), 2), Err(refused("b", 2)));
+    assert_eq!(
+        refused("a", 1).to_string(),
+        "refusing to repoint search: site a is not the primary of epoch 1"
+    );
+}
+
 // ---- the property: never writable unleased ----
 
 #[derive(Clone, Debug)]

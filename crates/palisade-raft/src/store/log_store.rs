@@ -11,10 +11,10 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{blocking, io_err, OrStorage, LOG, META};
+use super::{begin_write, blocking, io_err, OrStorage, LOG, META};
 use crate::TypeConfig;
 
-type Entry = openraft::Entry<TypeConfig>;
+pub(super) type Entry = openraft::Entry<TypeConfig>;
 
 /// The durable Raft log. Cheap to clone: clones share the database, and the
 /// clone openraft uses for replication reads the same committed data.
@@ -43,7 +43,7 @@ impl LogStore {
         let table = txn.open_table(META).or_sto(subject(), ErrorVerb::Read)?;
         match table.get(key).or_sto(subject(), ErrorVerb::Read)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
+            Some(v) => decode_meta(v.value())
                 .map(Some)
                 .or_sto(subject(), ErrorVerb::Read),
         }
@@ -63,7 +63,7 @@ impl LogStore {
         };
         let bytes = serde_json::to_vec(value).or_sto(subject(), ErrorVerb::Write)?;
         blocking(&self.db, move |db| {
-            let txn = db.begin_write().or_sto(subject(), ErrorVerb::Write)?;
+            let txn = begin_write(db).or_sto(subject(), ErrorVerb::Write)?;
             {
                 let mut table = txn.open_table(META).or_sto(subject(), ErrorVerb::Write)?;
                 table
@@ -74,6 +74,17 @@ impl LogStore {
         })
         .await
     }
+}
+
+/// Decodes a log record (the value of one `log` table row).
+pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Decodes a `meta` record of type `T` (`vote`: `Vote`, `committed` and
+/// `last_purged`: `Option<LogId>`, `identity`: `StoreIdentity`).
+pub(super) fn decode_meta<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 fn owned_bounds<RB: RangeBounds<u64>>(range: &RB) -> (Bound<u64>, Bound<u64>) {
@@ -99,7 +110,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .or_sto(ErrorSubject::Logs, ErrorVerb::Read)?
             {
                 let (k, v) = item.or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
-                let entry: Entry = serde_json::from_slice(v.value())
+                let entry = decode_entry(v.value())
                     .map_err(|e| io_err(ErrorSubject::LogIndex(k.value()), ErrorVerb::Read, e))?;
                 out.push(entry);
             }
@@ -124,7 +135,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let last = table.last().or_sto(ErrorSubject::Logs, ErrorVerb::Read)?;
             let last_log_id = match last {
                 Some((k, v)) => {
-                    let entry: Entry = serde_json::from_slice(v.value()).map_err(|e| {
+                    let entry = decode_entry(v.value()).map_err(|e| {
                         io_err(ErrorSubject::LogIndex(k.value()), ErrorVerb::Read, e)
                     })?;
                     Some(entry.log_id)
@@ -181,9 +192,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             encoded.push((entry.log_id.index, bytes));
         }
         let res = blocking(&self.db, move |db| {
-            let txn = db
-                .begin_write()
-                .or_sto(ErrorSubject::Logs, ErrorVerb::Write)?;
+            let txn = begin_write(db).or_sto(ErrorSubject::Logs, ErrorVerb::Write)?;
             {
                 let mut table = txn
                     .open_table(LOG)
@@ -213,9 +222,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "truncating log from");
         blocking(&self.db, move |db| {
-            let txn = db
-                .begin_write()
-                .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
+            let txn = begin_write(db).or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             {
                 let mut table = txn
                     .open_table(LOG)
@@ -234,9 +241,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let purged =
             serde_json::to_vec(&Some(log_id)).or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
         blocking(&self.db, move |db| {
-            let txn = db
-                .begin_write()
-                .or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
+            let txn = begin_write(db).or_sto(ErrorSubject::Logs, ErrorVerb::Delete)?;
             {
                 // Record the purge point first, in the same transaction, so
                 // the log state never claims entries that are gone.

@@ -13,14 +13,14 @@ use palisade_core::{ClusterState, CommandResult, NodeId, Witness};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, io_err, OrStorage, SM};
+use super::{begin_write, blocking, io_err, OrStorage, SM};
 use crate::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
 
 /// Everything the state machine holds; also the snapshot format.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Applied {
+pub(super) struct Applied {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, Witness>,
     state: ClusterState,
@@ -28,8 +28,19 @@ struct Applied {
 
 /// The metadata and bytes of the current snapshot, as stored.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshotMeta {
+pub(super) struct StoredSnapshotMeta {
     meta: SnapshotMeta<NodeId, Witness>,
+}
+
+/// Decodes the `applied` record of the `state_machine` table, and a
+/// snapshot's data (`snapshot_data`, or one received from a leader).
+pub(super) fn decode_applied(bytes: &[u8]) -> Result<Applied, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Decodes the `snapshot_meta` record of the `state_machine` table.
+pub(super) fn decode_snapshot_meta(bytes: &[u8]) -> Result<StoredSnapshotMeta, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 /// A read-only view of the applied state, for the daemon's RPC handlers.
@@ -73,8 +84,9 @@ impl StateMachineStore {
                 .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?
             {
                 None => Applied::default(),
-                Some(v) => serde_json::from_slice(v.value())
-                    .or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?,
+                Some(v) => {
+                    decode_applied(v.value()).or_sto(ErrorSubject::StateMachine, ErrorVerb::Read)?
+                }
             }
         };
         Ok(Self {
@@ -116,9 +128,7 @@ impl StateMachineStore {
             }
         };
         blocking(&self.db, move |db| {
-            let txn = db
-                .begin_write()
-                .or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
+            let txn = begin_write(db).or_sto(ErrorSubject::StateMachine, ErrorVerb::Write)?;
             {
                 let mut table = txn
                     .open_table(SM)
@@ -149,9 +159,7 @@ impl StateMachineStore {
         let meta_bytes = serde_json::to_vec(&StoredSnapshotMeta { meta })
             .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
         blocking(&self.db, move |db| {
-            let txn = db
-                .begin_write()
-                .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
+            let txn = begin_write(db).or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Write)?;
             {
                 let mut table = txn
                     .open_table(SM)
@@ -252,7 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let mut applied: Applied = serde_json::from_slice(&data).map_err(|e| {
+        let mut applied = decode_applied(&data).map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
@@ -287,7 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             {
                 None => return Ok(None),
                 Some(v) => {
-                    serde_json::from_slice::<StoredSnapshotMeta>(v.value())
+                    decode_snapshot_meta(v.value())
                         .or_sto(ErrorSubject::Snapshot(None), ErrorVerb::Read)?
                         .meta
                 }

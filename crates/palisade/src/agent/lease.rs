@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_actions::postgres::DatabaseControl;
 use palisade_core::lease::{lease_epoch, Grant};
 use palisade_core::NodeId;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ use super::{Agent, GUARD_POLL, GUARD_STALE_MS, TAKE_LEASE_RETRY_MS};
 use crate::clock::mono_ms;
 use crate::lease_guard::{GuardHandle, GuardOrder};
 
-impl Agent {
+impl<D: DatabaseControl + 'static> Agent<D> {
     /// Writes `order` for the lease guard and starts the guard if none
     /// runs. Called under the state lock, so orders are written in the
     /// order the lease changed.

@@ -30,15 +30,27 @@
 //! the lease a new primary takes), `orders` (the leader's orders), `sync`
 //! (synchronous replication) and `rejoin` (the old primary rebuilt as a
 //! standby).
+//!
+//! The agent is generic over how it controls its database
+//! (`palisade_actions::postgres::DatabaseControl`, through `SiteDb`); the
+//! daemon's `Agent` is the default, PostgreSQL with its own tools
+//! (`PgSite`), so the controller and the witness service name no type
+//! parameter. The seam lets this runtime, not only the core's decisions,
+//! run against an in-memory fake database in its tests (`tests`), and lets
+//! another manager (systemd units, a cloud API) stand in for `pg_ctl` by
+//! implementing the trait.
 
 mod lease;
 mod orders;
 mod rejoin;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use palisade_actions::postgres::{DatabaseControl, PgSite};
 use palisade_core::hung::HungVerdict;
 use palisade_core::site_agent::{AgentConfig, Decision, Facts, SiteAgent};
 use palisade_core::{DesiredRole, SiteId, Step};
@@ -71,11 +83,15 @@ const HANDOVER_HOLD: Duration = Duration::from_secs(40);
 /// Wait between rejoin attempts: each may copy the whole database.
 const REJOIN_RETRY: Duration = Duration::from_secs(10);
 
-/// One site's agent.
-pub struct Agent {
+/// One site's agent, controlling its database through `D` (PostgreSQL
+/// with its own tools unless a test or another manager says otherwise).
+/// Its methods want `D: 'static`: lease renewals run on spawned tasks that
+/// hold the agent.
+pub struct Agent<D: DatabaseControl = PgSite> {
     site: SiteId,
     own_id: u64,
-    db: Option<SiteDb>,
+    /// This site's database; `None` at a site without one.
+    db: Option<SiteDb<D>>,
     settings: Arc<DatabaseSettings>,
     view: StateView,
     peers: Peers,
@@ -105,13 +121,13 @@ pub struct Agent {
     guard_restart_at_ms: Mutex<u64>,
 }
 
-impl Agent {
+impl<D: DatabaseControl + 'static> Agent<D> {
     /// An agent for `site`; `db` is `None` at a site without a database.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         site: SiteId,
         own_id: u64,
-        db: Option<SiteDb>,
+        db: Option<SiteDb<D>>,
         settings: Arc<DatabaseSettings>,
         view: StateView,
         peers: Peers,
@@ -279,7 +295,7 @@ impl Agent {
     /// like a crash: the next reconcile restarts it in place or leaves it
     /// down for the failover, as `on_primary_crash` says. The lease is not
     /// touched: the site stays primary. True when it was killed.
-    async fn kill_if_hung(&self, db: &SiteDb, epoch: u64) -> bool {
+    async fn kill_if_hung(&self, db: &SiteDb<D>, epoch: u64) -> bool {
         let Some((obs, probed_at)) = self.latest.observation_at(&self.site) else {
             return false;
         };
@@ -327,7 +343,7 @@ impl Agent {
     /// that the standby receives the whole WAL (a kill would make the
     /// switchover abort). Bounded like any fence: fast, then immediate,
     /// then a kill.
-    async fn shut_down_for_handover(&self, db: &SiteDb, handover_epoch: u64, epoch: u64) {
+    async fn shut_down_for_handover(&self, db: &SiteDb<D>, handover_epoch: u64, epoch: u64) {
         tracing::info!(
             epoch = handover_epoch,
             "planned handover: shutting the database down cleanly"
@@ -350,7 +366,7 @@ impl Agent {
     /// lease ran out): the core's bookkeeping and the guard's hard order
     /// first, then the kill. A planned handover's clean shutdown goes
     /// through `SiteDb::fence_for_handover` instead.
-    async fn fence_now(&self, db: &SiteDb, epoch: u64) -> Option<String> {
+    async fn fence_now(&self, db: &SiteDb<D>, epoch: u64) -> Option<String> {
         {
             // No server of this site may run again before a new lease: the
             // guard kills one that does (a start already under way).
@@ -364,7 +380,7 @@ impl Agent {
     /// A kill of the postmaster and every backend at once, because a
     /// postmaster that ignores a fast shutdown may still have backends
     /// serving old sessions.
-    async fn kill(&self, db: &SiteDb, epoch: u64) -> Option<String> {
+    async fn kill(&self, db: &SiteDb<D>, epoch: u64) -> Option<String> {
         match db.fence(epoch, true).await {
             Ok(detail) => {
                 self.st().fenced();

@@ -1,18 +1,25 @@
 //! The leader's orders to this site's agent, for a committed epoch: fence,
 //! promote, and the app's `monitorsEnabled` and search. Whether an order
-//! may be carried out is the core's decision (`may_fence`, `may_promote`,
-//! `may_enable_monitors`); this carries it out.
+//! may be carried out is the core's decision (`may_act_in`, `may_fence`,
+//! `may_promote`, `may_enable_monitors`, `may_disable_monitors`,
+//! `may_repoint_search`); this carries it out. An order carries no free
+//! value (no host, URL, path or index): what it acts on comes from this
+//! witness's own configuration and the committed state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::site_agent::{may_enable_monitors, may_fence, may_promote};
+use palisade_actions::postgres::DatabaseControl;
+use palisade_core::site_agent::{
+    may_act_in, may_disable_monitors, may_enable_monitors, may_fence, may_promote,
+    may_repoint_search, OrderRefusal,
+};
 
 use super::{Agent, EPOCH_WAIT};
 use crate::clock::mono_ms;
 use crate::peer_msgs::{SiteAction, SiteActionDone, SiteActionFailure};
 
-impl Agent {
+impl<D: DatabaseControl + 'static> Agent<D> {
     /// Waits (briefly) until this witness has applied `epoch`.
     async fn wait_epoch(
         &self,
@@ -42,7 +49,7 @@ impl Agent {
     /// retried 0.4 s later). A refusal that outlasts the wait stands.
     async fn wait_allowed(
         &self,
-        allowed: impl Fn(&palisade_core::ClusterState) -> Result<(), String>,
+        allowed: impl Fn(&palisade_core::ClusterState) -> Result<(), OrderRefusal>,
     ) -> Result<(), SiteActionFailure> {
         let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
         loop {
@@ -51,7 +58,7 @@ impl Agent {
                 Err(why) => why,
             };
             if mono_ms() > deadline {
-                return Err(SiteActionFailure::Refused(refusal));
+                return Err(refused(refusal));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -66,6 +73,7 @@ impl Agent {
     ) -> Result<SiteActionDone, SiteActionFailure> {
         use SiteActionFailure::{Failed, Refused};
         let state = self.wait_epoch(action.epoch()).await?;
+        may_act_in(&state, action.epoch()).map_err(refused)?;
         let no_app = || Refused(format!("site {} has no [[app]] configured", self.site));
         match &action {
             SiteAction::SetMonitors { enabled, .. } => {
@@ -73,6 +81,8 @@ impl Agent {
                 if *enabled {
                     self.wait_allowed(|s| may_enable_monitors(s, &self.site))
                         .await?;
+                } else {
+                    may_disable_monitors(&state, &self.site).map_err(refused)?;
                 }
                 return app
                     .set_monitors(*enabled)
@@ -80,15 +90,18 @@ impl Agent {
                     .map(SiteActionDone::said)
                     .map_err(Failed);
             }
-            SiteAction::RepointSearch {
-                hosts,
-                ccr_url,
-                indices,
-                ..
-            } => {
+            SiteAction::RepointSearch { epoch } => {
                 let app = self.app.as_ref().ok_or_else(no_app)?;
+                if app.search().is_none() {
+                    return Err(Refused(format!(
+                        "site {} has no [[elasticsearch]] configured",
+                        self.site
+                    )));
+                }
+                self.wait_allowed(|s| may_repoint_search(s, &self.site, *epoch))
+                    .await?;
                 return app
-                    .repoint_search(hosts, ccr_url, indices)
+                    .repoint_search()
                     .await
                     .map(SiteActionDone::said)
                     .map_err(Failed);
@@ -113,7 +126,7 @@ impl Agent {
         let _ops = self.ops.lock().await;
         match action {
             SiteAction::Fence { epoch, planned } => {
-                may_fence(&state, &self.site).map_err(Refused)?;
+                may_fence(&state, &self.site).map_err(refused)?;
                 if planned {
                     self.st().handing_over();
                     let (detail, lsn) = db.fence_for_handover(epoch).await.map_err(Failed)?;
@@ -141,4 +154,10 @@ impl Agent {
             _ => Err(Failed("unexpected action".into())),
         }
     }
+}
+
+/// The core's refusal as the agent answers it: final until the state it
+/// rests on changes.
+fn refused(r: OrderRefusal) -> SiteActionFailure {
+    SiteActionFailure::Refused(r.to_string())
 }

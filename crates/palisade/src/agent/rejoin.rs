@@ -1,18 +1,20 @@
 //! The old primary after a failover: never writable again until it is
 //! rebuilt as a standby of the new primary.
 
+use palisade_actions::postgres::DatabaseControl;
+
 use super::{Agent, REJOIN_RETRY};
 use crate::clock::mono_ms;
 use crate::config::RejoinPolicy;
 use crate::site_db::SiteDb;
 
-impl Agent {
+impl<D: DatabaseControl + 'static> Agent<D> {
     /// With `rejoin = "automatic"` the agent rebuilds it (`pg_rewind`, else
     /// a base backup); the leader then sees it stream and records it as the
     /// standby.
     pub(super) async fn rejoin(
         &self,
-        db: &SiteDb,
+        db: &SiteDb<D>,
         state: &palisade_core::ClusterState,
         epoch: u64,
         running: bool,

@@ -1,11 +1,13 @@
 //! Synchronous replication at the primary's site: which standby commits
 //! wait for, and the degrade decision (`palisade_core::sync_degrade`).
 
+use palisade_actions::postgres::DatabaseControl;
+
 use super::Agent;
 use crate::config::SyncStandbyDown;
 use crate::site_db::SiteDb;
 
-impl Agent {
+impl<D: DatabaseControl + 'static> Agent<D> {
     /// In `sync` mode, keeps `synchronous_standby_names` naming the standby
     /// while it can acknowledge; when it cannot, `block` keeps it (writes
     /// wait, nothing acknowledged can be lost) and `degrade` clears it
@@ -15,7 +17,7 @@ impl Agent {
     /// while its acknowledged position stood still (a cut link or a hung
     /// standby, which the primary only notices at `wal_sender_timeout`).
     /// It comes back once the standby acknowledges again and has caught up.
-    pub(super) async fn manage_sync(&self, db: &SiteDb, epoch: u64) {
+    pub(super) async fn manage_sync(&self, db: &SiteDb<D>, epoch: u64) {
         use palisade_core::detector::ReplicationMode;
         use palisade_core::sync_degrade::{SyncDecision, SyncDegrade, SyncSample};
         if self.settings.detector.replication != ReplicationMode::Sync {

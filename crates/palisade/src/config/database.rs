@@ -2,12 +2,18 @@
 //! database pair palisade protects and how it decides to fail over.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::detector::{CrashPolicy, DetectorConfig, ReplicationMode};
 use palisade_core::lease::LeaseConfig;
-use palisade_core::SiteId;
+use palisade_core::secret::ClientTls;
+use palisade_core::{ConnString, Secret, SiteId};
 use serde::Deserialize;
+
+use super::secrets::{
+    client_tls, read_certificates, read_private_key, resolve, RawSecret, SecretKeys, TlsFiles,
+};
 
 /// `[probe]` as written.
 #[derive(Debug, Deserialize)]
@@ -124,13 +130,26 @@ pub(super) struct RawDatabase {
     site: String,
     role: String,
     dsn: String,
+    password: Option<RawSecret>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
     admin_dsn: Option<String>,
+    admin_password: Option<RawSecret>,
+    admin_password_file: Option<PathBuf>,
+    admin_password_env: Option<String>,
     data_dir: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
     os_user: Option<String>,
     replication_conninfo: Option<String>,
+    replication_password: Option<RawSecret>,
+    replication_password_file: Option<PathBuf>,
+    replication_password_env: Option<String>,
     log_file: Option<PathBuf>,
     application_name: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
+    sslcert: Option<PathBuf>,
+    sslkey: Option<PathBuf>,
 }
 
 /// One `[[stonith]]` as written.
@@ -141,6 +160,13 @@ pub(super) struct RawStonith {
     command: Option<Vec<String>>,
     url: Option<String>,
     timeout_ms: Option<u64>,
+    username: Option<String>,
+    password: Option<RawSecret>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
 }
 
 /// A STONITH hook: how the leader powers off (or isolates) a site whose
@@ -156,6 +182,11 @@ pub struct StonithConfig {
     pub url: Option<String>,
     /// Bound of each attempt.
     pub timeout: Duration,
+    /// HTTP basic auth `(username, password)` for `url`.
+    pub auth: Option<(String, Secret)>,
+    /// CA bundle and client identity for an `https://` `url` (`ca_file`,
+    /// `client_cert_file`, `client_key_file`).
+    pub tls: ClientTls,
 }
 
 /// One database server, as every witness and its own site's agent see it.
@@ -164,17 +195,21 @@ pub struct DatabaseConfig {
     /// The site it runs at.
     pub site: SiteId,
     /// Probe DSN (every witness connects with it; needs only `pg_monitor`).
-    pub dsn: String,
-    /// Superuser DSN the site agent uses for promotion and its test write.
-    pub admin_dsn: String,
+    /// Its text carries no password: that is held apart as a `Secret`.
+    pub dsn: ConnString,
+    /// Superuser DSN the site agent uses for promotion and its test write
+    /// (default: `dsn`, with its password unless `admin_password*` is set).
+    pub admin_dsn: ConnString,
     /// Data directory, for the site agent's `pg_ctl`.
     pub data_dir: PathBuf,
     /// Directory of `pg_ctl` and friends.
     pub bin_dir: PathBuf,
     /// OS user the server runs as (`runuser` when palisade runs as root).
     pub os_user: Option<String>,
-    /// How a standby of this server connects to it (for rejoin).
-    pub replication_conninfo: Option<String>,
+    /// How a standby of this server connects to it (for rejoin); its
+    /// password apart, as in `dsn`. Shared (`Arc`) so that clones of the
+    /// settings hold one copy of the secret.
+    pub replication_conninfo: Option<Arc<ConnString>>,
     /// The `application_name` this server uses when it streams as a
     /// standby (in its `primary_conninfo`): what `synchronous_standby_names`
     /// must name in `sync` mode. Default: the site name.
@@ -256,6 +291,20 @@ pub(super) fn validate(
 ) -> Result<Option<DatabaseSettings>, Fail> {
     if databases.is_empty() {
         return Ok(None);
+    }
+    let max = super::MAX_TIMING_MS;
+    for (key, value) in [
+        ("probe.interval_ms", Some(probe.interval_ms)),
+        ("probe.timeout_ms", Some(probe.timeout_ms)),
+        ("probe.local_timeout_ms", probe.local_timeout_ms),
+        ("lease.ttl_ms", Some(lease.ttl_ms)),
+        ("lease.renew_interval_ms", lease.renew_interval_ms),
+        ("failover.down_after_ms", Some(failover.down_after_ms)),
+        ("failover.report_ttl_ms", failover.report_ttl_ms),
+    ] {
+        if let Some(v) = value.filter(|v| *v > max) {
+            return Err(fail(key, format!("{v} ms is more than an hour ({max} ms)")));
+        }
     }
     if probe.interval_ms < 50 {
         return Err(fail(
@@ -375,14 +424,88 @@ pub(super) fn validate(
                 format!("site {:?} already has a database; one per site", d.site),
             ));
         }
-        check_dsn(&key("dsn"), &d.dsn)?;
-        if let Some(a) = &d.admin_dsn {
-            check_dsn(&key("admin_dsn"), a)?;
+        let dsn = conn_string(
+            &key("dsn"),
+            &d.dsn,
+            &key("password"),
+            SecretKeys {
+                inline: d.password.as_ref(),
+                file: d.password_file.as_ref(),
+                env: d.password_env.as_ref(),
+            },
+        )?;
+        check_dsn(&key("dsn"), dsn.text())?;
+        let admin_keys = SecretKeys {
+            inline: d.admin_password.as_ref(),
+            file: d.admin_password_file.as_ref(),
+            env: d.admin_password_env.as_ref(),
+        };
+        let admin_dsn = match &d.admin_dsn {
+            Some(a) => {
+                let a = conn_string(&key("admin_dsn"), a, &key("admin_password"), admin_keys)?;
+                check_dsn(&key("admin_dsn"), a.text())?;
+                a
+            }
+            None => {
+                match resolve(&key("admin_password"), admin_keys).map_err(|(k, r)| fail(k, r))? {
+                    Some(p) => ConnString::with_password(dsn.text(), p)
+                        .map_err(|r| fail(key("admin_password"), r))?,
+                    None => dsn.clone(),
+                }
+            }
+        };
+        let replication_keys = SecretKeys {
+            inline: d.replication_password.as_ref(),
+            file: d.replication_password_file.as_ref(),
+            env: d.replication_password_env.as_ref(),
+        };
+        let replication_conninfo = match &d.replication_conninfo {
+            Some(r) => Some(Arc::new(conn_string(
+                &key("replication_conninfo"),
+                r,
+                &key("replication_password"),
+                replication_keys,
+            )?)),
+            None => {
+                if resolve(&key("replication_password"), replication_keys)
+                    .map_err(|(k, r)| fail(k, r))?
+                    .is_some()
+                {
+                    return Err(fail(
+                        key("replication_password"),
+                        "is the password of replication_conninfo, which is not set",
+                    ));
+                }
+                None
+            }
+        };
+        let tls = pg_tls(&key, d)?;
+        let params = tls.params();
+        for (conn, conn_key) in [
+            (Some(&dsn), "dsn"),
+            (d.admin_dsn.as_ref().map(|_| &admin_dsn), "admin_dsn"),
+            (replication_conninfo.as_deref(), "replication_conninfo"),
+        ] {
+            let Some(conn) = conn else { continue };
+            if let Some((param, _)) = params.iter().find(|(p, _)| conn.param(p).is_some()) {
+                return Err(fail(
+                    key(conn_key),
+                    format!(
+                        "ambiguous: it sets {param} and so does {} ({} = {:?}); give it once, preferably as the key",
+                        key(param),
+                        param,
+                        conn.param(param).unwrap_or_default()
+                    ),
+                ));
+            }
         }
+        let dsn = dsn.with_params(&params);
+        let admin_dsn = admin_dsn.with_params(&params);
+        let replication_conninfo = replication_conninfo.map(|r| Arc::new(r.with_params(&params)));
         let cfg = DatabaseConfig {
             site: SiteId(d.site.clone()),
-            dsn: d.dsn.clone(),
-            admin_dsn: d.admin_dsn.clone().unwrap_or_else(|| d.dsn.clone()),
+            dsn,
+            admin_dsn,
             data_dir: d
                 .data_dir
                 .clone()
@@ -392,7 +515,7 @@ pub(super) fn validate(
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
             os_user: d.os_user.clone(),
-            replication_conninfo: d.replication_conninfo.clone(),
+            replication_conninfo,
             application_name: d.application_name.clone().unwrap_or_else(|| d.site.clone()),
             log_file: d.log_file.clone().unwrap_or_else(|| {
                 d.data_dir
@@ -455,11 +578,53 @@ pub(super) fn validate(
         if timeout_ms == 0 {
             return Err(fail(key("timeout_ms"), "must be at least 1"));
         }
+        let password = resolve(
+            &key("password"),
+            SecretKeys {
+                inline: h.password.as_ref(),
+                file: h.password_file.as_ref(),
+                env: h.password_env.as_ref(),
+            },
+        )
+        .map_err(|(k, r)| fail(k, r))?;
+        let auth = match (&h.username, password) {
+            (None, None) => None,
+            (Some(u), Some(p)) if h.url.is_some() => Some((u.clone(), p)),
+            (Some(_), Some(_)) => {
+                return Err(fail(
+                    key("username"),
+                    "basic auth is for url, which is not set",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(fail(
+                    key("password"),
+                    "username needs password, password_file or password_env",
+                ))
+            }
+            (None, Some(_)) => return Err(fail(key("username"), "required with a password")),
+        };
+        let tls_files = TlsFiles {
+            ca_file: h.ca_file.as_ref(),
+            client_cert_file: h.client_cert_file.as_ref(),
+            client_key_file: h.client_key_file.as_ref(),
+        };
+        if h.url.is_none() && (h.ca_file.is_some() || h.client_cert_file.is_some()) {
+            let k = if h.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "client_cert_file"
+            };
+            return Err(fail(key(k), "is for url, which is not set"));
+        }
+        let tls = client_tls(&key, h.url.as_deref(), tls_files).map_err(|(k, r)| fail(k, r))?;
         hooks.push(StonithConfig {
             site: SiteId(h.site.clone()),
             command: h.command.clone(),
             url: h.url.clone(),
             timeout: Duration::from_millis(timeout_ms),
+            auth,
+            tls,
         });
     }
     let (Some(primary), Some(standby)) = (primary, standby) else {
@@ -494,6 +659,111 @@ pub(super) fn validate(
         rejoin: failover.rejoin,
         switchover_catchup_timeout: Duration::from_millis(failover.switchover_catchup_timeout_ms),
     }))
+}
+
+/// `[[database]]`'s TLS keys, checked: what palisade adds to each of the
+/// server's connection strings.
+#[derive(Debug, Default)]
+struct PgTls {
+    /// `sslmode`: as written, else `verify-full` when `sslrootcert` is set,
+    /// else unset (libpq's and sqlx's default, `prefer`).
+    sslmode: Option<&'static str>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+}
+
+impl PgTls {
+    /// The connection parameters, in libpq's names.
+    fn params(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("sslmode", self.sslmode),
+            ("sslrootcert", self.sslrootcert.as_deref()),
+            ("sslcert", self.sslcert.as_deref()),
+            ("sslkey", self.sslkey.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Checks `sslmode`, `sslrootcert`, `sslcert` and `sslkey` of one
+/// `[[database]]`; `key` makes a key's full name. The files are read now
+/// (the key as a secret file: owner-only), so a broken one stops the start;
+/// the PostgreSQL client libraries read them again when they connect.
+fn pg_tls(key: &dyn Fn(&str) -> String, d: &RawDatabase) -> Result<PgTls, Fail> {
+    const MODES: [&str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+    let mode = match &d.sslmode {
+        None => None,
+        Some(m) => Some(*MODES.iter().find(|x| *x == m).ok_or_else(|| {
+            fail(
+                key("sslmode"),
+                format!("{m:?} is not an sslmode; use one of {}", MODES.join(", ")),
+            )
+        })?),
+    };
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    let sslrootcert = match &d.sslrootcert {
+        Some(p) => {
+            read_certificates(&key("sslrootcert"), p).map_err(|(k, r)| fail(k, r))?;
+            Some(path(p))
+        }
+        None => None,
+    };
+    let (sslcert, sslkey) = match (&d.sslcert, &d.sslkey) {
+        (None, None) => (None, None),
+        (Some(c), Some(k)) => {
+            read_certificates(&key("sslcert"), c).map_err(|(k, r)| fail(k, r))?;
+            read_private_key(&key("sslkey"), k).map_err(|(k, r)| fail(k, r))?;
+            (Some(path(c)), Some(path(k)))
+        }
+        (Some(_), None) => return Err(fail(key("sslkey"), "required with sslcert")),
+        (None, Some(_)) => return Err(fail(key("sslcert"), "required with sslkey")),
+    };
+    let sslmode = mode.or(sslrootcert.as_ref().map(|_| "verify-full"));
+    match sslmode {
+        Some("verify-ca" | "verify-full") if sslrootcert.is_none() => {
+            return Err(fail(
+                key("sslrootcert"),
+                format!(
+                    "required with sslmode = {:?}: the CA that signed the server's certificate",
+                    sslmode.unwrap_or_default()
+                ),
+            ))
+        }
+        Some("disable") if sslrootcert.is_some() || sslcert.is_some() => {
+            let k = if sslrootcert.is_some() {
+                "sslrootcert"
+            } else {
+                "sslcert"
+            };
+            return Err(fail(key(k), "has no effect with sslmode = \"disable\""));
+        }
+        _ => {}
+    }
+    Ok(PgTls {
+        sslmode,
+        sslrootcert,
+        sslcert,
+        sslkey,
+    })
+}
+
+/// The connection string at `key` (`dsn`) with its password: inline in
+/// the text, or given by `password_key` (`password`, `password_file`,
+/// `password_env`), not both.
+fn conn_string(
+    key: &str,
+    text: &str,
+    password_key: &str,
+    password: SecretKeys<'_>,
+) -> Result<ConnString, Fail> {
+    match resolve(password_key, password).map_err(|(k, r)| fail(k, r))? {
+        None => Ok(ConnString::from_inline(text)),
+        Some(p) => ConnString::with_password(text, p)
+            .map_err(|reason| fail(key, format!("ambiguous: {reason} ({password_key}* is set)"))),
+    }
 }
 
 fn check_dsn(key: &str, dsn: &str) -> Result<(), Fail> {

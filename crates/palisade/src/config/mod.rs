@@ -4,7 +4,9 @@
 //! the reason. `docs/configuration.md` documents every key.
 
 mod database;
+mod secrets;
 mod site_actions;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +17,14 @@ use serde::Deserialize;
 pub use database::{
     redact, DatabaseConfig, DatabaseSettings, RejoinPolicy, StonithConfig, SyncStandbyDown,
 };
+pub use secrets::{read_secret_env, read_secret_file, SecretError};
 pub use site_actions::{AppConfig, EsTarget, FrontDoor, HttpCheck, SearchConfig, SiteActions};
+pub use tls::{TlsSettings, DEFAULT_DIR as TLS_DEFAULT_DIR};
+
+/// The largest value any `*_ms` timing key takes: an hour. Larger values
+/// are mistakes (or hostile), and bounding them keeps every derived bound
+/// (sums, multiples) far from overflow.
+pub(crate) const MAX_TIMING_MS: u64 = 3_600_000;
 
 /// A configuration that cannot be used. Displays as `FILE: KEY: REASON`.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +71,7 @@ struct RawConfig {
     front_door: Vec<site_actions::RawFrontDoor>,
     #[serde(default)]
     check: Vec<site_actions::RawCheck>,
+    tls: Option<tls::RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +195,8 @@ pub struct Config {
     pub file: PathBuf,
     /// `cluster.name`: guards against witnesses of two clusters talking.
     pub cluster_name: String,
+    /// `[tls]`: mutual TLS (the default) or, explicitly, plaintext.
+    pub tls: TlsSettings,
     /// The witnesses and which one this is.
     pub topology: Topology,
     /// Raft timings.
@@ -215,7 +227,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates config text; pure (no file system access).
+    /// Parses and validates config text. Touches the file system and the
+    /// environment only to read the secrets that `*_file` and `*_env` keys
+    /// name.
     pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
         let err = |key: &str, reason: String| ConfigError {
             file: file.to_path_buf(),
@@ -228,6 +242,21 @@ impl Config {
             return Err(err("cluster.name", "must not be empty".into()));
         }
         let r = &raw.raft;
+        // Every Raft timing is bounded: an hour is far beyond any useful
+        // value, and the bound keeps the arithmetic below from overflowing.
+        for (key, value) in [
+            ("raft.heartbeat_interval_ms", r.heartbeat_interval_ms),
+            ("raft.election_timeout_min_ms", r.election_timeout_min_ms),
+            ("raft.election_timeout_max_ms", r.election_timeout_max_ms),
+            ("raft.rpc_connect_timeout_ms", r.rpc_connect_timeout_ms),
+        ] {
+            if value > MAX_TIMING_MS {
+                return Err(err(
+                    key,
+                    format!("{value} ms is more than an hour ({MAX_TIMING_MS} ms)"),
+                ));
+            }
+        }
         if r.heartbeat_interval_ms == 0 {
             return Err(err(
                 "raft.heartbeat_interval_ms",
@@ -330,10 +359,18 @@ impl Config {
         )
         .map_err(|(key, reason)| err(&key, reason))?;
         check_log_filter(&raw.log.level).map_err(|reason| err("log.level", reason))?;
+        let tls = tls::validate(
+            raw.tls.as_ref(),
+            &raw.cluster.name,
+            raw.node_id,
+            file.parent().unwrap_or(Path::new(".")),
+        )
+        .map_err(|(key, reason)| err(&key, reason))?;
 
         Ok(Self {
             file: file.to_path_buf(),
             cluster_name: raw.cluster.name,
+            tls,
             topology,
             raft: RaftTimings {
                 heartbeat: Duration::from_millis(r.heartbeat_interval_ms),
@@ -350,18 +387,38 @@ impl Config {
         })
     }
 
-    /// Creates the data directory if needed and proves it is writable by
-    /// writing, syncing and removing a probe file.
+    /// Creates the data directory if needed, owner-only (0700; an existing
+    /// one that its group or others may access is narrowed to that), and
+    /// proves it is writable by writing, syncing and removing a probe file.
     pub fn check_data_dir(&self) -> Result<(), ConfigError> {
         use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let err = |reason: String| ConfigError {
             file: self.file.clone(),
             key: "storage.data_dir".into(),
             reason,
         };
         let dir = &self.data_dir;
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| err(format!("cannot read {}: {e}", dir.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
+                |e| {
+                    err(format!(
+                        "{} has mode {:04o} and cannot be made owner-only: {e}",
+                        dir.display(),
+                        mode & 0o7777
+                    ))
+                },
+            )?;
+        }
         let probe = dir.join(".palisade-write-probe");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&probe)?;

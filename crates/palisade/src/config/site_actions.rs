@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use palisade_core::SiteId;
+use palisade_core::secret::ClientTls;
+use palisade_core::{Secret, SiteId};
+use palisade_probe::elasticsearch::{EsAccess, EsAuth};
 use serde::Deserialize;
+
+use super::secrets::{client_tls, resolve, RawSecret, SecretKeys, TlsFiles};
 
 /// One `[[app]]` as written.
 #[derive(Debug, Deserialize)]
@@ -32,6 +36,13 @@ pub(super) struct RawSearch {
     hosts: String,
     #[serde(default)]
     ccr_follower_indices: Vec<String>,
+    username: Option<String>,
+    password: Option<RawSecret>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
 }
 
 /// One `[[front_door]]` as written.
@@ -45,7 +56,12 @@ pub(super) struct RawFrontDoor {
     servers: Option<BTreeMap<String, String>>,
     // webhook
     url: Option<String>,
-    secret: Option<String>,
+    secret: Option<RawSecret>,
+    secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
     // config_file
     template: Option<PathBuf>,
     target: Option<PathBuf>,
@@ -107,6 +123,11 @@ pub struct SearchConfig {
     /// Cross-cluster-replication follower indices to promote when the site
     /// takes over (empty: one stretched cluster, nothing to promote).
     pub ccr_follower_indices: Vec<String>,
+    /// How palisade and the cluster authenticate each other: HTTP basic
+    /// auth (`username`, `password*`), if the cluster needs it, and the TLS
+    /// roots and client identity (`ca_file`, `client_cert_file`,
+    /// `client_key_file`), for the probe and the CCR calls alike.
+    pub auth: EsAccess,
 }
 
 /// A front door the leader repoints.
@@ -126,9 +147,12 @@ pub enum FrontDoor {
         /// Where to POST.
         url: String,
         /// HMAC key.
-        secret: String,
+        secret: Secret,
         /// Per attempt.
         timeout: Duration,
+        /// CA bundle and client identity (`ca_file`, `client_cert_file`,
+        /// `client_key_file`).
+        tls: ClientTls,
     },
     /// A config file rendered from a template, then a reload command.
     ConfigFile {
@@ -275,11 +299,43 @@ pub(super) fn validate(
         if s.hosts.trim().is_empty() {
             return Err(fail(key("hosts"), "must not be empty"));
         }
+        let password = resolve(
+            &key("password"),
+            SecretKeys {
+                inline: s.password.as_ref(),
+                file: s.password_file.as_ref(),
+                env: s.password_env.as_ref(),
+            },
+        )?;
+        let auth = match (&s.username, password) {
+            (None, None) => None,
+            (Some(user), Some(password)) => Some(EsAuth {
+                user: user.clone(),
+                password,
+            }),
+            (Some(_), None) => {
+                return Err(fail(
+                    key("password"),
+                    "username needs password, password_file or password_env",
+                ))
+            }
+            (None, Some(_)) => return Err(fail(key("username"), "required with a password")),
+        };
+        let tls = client_tls(
+            &key,
+            Some(&s.url),
+            TlsFiles {
+                ca_file: s.ca_file.as_ref(),
+                client_cert_file: s.client_cert_file.as_ref(),
+                client_key_file: s.client_key_file.as_ref(),
+            },
+        )?;
         out.search.push(SearchConfig {
             site: SiteId(s.site.clone()),
             url: s.url.clone(),
             hosts: s.hosts.clone(),
             ccr_follower_indices: s.ccr_follower_indices.clone(),
+            auth: EsAccess { basic: auth, tls },
         });
     }
     for (i, d) in doors.iter().enumerate() {
@@ -289,6 +345,16 @@ pub(super) fn validate(
                 .ok_or_else(|| fail(key(f), format!("required for kind = {:?}", d.kind)))
         };
         let timeout = Duration::from_millis(d.timeout_ms.unwrap_or(10_000));
+        if d.kind != "webhook" {
+            let tls_keys = [
+                ("ca_file", d.ca_file.is_some()),
+                ("client_cert_file", d.client_cert_file.is_some()),
+                ("client_key_file", d.client_key_file.is_some()),
+            ];
+            if let Some((k, _)) = tls_keys.iter().find(|(_, set)| *set) {
+                return Err(fail(key(k), "only for kind = \"webhook\""));
+            }
+        }
         let door = match d.kind.as_str() {
             "haproxy" => {
                 let runtime_api = need(&d.runtime_api, "runtime_api")?;
@@ -306,11 +372,27 @@ pub(super) fn validate(
             "webhook" => {
                 let url = need(&d.url, "url")?;
                 check_url(key("url"), &url)?;
-                let secret = need(&d.secret, "secret")?;
-                if secret.len() < 16 {
-                    return Err(fail(key("secret"), "use at least 16 characters"));
+                let given = SecretKeys {
+                    inline: d.secret.as_ref(),
+                    file: d.secret_file.as_ref(),
+                    env: d.secret_env.as_ref(),
+                };
+                let secret = resolve(&key("secret"), given)?.ok_or_else(|| {
+                    fail(key("secret"), "required for kind = \"webhook\": give secret, secret_file or secret_env")
+                })?;
+                if secret.expose().len() < 16 {
+                    return Err(fail(key("secret"), format!("{secret:?} is too short; use at least 16 characters")));
                 }
-                FrontDoor::Webhook { url, secret, timeout }
+                let tls = client_tls(
+                    &key,
+                    Some(&url),
+                    TlsFiles {
+                        ca_file: d.ca_file.as_ref(),
+                        client_cert_file: d.client_cert_file.as_ref(),
+                        client_key_file: d.client_key_file.as_ref(),
+                    },
+                )?;
+                FrontDoor::Webhook { url, secret, timeout, tls }
             }
             "config_file" => {
                 let template = d.template.clone().ok_or_else(|| fail(key("template"), "required for kind = \"config_file\""))?;

@@ -10,6 +10,9 @@
 //! maintenance mode, `watch` streams events, and `views` turns the
 //! replicated state into API messages.
 
+mod auth;
+#[cfg(test)]
+mod hostile;
 mod operations;
 mod requests;
 mod routing;
@@ -30,9 +33,10 @@ use palisade_api::v1::{
 };
 use palisade_core::operation::OperatorRequest;
 use palisade_core::{Command, CommandResult, Kind, NodeId, SiteId, Topology};
-use palisade_raft::network::{peer_channel, PeerContacts};
+use palisade_raft::network::PeerContacts;
 use palisade_raft::server::StatusExtra;
 use palisade_raft::store::StateView;
+use palisade_raft::transport::Transport;
 use palisade_raft::Raft;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -70,6 +74,8 @@ pub struct ControlService {
     peers: BTreeMap<NodeId, PeerChannels>,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
     replication_mode: String,
+    /// This witness's certificates (`None`: insecure, plaintext).
+    tls: Option<std::sync::Arc<palisade_tls::CertStore>>,
     controller: Option<std::sync::Arc<Controller>>,
 }
 
@@ -81,6 +87,7 @@ impl ControlService {
         cluster_name: String,
         contacts: PeerContacts,
         state: StateView,
+        transport: &Transport,
         connect_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let mut peers = BTreeMap::new();
@@ -88,8 +95,8 @@ impl ControlService {
             peers.insert(
                 id,
                 PeerChannels {
-                    raft: peer_channel(&w.raft_addr, connect_timeout)?,
-                    control: peer_channel(&w.control_addr, connect_timeout)?,
+                    raft: transport.channel(id, &w.raft_addr, connect_timeout)?,
+                    control: transport.channel(id, &w.control_addr, connect_timeout)?,
                 },
             );
         }
@@ -102,8 +109,19 @@ impl ControlService {
             peers,
             extra: None,
             replication_mode: String::new(),
+            tls: None,
             controller: None,
         })
+    }
+
+    /// Requires mutual TLS (`Some`): every RPC checks the caller's role and
+    /// records the certificate's name. `None`: an insecure witness.
+    pub fn with_transport_security(
+        mut self,
+        store: Option<std::sync::Arc<palisade_tls::CertStore>>,
+    ) -> Self {
+        self.tls = store;
+        self
     }
 
     /// Lets operator operations run here when this witness leads.
@@ -126,8 +144,12 @@ impl ControlService {
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        Ok(Response::new(self.status_reply().await))
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let caller = self.may_read(&req)?;
+        let mut reply = self.status_reply().await;
+        reply.transport = crate::tls::describe(self.tls.as_deref());
+        reply.caller = auth::describe(&caller);
+        Ok(Response::new(reply))
     }
 
     #[tracing::instrument(skip_all, fields(author, request_id))]
@@ -135,6 +157,7 @@ impl Control for ControlService {
         &self,
         req: Request<AnnotateRequest>,
     ) -> Result<Response<AnnotateReply>, Status> {
+        let req = self.may_change(req, "a note")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -173,8 +196,9 @@ impl Control for ControlService {
 
     async fn journal(
         &self,
-        _req: Request<JournalRequest>,
+        req: Request<JournalRequest>,
     ) -> Result<Response<JournalReply>, Status> {
+        self.may_read(&req)?;
         let entries = self
             .state
             .cluster_state()
@@ -195,6 +219,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::SwitchoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
+        let req = self.may_change(req, "a switchover")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -220,6 +245,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
+        let req = self.may_change(req, "a failover")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -245,6 +271,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::FailbackRequest>,
     ) -> Result<Response<pb::OperationReply>, Status> {
+        let req = self.may_change(req, "a failback")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -270,6 +297,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        let req = self.may_change(req, "a pause")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -285,6 +313,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::MaintenanceReply>, Status> {
+        let req = self.may_change(req, "a resume")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {
@@ -298,8 +327,9 @@ impl Control for ControlService {
 
     async fn history(
         &self,
-        _req: Request<pb::HistoryRequest>,
+        req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryReply>, Status> {
+        self.may_read(&req)?;
         let applied_index = self.raft.metrics().borrow().last_applied.map(|l| l.index);
         let state = self.state.cluster_state();
         Ok(Response::new(views::history(&state, applied_index)))
@@ -311,8 +341,9 @@ impl Control for ControlService {
 
     async fn watch(
         &self,
-        _req: Request<pb::WatchRequest>,
+        req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.may_read(&req)?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let view = self.state.clone();
         let raft = self.raft.clone();
@@ -326,6 +357,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::RecordDrillRequest>,
     ) -> Result<Response<pb::RecordDrillReply>, Status> {
+        let req = self.may_change(req, "recording a drill")?;
         let body = match self.at_leader(req)? {
             Ok(body) => body,
             Err(f) => {

@@ -160,7 +160,9 @@ fn forward_failure(own: NodeId, leader: NodeId, addr: &str, status: Status) -> S
 }
 
 /// Whether a transport error happened before the request could be sent:
-/// the connection was never made.
+/// the connection was never made (refused, unroutable, or the channel's
+/// connect timeout, which bounds TCP and the TLS handshake together, ran
+/// out: hyper-timeout's `TimedOut` around tokio's `Elapsed`).
 fn not_sent(err: &(dyn Error + 'static)) -> bool {
     chain(err).any(|e| {
         e.downcast_ref::<std::io::Error>().is_some_and(|io| {
@@ -170,9 +172,13 @@ fn not_sent(err: &(dyn Error + 'static)) -> bool {
                     | std::io::ErrorKind::AddrNotAvailable
                     | std::io::ErrorKind::HostUnreachable
                     | std::io::ErrorKind::NetworkUnreachable
-            )
+            ) || (io.kind() == std::io::ErrorKind::TimedOut
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<tokio::time::error::Elapsed>()))
         }) || e.to_string().contains("tcp connect error")
             || e.to_string().starts_with("dns error")
+            || e.is::<tokio::time::error::Elapsed>()
     })
 }
 

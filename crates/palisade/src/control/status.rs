@@ -155,6 +155,8 @@ impl ControlService {
             leader_millis_since_quorum_ack: quorum.as_ref().and_then(|q| q.millis_since_ack),
             quorum_acked: quorum.as_ref().map(|q| q.acked).unwrap_or_default(),
             quorum_needed: (voters / 2 + 1) as u32,
+            transport: String::new(),
+            caller: String::new(),
         }
     }
 

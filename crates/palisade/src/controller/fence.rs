@@ -109,6 +109,9 @@ impl Controller {
             tokio::select! {
                 answer = async { confirm.as_mut().expect("guarded").await }, if confirm.is_some() => {
                     confirm = None;
+                    if let Ok(Err(SiteActionError::Timeout { .. } | SiteActionError::Unreachable { .. })) = &answer {
+                        self.lock().fence_unanswered = Some(epoch);
+                    }
                     let answer = match answer {
                         Ok(Ok(done)) => Ok(done.detail),
                         Ok(Err(e)) => Err(e.to_string()),

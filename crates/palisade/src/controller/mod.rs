@@ -45,6 +45,11 @@ struct Inner {
     assessment: String,
     /// Last assessment logged, to log changes and not every tick.
     last_logged: String,
+    /// Since when this witness leads (mono ms).
+    leading_since_ms: u64,
+    /// The epoch whose fence found the old site's agent out of reach
+    /// (its call timed out or did not get through).
+    fence_unanswered: Option<u64>,
 }
 
 /// The leader-side state and loop. Present on every witness; active only
@@ -159,6 +164,8 @@ impl Controller {
                 detector: Detector::default(),
                 assessment: String::new(),
                 last_logged: String::new(),
+                leading_since_ms: 0,
+                fence_unanswered: None,
             }),
             raft,
             view,
@@ -194,6 +201,7 @@ impl Controller {
                     received_at_ms: mono_ms(),
                     dbs: report.dbs,
                     last_writable: report.last_writable,
+                    unreachable_for: report.unreachable_for,
                 },
             );
         }
@@ -210,6 +218,8 @@ impl Controller {
         {
             let mut inner = self.lock();
             inner.leading = true;
+            inner.leading_since_ms = mono_ms();
+            inner.fence_unanswered = None;
             inner.reports.clear();
             inner.detector = Detector::default();
         }

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use palisade_core::executor::flip::{old_site_app, OldSiteApp, OldSiteContact};
 use palisade_core::executor::{self, MonitorRead, StepResult};
 use palisade_core::{Check, Failover, SiteId};
 
 use super::fence::FENCE_RPC_TIMEOUT;
 use super::site_call::not_done;
 use super::Controller;
+use crate::clock::mono_ms;
 use crate::peer_msgs::SiteAction;
 
 /// How long the flip waits to learn whether the old site's agent answers
@@ -17,6 +19,25 @@ use crate::peer_msgs::SiteAction;
 const OLD_SITE_PROBE: Duration = Duration::from_secs(1);
 
 impl Controller {
+    /// What this leader knows of the old site's agent, for the flip.
+    fn old_site_contact(&self, f: &Failover) -> OldSiteContact {
+        let witness = self
+            .witness_sites()
+            .into_iter()
+            .find(|(_, site)| *site == f.from)
+            .map(|(id, _)| id);
+        let inner = self.lock();
+        OldSiteContact {
+            now_ms: mono_ms(),
+            leading_since_ms: inner.leading_since_ms,
+            last_report_ms: witness
+                .and_then(|w| inner.reports.get(&w))
+                .map(|r| r.received_at_ms),
+            report_ttl_ms: self.settings.detector.report_ttl_ms,
+            fence_call_unanswered: inner.fence_unanswered == Some(f.epoch),
+        }
+    }
+
     /// `monitorsEnabled` off on the old site's app, then on at the new
     /// site's (DESIGN rule 4): never two apps running jobs. An old site
     /// that cannot be reached cannot be switched off now; its agent does it
@@ -30,7 +51,15 @@ impl Controller {
                 .map(|a| a.command_timeout + Duration::from_secs(10))
                 .unwrap_or(FENCE_RPC_TIMEOUT)
         };
-        if self.actions.app(&f.from).is_some() {
+        let contact = self.old_site_contact(f);
+        if let (Some(_), OldSiteApp::OutOfReach(why)) =
+            (self.actions.app(&f.from), old_site_app(&contact))
+        {
+            done.push(format!(
+                "{}: not asked ({why}); its agent sets monitorsEnabled=false when it returns, before anything else",
+                f.from
+            ));
+        } else if self.actions.app(&f.from).is_some() {
             // Is the old site's agent there at all? A cheap read first, on
             // a short bound: a site cut off (packets dropped) would
             // otherwise hold the flip for the whole switch-off bound, or
@@ -80,12 +109,9 @@ impl Controller {
         if let (Some(app), Some(search)) = (self.actions.app(&f.to), self.actions.search_at(&f.to))
         {
             if app.es_target.is_some() || !search.ccr_follower_indices.is_empty() {
-                let action = SiteAction::RepointSearch {
-                    epoch: f.epoch,
-                    hosts: search.hosts.clone(),
-                    ccr_url: search.url.clone(),
-                    indices: search.ccr_follower_indices.clone(),
-                };
+                // The order names no host, URL or index: the agent at
+                // `f.to` takes them from its own configuration.
+                let action = SiteAction::RepointSearch { epoch: f.epoch };
                 let bound = app.command_timeout + Duration::from_secs(40);
                 match self.site_action(&f.to, action, bound).await {
                     Ok(d) => done.push(format!("elasticsearch: {}", d.detail)),

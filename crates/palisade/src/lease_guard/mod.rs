@@ -896,7 +896,8 @@ fn read_pid(file: &mut File) -> Option<i32> {
 }
 
 /// Writes `bytes` to a temporary file next to `path` and renames it over
-/// `path`, so a reader sees the old or the new content, never a mix.
+/// `path`, so a reader sees the old or the new content, never a mix. The
+/// file is owner-only (0600), like everything in the data directory.
 fn write_atomically(path: &Path, bytes: &[u8], action: &'static str) -> io::Result<()> {
     // Unique per process and call: two writers must never share a
     // temporary file, or one could rename the other's half-written one.
@@ -908,7 +909,13 @@ fn write_atomically(path: &Path, bytes: &[u8], action: &'static str) -> io::Resu
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let tmp = PathBuf::from(tmp);
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(named(e, path, action));
@@ -1012,6 +1019,14 @@ mod tests {
             boot_id().expect("boot id"),
         );
         assert_eq!(guard.read_order().map(|(o, _)| o), Some(order));
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("o"))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the order file is owner-only");
+        }
         let other = r#"{"boot_id":"another","epoch":4,"deadline_ms":1234,"hard":false}"#;
         fs::write(dir.path().join("o"), other).expect("write");
         assert!(guard.read_order().is_none());

@@ -40,6 +40,51 @@ pub struct RenewSpec {
     /// How long before the lease's end the server must be unable to write
     /// (the agent's `ttl / 4`).
     pub margin_ms: u64,
+    /// The witness's certificates, which the guard presents as its own
+    /// witness (the witnesses grant a site's lease to that site's witness
+    /// only); `None`: the cluster is insecure (plaintext).
+    #[serde(default)]
+    pub tls: Option<GuardTls>,
+}
+
+/// Channels to the witnesses, with the addresses and certificates they
+/// were made for (made again when the witness's orders change those).
+type Channels = (Vec<(NodeId, String)>, Option<GuardTls>, Peers);
+
+/// The TLS material of the witness whose lease guard this is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardTls {
+    /// `cluster.name`.
+    pub cluster: String,
+    /// The witness's node id.
+    pub node: NodeId,
+    /// The CA certificate(s) file.
+    pub ca: std::path::PathBuf,
+    /// The witness's certificate file.
+    pub cert: std::path::PathBuf,
+    /// The witness's key file.
+    pub key: std::path::PathBuf,
+}
+
+impl GuardTls {
+    /// The transport this guard renews over.
+    fn transport(&self, site: &str) -> Result<palisade_raft::transport::Transport, String> {
+        let store = palisade_tls::CertStore::load(
+            palisade_tls::TlsPaths {
+                ca_cert: self.ca.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            },
+            palisade_tls::ExpectOwn::Witness {
+                cluster: self.cluster.clone(),
+                node: self.node,
+                site: site.to_string(),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        palisade_raft::transport::Transport::witness(store, &self.cluster)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The witness's latest order as the renewer sees it.
@@ -67,7 +112,7 @@ struct Inner {
     /// A witness refused this epoch: the order is hard from now on.
     refused: Option<(u64, String)>,
     /// Channels to the witnesses of the spec they were made for.
-    peers: Option<(Vec<(NodeId, String)>, Peers)>,
+    peers: Option<Channels>,
     /// Whether the guard is renewing now (to log the change once).
     renewing: bool,
     /// Whether the witness has written no order for two renewal intervals.
@@ -199,10 +244,24 @@ impl Renewer {
         }
         let (epoch, spec) = job?;
         let peers = match &inner.peers {
-            Some((ws, p)) if *ws == spec.witnesses => p.clone(),
+            Some((ws, tls, p)) if *ws == spec.witnesses && *tls == spec.tls => p.clone(),
             _ => {
+                // Certificates are read when the spec changes (a rotation
+                // restarts the witness's orders with the same files: the
+                // guard picks new ones up when it is restarted).
+                let transport = match &spec.tls {
+                    None => palisade_raft::transport::Transport::plaintext(),
+                    Some(t) => match t.transport(&spec.site) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "lease guard: cannot load the witness's certificates; cannot renew");
+                            return None;
+                        }
+                    },
+                };
                 let p = match Peers::with_addresses(
                     spec.witnesses.iter().map(|(id, a)| (*id, a.as_str())),
+                    &transport,
                     Duration::from_millis(spec.renew_interval_ms),
                 ) {
                     Ok(p) => p,
@@ -211,7 +270,7 @@ impl Renewer {
                         return None;
                     }
                 };
-                inner.peers = Some((spec.witnesses.clone(), p.clone()));
+                inner.peers = Some((spec.witnesses.clone(), spec.tls.clone(), p.clone()));
                 p
             }
         };

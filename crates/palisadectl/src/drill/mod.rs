@@ -4,6 +4,8 @@
 //! checks on the cluster's status ([`checks`]), and reported ([`report`]).
 
 pub mod checks;
+#[cfg(test)]
+mod hostile;
 pub mod plan;
 pub mod report;
 pub mod run;
