@@ -19,7 +19,15 @@ pub struct OldSiteContact {
     /// The fence's call to that agent failed for want of an answer
     /// (timeout, unreachable) in this failover, on this leader.
     pub fence_call_unanswered: bool,
+    /// The most reports any other remote witness (neither this leader's
+    /// own nor the old site's) has sent this leader since it took office:
+    /// proof that reports get through to it.
+    pub others_reports_since_leading: u32,
 }
+
+/// Reports from another witness that show reports get through to a new
+/// leader (each witness reports every probe interval).
+const REPORTS_GETTING_THROUGH: u32 = 2;
 
 /// How the old site's app is to be switched off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +52,17 @@ pub fn old_site_app(c: &OldSiteContact) -> OldSiteApp {
         return OldSiteApp::OutOfReach("its agent did not answer the fence".into());
     }
     let led_for = c.now_ms.saturating_sub(c.leading_since_ms);
+    let heard_since_leading = c.last_report_ms.is_some_and(|at| at >= c.leading_since_ms);
     if led_for < c.report_ttl_ms {
+        // Too early to judge by the clock alone; but another witness's
+        // reports getting through while the old site's witness sent none
+        // since this leader took office is enough.
+        if !heard_since_leading && c.others_reports_since_leading >= REPORTS_GETTING_THROUGH {
+            return OldSiteApp::OutOfReach(format!(
+                "its witness sent none of the reports this leader received in its {led_for} ms in office (another witness's {} got through)",
+                c.others_reports_since_leading
+            ));
+        }
         return OldSiteApp::Ask;
     }
     match c.last_report_ms {
@@ -70,6 +88,7 @@ mod tests {
             last_report_ms: Some(9_900),
             report_ttl_ms: 1_250,
             fence_call_unanswered: false,
+            others_reports_since_leading: 0,
         }
     }
 
@@ -113,6 +132,44 @@ mod tests {
             ..contact()
         };
         assert_eq!(old_site_app(&c), OldSiteApp::Ask);
+    }
+
+    #[test]
+    fn a_new_leader_judges_by_the_other_witnesses_reports_getting_through() {
+        // In office for 500 ms: too early by the clock.
+        let new = OldSiteContact {
+            leading_since_ms: 9_500,
+            last_report_ms: None,
+            ..contact()
+        };
+        assert_eq!(old_site_app(&new), OldSiteApp::Ask);
+        // Another witness's reports got through, the old site's did not.
+        let others_heard = OldSiteContact {
+            others_reports_since_leading: 2,
+            ..new
+        };
+        assert!(matches!(
+            old_site_app(&others_heard),
+            OldSiteApp::OutOfReach(_)
+        ));
+        // The old site's witness reported to this leader too: ask it.
+        let both = OldSiteContact {
+            last_report_ms: Some(9_800),
+            ..others_heard
+        };
+        assert_eq!(old_site_app(&both), OldSiteApp::Ask);
+        // A report it sent the previous leader does not count.
+        let before = OldSiteContact {
+            last_report_ms: Some(9_400),
+            ..others_heard
+        };
+        assert!(matches!(old_site_app(&before), OldSiteApp::OutOfReach(_)));
+        // One report is not yet a pattern.
+        let one = OldSiteContact {
+            others_reports_since_leading: 1,
+            ..new
+        };
+        assert_eq!(old_site_app(&one), OldSiteApp::Ask);
     }
 
     #[test]

@@ -47,6 +47,8 @@ struct Inner {
     last_logged: String,
     /// Since when this witness leads (mono ms).
     leading_since_ms: u64,
+    /// How many reports each witness has sent since this one leads.
+    reports_since_leading: BTreeMap<NodeId, u32>,
     /// The epoch whose fence found the old site's agent out of reach
     /// (its call timed out or did not get through).
     fence_unanswered: Option<u64>,
@@ -165,6 +167,7 @@ impl Controller {
                 assessment: String::new(),
                 last_logged: String::new(),
                 leading_since_ms: 0,
+                reports_since_leading: BTreeMap::new(),
                 fence_unanswered: None,
             }),
             raft,
@@ -195,6 +198,10 @@ impl Controller {
     pub fn receive_report(&self, report: Report) {
         let mut inner = self.lock();
         if inner.leading {
+            *inner
+                .reports_since_leading
+                .entry(report.witness)
+                .or_default() += 1;
             inner.reports.insert(
                 report.witness,
                 WitnessReport {
@@ -219,6 +226,7 @@ impl Controller {
             let mut inner = self.lock();
             inner.leading = true;
             inner.leading_since_ms = mono_ms();
+            inner.reports_since_leading.clear();
             inner.fence_unanswered = None;
             inner.reports.clear();
             inner.detector = Detector::default();

@@ -35,6 +35,13 @@ impl Controller {
                 .map(|r| r.received_at_ms),
             report_ttl_ms: self.settings.detector.report_ttl_ms,
             fence_call_unanswered: inner.fence_unanswered == Some(f.epoch),
+            others_reports_since_leading: inner
+                .reports_since_leading
+                .iter()
+                .filter(|(id, _)| Some(**id) != witness && **id != self.topology.own_id)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0),
         }
     }
 
