@@ -13,8 +13,11 @@
 //! or restart reverts them to the config file unless the config uses
 //! `server-state-file` / `load-server-state-from-file`. The repoint step is
 //! idempotent and verified, so re-running it after a reload restores the
-//! routing; deployments should still pair it with a state file or a config
-//! that starts with the standby in `disabled`.
+//! routing; deployments should still pair it with a state file. Do not
+//! start the standby's server as `disabled` in the config: that is a
+//! configured maintenance, which HAProxy 2.6's runtime API cannot clear, so
+//! the repoint could never make it `ready` (docs/configuration.md,
+//! `[[front_door]]`).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -32,6 +32,10 @@ enum Cmd {
         /// The site's config file (docs/configuration.md).
         #[arg(long, short)]
         config: PathBuf,
+        /// Log lines as text, or one JSON object per line for log
+        /// shippers; overrides `log.format` (docs/operations.md, "Logs").
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file and exit: 0 when valid, 1 with the reason when not.
     CheckConfig {
@@ -189,9 +193,10 @@ fn cancel_on_signals(
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Run { config } => {
+        Cmd::Run { config, log_format } => {
             let config = Config::load(&config)?;
-            let log = std::sync::Arc::new(init_logging(config.log_format, &config.log_level)?);
+            let format = log_format.unwrap_or(config.log_format);
+            let log = std::sync::Arc::new(init_logging(format, &config.log_level)?);
             let token = CancellationToken::new();
             cancel_on_signals(
                 token.clone(),

@@ -448,7 +448,9 @@ impl Controller {
         };
         match self.propose(cmd).await {
             Ok(()) => {
-                tracing::warn!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby")
+                // Progress, not trouble: INFO (WARN and ERROR are for what
+                // a human must look at).
+                tracing::info!(site = %db.standby, primary = %db.primary, "old primary rejoined as a streaming standby")
             }
             Err(e) => tracing::warn!(error = %e, "could not record the rejoin"),
         }
