@@ -257,6 +257,7 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         search: Vec::new(),
         monitors_enabled: None,
         replication_in_force: String::new(),
+        lease_remaining_ms: None,
     }
 }
 

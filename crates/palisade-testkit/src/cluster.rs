@@ -599,12 +599,23 @@ pub async fn wait_status_from<T>(
     })
 }
 
-/// Waits until the cluster leads, has recorded the roles, and the primary
-/// holds its lease (it stays writable).
+/// Waits until the cluster leads, has recorded the roles, the detector is
+/// healthy, and the primary's agent holds its lease: from then on the agent
+/// is in charge of its database (a crash before that would be met by the
+/// agent's first start, not by the crash policy).
 pub async fn wait_ready(c: &Cluster) {
-    wait_status(c, "roles recorded and the detector healthy", SETTLE, |s| {
-        (s.primary_site == "a" && s.assessment.starts_with("healthy")).then_some(())
-    })
+    wait_status(
+        c,
+        "roles recorded, the detector healthy and the primary's lease held",
+        SETTLE,
+        |s| {
+            let leased = s
+                .nodes
+                .iter()
+                .any(|n| n.site == s.primary_site && n.lease_remaining_ms.is_some());
+            (s.primary_site == "a" && s.assessment.starts_with("healthy") && leased).then_some(())
+        },
+    )
     .await;
 }
 

@@ -557,6 +557,7 @@ impl StatusExtra for WitnessStatus {
         status.search = self.latest.search_views();
         status.monitors_enabled = self.latest.monitors();
         status.replication_in_force = self.agent.replication_in_force();
+        status.lease_remaining_ms = self.agent.lease_remaining_ms();
         status.assessment = self.controller.assessment();
     }
 }

@@ -175,6 +175,16 @@ impl SiteAgent {
             .is_valid(now_ms + self.cfg.fence_margin_ms(), epoch, &self.cfg.lease)
     }
 
+    /// How long the lease for `epoch` still holds at `now_ms`, fence
+    /// margin included (`None`: not held).
+    pub fn lease_remaining_ms(&self, now_ms: u64, epoch: u64) -> Option<u64> {
+        self.lease
+            .valid_until_ms(epoch, &self.cfg.lease)
+            .map(|until| until.saturating_sub(self.cfg.fence_margin_ms()))
+            .filter(|until| *until > now_ms)
+            .map(|until| until - now_ms)
+    }
+
     /// What to do with the database now.
     pub fn reconcile(&mut self, now_ms: u64, facts: &Facts) -> Decision {
         match facts.desired {

@@ -1,6 +1,7 @@
 //! Synchronous replication at the primary's site: which standby commits
 //! wait for, and the degrade decision (`palisade_core::sync_degrade`).
 
+use crate::clock::mono_ms;
 use palisade_actions::postgres::DatabaseControl;
 
 use super::Agent;
@@ -94,6 +95,17 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             }
             Err(e) => tracing::warn!(error = %e, "could not set synchronous_standby_names"),
         }
+    }
+
+    /// How long this site's lease still holds, when this site is the
+    /// desired primary and its agent holds it (for status).
+    pub fn lease_remaining_ms(&self) -> Option<u64> {
+        let state = self.view.cluster_state();
+        let db = state.db.as_ref()?;
+        if db.primary != self.site {
+            return None;
+        }
+        self.st().lease_remaining_ms(mono_ms(), state.epoch)
     }
 
     /// The replication mode this primary's agent keeps in force (`sync`
