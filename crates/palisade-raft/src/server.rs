@@ -258,6 +258,7 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         monitors_enabled: None,
         replication_in_force: String::new(),
         lease_remaining_ms: None,
+        serving_under_lease: false,
     }
 }
 

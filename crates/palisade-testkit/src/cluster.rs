@@ -606,13 +606,15 @@ pub async fn wait_status_from<T>(
 pub async fn wait_ready(c: &Cluster) {
     wait_status(
         c,
-        "roles recorded, the detector healthy and the primary's lease held",
+        "roles recorded, the detector healthy and the primary serving under its lease",
         SETTLE,
         |s| {
-            let leased = s
-                .nodes
-                .iter()
-                .any(|n| n.site == s.primary_site && n.lease_remaining_ms.is_some());
+            // Serving, not only leased: until its agent has seen the server
+            // run under the lease, a crash is a dead server found at start
+            // and is restarted, whatever on_primary_crash says.
+            let leased = s.nodes.iter().any(|n| {
+                n.site == s.primary_site && n.lease_remaining_ms.is_some() && n.serving_under_lease
+            });
             (s.primary_site == "a" && s.assessment.starts_with("healthy") && leased).then_some(())
         },
     )

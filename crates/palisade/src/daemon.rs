@@ -558,6 +558,7 @@ impl StatusExtra for WitnessStatus {
         status.monitors_enabled = self.latest.monitors();
         status.replication_in_force = self.agent.replication_in_force();
         status.lease_remaining_ms = self.agent.lease_remaining_ms();
+        status.serving_under_lease = self.agent.serving_under_lease();
         status.assessment = self.controller.assessment();
     }
 }

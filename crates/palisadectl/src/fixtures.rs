@@ -215,6 +215,8 @@ pub fn failed_over() -> StatusReply {
     ];
     r.nodes[0].monitors_enabled = Some(false);
     r.nodes[1].monitors_enabled = Some(true);
+    r.nodes[1].lease_remaining_ms = Some(1_100);
+    r.nodes[1].serving_under_lease = true;
     r
 }
 

@@ -240,6 +240,12 @@ pub struct NodeJson {
     /// from its file; `null` when the site has no app, the file could not
     /// be read, or the witness could not be asked.
     pub monitors_enabled: Option<bool>,
+    /// Primary site's witness only: how long its agent's quorum lease still
+    /// holds, ms, fence margin included; `null` elsewhere or when not held.
+    pub lease_remaining_ms: Option<u64>,
+    /// Primary site's witness only: its agent has seen the database run
+    /// under the lease and has not stopped it since.
+    pub serving_under_lease: bool,
 }
 
 /// One follower in [`StatusJson::replication`].
@@ -453,6 +459,8 @@ impl From<&NodeStatus> for NodeJson {
             databases: n.databases.iter().map(DatabaseJson::from).collect(),
             search: n.search.iter().map(SearchJson::from).collect(),
             monitors_enabled: n.monitors_enabled,
+            lease_remaining_ms: n.lease_remaining_ms,
+            serving_under_lease: n.serving_under_lease,
         }
     }
 }
@@ -1001,10 +1009,12 @@ mod tests {
                 "last_applied_index",
                 "last_log_index",
                 "leader_id",
+                "lease_remaining_ms",
                 "monitors_enabled",
                 "raft_addr",
                 "role",
                 "search",
+                "serving_under_lease",
                 "site",
                 "snapshot_index",
                 "term"
@@ -1013,6 +1023,8 @@ mod tests {
         assert_eq!(v["nodes"][0]["databases"], serde_json::json!([]));
         assert_eq!(v["nodes"][0]["search"], serde_json::json!([]));
         assert!(v["nodes"][0]["monitors_enabled"].is_null());
+        assert!(v["nodes"][0]["lease_remaining_ms"].is_null());
+        assert_eq!(v["nodes"][0]["serving_under_lease"], false);
         assert_eq!(v["nodes"][0]["role"], "leader");
         assert_eq!(v["nodes"][0]["leader_id"], 1);
         assert!(v["nodes"][0]["error"].is_null());

@@ -187,9 +187,10 @@ fn databases_block(r: &StatusReply) -> String {
         cell(&r.assessment)
     };
     let mut out = format!(
-        "databases: primary {}, {standby}{mode} — epoch {}{rejoin}\ndetector: {detector}\n\n",
+        "databases: primary {}, {standby}{mode} — epoch {}{rejoin}\ndetector: {detector}\nlease: {}\n\n",
         cell(&r.primary_site),
-        r.epoch
+        r.epoch,
+        lease_line(r)
     );
 
     let rows: Vec<Vec<String>> = r
@@ -207,6 +208,27 @@ fn databases_block(r: &StatusReply) -> String {
         ));
     }
     out
+}
+
+/// The primary's quorum lease, as its own site's witness tells it: the
+/// one fact that says whether the primary may take writes right now.
+fn lease_line(r: &StatusReply) -> String {
+    let site = cell(&r.primary_site);
+    let Some(n) = r.nodes.iter().find(|n| n.site == r.primary_site) else {
+        return format!("unknown (no witness at site {site})");
+    };
+    if Role::try_from(n.role) == Ok(Role::Unreachable) {
+        return format!("unknown (site {site}'s witness did not answer)");
+    }
+    match n.lease_remaining_ms {
+        Some(ms) if n.serving_under_lease => {
+            format!("held by site {site}'s agent, {ms} ms left; the primary serves under it")
+        }
+        Some(ms) => format!(
+            "held by site {site}'s agent, {ms} ms left; the primary is not yet confirmed running"
+        ),
+        None => format!("not held by site {site}'s agent: its primary takes no writes"),
+    }
 }
 
 /// One row of the database views: what witness `witness` saw of `d`.
@@ -699,6 +721,7 @@ ID  SITE  ROLE       TERM  LEADER  LAST LOG  APPLIED  CONTROL ADDR
         let expected = "
 databases: primary b, standby a (async) — epoch 3 — standby must rejoin
 detector: healthy: primary b up on 2 of 2 reporting witnesses
+lease: held by site b's agent, 1100 ms left; the primary serves under it
 
 each witness's view of each database
 WITNESS  SITE  STATE           LSN        LAG    STREAMING  AGE
@@ -731,6 +754,32 @@ last failover: epoch 3, a -> b (automatic), took 4230 ms
 ";
         let got = added_lines(&fixtures::failed_over());
         assert_eq!(got, expected, "got:\n{got}");
+    }
+
+    #[test]
+    fn the_lease_line_tells_held_not_yet_serving_lapsed_and_unknown() {
+        let line = |r: &StatusReply| {
+            status_table(r)
+                .lines()
+                .find(|l| l.starts_with("lease: "))
+                .expect("a lease line")
+                .to_owned()
+        };
+        let mut r = fixtures::failed_over();
+        r.nodes[1].serving_under_lease = false;
+        assert_eq!(
+            line(&r),
+            "lease: held by site b's agent, 1100 ms left; the primary is not yet confirmed running"
+        );
+        r.nodes[1].lease_remaining_ms = None;
+        assert_eq!(
+            line(&r),
+            "lease: not held by site b's agent: its primary takes no writes"
+        );
+        r.nodes[1].role = Role::Unreachable as i32;
+        assert_eq!(line(&r), "lease: unknown (site b's witness did not answer)");
+        r.primary_site = "d".to_owned();
+        assert_eq!(line(&r), "lease: unknown (no witness at site d)");
     }
 
     #[test]
@@ -835,6 +884,7 @@ FAILOVER IN PROGRESS epoch 4: b -> a (operator:alice): DR drill
             "
 databases: primary b, no standby — epoch 3
 detector: unknown (no leader answered)
+lease: held by site b's agent, 1100 ms left; the primary serves under it
 
 each witness's view of each database: no witness reported one
 "

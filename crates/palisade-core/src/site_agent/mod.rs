@@ -276,6 +276,13 @@ impl SiteAgent {
         self.self_fenced = false;
     }
 
+    /// Whether the database ran under a confirmed lease and this agent has
+    /// not stopped it since: a crash from here is a crash, handled by the
+    /// crash policy, not a dead server found at start.
+    pub fn serving_under_lease(&self) -> bool {
+        self.ran_leased && !self.self_fenced
+    }
+
     /// This agent stopped the database (a fence, a handover's shutdown, a
     /// lapsed lease): not a crash.
     pub fn fenced(&mut self) {

@@ -108,6 +108,14 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         self.st().lease_remaining_ms(mono_ms(), state.epoch)
     }
 
+    /// Whether this site is the desired primary and its agent has seen the
+    /// database serve under its lease since it last stopped it (for status).
+    pub fn serving_under_lease(&self) -> bool {
+        let state = self.view.cluster_state();
+        state.db.as_ref().is_some_and(|db| db.primary == self.site)
+            && self.st().serving_under_lease()
+    }
+
     /// The replication mode this primary's agent keeps in force (`sync`
     /// mode only; empty otherwise).
     pub fn replication_in_force(&self) -> String {
