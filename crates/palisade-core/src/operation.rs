@@ -307,25 +307,24 @@ fn loss_bound(
 
 /// The freshest trustworthy view of `site`'s database: its own witness's
 /// report when fresh, else the freshest report from another witness.
+/// The newest fresh observation of `site`'s database among the witnesses'
+/// reports; between two equally new ones, its own site's witness's (no
+/// link between sites in the way). Newest, not its own site's first: a
+/// database that just came back (a rejoin's restart) is up in the newest
+/// reports while an older one still says it is down.
 fn best_view<'a>(facts: &'a Facts<'_>, site: &SiteId) -> Option<&'a PgObservation> {
-    let fresh = |r: &&WitnessReport| {
-        facts.now.mono_ms.saturating_sub(r.received_at_ms) <= facts.cfg.report_ttl_ms
-    };
-    let own = facts
-        .witnesses
+    facts
+        .reports
         .iter()
-        .filter(|(_, s)| *s == site)
-        .filter_map(|(id, _)| facts.reports.get(id))
-        .filter(fresh)
-        .find_map(|r| r.dbs.get(site));
-    own.or_else(|| {
-        facts
-            .reports
-            .values()
-            .filter(fresh)
-            .max_by_key(|r| r.received_at_ms)
-            .and_then(|r| r.dbs.get(site))
-    })
+        .filter(|(_, r)| {
+            facts.now.mono_ms.saturating_sub(r.received_at_ms) <= facts.cfg.report_ttl_ms
+        })
+        .filter_map(|(id, r)| {
+            let own = facts.witnesses.get(id) == Some(site);
+            r.dbs.get(site).map(|o| ((r.received_at_ms, own), o))
+        })
+        .max_by_key(|(key, _)| *key)
+        .map(|(_, o)| o)
 }
 
 fn votes(facts: &Facts<'_>, from: &SiteId) -> Vec<WitnessVote> {

@@ -445,8 +445,12 @@ async fn a_rotated_certificate_is_served_without_a_restart_or_a_leader_change() 
 
     step("load: notes through the leader every 50 ms while the certificate rotates");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Notes acknowledged so far: the rotation must happen under load, and
+    // load must go on after it.
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = {
         let stop = stop.clone();
+        let acked = acked.clone();
         let ctl = palisade_testkit::cluster::palisadectl_bin();
         let endpoint = c.nodes[(leader - 1) as usize].control.clone();
         let env = pki.ctl_env(OPERATOR);
@@ -462,7 +466,10 @@ async fn a_rotated_certificate_is_served_without_a_restart_or_a_leader_change() 
                     .expect("palisadectl");
                 if o.status.code() != Some(0) {
                     failures.push(String::from_utf8_lossy(&o.stderr).to_string());
+                } else {
+                    acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                // The load's pace, not a wait on anything.
                 std::thread::sleep(Duration::from_millis(50));
             }
             (n, failures)
@@ -472,7 +479,14 @@ async fn a_rotated_certificate_is_served_without_a_restart_or_a_leader_change() 
     step(&format!(
         "re-issue witness {rotated}'s certificate and send SIGHUP"
     ));
-    std::thread::sleep(Duration::from_millis(300));
+    let notes_at_least = async |n: usize, what: &str| {
+        wait_for(what, SETTLE, async || {
+            (acked.load(std::sync::atomic::Ordering::Relaxed) >= n).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    };
+    notes_at_least(3, "three notes acknowledged before the rotation").await;
     palisade_tls::issue_witness(&pki.dir, &pki.dir, rotated, site, Validity::days(60))
         .expect("re-issue");
     c.node(rotated).signal(nix::sys::signal::Signal::SIGHUP);
@@ -489,7 +503,12 @@ async fn a_rotated_certificate_is_served_without_a_restart_or_a_leader_change() 
         new_serial, old_serial,
         "new connections still get the old certificate"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let before = acked.load(std::sync::atomic::Ordering::Relaxed);
+    notes_at_least(
+        before + 3,
+        "three more notes acknowledged after the rotation",
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, failures) = load.join().expect("load thread");
     assert!(sent > 5, "the load sent only {sent} notes");

@@ -276,6 +276,36 @@ fn switchover_needs_a_streaming_close_standby_and_a_live_primary() {
 }
 
 #[test]
+fn the_newest_report_of_the_target_decides_not_its_own_sites_older_one() {
+    // b's own witness last reported b's database down (a rejoin's
+    // restart); a newer report from witness 3 sees it streaming again.
+    let mut w = World::healthy();
+    let down = PgObservation::down(ErrorClass::Refused, "connection refused", 1);
+    for (id, age) in [(1, 300), (2, 250), (3, 50)] {
+        let r = w.reports.get_mut(&id).expect("report");
+        r.received_at_ms = NOW_MONO - age;
+        if id == 2 {
+            r.dbs.insert(site("b"), down.clone());
+        }
+    }
+    assert!(w.check(&req(Kind::Switchover, "b")).is_ok());
+    // And the other way round: the newest says down, so it is refused.
+    let r = w.reports.get_mut(&3).expect("report");
+    r.dbs.insert(site("b"), down.clone());
+    assert!(precondition(w.check(&req(Kind::Switchover, "b"))).contains("unreachable"));
+    // Equally new: its own site's witness decides.
+    for id in [1, 2, 3] {
+        w.reports.get_mut(&id).expect("report").received_at_ms = NOW_MONO - 50;
+    }
+    w.reports
+        .get_mut(&3)
+        .expect("report")
+        .dbs
+        .insert(site("b"), standby(true, 5000));
+    assert!(precondition(w.check(&req(Kind::Switchover, "b"))).contains("unreachable"));
+}
+
+#[test]
 fn stale_reports_are_not_evidence() {
     let mut w = World::healthy();
     for r in w.reports.values_mut() {
