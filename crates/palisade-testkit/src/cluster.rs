@@ -94,6 +94,9 @@ pub struct Node {
     pub control: String,
     /// The cluster's certificates (`None`: an insecure cluster).
     pub pki: Option<TestPki>,
+    /// Its HTTP listener (health endpoints, metrics), `http://127.0.0.1:PORT`;
+    /// `None` when the test's config has an `[http]` section of its own.
+    pub http: Option<String>,
     child: Option<Child>,
 }
 
@@ -229,7 +232,8 @@ impl Cluster {
             .map(TestPki::config_section)
             .unwrap_or_default();
         let scheme = if pki.is_some() { "https" } else { "http" };
-        let ports = free_ports(6);
+        let ports = free_ports(9);
+        let own_http = !extra.contains("[http]");
         let sites = ["a", "b", "c"];
         let mut witnesses = String::new();
         for (i, site) in sites.iter().enumerate() {
@@ -244,8 +248,14 @@ impl Cluster {
         for (i, site) in sites.iter().enumerate() {
             let id = i as u64 + 1;
             let config = dir.path().join(format!("site-{site}.toml"));
+            let http_port = ports[6 + i];
+            let http_section = if own_http {
+                format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n")
+            } else {
+                String::new()
+            };
             let text = format!(
-                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{tls_section}\n{extra}"
+                "node_id = {id}\n\n[cluster]\nname = \"test\"\n\n[storage]\ndata_dir = \"data/{{site}}\"\n{witnesses}\n{tls_section}{http_section}\n{extra}"
             );
             std::fs::write(&config, text).expect("write config");
             nodes.push(Node {
@@ -256,6 +266,7 @@ impl Cluster {
                 log: dir.path().join(format!("site-{site}.log")),
                 control: format!("{scheme}://127.0.0.1:{}", ports[2 * i + 1]),
                 pki: pki.clone(),
+                http: own_http.then(|| format!("http://127.0.0.1:{http_port}")),
                 child: None,
             });
         }

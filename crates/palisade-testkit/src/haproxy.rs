@@ -83,6 +83,10 @@ pub struct HaproxyConfig {
     pub retries: Option<u32>,
     /// Comment lines at the top: who wrote the file and what for.
     pub comment: Vec<String>,
+    /// Route by palisade's health endpoints instead of the runtime API
+    /// (`option httpchk`): the path (`/primary`) and, per server in
+    /// order, the port of the HTTP listener of the witness at its site.
+    pub health_check: Option<(String, Vec<u16>)>,
 }
 
 impl HaproxyConfig {
@@ -95,6 +99,7 @@ impl HaproxyConfig {
             servers,
             retries: None,
             comment: Vec::new(),
+            health_check: None,
         }
     }
 
@@ -127,8 +132,25 @@ impl HaproxyConfig {
              \x20   # with `disabled` here: HAProxy 2.6 cannot clear that at runtime.\n",
             self.bind
         );
-        for (name, addr) in &self.servers {
-            let _ = writeln!(cfg, "    server {name} {addr}");
+        match &self.health_check {
+            None => {
+                for (name, addr) in &self.servers {
+                    let _ = writeln!(cfg, "    server {name} {addr}");
+                }
+            }
+            Some((path, ports)) => {
+                let _ = write!(
+                    cfg,
+                    "    # Routed by palisade's health endpoints: only the witness whose site\n\
+                     \x20   # holds the leased, writable primary answers 200.\n\
+                     \x20   option httpchk GET {path}\n\
+                     \x20   http-check expect status 200\n\
+                     \x20   default-server inter 100ms fall 1 rise 1 on-marked-down shutdown-sessions\n"
+                );
+                for ((name, addr), port) in self.servers.iter().zip(ports) {
+                    let _ = writeln!(cfg, "    server {name} {addr} check port {port}");
+                }
+            }
         }
         cfg
     }
@@ -252,6 +274,29 @@ pub struct FrontDoor {
     /// Declared before the directory: stopped before its files go.
     _haproxy: Haproxy,
     _dir: tempfile::TempDir,
+}
+
+/// Where one fresh connection through the front door on `front` lands, as
+/// the test pair's superuser: the server's port and whether it is in
+/// recovery. `None` when no connection and query succeeded within 1 s.
+pub async fn route(front: u16) -> Option<(i32, bool)> {
+    use sqlx::ConnectOptions;
+    let opts = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(front)
+        .username(crate::pg::SUPERUSER)
+        .password(crate::pg::SUPERUSER_PASSWORD)
+        .database("postgres");
+    tokio::time::timeout(Duration::from_secs(1), async {
+        let mut conn = opts.connect().await.ok()?;
+        sqlx::query_as::<_, (i32, bool)>("SELECT inet_server_port(), pg_is_in_recovery()")
+            .fetch_one(&mut conn)
+            .await
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Starts a [`FrontDoor`] on `bin` in front of servers on `port_a` and

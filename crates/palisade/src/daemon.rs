@@ -87,6 +87,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // before any state is touched.
     let raft_listener = bind(&config, &own.raft_addr, &key("raft_addr")).await?;
     let control_listener = bind(&config, &own.control_addr, &key("control_addr")).await?;
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(bind(&config, &addr.to_string(), "http.listen").await?),
+        None => None,
+    };
     let tls = crate::tls::setup(&config)?;
     match &tls.store {
         None => tracing::error!(
@@ -187,8 +191,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tasks.spawn(crate::tls::watch(store.clone(), shutdown.clone()));
     }
     let mut witness_service = None;
+    let mut http_db = None;
     if let Some(settings) = &config.database {
         let w = start_witness(&config, settings, &raft, &state, &tls, &tasks, &shutdown)?;
+        http_db = Some(crate::http::DatabaseParts {
+            agent: w.agent.clone(),
+            latest: w.latest.clone(),
+            controller: w.controller.clone(),
+            settings: Arc::new(settings.clone()),
+        });
         let extra: Arc<dyn StatusExtra> = Arc::new(WitnessStatus {
             latest: w.latest.clone(),
             controller: w.controller.clone(),
@@ -246,6 +257,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
         ),
     ];
+    if let Some(listener) = http_listener {
+        let terms_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let leader_changes_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tasks.spawn(crate::http::count_elections(
+            raft.clone(),
+            terms_seen.clone(),
+            leader_changes_seen.clone(),
+            shutdown.clone(),
+        ));
+        let http = crate::http::serve(
+            listener,
+            Arc::new(crate::http::HttpState {
+                node: own_id,
+                site: palisade_core::SiteId(own.site.clone()),
+                raft: raft.clone(),
+                state: state.clone(),
+                db: http_db,
+                terms_seen,
+                leader_changes_seen,
+            }),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if let Ok(Err(e)) = http.await {
+                tracing::error!(error = %e, "the HTTP listener (health endpoints, metrics) stopped");
+            }
+        });
+        tracing::info!(http = ?config.http_listen, "health endpoints and metrics served over HTTP");
+    }
     tracing::info!(raft_addr = %own.raft_addr, control_addr = %own.control_addr, "witness serving");
 
     shutdown.cancelled().await;

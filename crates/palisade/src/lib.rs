@@ -11,6 +11,7 @@ pub mod controller;
 pub mod daemon;
 pub mod failpoint;
 pub mod front_door;
+pub mod http;
 pub mod inspect;
 pub mod lease;
 pub mod lease_guard;

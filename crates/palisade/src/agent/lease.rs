@@ -191,6 +191,18 @@ impl<D: DatabaseControl + 'static> Agent<D> {
     /// what it does to the lease, and the guard's new order (if any) is
     /// written under the same lock.
     fn answered(&self, witness: NodeId, sent: u64, epoch: u64, answer: Result<Grant, String>) {
+        let outcome = match &answer {
+            Ok(Grant::Granted) => "granted",
+            Ok(Grant::Refused { .. }) => "refused",
+            Ok(Grant::Unknown { .. }) => "unknown",
+            Err(_) => "failed",
+        };
+        *self
+            .lease_answers
+            .lock()
+            .expect("lease answers lock poisoned")
+            .entry((witness, outcome))
+            .or_default() += 1;
         let grant = match answer {
             Ok(g) => g,
             Err(e) => {

@@ -119,6 +119,9 @@ pub struct Agent<D: DatabaseControl = PgSite> {
     guard: Option<GuardHandle>,
     /// When the agent last tried to start a dead lease guard (agent clock).
     guard_restart_at_ms: Mutex<u64>,
+    /// Answers to this agent's lease renewals, by witness and outcome
+    /// (`granted`, `refused`, `unknown`, `failed`), for the metrics.
+    lease_answers: Mutex<std::collections::BTreeMap<(u64, &'static str), u64>>,
 }
 
 impl<D: DatabaseControl + 'static> Agent<D> {
@@ -159,6 +162,7 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             ops: tokio::sync::Mutex::new(()),
             guard,
             guard_restart_at_ms: Mutex::new(0),
+            lease_answers: Mutex::default(),
         }
     }
 

@@ -116,6 +116,17 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             && self.st().serving_under_lease()
     }
 
+    /// How many of this agent's lease renewals each witness answered, by
+    /// outcome (`granted`, `refused`, `unknown`, `failed`): for metrics.
+    pub fn lease_answer_counts(&self) -> Vec<(u64, &'static str, u64)> {
+        self.lease_answers
+            .lock()
+            .expect("lease answers lock poisoned")
+            .iter()
+            .map(|(&(w, o), &n)| (w, o, n))
+            .collect()
+    }
+
     /// The replication mode this primary's agent keeps in force (`sync`
     /// mode only; empty otherwise).
     pub fn replication_in_force(&self) -> String {

@@ -54,6 +54,8 @@ struct RawConfig {
     #[serde(default)]
     witness: Vec<RawWitness>,
     #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
     probe: database::RawProbe,
     #[serde(default)]
     lease: database::RawLease,
@@ -138,6 +140,13 @@ impl Default for RawLog {
     }
 }
 
+/// `[http]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWitness {
@@ -211,6 +220,9 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     /// Apps, Elasticsearch, front doors and checks a failover moves.
     pub actions: SiteActions,
+    /// `http.listen`: where this witness serves its health endpoints and
+    /// Prometheus metrics (plain HTTP, read-only); `None`: not served.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -367,6 +379,16 @@ impl Config {
         )
         .map_err(|(key, reason)| err(&key, reason))?;
 
+        let http_listen = match &raw.http.listen {
+            None => None,
+            Some(addr) => Some(addr.trim().parse::<std::net::SocketAddr>().map_err(|e| {
+                err(
+                    "http.listen",
+                    format!("{addr:?} is not an address to listen on (ip:port, e.g. \"0.0.0.0:8008\"): {e}"),
+                )
+            })?),
+        };
+
         Ok(Self {
             file: file.to_path_buf(),
             cluster_name: raw.cluster.name,
@@ -384,6 +406,7 @@ impl Config {
             log_level: raw.log.level,
             database,
             actions,
+            http_listen,
         })
     }
 
@@ -629,6 +652,22 @@ control_addr = "127.0.0.1:7403"
         let (key, reason) = key_of(&GOOD.replace("node_id = 2", "node_id = 7"));
         assert_eq!(key, "node_id");
         assert!(reason.contains("7 is not the id"), "{reason}");
+    }
+
+    #[test]
+    fn http_listen_is_an_ip_and_port_or_absent() {
+        let with = |s: &str| GOOD.replace("[storage]", &format!("[http]\n{s}\n\n[storage]"));
+        let (key, reason) = key_of(&with("listen = \"localhost:8008\""));
+        assert_eq!(key, "http.listen");
+        assert!(
+            reason.contains("\"localhost:8008\" is not an address"),
+            "{reason}"
+        );
+        assert_eq!(key_of(&with("listen = 8008")).0, "http.listen");
+        assert_eq!(key_of(&with("port = 8008")).0, "http.port");
+        let c = parse(&with("listen = \"127.0.0.1:8008\"")).expect("valid");
+        assert_eq!(c.http_listen, Some("127.0.0.1:8008".parse().expect("addr")));
+        assert_eq!(parse(GOOD).expect("valid").http_listen, None);
     }
 
     #[test]
