@@ -511,9 +511,7 @@ impl Controller {
                     inner.assessment
                 );
             }
-            if inner.assessment.split(':').take(2).collect::<Vec<_>>()
-                != inner.last_logged.split(':').take(2).collect::<Vec<_>>()
-            {
+            if log_key(&inner.assessment) != log_key(&inner.last_logged) {
                 match (&a, &paused) {
                     (Assessment::FailOver { .. }, Some(_)) => {
                         tracing::warn!(assessment = %inner.assessment, "paused: automatic failover suppressed")
@@ -571,6 +569,59 @@ impl Controller {
     }
 }
 /// One line for status and logs.
+/// What must change in an assessment for it to be logged again: its first
+/// two `:`-separated parts, with durations (a number followed by `ms` or
+/// `s`) blanked. A primary down for 368, then 569, then 771 ms is one
+/// suspicion, logged once; a change in how many witnesses see it down, or
+/// of state, is logged.
+fn log_key(assessment: &str) -> String {
+    let head = assessment.split(':').take(2).collect::<Vec<_>>().join(":");
+    let words: Vec<&str> = head.split(' ').collect();
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let unit = words
+                .get(i + 1)
+                .map(|n| n.trim_end_matches([';', ',', ')']));
+            let numeric = !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.');
+            if numeric && matches!(unit, Some("ms") | Some("s")) {
+                "#"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod log_key_tests {
+    use super::log_key;
+
+    #[test]
+    fn a_growing_duration_is_the_same_assessment_a_new_count_is_not() {
+        let k = |s: &str| log_key(s);
+        assert_eq!(
+            k("suspect: primary down for 368 ms of the 1000 ms down_after requires"),
+            k("suspect: primary down for 771 ms of the 1000 ms down_after requires")
+        );
+        assert_ne!(
+            k("healthy: 0 of 3 witnesses see the primary down; 2 needed"),
+            k("healthy: 1 of 3 witnesses see the primary down; 2 needed")
+        );
+        assert_ne!(
+            k("healthy: 0 of 3 witnesses see the primary down; 2 needed"),
+            k("suspect: primary down for 368 ms of the 1000 ms down_after requires")
+        );
+        // Past the second part, nothing counts (evidence detail).
+        assert_eq!(
+            k("blocked: standby lags: 12 bytes"),
+            k("blocked: standby lags: 99 bytes")
+        );
+    }
+}
+
 fn describe(a: &Assessment) -> String {
     match a {
         Assessment::NotConfigured => "not configured: database roles not recorded".into(),
