@@ -88,6 +88,15 @@ pub enum Command {
     },
     /// A finished DR drill, for the history.
     RecordDrill(Box<crate::state::DrillRecord>),
+    /// Drop the records that `retention` no longer keeps at `at_ms`
+    /// (`crate::state::retention`). Proposed by the leader with its policy
+    /// and clock, so that every witness drops the same ones.
+    Prune {
+        /// The policy.
+        retention: crate::state::retention::Retention,
+        /// Leader wall clock, Unix ms.
+        at_ms: i64,
+    },
     /// The failover of `epoch` ended (after its last step, or aborted before
     /// promotion).
     FinishFailover {
@@ -271,6 +280,21 @@ impl Command {
                 }
                 command.validate()
             }
+            Command::Prune { retention, .. } => {
+                for (field, keep) in [
+                    ("retention.history", retention.history),
+                    ("retention.journal", retention.journal),
+                    ("retention.drills", retention.drills),
+                ] {
+                    if keep.max_age_ms <= 0 {
+                        return Err(CommandError {
+                            field,
+                            reason: "an age of 0 would drop every record".into(),
+                        });
+                    }
+                }
+                Ok(())
+            }
             Command::StepDone { .. }
             | Command::FinishFailover { .. }
             | Command::StandbyRejoined { .. } => Ok(()),
@@ -291,6 +315,7 @@ impl Command {
             | Command::StepDone { .. }
             | Command::StandbyRejoined { .. }
             | Command::FinishFailover { .. }
+            | Command::Prune { .. }
             | Command::Requested { .. } => None,
         }
     }

@@ -190,6 +190,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(store) = &tls.store {
         tasks.spawn(crate::tls::watch(store.clone(), shutdown.clone()));
     }
+    tasks.spawn(crate::retention::run(
+        raft.clone(),
+        state.clone(),
+        config.retention,
+        shutdown.clone(),
+    ));
     let mut witness_service = None;
     let mut http_db = None;
     if let Some(settings) = &config.database {

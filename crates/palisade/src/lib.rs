@@ -20,6 +20,7 @@ pub mod observer;
 pub mod peer_msgs;
 pub mod peer_pb;
 pub mod peers;
+pub mod retention;
 pub mod site_db;
 pub mod stonith;
 pub mod tls;

@@ -6,6 +6,7 @@
 //! observed separately and never replicated.
 
 pub mod requests;
+pub mod retention;
 
 use std::collections::BTreeMap;
 
@@ -476,6 +477,10 @@ impl ClusterState {
             }
             Command::RecordDrill(d) => {
                 self.drills.push((**d).clone());
+                CommandResult::Applied
+            }
+            Command::Prune { retention, at_ms } => {
+                self.prune(retention, *at_ms);
                 CommandResult::Applied
             }
             Command::FinishFailover {

@@ -11,6 +11,7 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use palisade_core::state::retention::{Keep, Retention};
 use palisade_core::{NodeId, Topology, Witness};
 use serde::Deserialize;
 
@@ -55,6 +56,8 @@ struct RawConfig {
     witness: Vec<RawWitness>,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    retention: RawRetention,
     #[serde(default)]
     probe: database::RawProbe,
     #[serde(default)]
@@ -140,6 +143,39 @@ impl Default for RawLog {
     }
 }
 
+/// `[retention]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    history_max: u64,
+    history_max_age_days: u64,
+    journal_max: u64,
+    journal_max_age_days: u64,
+    drills_max: u64,
+    drills_max_age_days: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        let d = Retention::default();
+        let days = |k: Keep| (k.max_age_ms / (24 * 3600 * 1000)) as u64;
+        Self {
+            history_max: d.history.max_count as u64,
+            history_max_age_days: days(d.history),
+            journal_max: d.journal.max_count as u64,
+            journal_max_age_days: days(d.journal),
+            drills_max: d.drills.max_count as u64,
+            drills_max_age_days: days(d.drills),
+        }
+    }
+}
+
+/// The most records of one kind `[retention]` may keep: beyond it a
+/// snapshot alone would be too large to ship.
+const MAX_RETAINED: u64 = 1_000_000;
+/// The longest `[retention]` may keep a record: a century.
+const MAX_RETENTION_DAYS: u64 = 36_500;
+
 /// `[http]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +256,9 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     /// Apps, Elasticsearch, front doors and checks a failover moves.
     pub actions: SiteActions,
+    /// `[retention]`: how long the replicated records are kept (the
+    /// leader's policy is the one applied).
+    pub retention: Retention,
     /// `http.listen`: where this witness serves its health endpoints and
     /// Prometheus metrics (plain HTTP, read-only); `None`: not served.
     pub http_listen: Option<std::net::SocketAddr>,
@@ -379,6 +418,32 @@ impl Config {
         )
         .map_err(|(key, reason)| err(&key, reason))?;
 
+        let rr = &raw.retention;
+        let mut keeps = Vec::new();
+        for (name, count, days) in [
+            ("history", rr.history_max, rr.history_max_age_days),
+            ("journal", rr.journal_max, rr.journal_max_age_days),
+            ("drills", rr.drills_max, rr.drills_max_age_days),
+        ] {
+            if !(1..=MAX_RETAINED).contains(&count) {
+                return Err(err(
+                    &format!("retention.{name}_max"),
+                    format!("{count} is not between 1 and {MAX_RETAINED}"),
+                ));
+            }
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                return Err(err(
+                    &format!("retention.{name}_max_age_days"),
+                    format!("{days} is not between 1 and {MAX_RETENTION_DAYS} days"),
+                ));
+            }
+            keeps.push(Keep::days(count as usize, days as i64));
+        }
+        let retention = Retention {
+            history: keeps[0],
+            journal: keeps[1],
+            drills: keeps[2],
+        };
         let http_listen = match &raw.http.listen {
             None => None,
             Some(addr) => Some(addr.trim().parse::<std::net::SocketAddr>().map_err(|e| {
@@ -406,6 +471,7 @@ impl Config {
             log_level: raw.log.level,
             database,
             actions,
+            retention,
             http_listen,
         })
     }
@@ -652,6 +718,25 @@ control_addr = "127.0.0.1:7403"
         let (key, reason) = key_of(&GOOD.replace("node_id = 2", "node_id = 7"));
         assert_eq!(key, "node_id");
         assert!(reason.contains("7 is not the id"), "{reason}");
+    }
+
+    #[test]
+    fn retention_defaults_and_bounds() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.retention, Retention::default());
+        let with = |s: &str| GOOD.replace("[storage]", &format!("[retention]\n{s}\n\n[storage]"));
+        let c = parse(&with("journal_max = 50\njournal_max_age_days = 7")).expect("valid");
+        assert_eq!(c.retention.journal, Keep::days(50, 7));
+        assert_eq!(c.retention.history, Retention::default().history);
+        let (key, reason) = key_of(&with("history_max = 0"));
+        assert_eq!(key, "retention.history_max");
+        assert!(reason.contains("not between 1 and"), "{reason}");
+        assert_eq!(
+            key_of(&with("drills_max_age_days = 0")).0,
+            "retention.drills_max_age_days"
+        );
+        assert_eq!(key_of(&with("journal_max = -1")).0, "retention.journal_max");
+        assert_eq!(key_of(&with("keep = 3")).0, "retention.keep");
     }
 
     #[test]

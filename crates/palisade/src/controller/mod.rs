@@ -595,6 +595,25 @@ fn log_key(assessment: &str) -> String {
         .join(" ")
 }
 
+fn describe(a: &Assessment) -> String {
+    match a {
+        Assessment::NotConfigured => "not configured: database roles not recorded".into(),
+        Assessment::FailoverInProgress => "failover in progress".into(),
+        Assessment::Healthy { why } => format!("healthy: {why}"),
+        Assessment::Suspect {
+            down_for_ms,
+            needed_ms,
+            rule,
+        } => {
+            format!(
+                "suspect: primary down for {down_for_ms} ms of the {needed_ms} ms {rule} requires"
+            )
+        }
+        Assessment::Blocked { reason, .. } => format!("blocked: {reason}"),
+        Assessment::FailOver { reason, .. } => format!("failing over: {reason}"),
+    }
+}
+
 #[cfg(test)]
 mod log_key_tests {
     use super::log_key;
@@ -619,24 +638,5 @@ mod log_key_tests {
             k("blocked: standby lags: 12 bytes"),
             k("blocked: standby lags: 99 bytes")
         );
-    }
-}
-
-fn describe(a: &Assessment) -> String {
-    match a {
-        Assessment::NotConfigured => "not configured: database roles not recorded".into(),
-        Assessment::FailoverInProgress => "failover in progress".into(),
-        Assessment::Healthy { why } => format!("healthy: {why}"),
-        Assessment::Suspect {
-            down_for_ms,
-            needed_ms,
-            rule,
-        } => {
-            format!(
-                "suspect: primary down for {down_for_ms} ms of the {needed_ms} ms {rule} requires"
-            )
-        }
-        Assessment::Blocked { reason, .. } => format!("blocked: {reason}"),
-        Assessment::FailOver { reason, .. } => format!("failing over: {reason}"),
     }
 }
