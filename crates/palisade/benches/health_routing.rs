@@ -71,8 +71,16 @@ async fn trial(bin: &std::path::Path) -> (i64, i64) {
         .expect("haproxy");
     let front = h.frontend().port();
     let (a, b) = (pair.primary.port() as i32, pair.standby.port() as i32);
-    wait_for("HAProxy routes to a", SETTLE, async || {
-        (route(front).await.map(|r| r.0) == Some(a)).then_some(())
+    // HAProxy (before 3.1's `init-state down`) starts every server UP until
+    // its first check: wait until ten connections in a row land on a, so
+    // that b's first check has marked it down.
+    wait_for("HAProxy routes to a only", SETTLE, async || {
+        for _ in 0..10 {
+            if route(front).await.map(|r| r.0) != Some(a) {
+                return None;
+            }
+        }
+        Some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));

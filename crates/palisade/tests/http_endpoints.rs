@@ -222,8 +222,16 @@ async fn haproxy_polling_primary_follows_a_failover_and_never_routes_to_a_standb
     let (a, b) = (pair.primary.port() as i32, pair.standby.port() as i32);
 
     step("before: HAProxy routes to a");
-    wait_for("HAProxy routes to a", SETTLE, async || {
-        (route(front).await.map(|r| r.0) == Some(a)).then_some(())
+    // HAProxy (before 3.1's `init-state down`) starts every server UP until
+    // its first check: wait until ten connections in a row land on a, so
+    // that b's first check has marked it down.
+    wait_for("HAProxy routes to a only", SETTLE, async || {
+        for _ in 0..10 {
+            if route(front).await.map(|r| r.0) != Some(a) {
+                return None;
+            }
+        }
+        Some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
