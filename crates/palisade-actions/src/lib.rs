@@ -1,6 +1,7 @@
 //! Effects on the world, each behind a small interface and tested against
 //! the real thing: database fencing, promotion and rejoin, the
 //! `monitorsEnabled` flip, Elasticsearch and front-door repointing, STONITH.
+//! Databases: [`postgres`] (primary/standby), [`mariadb`] (master-master pairs).
 
 pub mod atomic_file;
 pub mod command;
@@ -8,6 +9,7 @@ pub mod config_file;
 pub mod elasticsearch;
 pub mod haproxy;
 pub mod key_value;
+pub mod mariadb;
 pub mod monitors;
 pub mod postgres;
 pub mod retry;

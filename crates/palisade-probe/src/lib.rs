@@ -7,6 +7,8 @@
 //! outage to observe forever.
 //!
 //! * [`postgres`]: PostgreSQL role, WAL positions and replication state.
+//! * [`mariadb`]: a MariaDB master-master pair's server: `read_only`,
+//!   binary log and GTID positions, replication from the other master.
 //! * [`http`]: an app server's HTTP health endpoint.
 //! * [`elasticsearch`]: `_cluster/health` of an Elasticsearch node.
 //! * [`tcp`]: whether anything accepts connections on a port.
@@ -18,6 +20,7 @@ use palisade_core::observe::ErrorClass;
 
 pub mod elasticsearch;
 pub mod http;
+pub mod mariadb;
 pub mod postgres;
 pub mod tcp;
 
@@ -28,6 +31,15 @@ pub enum ProbeConfigError {
     /// The PostgreSQL DSN does not parse. `dsn` has its password redacted.
     #[error("invalid PostgreSQL DSN {dsn:?}: {reason}")]
     InvalidDsn {
+        /// The DSN as given, password replaced by `***`.
+        dsn: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The MariaDB/MySQL DSN does not parse or is not `mysql://` /
+    /// `mariadb://`. `dsn` has its password redacted.
+    #[error("invalid MariaDB DSN {dsn:?}: {reason}")]
+    InvalidMysqlDsn {
         /// The DSN as given, password replaced by `***`.
         dsn: String,
         /// Why it was rejected.

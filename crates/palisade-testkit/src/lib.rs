@@ -4,6 +4,8 @@
 //! * [`pg`]: real PostgreSQL primary/standby pairs started from `initdb`,
 //!   on loopback or in network namespaces; [`procs`]: their processes as
 //!   `/proc` shows them.
+//! * [`mariadb`]: real MariaDB master-master pairs (the guide's MySQL
+//!   replication) from `mariadb-install-db`, on loopback.
 //! * [`haproxy`]: the one HAProxy config writer, and a real HAProxy in
 //!   front of a pair.
 //! * [`es_double`]: an Elasticsearch API **double** (no Elasticsearch
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod es_double;
 pub mod haproxy;
 pub mod logs;
+pub mod mariadb;
 pub mod pg;
 pub mod pki;
 pub mod procs;
