@@ -18,12 +18,15 @@ use crate::TypeConfig;
 
 type Entry = openraft::Entry<TypeConfig>;
 
-/// Everything the state machine holds; also the snapshot format.
+/// Everything the state machine holds; also the snapshot format (the
+/// `Arc` is transparent to serde).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(super) struct Applied {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, Witness>,
-    state: ClusterState,
+    /// Shared with readers ([`StateView::cluster_state`]): applying copies
+    /// it once per batch (copy on write), reading never does.
+    state: Arc<ClusterState>,
 }
 
 /// The metadata and bytes of the current snapshot, as stored.
@@ -50,8 +53,10 @@ pub struct StateView {
 }
 
 impl StateView {
-    /// A copy of the cluster state as of the last applied entry.
-    pub fn cluster_state(&self) -> ClusterState {
+    /// The cluster state as of the last applied entry: shared, not
+    /// copied (the next apply works on a copy of its own), so readers on
+    /// every tick and every status call cost a reference count.
+    pub fn cluster_state(&self) -> Arc<ClusterState> {
         self.applied
             .read()
             .expect("state lock poisoned: a panic while applying")
@@ -228,7 +233,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             next.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(ref command) => next.state.apply(entry.log_id.index, command),
+                EntryPayload::Normal(ref command) => {
+                    Arc::make_mut(&mut next.state).apply(entry.log_id.index, command)
+                }
                 EntryPayload::Membership(ref m) => {
                     next.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     CommandResult::None

@@ -24,7 +24,7 @@ impl<D: DatabaseControl + 'static> Agent<D> {
     async fn wait_epoch(
         &self,
         epoch: u64,
-    ) -> Result<palisade_core::ClusterState, SiteActionFailure> {
+    ) -> Result<std::sync::Arc<palisade_core::ClusterState>, SiteActionFailure> {
         let deadline = mono_ms() + EPOCH_WAIT.as_millis() as u64;
         loop {
             let s = self.view.cluster_state();

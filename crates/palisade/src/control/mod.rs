@@ -203,13 +203,13 @@ impl Control for ControlService {
             .state
             .cluster_state()
             .journal
-            .into_iter()
+            .iter()
             .map(|e| JournalEntry {
                 log_index: e.log_index,
                 at_unix_ms: e.at_unix_ms,
-                author: e.author,
-                text: e.text,
-                request_id: e.request_id.unwrap_or_default(),
+                author: e.author.clone(),
+                text: e.text.clone(),
+                request_id: e.request_id.clone().unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(JournalReply { entries }))

@@ -26,7 +26,7 @@ impl Controller {
         let epoch = failover.epoch;
         loop {
             let state = self.view.cluster_state();
-            let Some(f) = state.failover.filter(|f| f.epoch == epoch) else {
+            let Some(f) = state.failover.clone().filter(|f| f.epoch == epoch) else {
                 return;
             };
             let (step, work) = match executor::next(&f) {

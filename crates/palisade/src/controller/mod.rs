@@ -483,7 +483,7 @@ impl Controller {
             }
             return;
         }
-        if let Some(f) = state.failover {
+        if let Some(f) = state.failover.clone() {
             self.drive(f, cancel).await;
             return;
         }
@@ -559,7 +559,7 @@ impl Controller {
             {
                 Ok(()) => {
                     failpoint::hit("after-begin-failover").await;
-                    if let Some(f) = self.view.cluster_state().failover {
+                    if let Some(f) = self.view.cluster_state().failover.clone() {
                         self.drive(f, cancel).await;
                     }
                 }

@@ -27,7 +27,7 @@ pub struct Snapshot {
     /// Its Raft view.
     pub raft: RaftFacts,
     /// The replicated state it applied.
-    pub state: ClusterState,
+    pub state: std::sync::Arc<ClusterState>,
     /// Its latest probe of each site's database, with the probe's age (ms).
     pub probes: Vec<(String, PgObservation, u64)>,
     /// The leader's detector assessment in words (empty elsewhere).
@@ -515,7 +515,7 @@ mod tests {
                 terms_seen: 3,
                 leader_changes_seen: 2,
             },
-            state,
+            state: state.into(),
             probes: vec![("a".into(), standby, 120), ("b".into(), primary, 80)],
             assessment: "healthy: primary b up on 3 of 3 witnesses".into(),
             lease_remaining_ms: Some(1250),
