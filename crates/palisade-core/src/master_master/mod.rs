@@ -11,6 +11,9 @@
 //! * [`pair`]: whether two servers really are the guide's master-master
 //!   pair (each replicates from the other, distinct `server_id`s,
 //!   `auto_increment` settings that keep keys from colliding);
+//! * [`detector_view`]: an observation as the failure detector reads a
+//!   database's (read-only is "in recovery", binary log coordinates are
+//!   positions, the IO thread is "streaming");
 //! * [`promotion`]: whether a survivor has applied everything it received
 //!   (or everything an old writer wrote, on a planned handover) and may
 //!   become writable, with the evidence the failover step records.
@@ -18,6 +21,7 @@
 //! The SQL that fills a [`MariaObservation`] lives in `palisade-probe`
 //! (`mariadb`), with the statements that differ in MySQL 8.
 
+pub mod detector_view;
 pub mod gtid;
 pub mod pair;
 pub mod promotion;
