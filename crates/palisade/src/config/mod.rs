@@ -858,6 +858,35 @@ dsn = "postgres://palisade:secret@127.0.0.1:5433/postgres"
     }
 
     #[test]
+    fn the_engine_is_postgresql_and_mariadb_is_refused_until_a_witness_runs_it() {
+        let with = |engine: &str| {
+            format!(
+                "{GOOD}{}",
+                DATABASES.replacen(
+                    "site = \"a\"",
+                    &format!("site = \"a\"\nengine = {engine}"),
+                    1
+                )
+            )
+        };
+        assert!(parse(&with("\"postgresql\"")).is_ok());
+        let (key, reason) = key_of(&with("\"mariadb\""));
+        assert_eq!(key, "database[0].engine");
+        assert!(
+            reason.contains("not supported by the witness yet"),
+            "{reason}"
+        );
+        assert!(reason.contains("docs/mariadb.md"), "{reason}");
+        let (key, reason) = key_of(&with("\"mysql8\""));
+        assert_eq!(key, "database[0].engine");
+        assert!(
+            reason.starts_with("\"mysql8\" is not a database engine"),
+            "{reason}"
+        );
+        assert_eq!(key_of(&with("3")).0, "database[0].engine");
+    }
+
+    #[test]
     fn database_errors_name_the_key() {
         let with = |s: &str| format!("{GOOD}{s}");
         assert_eq!(
