@@ -66,9 +66,68 @@ pub struct GuardTls {
     pub key: std::path::PathBuf,
 }
 
+/// How often the guard looks whether the witness's certificate file
+/// changed (a rotation), to present the new one from its next handshake.
+const CERT_CHECK_MS: u64 = 5_000;
+
+/// The certificate store the guard's channels present, and what it last
+/// knew of the certificate file.
+struct LoadedCert {
+    store: std::sync::Arc<palisade_tls::CertStore>,
+    cert: std::path::PathBuf,
+    modified: Option<std::time::SystemTime>,
+    checked_ms: u64,
+}
+
+impl LoadedCert {
+    fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    /// Reloads the store when the certificate file changed since the last
+    /// look (at most every [`CERT_CHECK_MS`]). The resolvers of the guard's
+    /// channels read the store at each handshake, so the new certificate
+    /// is presented from the next connection on. A file that does not load
+    /// (half written, wrong key) leaves the current one in use.
+    fn refresh(&mut self, now_ms: u64) {
+        if now_ms.saturating_sub(self.checked_ms) < CERT_CHECK_MS {
+            return;
+        }
+        self.checked_ms = now_ms;
+        let modified = Self::modified(&self.cert);
+        if modified == self.modified {
+            return;
+        }
+        match self.store.reload() {
+            Ok(m) => {
+                self.modified = modified;
+                tracing::info!(
+                    cert = %self.cert.display(),
+                    serial = %m.serial_hex(),
+                    not_after = %m.not_after(),
+                    "lease guard: reloaded the witness's certificate"
+                );
+            }
+            Err(e) => {
+                // Retried at the next look; the file may be half written.
+                tracing::error!(error = %e, "lease guard: the witness's certificate changed but does not load; keeping the current one");
+            }
+        }
+    }
+}
+
 impl GuardTls {
-    /// The transport this guard renews over.
-    fn transport(&self, site: &str) -> Result<palisade_raft::transport::Transport, String> {
+    /// The transport this guard renews over, and the store it presents.
+    fn transport(
+        &self,
+        site: &str,
+    ) -> Result<
+        (
+            palisade_raft::transport::Transport,
+            std::sync::Arc<palisade_tls::CertStore>,
+        ),
+        String,
+    > {
         let store = palisade_tls::CertStore::load(
             palisade_tls::TlsPaths {
                 ca_cert: self.ca.clone(),
@@ -82,8 +141,9 @@ impl GuardTls {
             },
         )
         .map_err(|e| e.to_string())?;
-        palisade_raft::transport::Transport::witness(store, &self.cluster)
-            .map_err(|e| e.to_string())
+        let transport = palisade_raft::transport::Transport::witness(store.clone(), &self.cluster)
+            .map_err(|e| e.to_string())?;
+        Ok((transport, store))
     }
 }
 
@@ -113,6 +173,8 @@ struct Inner {
     refused: Option<(u64, String)>,
     /// Channels to the witnesses of the spec they were made for.
     peers: Option<Channels>,
+    /// The certificate those channels present (`None`: plaintext).
+    cert: Option<LoadedCert>,
     /// Whether the guard is renewing now (to log the change once).
     renewing: bool,
     /// Whether the witness has written no order for two renewal intervals.
@@ -133,6 +195,7 @@ impl Default for Renewer {
                 epoch: None,
                 refused: None,
                 peers: None,
+                cert: None,
                 renewing: false,
                 silent: false,
             }),
@@ -244,15 +307,27 @@ impl Renewer {
         }
         let (epoch, spec) = job?;
         let peers = match &inner.peers {
-            Some((ws, tls, p)) if *ws == spec.witnesses && *tls == spec.tls => p.clone(),
+            Some((ws, tls, p)) if *ws == spec.witnesses && *tls == spec.tls => {
+                let p = p.clone();
+                // A rotation keeps the file names: look at the file itself.
+                if let Some(cert) = inner.cert.as_mut() {
+                    cert.refresh(now);
+                }
+                p
+            }
             _ => {
-                // Certificates are read when the spec changes (a rotation
-                // restarts the witness's orders with the same files: the
-                // guard picks new ones up when it is restarted).
-                let transport = match &spec.tls {
-                    None => palisade_raft::transport::Transport::plaintext(),
+                let (transport, cert) = match &spec.tls {
+                    None => (palisade_raft::transport::Transport::plaintext(), None),
                     Some(t) => match t.transport(&spec.site) {
-                        Ok(t) => t,
+                        Ok((transport, store)) => (
+                            transport,
+                            Some(LoadedCert {
+                                store,
+                                cert: t.cert.clone(),
+                                modified: LoadedCert::modified(&t.cert),
+                                checked_ms: now,
+                            }),
+                        ),
                         Err(e) => {
                             tracing::error!(error = %e, "lease guard: cannot load the witness's certificates; cannot renew");
                             return None;
@@ -271,6 +346,7 @@ impl Renewer {
                     }
                 };
                 inner.peers = Some((spec.witnesses.clone(), spec.tls.clone(), p.clone()));
+                inner.cert = cert;
                 p
             }
         };
