@@ -79,9 +79,24 @@ impl FromStr for HaproxyEndpoint {
         if s.starts_with('/') || s.starts_with("./") {
             return Ok(HaproxyEndpoint::Unix(PathBuf::from(s)));
         }
-        let addr = s.strip_prefix("tcp:").unwrap_or(s);
+        // `tcp://host:port` is the URL form operators write; `tcp:` ours.
+        let addr = s
+            .strip_prefix("tcp://")
+            .or_else(|| s.strip_prefix("tcp:"))
+            .unwrap_or(s);
+        // The host must be one a connection can be made to: a name or an
+        // IPv4 address, or an IPv6 one in brackets. HAProxy's own bind
+        // syntax (`ipv4@10.0.3.20:9999`) or a URL with a path would pass a
+        // looser check and then fail at the first failover's repointing.
+        let host_ok = |h: &str| {
+            let bracketed = h.starts_with('[') && h.ends_with(']') && h.len() > 2;
+            bracketed
+                || (!h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'))
+        };
         match addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Some((host, port)) if host_ok(host) && port.parse::<u16>().is_ok_and(|p| p > 0) => {
                 Ok(HaproxyEndpoint::Tcp(addr.to_owned()))
             }
             _ => Err(HaproxyError::InvalidEndpoint {
@@ -197,7 +212,7 @@ impl RouteOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum HaproxyError {
     /// The endpoint string is neither a path nor `host:port`. Fatal.
-    #[error("invalid HAProxy runtime API endpoint {endpoint:?}: expected unix:/path, /path or host:port")]
+    #[error("invalid HAProxy runtime API endpoint {endpoint:?}: expected unix:/path, /path, host:port or tcp://host:port (HAProxy's own `ipv4@` form is for its config, not for here)")]
     InvalidEndpoint {
         /// The rejected string.
         endpoint: String,
@@ -743,6 +758,22 @@ mod tests {
             Some(HaproxyEndpoint::Tcp("[::1]:9999".into()))
         );
         assert!("nonsense".parse::<HaproxyEndpoint>().is_err());
+        assert_eq!(
+            "tcp://lb-c.example:9999".parse::<HaproxyEndpoint>().ok(),
+            Some(HaproxyEndpoint::Tcp("lb-c.example:9999".into()))
+        );
+        // Forms that pass a loose host:port check but cannot connect.
+        for bad in [
+            "ipv4@10.0.3.20:9999",
+            "tcp://ipv4@10.0.3.20:9999",
+            "tcp:///10.0.3.20:9999",
+            "http://10.0.3.20:9999",
+            "10.0.3.20:0",
+            ":9999",
+        ] {
+            let e = bad.parse::<HaproxyEndpoint>().expect_err(bad);
+            assert!(e.to_string().contains("host:port"), "{bad}: {e}");
+        }
     }
 
     #[test]

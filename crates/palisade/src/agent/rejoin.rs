@@ -66,7 +66,7 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         match db.rejoin(epoch, upstream, &own_name).await {
             Ok(detail) => {
                 if !detail.contains("already streaming") {
-                    tracing::warn!(%detail, upstream = %primary.site, "rebuilt as a standby of the new primary");
+                    tracing::info!(%detail, upstream = %primary.site, "rebuilt as a standby of the new primary");
                 }
                 self.st().rejoined();
             }
