@@ -44,7 +44,9 @@ use crate::{classify_io, find_io_error, millis, redact, ProbeConfigError};
 /// The probe's single statement. `pg_current_wal_lsn()` raises an error
 /// during recovery, hence the `CASE`; on a primary the standby-only
 /// functions return NULL. Replay lag is 0 when the standby has replayed
-/// everything it received, as the commit timestamp of the last replayed
+/// everything it received (its receive position can also be *behind* its
+/// replay position: after a restart it restarts streaming at the start of
+/// a segment, below what it already replayed), as the commit timestamp of the last replayed
 /// transaction says nothing about lag on an idle primary; it is NULL on a
 /// primary and when no transaction has been replayed yet. (No `greatest()`
 /// for clamping: it ignores NULLs and would turn "unknown" into 0.)
@@ -61,7 +63,7 @@ SELECT
   pg_last_wal_receive_lsn()::text AS receive_lsn,
   pg_last_wal_replay_lsn()::text AS replay_lsn,
   CASE WHEN NOT pg_is_in_recovery() THEN NULL
-       WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+       WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0::float8
        ELSE (SELECT CASE WHEN lag < 0 THEN 0 ELSE lag END
                FROM (SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS lag) l)
   END AS replay_lag_seconds,

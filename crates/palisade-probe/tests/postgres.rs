@@ -351,3 +351,39 @@ async fn probe_latency_to_a_live_primary() {
         "p50 above the timeout"
     );
 }
+
+/// A standby restarted on an idle primary (a rejoin's restart) reports its
+/// receive position at the start of the segment it streams from, behind
+/// what it has replayed. That is no lag: measuring it as the time since
+/// the last replayed transaction grew it without bound on an idle
+/// cluster, until the failover lag guard (`max_lag_seconds`) refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_standby_of_an_idle_primary_has_no_replay_lag() {
+    let pair = PgPair::start().await.expect("start pair");
+    pair.primary
+        .exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("write");
+    pair.wait_replayed(Duration::from_secs(10))
+        .await
+        .expect("standby replays");
+    pair.standby.stop_fast().expect("stop the standby");
+    pair.standby.start().expect("start the standby");
+    pair.wait_streaming(Duration::from_secs(30))
+        .await
+        .expect("the standby streams again");
+    let probe = probe_of(&pair.standby.dsn(), TIMEOUT);
+    let o = probe_until(&probe, Duration::from_secs(10), "streaming", |o| {
+        o.is_streaming()
+    })
+    .await;
+    eprintln!(
+        "--- receive {:?} replay {:?} lag {:?}",
+        o.receive_lsn, o.replay_lsn, o.replay_lag_seconds
+    );
+    assert!(
+        o.receive_lsn <= o.replay_lsn,
+        "the scenario this test is about: receive behind replay ({o:#?})"
+    );
+    assert_eq!(o.replay_lag_seconds, Some(0.0), "{o:#?}");
+}
