@@ -305,8 +305,6 @@ fn loss_bound(
     }
 }
 
-/// The freshest trustworthy view of `site`'s database: its own witness's
-/// report when fresh, else the freshest report from another witness.
 /// The newest fresh observation of `site`'s database among the witnesses'
 /// reports; between two equally new ones, its own site's witness's (no
 /// link between sites in the way). Newest, not its own site's first: a
