@@ -20,6 +20,7 @@ pub mod operation;
 pub mod secret;
 pub mod site_agent;
 pub mod state;
+pub mod store_restore;
 pub mod sync_degrade;
 pub mod topology;
 

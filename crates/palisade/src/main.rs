@@ -4,9 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use palisade::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
+
+mod gen_assets;
+mod store_tool;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +47,7 @@ enum Cmd {
         config: PathBuf,
     },
     /// Print what a stopped witness's data directory holds (vote, log, state).
+    /// Read only: it takes the store's lock, so stop the witness first.
     Inspect {
         /// The witness's `storage.data_dir`.
         #[arg(long)]
@@ -70,11 +74,29 @@ enum Cmd {
     /// SIGTERM, and keeps enforcing while the witness is dead.
     #[command(hide = true)]
     LeaseGuard(palisade::lease_guard::GuardArgs),
+    /// Write palisade's man pages and shell completions into DIR (`man/`,
+    /// `completions/`), for the Debian package.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Certificates for mutual TLS: a cluster CA, and certificates for
     /// witnesses and operators (docs/security.md).
     Cert {
         #[command(subcommand)]
         command: CertCmd,
+    },
+    /// Back up, restore or rebuild a stopped witness's Raft store.
+    ///
+    /// Back it up, restore this witness's own backup, or rebuild it empty
+    /// from its peers (docs/store.md, "Backups, restores and rebuilds").
+    /// Restore and rebuild ask the other witnesses first and set the vote
+    /// that keeps the witness from voting twice; they refuse, changing
+    /// nothing, unless the others follow one leader.
+    Store {
+        #[command(subcommand)]
+        command: store_tool::StoreCmd,
     },
 }
 
@@ -225,6 +247,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Cert { command } => cert(command),
+        Cmd::Store { command } => store_tool::run(command).await,
         Cmd::Inspect { data_dir, output } => {
             let report = palisade::inspect::inspect(&data_dir).await?;
             match output {
@@ -251,7 +274,22 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let _log = init_logging(LogFormat::Text, "info")?;
             let token = CancellationToken::new();
             cancel_on_signals(token.clone(), None, None)?;
+            // `systemctl kill -s HUP` (or a reload sent to the unit's whole
+            // control group) reaches the guard too: SIGHUP's default action
+            // would end it, and with it the lease's enforcement.
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP ignored: the lease guard reloads the witness's certificate by itself; only SIGTERM or SIGINT stops it");
+                }
+            });
             Ok(palisade::lease_guard::run(args, token).await?)
+        }
+        Cmd::GenerateAssets { dir } => {
+            // The package ships no `palisade-demo`, so no page for `demo`.
+            let cmd = Cli::command().mut_subcommand("demo", |demo| demo.hide(true));
+            gen_assets::generate(cmd, &dir).map_err(anyhow::Error::msg)
         }
     }
 }

@@ -53,6 +53,35 @@ async fn a_rotated_witness_certificate_reaches_its_running_lease_guard() {
         )
     });
 
+    step("SIGHUP to the guard (a reload sent to the unit's whole group) does not end it");
+    let lock = c.nodes[0].data_dir.join("lease-guard.order.lock");
+    let guard: i32 = std::fs::read_to_string(&lock)
+        .expect("the guard's lock file")
+        .trim()
+        .parse()
+        .expect("the guard's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guard),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    wait_for(
+        "the guard's log of the ignored SIGHUP",
+        SETTLE,
+        async || {
+            std::fs::read_to_string(&guard_log)
+                .unwrap_or_default()
+                .contains("SIGHUP ignored")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        palisade_testkit::procs::alive(guard),
+        "the guard died of SIGHUP"
+    );
+
     // Nothing happened to the database meanwhile.
     assert_eq!(
         pair.primary.postmaster_pid(),

@@ -9,6 +9,7 @@ mod drill;
 mod durations;
 #[cfg(test)]
 mod fixtures;
+mod gen_assets;
 mod history;
 mod identity;
 mod json;
@@ -25,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{AnnotateRequest, HistoryRequest, JournalRequest, StatusRequest};
 use tonic::transport::Channel;
@@ -286,6 +287,13 @@ enum Command {
         #[command(subcommand)]
         command: DrillCommand,
     },
+    /// Write palisadectl's man pages and shell completions into DIR
+    /// (`man/`, `completions/`), for the Debian package; contacts nothing.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// `drill` subcommands.
@@ -480,6 +488,9 @@ async fn run_command(cli: Cli, target: &Target) -> Result<(), Failure> {
     };
     let out = Out { format: cli.output };
     match cli.command {
+        Command::GenerateAssets { dir } => {
+            gen_assets::generate(Cli::command(), &dir).map_err(Failure::Output)
+        }
         Command::Status => status(&target, &mut target.connect().await?, cli.output).await,
         Command::Annotate {
             text,

@@ -23,6 +23,7 @@
 // helpers return the same type rather than boxing it twice.
 #![allow(clippy::result_large_err)]
 
+mod backup;
 mod log_store;
 mod state_machine;
 
@@ -38,6 +39,10 @@ use palisade_core::NodeId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+pub use backup::{
+    backup, hold, read_backup, replace, vote_record, Current, Held, Holder, Replaced, StoreSummary,
+    ToolError,
+};
 pub use log_store::LogStore;
 pub use state_machine::{StateMachineStore, StateView};
 
@@ -179,10 +184,10 @@ pub enum OpenError {
 fn rebuild(path: &Path) -> String {
     let dir = path.parent().unwrap_or(Path::new("."));
     format!(
-        "To rebuild this witness from its peers: stop it; move {dir} aside (keep it; never copy it to another witness); \
-         check that the two other witnesses run and agree on a leader (palisadectl status); \
-         then start this witness with an empty {dir}: it joins, loses its first election to their \
-         leader and receives the log from it (docs/store.md)",
+        "To rebuild this witness from its peers: stop it and run `palisade store rebuild --config <its config>`, \
+         which sets this store aside (kept beside {dir}), creates an empty one and refuses unless the other \
+         witnesses follow one leader; then start it: the leader sends it the log (docs/store.md). \
+         Never copy a store to another witness",
         dir = dir.display()
     )
 }
@@ -283,39 +288,8 @@ fn create(data_dir: &Path, identity: &StoreIdentity) -> Result<(), OpenError> {
         source,
     };
     // Left by a crash during an earlier creation: never a store.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(&tmp)
-        .map_err(io_err)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err)?;
-    let bytes = serde_json::to_vec(identity).expect("an identity serializes");
-    let initialised = catch(&tmp, || {
-        let db = Database::create(&tmp).map_err(|e| db_error(&tmp, e))?;
-        let write = || -> Result<(), redb::Error> {
-            let txn = begin_write(&db)?;
-            {
-                txn.open_table(LOG)?;
-                txn.open_table(SM)?;
-                let mut meta = txn.open_table(META)?;
-                meta.insert(IDENTITY_KEY, bytes.as_slice())?;
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        write().map_err(|e| OpenError::Corrupt {
-            path: tmp.clone(),
-            detail: format!("creating it failed: {e}"),
-        })
-    });
-    initialised?;
+    remove_leftover(&tmp).map_err(io_err)?;
+    create_file(&tmp, |txn| write_identity(txn, identity))?;
     fs::rename(&tmp, &path).map_err(io_err)?;
     // The rename is durable once the directory is.
     fs::File::open(data_dir)
@@ -326,11 +300,81 @@ fn create(data_dir: &Path, identity: &StoreIdentity) -> Result<(), OpenError> {
         })
 }
 
+/// Removes `path` if it exists: a file left by an interrupted creation.
+fn remove_leftover(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `path` (which must not exist) owner-only as a store file: the
+/// tables, filled by `fill`, in one two-phase transaction, durable when
+/// this returns.
+fn create_file(
+    path: &Path,
+    fill: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+) -> Result<(), OpenError> {
+    let io_err = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err)?;
+    catch(path, || {
+        let db = Database::create(path).map_err(|e| db_error(path, e))?;
+        let write = || -> Result<(), redb::Error> {
+            let txn = begin_write(&db)?;
+            {
+                txn.open_table(LOG)?;
+                txn.open_table(SM)?;
+                txn.open_table(META)?;
+            }
+            fill(&txn)?;
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("creating it failed: {e}"),
+        })
+    })
+}
+
+/// Records `identity` in the store being written by `txn`.
+fn write_identity(
+    txn: &redb::WriteTransaction,
+    identity: &StoreIdentity,
+) -> Result<(), redb::Error> {
+    let bytes = serde_json::to_vec(identity).expect("an identity serializes");
+    let mut meta = txn.open_table(META)?;
+    meta.insert(IDENTITY_KEY, bytes.as_slice())?;
+    Ok(())
+}
+
 /// Opens the existing store at `path` and verifies all of it (see [`open`]),
 /// catching a panic in redb.
 fn open_verified(
     path: &Path,
 ) -> Result<(LogStore, StateMachineStore, Option<StoreIdentity>), OpenError> {
+    let (db, identity) = open_db_verified(path)?;
+    let sm = StateMachineStore::load(db.clone()).map_err(|e| OpenError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("loading the state machine: {e}"),
+    })?;
+    Ok((LogStore::new(db), sm, identity))
+}
+
+/// Opens the existing store file at `path` and verifies all of it (every
+/// page, every record, a contiguous log); returns the database and the
+/// identity it records.
+fn open_db_verified(path: &Path) -> Result<(Arc<Database>, Option<StoreIdentity>), OpenError> {
     let meta = fs::metadata(path).map_err(|source| OpenError::Io {
         path: path.to_path_buf(),
         source,
@@ -360,11 +404,7 @@ fn open_verified(
             .map_err(|e| db_error(path, e))?;
         let db = Arc::new(db);
         let identity = verify(&db, path)?;
-        let sm = StateMachineStore::load(db.clone()).map_err(|e| OpenError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("loading the state machine: {e}"),
-        })?;
-        Ok((LogStore::new(db), sm, identity))
+        Ok((db, identity))
     })
 }
 
