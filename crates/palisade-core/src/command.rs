@@ -21,6 +21,40 @@ pub const MAX_NOTE_BYTES: usize = 4096;
 /// Largest author name, in bytes.
 pub const MAX_AUTHOR_BYTES: usize = 128;
 
+/// The newest command format this release applies. Each release that
+/// adds a command variant raises it, and a leader proposes a command only
+/// once every witness reports a format that includes it
+/// ([`Command::format`], [`all_apply`]): an older witness cannot read a
+/// variant it does not know, and would stop applying the log there.
+///
+/// | format | adds |
+/// |---|---|
+/// | 0 | every command before formats were reported |
+/// | 1 | [`Command::Prune`] |
+pub const COMMAND_FORMAT: u32 = 1;
+
+/// Whether every witness applies commands of `format`: `answers` holds
+/// each other witness's reported format (`None`: it did not answer, so it
+/// cannot be known). `Err` names the first that does not, and why.
+pub fn all_apply(format: u32, answers: &[(u64, Option<u32>)]) -> Result<(), String> {
+    for (node, reported) in answers {
+        match reported {
+            None => {
+                return Err(format!(
+                    "witness {node} did not answer: its release is unknown"
+                ))
+            }
+            Some(f) if *f < format => {
+                return Err(format!(
+                    "witness {node} runs a release that applies command format {f}, below {format}: upgrade it first"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// A change to the replicated cluster state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -301,6 +335,14 @@ impl Command {
         }
     }
 
+    /// The command format that introduced this command ([`COMMAND_FORMAT`]).
+    pub fn format(&self) -> u32 {
+        match self {
+            Command::Prune { .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// The kind of operator request this command is (`annotate`, `pause`,
     /// `resume`, `switchover`, `failover`, `failback`, `drill`), or `None`
     /// for commands only the leader itself proposes.
@@ -395,6 +437,31 @@ pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_new_command_waits_until_every_witness_applies_its_format() {
+        let prune = Command::Prune {
+            retention: crate::state::retention::Retention::default(),
+            at_ms: 0,
+        };
+        assert_eq!(prune.format(), 1);
+        assert!(prune.format() <= COMMAND_FORMAT);
+        assert_eq!(
+            Command::Resume {
+                by: "x".into(),
+                at_ms: 0
+            }
+            .format(),
+            0
+        );
+        assert!(all_apply(1, &[(2, Some(1)), (3, Some(2))]).is_ok());
+        let e = all_apply(1, &[(2, Some(1)), (3, Some(0))]).expect_err("old witness");
+        assert!(e.contains("witness 3") && e.contains("format 0"), "{e}");
+        let e = all_apply(1, &[(2, None)]).expect_err("silent witness");
+        assert!(e.contains("witness 2 did not answer"), "{e}");
+        assert!(all_apply(0, &[(2, Some(0))]).is_ok());
+    }
+
     use super::*;
 
     fn note(author: &str, text: &str) -> Command {

@@ -259,6 +259,8 @@ pub fn local_status(raft: &Raft, topology: &Topology, contacts: &PeerContacts) -
         replication_in_force: String::new(),
         lease_remaining_ms: None,
         serving_under_lease: false,
+        command_format: palisade_core::command::COMMAND_FORMAT,
+        release: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
 

@@ -190,10 +190,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(store) = &tls.store {
         tasks.spawn(crate::tls::watch(store.clone(), shutdown.clone()));
     }
+    let retention_peers = config
+        .topology
+        .peers()
+        .map(|(id, w)| {
+            tls.transport
+                .channel(id, &w.raft_addr, config.raft.connect_timeout)
+                .map(|ch| (id, ch))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("the retention task's channels to the other witnesses")?;
     tasks.spawn(crate::retention::run(
         raft.clone(),
         state.clone(),
         config.retention,
+        retention_peers,
         shutdown.clone(),
     ));
     let mut witness_service = None;

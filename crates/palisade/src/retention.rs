@@ -6,11 +6,15 @@
 
 use std::time::Duration;
 
+use palisade_api::v1::raft_peer_client::RaftPeerClient;
+use palisade_api::v1::NodeStatusRequest;
+use palisade_core::command::all_apply;
 use palisade_core::state::retention::Retention;
-use palisade_core::{Command, CommandResult};
+use palisade_core::{Command, CommandResult, NodeId};
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use crate::clock::wall_ms;
 
@@ -18,8 +22,36 @@ use crate::clock::wall_ms;
 /// operations, not by the second.
 const EVERY: Duration = Duration::from_secs(10);
 
-/// Runs until `shutdown`: prunes by `policy` while this witness leads.
-pub async fn run(raft: Raft, state: StateView, policy: Retention, shutdown: CancellationToken) {
+/// How long the leader waits for a witness's release before it takes it
+/// for unknown.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Each other witness's reported command format (`None`: no answer).
+async fn formats(peers: &[(NodeId, Channel)]) -> Vec<(NodeId, Option<u32>)> {
+    let mut out = Vec::new();
+    for (id, ch) in peers {
+        let mut client = RaftPeerClient::new(ch.clone());
+        let answer = tokio::time::timeout(ASK_TIMEOUT, client.node_status(NodeStatusRequest {}))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|r| r.into_inner().command_format);
+        out.push((*id, answer));
+    }
+    out
+}
+
+/// Runs until `shutdown`: prunes by `policy` while this witness leads,
+/// once every witness (`peers`: the others' Raft channels) runs a release
+/// that applies a prune: an older one could not read the entry.
+pub async fn run(
+    raft: Raft,
+    state: StateView,
+    policy: Retention,
+    peers: Vec<(NodeId, Channel)>,
+    shutdown: CancellationToken,
+) {
+    let mut waiting_for: Option<String> = None;
     // The first look soon after start, then every EVERY.
     let mut next = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -40,6 +72,14 @@ pub async fn run(raft: Raft, state: StateView, policy: Retention, shutdown: Canc
             retention: policy,
             at_ms: now,
         };
+        if let Err(why) = all_apply(cmd.format(), &formats(&peers).await) {
+            if waiting_for.as_deref() != Some(why.as_str()) {
+                tracing::info!(reason = %why, "retention: records to drop, but not every witness can apply a prune yet");
+                waiting_for = Some(why);
+            }
+            continue;
+        }
+        waiting_for = None;
         match raft.client_write(cmd).await {
             Ok(r) if !matches!(r.data, CommandResult::Rejected { .. }) => tracing::info!(
                 history = due.history,
