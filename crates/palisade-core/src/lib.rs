@@ -15,6 +15,7 @@ pub mod hung;
 pub mod lease;
 pub mod lease_guard;
 pub mod master_master;
+pub mod membership;
 pub mod observe;
 pub mod operation;
 pub mod secret;

@@ -66,12 +66,18 @@ impl TopologyError {
 }
 
 /// All witnesses of the cluster, by node id, and which one this process is.
+///
+/// The configured `[[witness]]` list is only the first one: once the cluster
+/// runs, the voters are those of the Raft log's membership
+/// ([`Topology::from_membership`]), which `palisadectl member` changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
-    /// This process's node id; always a key of `witnesses`.
+    /// This process's node id.
     pub own_id: NodeId,
-    /// Every voter, by node id.
+    /// Every voter, by node id. This process is among them unless it is
+    /// joining (a learner) or was removed.
     pub witnesses: BTreeMap<NodeId, Witness>,
+    own: Witness,
 }
 
 impl Topology {
@@ -165,14 +171,51 @@ impl Topology {
                 ),
             ));
         }
-        Ok(Self { own_id, witnesses })
+        let own = witnesses[&own_id].clone();
+        Ok(Self {
+            own_id,
+            witnesses,
+            own,
+        })
+    }
+
+    /// The voters of a membership read from the Raft log, seen by witness
+    /// `own_id` (whose own entry is `own` when it is not among them). Not
+    /// checked like [`Topology::new`]: the log is what the cluster agreed on.
+    pub fn from_membership(
+        own_id: NodeId,
+        own: Witness,
+        voters: BTreeMap<NodeId, Witness>,
+    ) -> Self {
+        let own = voters.get(&own_id).cloned().unwrap_or(own);
+        Self {
+            own_id,
+            witnesses: voters,
+            own,
+        }
     }
 
     /// This process's own witness entry.
     pub fn own(&self) -> &Witness {
+        &self.own
+    }
+
+    /// Whether this process is a voter.
+    pub fn is_voter(&self) -> bool {
+        self.witnesses.contains_key(&self.own_id)
+    }
+
+    /// How many voters make a majority.
+    pub fn majority(&self) -> usize {
+        self.witnesses.len() / 2 + 1
+    }
+
+    /// The voter standing for `site`.
+    pub fn witness_of(&self, site: &str) -> Option<NodeId> {
         self.witnesses
-            .get(&self.own_id)
-            .expect("Topology::new checks own_id is a witness")
+            .iter()
+            .find(|(_, w)| w.site == site)
+            .map(|(id, _)| *id)
     }
 
     /// Every witness but this one.

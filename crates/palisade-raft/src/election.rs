@@ -41,10 +41,11 @@ use std::time::{Duration, Instant};
 use openraft::{CommittedLeaderId, LogId, ServerState};
 use palisade_api::v1::raft_peer_client::RaftPeerClient;
 use palisade_api::v1::{PreVoteReply, PreVoteRequest};
-use palisade_core::{NodeId, Topology};
+use palisade_core::NodeId;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::members::Members;
 use crate::store::LogStore;
 use crate::transport::Transport;
 use crate::Raft;
@@ -160,7 +161,7 @@ pub async fn voter(raft: &Raft, log: &LogStore, contact: &LeaderContact) -> Vote
 pub async fn campaign(
     raft: Raft,
     log: LogStore,
-    topology: Topology,
+    members: Members,
     contact: LeaderContact,
     election_min: Duration,
     election_max: Duration,
@@ -168,18 +169,8 @@ pub async fn campaign(
     connect_timeout: Duration,
     cancel: CancellationToken,
 ) {
-    let mut peers: BTreeMap<NodeId, RaftPeerClient<Channel>> = BTreeMap::new();
-    for (id, w) in topology.peers() {
-        match transport.channel(id, &w.raft_addr, connect_timeout) {
-            Ok(ch) => {
-                peers.insert(id, RaftPeerClient::new(ch));
-            }
-            Err(e) => {
-                tracing::error!(peer = id, addr = %w.raft_addr, error = %e, "bad peer address: it takes no part in pre-votes")
-            }
-        }
-    }
-    let quorum = topology.witnesses.len() / 2 + 1;
+    // Clients by peer and address, rebuilt when the membership changes.
+    let mut peers: BTreeMap<NodeId, (String, RaftPeerClient<Channel>)> = BTreeMap::new();
     let mut last_refusals = String::new();
     loop {
         let timeout = random_between(election_min, election_max);
@@ -195,6 +186,31 @@ pub async fn campaign(
         {
             continue;
         }
+        let topology = members.topology();
+        if !topology.is_voter() {
+            // A learner catching up, or a witness removed from the cluster.
+            continue;
+        }
+        peers.retain(|id, (addr, _)| {
+            topology
+                .witnesses
+                .get(id)
+                .is_some_and(|w| &w.raft_addr == addr)
+        });
+        for (id, w) in topology.peers() {
+            if peers.contains_key(&id) {
+                continue;
+            }
+            match transport.channel(id, &w.raft_addr, connect_timeout) {
+                Ok(ch) => {
+                    peers.insert(id, (w.raft_addr.clone(), RaftPeerClient::new(ch)));
+                }
+                Err(e) => {
+                    tracing::error!(peer = id, addr = %w.raft_addr, error = %e, "bad peer address: it takes no part in pre-votes")
+                }
+            }
+        }
+        let quorum = topology.majority();
         let req = PreVoteRequest {
             candidate: topology.own_id,
             term: m.current_term,
@@ -203,7 +219,7 @@ pub async fn campaign(
             last_log_index: me.last_log.map(|l| l.index),
         };
         let mut asks = tokio::task::JoinSet::new();
-        for (id, client) in &peers {
+        for (id, (_, client)) in &peers {
             let (id, mut client) = (*id, client.clone());
             asks.spawn(async move {
                 let reply = tokio::time::timeout(election_min, client.pre_vote(req)).await;

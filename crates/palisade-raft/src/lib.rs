@@ -7,10 +7,12 @@
 //! * [`network`]: the peer RPC client (tonic, one reused channel per peer).
 //! * [`server`]: the peer RPC service, and this node's status report.
 //! * [`election`]: elections with a pre-vote, which openraft 0.9 lacks.
+//! * [`members`]: the membership of the log, which every peer call follows.
 //! * [`transport`]: mutual TLS (or, configured so, plaintext) for every
 //!   port and every client of one.
 
 pub mod election;
+pub mod members;
 pub mod network;
 pub mod server;
 pub mod store;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::election::{self, LeaderContact};
+use crate::members::Members;
 use crate::network::PeerContacts;
 use crate::store::LogStore;
 use crate::Raft;
@@ -29,7 +30,7 @@ pub trait StatusExtra: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
-    topology: Topology,
+    members: Members,
     contacts: PeerContacts,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
     /// For pre-votes: when this node last accepted a leader's entries, its
@@ -42,11 +43,11 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    /// A service for `raft`, whose topology and peer contacts feed `NodeStatus`.
-    pub fn new(raft: Raft, topology: Topology, contacts: PeerContacts) -> Self {
+    /// A service for `raft`, whose membership and peer contacts feed `NodeStatus`.
+    pub fn new(raft: Raft, members: Members, contacts: PeerContacts) -> Self {
         Self {
             raft,
-            topology,
+            members,
             contacts,
             extra: None,
             election: None,
@@ -193,7 +194,7 @@ impl RaftPeer for PeerService {
         req: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
         self.check(&req)?;
-        let mut status = local_status(&self.raft, &self.topology, &self.contacts);
+        let mut status = local_status(&self.raft, &self.members.topology(), &self.contacts);
         if let Some(extra) = &self.extra {
             extra.fill(&mut status);
         }

@@ -79,7 +79,7 @@ async fn a_cancelled_campaign_returns_at_once_in_the_middle_of_a_pre_vote() {
     let campaign = tokio::spawn(election::campaign(
         raft.clone(),
         log,
-        topology,
+        palisade_raft::members::Members::new(topology),
         LeaderContact::default(),
         ELECTION,
         ELECTION + Duration::from_millis(1),

@@ -333,8 +333,12 @@ impl Cluster {
             TcpListener::bind(addr).await.ok()
         })
         .await;
-        let service = PeerService::new(up.raft.clone(), topology.clone(), up.contacts.clone())
-            .with_pre_vote(up.contact.clone(), up.log.clone(), ELECTION_MAX);
+        let service = PeerService::new(
+            up.raft.clone(),
+            palisade_raft::members::Members::new(topology.clone()),
+            up.contacts.clone(),
+        )
+        .with_pre_vote(up.contact.clone(), up.log.clone(), ELECTION_MAX);
         let server = tonic::transport::Server::builder()
             .add_service(RaftPeerServer::new(service))
             .serve_with_incoming_shutdown(
@@ -469,7 +473,7 @@ fn spawn_campaign(up: &Up, topology: Topology) -> JoinHandle<()> {
     tokio::spawn(election::campaign(
         up.raft.clone(),
         up.log.clone(),
-        topology,
+        palisade_raft::members::Members::new(topology),
         up.contact.clone(),
         ELECTION_MIN,
         ELECTION_MAX,

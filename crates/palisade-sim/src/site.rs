@@ -824,7 +824,7 @@ impl World {
         let site = site_id(w);
         match action {
             SiteAction::Fence { epoch } => {
-                if let Err(e) = may_fence(&state, &site) {
+                if let Err(e) = may_fence(&state, &site, epoch) {
                     return self.act_reply(w, id, Err(e.to_string()));
                 }
                 let now = self.local(w);

@@ -64,6 +64,19 @@ pub fn palisade(args: &[&str], config: &Path) -> Output {
         .expect("run palisade")
 }
 
+/// The raft port of witness `id` in a config written by [`Cluster`].
+fn raft_port(config: &str, id: u64) -> u16 {
+    let entry = config
+        .split("[[witness]]")
+        .find(|e| e.contains(&format!("\nid = {id}\n")))
+        .expect("the witness's entry");
+    entry
+        .lines()
+        .find_map(|l| l.strip_prefix("raft_addr = \"127.0.0.1:"))
+        .and_then(|p| p.trim_end_matches('"').parse().ok())
+        .expect("its raft_addr")
+}
+
 /// Free loopback ports, found by binding port 0. The listeners are dropped
 /// before the witnesses bind, a small race that a retry-free test accepts
 /// because the kernel does not hand the same ephemeral port out again soon.
@@ -118,13 +131,43 @@ impl Node {
 
     /// [`Node::start`] with extra environment variables (failpoints).
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        self.spawn(&palisade_bin(), env);
+    }
+
+    /// [`Node::start`] with another `palisade` binary: an older release's
+    /// ([`Node::previous_release_bin`]), for the mixed-release tests.
+    pub fn start_binary(&mut self, bin: &Path) {
+        self.spawn(bin, &[]);
+    }
+
+    /// The previous release's `palisade` (the one `release/previous`
+    /// names), built into `target/previous-release/bin/` beside this build's
+    /// `target/<profile>/` by `scripts/build-previous-release`; panics
+    /// saying so when it is missing.
+    pub fn previous_release_bin() -> PathBuf {
+        let dir = bins::build_dir();
+        let path = dir
+            .parent()
+            .unwrap_or(&dir)
+            .join("previous-release")
+            .join("bin")
+            .join("palisade");
+        assert!(
+            path.is_file(),
+            "{} is missing: build it first with `./scripts/build-previous-release` (`./scripts/test` does)",
+            path.display()
+        );
+        path
+    }
+
+    fn spawn(&mut self, bin: &Path, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("open node log");
-        let child = Command::new(palisade_bin())
+        let child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
@@ -133,7 +176,7 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn palisade");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         self.child = Some(child);
     }
 
@@ -288,6 +331,89 @@ impl Cluster {
             .iter_mut()
             .find(|n| n.id == id)
             .expect("node id in cluster")
+    }
+
+    /// Writes the config of a new witness `id` for the site of witness
+    /// `replacing` (on new ports, with its own data directory and
+    /// certificate, and `raft.join = true`: it waits to be added with
+    /// `palisadectl member replace`), and adds it to the cluster's nodes.
+    /// Nothing started. Its `[[witness]]` list is the cluster after the
+    /// replacement, as an operator would write it.
+    pub fn add_replacement(&mut self, id: u64, replacing: u64) -> &mut Node {
+        let old = self
+            .nodes
+            .iter()
+            .find(|n| n.id == replacing)
+            .expect("the replaced witness is a node of the cluster");
+        let site = old.site.clone();
+        let text =
+            std::fs::read_to_string(&old.config).expect("read the replaced witness's config");
+        assert!(
+            !text.contains("\n[raft]"),
+            "the test's config has a [raft] section: add join = true there"
+        );
+        let ports = free_ports(3);
+        let old_raft = format!("127.0.0.1:{}", raft_port(&text, replacing));
+        let old_control = old
+            .control
+            .rsplit("//")
+            .next()
+            .expect("control address")
+            .to_string();
+        let new_raft = format!("127.0.0.1:{}", ports[0]);
+        let new_control = format!("127.0.0.1:{}", ports[1]);
+        let mut text = text
+            .replacen(
+                &format!("node_id = {replacing}\n"),
+                &format!("node_id = {id}\n"),
+                1,
+            )
+            .replacen(
+                &format!("\nid = {replacing}\n"),
+                &format!("\nid = {id}\n"),
+                1,
+            )
+            .replacen(&old_raft, &new_raft, 1)
+            .replacen(&old_control, &new_control, 1)
+            .replacen(
+                "data_dir = \"data/{site}\"",
+                &format!("data_dir = \"data/node-{id}\""),
+                1,
+            );
+        if let Some(http) = &old.http {
+            let old_http = http.trim_start_matches("http://");
+            text = text.replacen(old_http, &format!("127.0.0.1:{}", ports[2]), 1);
+        }
+        text.push_str("\n[raft]\njoin = true\n");
+        if let Some(pki) = &self.pki {
+            palisade_tls::issue_witness(
+                &pki.dir,
+                &pki.dir,
+                id,
+                &site,
+                palisade_tls::Validity::days(365),
+            )
+            .expect("issue the new witness's certificate");
+        }
+        let config = self.dir.path().join(format!("node-{id}.toml"));
+        std::fs::write(&config, text).expect("write the new witness's config");
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        let http = old
+            .http
+            .as_ref()
+            .map(|_| format!("http://127.0.0.1:{}", ports[2]));
+        self.nodes.push(Node {
+            id,
+            site,
+            config,
+            data_dir: self.dir.path().join("data").join(format!("node-{id}")),
+            log: self.dir.path().join(format!("node-{id}.log")),
+            control: format!("{scheme}://{new_control}"),
+            pki: self.pki.clone(),
+            http,
+            child: None,
+        });
+        self.nodes.last_mut().expect("just pushed")
     }
 
     /// `palisadectl --endpoint <node's control> ARGS...`, as the test

@@ -131,3 +131,21 @@ pub fn write_pause(acks: &[Ack], from: &str, to: &str, since: Instant) -> Durati
         .expect("writes on the old primary");
     first - last
 }
+
+/// The longest time `site` went without acknowledging a write, from
+/// `since` to `until` (both ends count as edges: a writer that stopped
+/// being acknowledged shows the whole silence).
+pub fn longest_gap(acks: &[Ack], site: &str, since: Instant, until: Instant) -> Duration {
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .filter(|a| a.site == site && a.at >= since && a.at <= until)
+        .map(|a| a.at)
+        .collect();
+    times.insert(0, since);
+    times.push(until);
+    times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}

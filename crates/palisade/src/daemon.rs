@@ -12,6 +12,7 @@ use palisade_api::v1::control_server::ControlServer;
 use palisade_api::v1::raft_peer_server::RaftPeerServer;
 use palisade_api::v1::witness_peer_server::WitnessPeerServer;
 use palisade_raft::election::LeaderContact;
+use palisade_raft::members::Members;
 use palisade_raft::network::{PeerContacts, PeerNetwork};
 use palisade_raft::server::{PeerService, StatusExtra};
 use palisade_raft::transport;
@@ -23,7 +24,7 @@ use crate::agent::Agent;
 use crate::config::{Config, DatabaseSettings};
 use crate::control::ControlService;
 use crate::controller::Controller;
-use crate::lease::WitnessLease;
+use crate::lease::{LeaderSilence, WitnessLease};
 use crate::lease_guard::renewer::RenewSpec;
 use crate::lease_guard::GuardHandle;
 use crate::observer::{Latest, Observer};
@@ -91,7 +92,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(addr) => Some(bind(&config, &addr.to_string(), "http.listen").await?),
         None => None,
     };
-    let tls = crate::tls::setup(&config)?;
+    // Who the witnesses are: the configured list until the log has a
+    // membership, then the log's (`palisadectl member`).
+    let members = if config.raft.join {
+        Members::joining(config.topology.clone())
+    } else {
+        Members::new(config.topology.clone())
+    };
+    let tls = crate::tls::setup(&config, &members)?;
     match &tls.store {
         None => tracing::error!(
             "INSECURE: tls.insecure = true: the peer and control ports speak plaintext and authenticate nobody; anyone who reaches them can fail over, pause or forge Raft messages"
@@ -131,6 +139,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await
     .context("starting raft")?;
 
+    members.update(&raft.metrics().borrow());
     if raft.is_initialized().await.context("reading raft state")? {
         let m = raft.metrics().borrow().clone();
         tracing::info!(
@@ -139,6 +148,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             last_applied = ?m.last_applied.map(|l| l.index),
             data_dir = %config.data_dir.display(),
             "resuming from durable state"
+        );
+    } else if config.raft.join {
+        tracing::info!(
+            "first start with raft.join = true: waiting for the leader to add this witness \
+             (palisadectl member add or replace); nothing is bootstrapped"
         );
     } else {
         let members: BTreeMap<_, _> = config.topology.witnesses.clone();
@@ -152,8 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let leader_contact = LeaderContact::default();
-    let mut peer_service =
-        PeerService::new(raft.clone(), config.topology.clone(), contacts.clone());
+    let mut peer_service = PeerService::new(raft.clone(), members.clone(), contacts.clone());
     if tls.store.is_some() {
         peer_service = peer_service.requiring_tls();
     }
@@ -166,21 +179,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let mut control_service = ControlService::new(
         raft.clone(),
-        config.topology.clone(),
+        members.clone(),
         config.cluster_name.clone(),
-        contacts,
+        contacts.clone(),
         state.clone(),
         &tls.transport,
         config.raft.connect_timeout,
-    )?
+    )
     .with_transport_security(tls.store.clone());
 
     let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(members.clone().follow(raft.clone(), shutdown.clone()));
     tasks.spawn(palisade_raft::election::campaign(
         raft.clone(),
         log_reader,
-        config.topology.clone(),
-        leader_contact,
+        members.clone(),
+        leader_contact.clone(),
         config.raft.election_min,
         config.raft.election_max,
         tls.transport.clone(),
@@ -190,27 +204,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(store) = &tls.store {
         tasks.spawn(crate::tls::watch(store.clone(), shutdown.clone()));
     }
-    let retention_peers = config
-        .topology
-        .peers()
-        .map(|(id, w)| {
-            tls.transport
-                .channel(id, &w.raft_addr, config.raft.connect_timeout)
-                .map(|ch| (id, ch))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .context("the retention task's channels to the other witnesses")?;
     tasks.spawn(crate::retention::run(
         raft.clone(),
         state.clone(),
         config.retention,
-        retention_peers,
+        members.clone(),
+        (tls.transport.clone(), config.raft.connect_timeout),
         shutdown.clone(),
     ));
     let mut witness_service = None;
     let mut http_db = None;
     if let Some(settings) = &config.database {
-        let w = start_witness(&config, settings, &raft, &state, &tls, &tasks, &shutdown)?;
+        let touch = LeaderTouch {
+            follower: leader_contact.clone(),
+            leader: contacts.clone(),
+        };
+        let w = start_witness(
+            &config, settings, &members, &touch, &raft, &state, &tls, &tasks, &shutdown,
+        )?;
         http_db = Some(crate::http::DatabaseParts {
             agent: w.agent.clone(),
             latest: w.latest.clone(),
@@ -249,7 +260,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let control_router = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(CONTROL_CONCURRENCY_PER_CONNECTION)
         .add_service(
-            ControlServer::new(control_service)
+            ControlServer::new(control_service.clone())
                 .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
         );
     let servers = [
@@ -418,9 +429,12 @@ struct WitnessParts {
 
 /// Starts the probe loop, the site agent and the leadership watcher that
 /// runs the controller while this witness leads.
+#[allow(clippy::too_many_arguments)]
 fn start_witness(
     config: &Config,
     settings: &DatabaseSettings,
+    members: &Members,
+    touch: &LeaderTouch,
     raft: &Raft,
     state: &palisade_raft::store::StateView,
     tls: &crate::tls::WitnessTls,
@@ -441,16 +455,23 @@ fn start_witness(
             .with_context(|| format!("{}: database[{i}].dsn", config.file.display()))?;
         probes.insert(db.site.clone(), probe);
     }
-    let peers = Peers::new(
-        &config.topology,
-        &tls.transport,
-        config.raft.connect_timeout,
-    )?;
-    let lease = Arc::new(WitnessLease::new(state.clone(), settings.lease));
+    let peers = Peers::new(members, &tls.transport, config.raft.connect_timeout);
+    let limit = grant_limit(settings.lease.ttl_ms, config.raft.election_max);
+    let lease = Arc::new(
+        WitnessLease::new(state.clone(), settings.lease).in_touch_with_leader(
+            leader_silence(raft.clone(), touch.clone(), members.clone()),
+            limit,
+        ),
+    );
+    tasks.spawn(follow_membership_for_lease(
+        members.subscribe(),
+        lease.clone(),
+        shutdown.clone(),
+    ));
     let controller = Arc::new(Controller::new(
         raft.clone(),
         state.clone(),
-        config.topology.clone(),
+        members.clone(),
         settings.clone(),
         peers.clone(),
         probes.clone(),
@@ -462,7 +483,7 @@ fn start_witness(
         .at(&own_site.0)
         .map(|d| SiteDb::new(d, Duration::from_secs(10)));
     let guard = match settings.at(&own_site.0) {
-        Some(d) => Some(lease_guard_of(config, &settings, d)?),
+        Some(d) => Some(lease_guard_of(config, &settings, d, members.clone())?),
         None => None,
     };
     let latest = Latest::default();
@@ -524,6 +545,71 @@ fn start_witness(
     })
 }
 
+/// How a witness knows it is in touch with a Raft leader: as a follower, the
+/// last leader's append it accepted; as the leader, the replies of a
+/// majority of the voters.
+#[derive(Clone)]
+struct LeaderTouch {
+    follower: LeaderContact,
+    leader: PeerContacts,
+}
+
+/// How long a witness may go without hearing from a leader and still grant
+/// leases ([`palisade_core::lease::GrantBook::renew_in_touch`]): long
+/// enough that no election of a healthy cluster starves a lease (at least
+/// ten election timeouts), and at least three leases. It is also how much
+/// longer a failover by lease expiry waits right after a membership change.
+pub fn grant_limit(ttl_ms: u64, election_max: Duration) -> Duration {
+    Duration::from_millis(ttl_ms * 3).max(election_max * 10)
+}
+
+fn leader_silence(raft: Raft, touch: LeaderTouch, members: Members) -> LeaderSilence {
+    Box::new(move || {
+        if raft.metrics().borrow().state != openraft::ServerState::Leader {
+            return touch.follower.age();
+        }
+        let topology = members.topology();
+        let mut ages: Vec<Duration> = topology
+            .peers()
+            .filter_map(|(id, _)| touch.leader.since_last(id))
+            .collect();
+        ages.sort();
+        // The leader itself is one of the majority.
+        match topology.majority().saturating_sub(1) {
+            0 => Some(Duration::ZERO),
+            others => ages.get(others - 1).copied(),
+        }
+    })
+}
+
+/// Tells the grant book of every membership change (not of the first view).
+async fn follow_membership_for_lease(
+    mut changes: tokio::sync::watch::Receiver<palisade_raft::members::MemberView>,
+    lease: Arc<WitnessLease>,
+    shutdown: CancellationToken,
+) {
+    changes.borrow_and_update();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = changes.changed() => if r.is_err() { return },
+        }
+        let voters: Vec<_> = changes
+            .borrow_and_update()
+            .topology
+            .witnesses
+            .keys()
+            .copied()
+            .collect();
+        tracing::info!(
+            ?voters,
+            wait_ms = lease.limit_ms(),
+            "membership changed: this witness vouches for no lease expiry until a removed witness's grants have run out"
+        );
+        lease.membership_changed();
+    }
+}
+
 /// The lease guard of this site's database: its order file lives in the
 /// witness's data directory (`lease-guard.order`, with `.lock`, `.status`
 /// and `.log` beside it), it is started from this very binary, and it may
@@ -532,6 +618,7 @@ fn lease_guard_of(
     config: &Config,
     settings: &DatabaseSettings,
     db: &crate::config::DatabaseConfig,
+    members: Members,
 ) -> anyhow::Result<GuardHandle> {
     let exe = std::env::current_exe().context("locating this binary to start the lease guard")?;
     let spec = RenewSpec {
@@ -562,7 +649,15 @@ fn lease_guard_of(
         &db.bin_dir,
         exe,
     )
-    .with_renewal(spec))
+    .with_renewal(spec)
+    .with_live_witnesses(crate::lease_guard::LiveWitnesses(Arc::new(move || {
+        members
+            .topology()
+            .witnesses
+            .iter()
+            .map(|(id, w)| (*id, w.raft_addr.clone()))
+            .collect()
+    }))))
 }
 
 /// Runs the controller exactly while this node is the Raft leader, one

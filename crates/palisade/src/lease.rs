@@ -16,11 +16,17 @@ use palisade_raft::store::StateView;
 use crate::clock::mono_ms;
 use crate::peers::Peers;
 
+/// How long ago this witness last heard from a Raft leader (`None`: never).
+pub type LeaderSilence = Box<dyn Fn() -> Option<Duration> + Send + Sync>;
+
 /// The witness's grant book and the applied state it grants from.
 pub struct WitnessLease {
     book: Mutex<GrantBook>,
     view: StateView,
     cfg: LeaseConfig,
+    /// It grants only while it heard from a leader within `limit`
+    /// ([`GrantBook::renew_in_touch`]); `None`: always (unit tests).
+    touch: Option<(LeaderSilence, Duration)>,
 }
 
 impl WitnessLease {
@@ -32,7 +38,28 @@ impl WitnessLease {
             book: Mutex::new(GrantBook::new(mono_ms())),
             view,
             cfg,
+            touch: None,
         }
+    }
+
+    /// Grants only while `silence` (how long since a leader was heard from)
+    /// is within `limit`: a witness removed from the cluster stops granting
+    /// within `limit` (see [`WitnessLease::membership_changed`]).
+    pub fn in_touch_with_leader(mut self, silence: LeaderSilence, limit: Duration) -> Self {
+        self.touch = Some((silence, limit));
+        self
+    }
+
+    /// The leader-silence limit in ms (0 without one).
+    pub fn limit_ms(&self) -> u64 {
+        self.touch.as_ref().map_or(0, |(_, l)| l.as_millis() as u64)
+    }
+
+    /// The membership changed now: vouch for no expiry until a witness it
+    /// removed can no longer hold a grant live.
+    pub fn membership_changed(&self) {
+        let limit = self.limit_ms();
+        self.book().membership_changed(mono_ms(), limit);
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, GrantBook> {
@@ -47,7 +74,17 @@ impl WitnessLease {
     pub fn renew(&self, site: &SiteId, epoch: u64) -> Grant {
         let mut book = self.book();
         let state = self.view.cluster_state();
-        book.renew(&state, site, epoch, mono_ms())
+        match &self.touch {
+            None => book.renew(&state, site, epoch, mono_ms()),
+            Some((silence, limit)) => book.renew_in_touch(
+                &state,
+                site,
+                epoch,
+                mono_ms(),
+                silence().map(|d| d.as_millis() as u64),
+                limit.as_millis() as u64,
+            ),
+        }
     }
 
     /// Whether this witness vouches that `site`'s lease ended, for the

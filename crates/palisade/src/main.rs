@@ -233,7 +233,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let c = Config::load(&config)?;
             // The certificates too: a witness that cannot load them does
             // not start.
-            let tls = palisade::tls::setup(&c)?;
+            let tls = palisade::tls::setup(
+                &c,
+                &palisade_raft::members::Members::new(c.topology.clone()),
+            )?;
             let own = c.topology.own();
             println!(
                 "{}: ok: node {} (site {}), {} witnesses, data dir {}; transport: {}",

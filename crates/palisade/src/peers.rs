@@ -2,12 +2,14 @@
 //! the daemon makes over them (beyond openraft's own), each a typed method.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_client::WitnessPeerClient;
 use palisade_core::lease::{Expiry, Grant};
-use palisade_core::{NodeId, SiteId, Topology};
+use palisade_core::{NodeId, SiteId};
+use palisade_raft::members::Members;
 use palisade_raft::transport::Transport;
 use tonic::transport::Channel;
 
@@ -23,35 +25,37 @@ pub enum PeerError {
     /// The transport failed or the peer answered with an error status.
     #[error("witness {0}: {1}")]
     Status(NodeId, String),
-    /// Not a configured witness.
-    #[error("no witness {0} configured")]
+    /// Not a voter of the cluster.
+    #[error("witness {0} is not a voter of the cluster")]
     Unknown(NodeId),
 }
 
-/// Channels to every peer's `raft_addr` (where `WitnessPeer` is served).
+/// Channels to every peer's `raft_addr` (where `WitnessPeer` is served):
+/// the voters of the current membership, or a fixed list.
 #[derive(Clone)]
 pub struct Peers {
-    channels: BTreeMap<NodeId, Channel>,
-    sites: BTreeMap<SiteId, NodeId>,
+    inner: Arc<PeersInner>,
+}
+
+struct PeersInner {
+    /// Where the peers are: the membership, or fixed addresses.
+    source: Source,
+    transport: Transport,
+    connect_timeout: Duration,
+    /// Lazily connected channels, by peer and the address they were made for.
+    channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
+}
+
+enum Source {
+    Members(Members),
+    Fixed(BTreeMap<NodeId, String>),
 }
 
 impl Peers {
-    /// Lazily connected channels to every peer of `topology`.
-    pub fn new(
-        topology: &Topology,
-        transport: &Transport,
-        connect_timeout: Duration,
-    ) -> Result<Self, tonic::transport::Error> {
-        let mut channels = BTreeMap::new();
-        for (id, w) in topology.peers() {
-            channels.insert(id, transport.channel(id, &w.raft_addr, connect_timeout)?);
-        }
-        let sites = topology
-            .witnesses
-            .iter()
-            .map(|(id, w)| (SiteId(w.site.clone()), *id))
-            .collect();
-        Ok(Self { channels, sites })
+    /// Channels to every other voter of `members`, made when first used
+    /// and again when a peer's address changes.
+    pub fn new(members: &Members, transport: &Transport, connect_timeout: Duration) -> Self {
+        Self::from_source(Source::Members(members.clone()), transport, connect_timeout)
     }
 
     /// Lazily connected channels to the witnesses at `addrs` (id, peer
@@ -61,31 +65,93 @@ impl Peers {
         transport: &Transport,
         connect_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
-        let mut channels = BTreeMap::new();
-        for (id, addr) in addrs {
-            channels.insert(id, transport.channel(id, addr, connect_timeout)?);
+        let mut fixed = BTreeMap::new();
+        let peers_channels = {
+            let mut channels = BTreeMap::new();
+            for (id, addr) in addrs {
+                channels.insert(
+                    id,
+                    (
+                        addr.to_owned(),
+                        transport.channel(id, addr, connect_timeout)?,
+                    ),
+                );
+                fixed.insert(id, addr.to_owned());
+            }
+            channels
+        };
+        let peers = Self::from_source(Source::Fixed(fixed), transport, connect_timeout);
+        *peers
+            .inner
+            .channels
+            .lock()
+            .expect("peer channels lock poisoned") = peers_channels;
+        Ok(peers)
+    }
+
+    fn from_source(source: Source, transport: &Transport, connect_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(PeersInner {
+                source,
+                transport: transport.clone(),
+                connect_timeout,
+                channels: Mutex::new(BTreeMap::new()),
+            }),
         }
-        Ok(Self {
-            channels,
-            sites: BTreeMap::new(),
-        })
+    }
+
+    /// Every other voter now, with its peer address.
+    fn addresses(&self) -> BTreeMap<NodeId, String> {
+        match &self.inner.source {
+            Source::Members(m) => m
+                .topology()
+                .peers()
+                .map(|(id, w)| (id, w.raft_addr.clone()))
+                .collect(),
+            Source::Fixed(f) => f.clone(),
+        }
     }
 
     /// The witness (and site agent) of `site`.
     pub fn witness_of(&self, site: &SiteId) -> Option<NodeId> {
-        self.sites.get(site).copied()
+        match &self.inner.source {
+            Source::Members(m) => m.topology().witness_of(&site.0),
+            Source::Fixed(_) => None,
+        }
     }
 
-    /// Every other witness.
+    /// Every voter, this witness included (`None`: fixed addresses).
+    pub fn voters(&self) -> Option<std::collections::BTreeSet<NodeId>> {
+        match &self.inner.source {
+            Source::Members(m) => Some(m.topology().witnesses.into_keys().collect()),
+            Source::Fixed(_) => None,
+        }
+    }
+
+    /// Every other voter.
     pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.channels.keys().copied()
+        self.addresses().into_keys()
     }
 
     fn client(&self, to: NodeId) -> Result<WitnessPeerClient<Channel>, PeerError> {
-        self.channels
-            .get(&to)
-            .map(|ch| WitnessPeerClient::new(ch.clone()))
-            .ok_or(PeerError::Unknown(to))
+        let addr = self.addresses().remove(&to).ok_or(PeerError::Unknown(to))?;
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .expect("peer channels lock poisoned");
+        if let Some((a, ch)) = channels.get(&to) {
+            if *a == addr {
+                return Ok(WitnessPeerClient::new(ch.clone()));
+            }
+        }
+        let ch = self
+            .inner
+            .transport
+            .channel(to, &addr, self.inner.connect_timeout)
+            .map_err(|e| PeerError::Status(to, format!("bad peer address {addr}: {e}")))?;
+        channels.insert(to, (addr, ch.clone()));
+        Ok(WitnessPeerClient::new(ch))
     }
 
     /// Asks witness `to` to renew `site`'s lease for `epoch`.

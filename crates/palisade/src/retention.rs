@@ -11,10 +11,11 @@ use palisade_api::v1::NodeStatusRequest;
 use palisade_core::command::all_apply;
 use palisade_core::state::retention::Retention;
 use palisade_core::{Command, CommandResult, NodeId};
+use palisade_raft::members::Members;
 use palisade_raft::store::StateView;
+use palisade_raft::transport::Transport;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::clock::wall_ms;
 
@@ -26,29 +27,40 @@ const EVERY: Duration = Duration::from_secs(10);
 /// for unknown.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Each other witness's reported command format (`None`: no answer).
-async fn formats(peers: &[(NodeId, Channel)]) -> Vec<(NodeId, Option<u32>)> {
+/// Each other witness's reported command format (`None`: no answer), the
+/// learners' too: they apply every entry as well.
+async fn formats(
+    members: &Members,
+    transport: &Transport,
+    connect_timeout: Duration,
+) -> Vec<(NodeId, Option<u32>)> {
+    let own = members.own_id();
     let mut out = Vec::new();
-    for (id, ch) in peers {
-        let mut client = RaftPeerClient::new(ch.clone());
+    for (id, w) in members.nodes().into_iter().filter(|(id, _)| *id != own) {
+        let Ok(ch) = transport.channel(id, &w.raft_addr, connect_timeout) else {
+            out.push((id, None));
+            continue;
+        };
+        let mut client = RaftPeerClient::new(ch);
         let answer = tokio::time::timeout(ASK_TIMEOUT, client.node_status(NodeStatusRequest {}))
             .await
             .ok()
             .and_then(Result::ok)
             .map(|r| r.into_inner().command_format);
-        out.push((*id, answer));
+        out.push((id, answer));
     }
     out
 }
 
 /// Runs until `shutdown`: prunes by `policy` while this witness leads,
-/// once every witness (`peers`: the others' Raft channels) runs a release
-/// that applies a prune: an older one could not read the entry.
+/// once every witness of `members` runs a release that applies a prune:
+/// an older one could not read the entry.
 pub async fn run(
     raft: Raft,
     state: StateView,
     policy: Retention,
-    peers: Vec<(NodeId, Channel)>,
+    members: Members,
+    (transport, connect_timeout): (Transport, Duration),
     shutdown: CancellationToken,
 ) {
     let mut waiting_for: Option<String> = None;
@@ -72,7 +84,10 @@ pub async fn run(
             retention: policy,
             at_ms: now,
         };
-        if let Err(why) = all_apply(cmd.format(), &formats(&peers).await) {
+        if let Err(why) = all_apply(
+            cmd.format(),
+            &formats(&members, &transport, connect_timeout).await,
+        ) {
             if waiting_for.as_deref() != Some(why.as_str()) {
                 tracing::info!(reason = %why, "retention: records to drop, but not every witness can apply a prune yet");
                 waiting_for = Some(why);

@@ -245,7 +245,7 @@ fn ms(d: Duration) -> u64 {
 /// Asks every other witness for its status, all at once, as this witness
 /// (its own certificate, from the config).
 async fn ask_others(c: &Config) -> anyhow::Result<Vec<PeerAnswer>> {
-    let tls = palisade::tls::setup(c)?;
+    let tls = palisade::tls::setup(c, &palisade_raft::members::Members::new(c.topology.clone()))?;
     let mut asking = tokio::task::JoinSet::new();
     for (id, w) in &c.topology.witnesses {
         if *id == c.topology.own_id {

@@ -9,7 +9,7 @@
 //!   this cluster; each RPC then checks the role it needs
 //!   (`crate::control`).
 
-use std::collections::BTreeMap;
+use palisade_raft::members::Members;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub struct WitnessTls {
 /// Loads the certificates `[tls]` names (checking they are this witness's,
 /// chain to the CA, are valid now and that the key is owner-only), or
 /// returns the plaintext setup of an insecure cluster.
-pub fn setup(config: &Config) -> anyhow::Result<WitnessTls> {
+pub fn setup(config: &Config, members: &Members) -> anyhow::Result<WitnessTls> {
     let paths = match &config.tls {
         TlsSettings::Insecure => {
             return Ok(WitnessTls {
@@ -74,15 +74,18 @@ pub fn setup(config: &Config) -> anyhow::Result<WitnessTls> {
             own.site
         )
     })?;
-    let members: BTreeMap<u64, String> = config
-        .topology
-        .witnesses
-        .iter()
-        .map(|(id, w)| (*id, w.site.clone()))
-        .collect();
-    let peer_expect = Expect::WitnessPeer {
-        cluster: config.cluster_name.clone(),
-        members,
+    // Witnesses of the current membership (voters and learners), read at
+    // each handshake: a witness added by `palisadectl member` is accepted
+    // at once, a removed one refused.
+    let cluster = config.cluster_name.clone();
+    let members = members.clone();
+    let peer_expect = move || Expect::WitnessPeer {
+        cluster: cluster.clone(),
+        members: members
+            .nodes()
+            .into_iter()
+            .map(|(id, w)| (id, w.site))
+            .collect(),
     };
     let control_expect = Expect::Control {
         cluster: config.cluster_name.clone(),
@@ -92,7 +95,7 @@ pub fn setup(config: &Config) -> anyhow::Result<WitnessTls> {
         transport: Transport::witness(store.clone(), &config.cluster_name)
             .with_context(|| format!("{}: cluster.name", config.file.display()))?,
         peer: Listening::Tls(palisade_tls::server_config(store.clone(), move |id| {
-            authorize_peer(id, &peer_expect)
+            authorize_peer(id, &peer_expect())
         })),
         control: Listening::Tls(palisade_tls::server_config(store.clone(), move |id| {
             authorize_peer(id, &control_expect)

@@ -130,7 +130,11 @@ pub struct Target {
     /// The endpoint as the operator wrote it, for messages; `Uri`'s own
     /// display adds a trailing `/` they never typed.
     shown: String,
+    /// The connect timeout (`--timeout`).
     timeout: Duration,
+    /// The bound of each request on a channel from [`Target::connect`]:
+    /// the timeout, unless [`Target::with_request_timeout`] set another.
+    request_timeout: Duration,
 }
 
 impl Target {
@@ -146,6 +150,7 @@ impl Target {
             tls: None,
             shown: raw.to_owned(),
             timeout,
+            request_timeout: timeout,
         })
     }
 
@@ -201,13 +206,24 @@ impl Target {
         self.timeout
     }
 
+    /// This target with each request bounded by `request_timeout` instead
+    /// of the timeout (connecting still by the timeout): for a request the
+    /// server takes long to answer, such as a membership change, which
+    /// waits for a new witness to catch up.
+    pub fn with_request_timeout(&self, request_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            ..self.clone()
+        }
+    }
+
     /// Connects eagerly, so an unreachable endpoint is reported as such
     /// before any request is built, and returns a client on that one channel.
     /// Every request on it is bounded by the timeout. The channel reconnects
     /// by itself after a transport failure, so one client serves a whole
     /// wait loop.
     pub async fn connect(&self) -> Result<ControlClient<Channel>, Failure> {
-        self.connect_with(self.endpoint()?.timeout(self.timeout))
+        self.connect_with(self.endpoint()?.timeout(self.request_timeout))
             .await
     }
 
@@ -246,7 +262,7 @@ impl Target {
                 Failure::Unreachable(format!(
                     "cannot reach {}: {}",
                     self.shown,
-                    self.describe(&e)
+                    self.describe(&e, self.timeout)
                 ))
             })?;
         Ok(ControlClient::new(channel))
@@ -263,7 +279,7 @@ impl Target {
         }
         if is_transport_failure(status) {
             let cause = match status.source() {
-                Some(source) => self.describe(source),
+                Some(source) => self.describe(source, self.request_timeout),
                 // A deadline or cancellation the server sent: its words.
                 None => format!("{} ({:?})", message_of(status), status.code()),
             };
@@ -292,20 +308,10 @@ impl Target {
         request_id: &str,
         retry: &str,
     ) -> Failure {
-        let unknown = match status.source() {
-            Some(source) => !never_sent(source),
-            None => matches!(
-                status.code(),
-                Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-            ),
-        };
-        if !unknown {
+        if !may_have_been_sent(status) {
             return self.rpc_failure(rpc, status);
         }
-        let cause = match status.source() {
-            Some(source) => self.describe(source),
-            None => format!("{} ({:?})", message_of(status), status.code()),
-        };
+        let cause = self.no_answer_cause(status);
         Failure::OutcomeUnknown(unknown_outcome(
             &format!(
                 "{rpc} request {request_id} to {} got no answer: {cause}",
@@ -314,6 +320,63 @@ impl Target {
             request_id,
             retry,
         ))
+    }
+
+    /// Classifies a failed membership change (`rpc`, e.g. `member add`;
+    /// it carries no request id). A refusal (`InvalidArgument`,
+    /// `FailedPrecondition`, ...) is [`Failure::Rejected`] with the
+    /// server's message; `Unavailable` from the server (no leader, or the
+    /// leader lost) is [`Failure::Unreachable`]: retry once a leader is
+    /// known. A failure after the request may have reached the witness (a
+    /// timeout, a lost connection, `Unknown`, `DeadlineExceeded`) is
+    /// [`Failure::OutcomeUnknown`]: check `member list`; `retry`, the
+    /// same command again, is safe, since a change already in force
+    /// changes nothing. A server without the membership RPCs (an older
+    /// release) is named as such.
+    pub fn change_failure(&self, rpc: &str, status: &Status, retry: &str) -> Failure {
+        if may_have_been_sent(status) {
+            return Failure::OutcomeUnknown(format!(
+                "{rpc} request to {} got no answer: {}; it may still take effect: check with \
+                 `palisadectl member list`; running `{retry}` again is safe (a change already in \
+                 force changes nothing)",
+                self.shown,
+                self.no_answer_cause(status)
+            ));
+        }
+        match status.code() {
+            Code::Unavailable if status.source().is_none() => Failure::Unreachable(format!(
+                "{} could not carry out {rpc}: {} (Unavailable); retry once a leader is known \
+                 (`palisadectl status`)",
+                self.shown,
+                message_of(status)
+            )),
+            _ => self.read_failure(rpc, status),
+        }
+    }
+
+    /// Classifies a failed `member` request (`rpc`) as
+    /// [`Target::rpc_failure`] does, except that `Unimplemented` names a
+    /// witness of a release without the membership RPCs as a likely cause.
+    pub fn read_failure(&self, rpc: &str, status: &Status) -> Failure {
+        if status.code() == Code::Unimplemented && status.source().is_none() {
+            // "does not serve the palisade control API" makes `run` look
+            // for a Raft peer port, as for any command.
+            return Failure::Usage(format!(
+                "{} does not serve the palisade control API's {rpc} (Unimplemented): a witness of \
+                 a release without membership changes (upgrade every witness first), or not a \
+                 witness's control_addr",
+                self.shown
+            ));
+        }
+        self.rpc_failure(rpc, status)
+    }
+
+    /// Why a request that may have been sent got no answer, on one line.
+    fn no_answer_cause(&self, status: &Status) -> String {
+        match status.source() {
+            Some(source) => self.describe(source, self.request_timeout),
+            None => format!("{} ({:?})", message_of(status), status.code()),
+        }
     }
 
     /// When `rpc` was refused as unimplemented, whether the endpoint is a
@@ -343,17 +406,28 @@ impl Target {
     }
 
     /// The real cause of a transport error on one line. A timeout is named
-    /// with its length instead: tonic's "Timeout expired" does not say which.
-    fn describe(&self, err: &(dyn Error + 'static)) -> String {
+    /// with its length (`limit`) instead: tonic's "Timeout expired" does
+    /// not say which.
+    fn describe(&self, err: &(dyn Error + 'static), limit: Duration) -> String {
         if chain(err).any(is_timeout) {
-            self.timed_out()
+            format!("timed out after {} ms", limit.as_millis())
         } else {
             root_cause(err)
         }
     }
+}
 
-    fn timed_out(&self) -> String {
-        format!("timed out after {} ms", self.timeout.as_millis())
+/// Whether a failed request that changes the cluster may have reached the
+/// witness, so that it may still take effect: a transport failure other
+/// than a connection never made, or a server's `DeadlineExceeded`,
+/// `Cancelled` or `Unknown`.
+fn may_have_been_sent(status: &Status) -> bool {
+    match status.source() {
+        Some(source) => !never_sent(source),
+        None => matches!(
+            status.code(),
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+        ),
     }
 }
 
@@ -568,6 +642,71 @@ mod tests {
             "palisadectl pause",
         );
         assert_eq!(f.exit_code(), 5, "{f:?}");
+    }
+
+    #[test]
+    fn membership_changes_map_refusals_to_5_no_leader_to_3_no_answer_to_9() {
+        let retry = "palisadectl member remove 4 --yes";
+        for code in [Code::InvalidArgument, Code::FailedPrecondition] {
+            let f = target().change_failure("member remove", &Status::new(code, "why"), retry);
+            assert_eq!(f.exit_code(), 5, "{code:?}");
+            assert_eq!(
+                f.message(),
+                format!("http://127.0.0.1:7401 rejected member remove: why ({code:?})")
+            );
+        }
+        let f = target().change_failure("member remove", &Status::unavailable("no leader"), retry);
+        assert_eq!(f.exit_code(), 3);
+        assert!(f.message().contains("no leader (Unavailable)"), "{f:?}");
+        for status in [
+            Status::unknown("did not commit"),
+            Status::deadline_exceeded("leader 1 did not answer"),
+            Status::from_error(Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))),
+        ] {
+            let f = target().change_failure("member remove", &status, retry);
+            assert_eq!(f.exit_code(), 9, "{status:?}");
+            assert!(
+                f.message().ends_with(
+                    "it may still take effect: check with `palisadectl member list`; running \
+                     `palisadectl member remove 4 --yes` again is safe (a change already in \
+                     force changes nothing)"
+                ),
+                "{f:?}"
+            );
+        }
+        // The request's own bound is named, not the connect timeout.
+        let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let f = target()
+            .with_request_timeout(Duration::from_secs(60))
+            .change_failure("member remove", &timed_out, retry);
+        assert!(
+            f.message()
+                .starts_with("member remove request to http://127.0.0.1:7401 got no answer: timed out after 60000 ms;"),
+            "{f:?}"
+        );
+        // Never sent: exit 3.
+        let refused = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        assert_eq!(
+            target()
+                .change_failure("member remove", &refused, retry)
+                .exit_code(),
+            3
+        );
+        // A witness without the RPC: an older release is named.
+        let f = target().read_failure("member list", &Status::unimplemented(""));
+        assert_eq!(f.exit_code(), 2);
+        assert!(
+            f.message()
+                .contains("does not serve the palisade control API's member list"),
+            "{f:?}"
+        );
+        assert!(f.message().contains("upgrade every witness first"), "{f:?}");
     }
 
     #[test]

@@ -13,15 +13,16 @@ mod gen_assets;
 mod history;
 mod identity;
 mod json;
+mod members;
 mod operations;
 mod output;
+mod prompt;
 mod request_id;
 mod rfc3339;
 mod table;
 mod wait_ready;
 mod watch;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,9 +49,11 @@ Exit codes:
   0  success (for status: a leader with a quorum is known; for drill run: the drill passed)
   1  the output (or a drill report) could not be written
   2  usage error: bad flag, bad --endpoint (or a witness's Raft peer port), invalid
-     drill plan, an operation without --yes and without a terminal to confirm it
+     drill plan, an operation or member change without --yes and without a terminal
+     to confirm it
   3  endpoint unreachable, or a read failed in transport (refused, timeout, DNS);
-     for watch: the stream ended or the witness stopped answering
+     for watch: the stream ended or the witness stopped answering; for a member
+     change: no leader (Unavailable), retry once one is known
   4  status answered but no leader is known (the status is still printed)
   5  the server rejected the request (its message is printed); nothing changed
   6  the operation finished but did not succeed (aborted, or completed with failed
@@ -60,7 +63,8 @@ Exit codes:
      of the witnesses within the election timeout (the status is still printed)
   9  a request that changes the cluster got no answer after it was sent: it may still
      take effect; check with `palisadectl history --request ID`, retry with
-     --request-id ID (safe: it takes effect at most once)
+     --request-id ID (safe: it takes effect at most once); for a member change:
+     check with `palisadectl member list`, running it again is safe
   10 the operation was not confirmed at the prompt; nothing was sent
 
 Errors are one line on stderr, prefixed \"palisadectl: \".
@@ -97,8 +101,9 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "PALISADE_CA")]
     ca: Option<std::path::PathBuf>,
 
-    /// Connect timeout, per-request timeout, and for watch the longest
-    /// silence of the witness (e.g. 500ms, 3s, 1m).
+    /// Connect timeout, per-request timeout (a member change waits for
+    /// its answer up to its --wait-timeout instead), and for watch the
+    /// longest silence of the witness (e.g. 500ms, 3s, 1m).
     #[arg(
         long = "timeout",
         global = true,
@@ -287,6 +292,11 @@ enum Command {
         #[command(subcommand)]
         command: DrillCommand,
     },
+    /// The witnesses (voters and learners), and changes to who they are.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
     /// Write palisadectl's man pages and shell completions into DIR
     /// (`man/`, `completions/`), for the Debian package; contacts nothing.
     #[command(hide = true)]
@@ -323,6 +333,91 @@ enum DrillCommand {
             value_parser = duration_arg
         )]
         wait_timeout: Duration,
+    },
+}
+
+/// A membership change's confirmation and wait.
+#[derive(Debug, Args)]
+struct MemberChangeArgs {
+    #[command(flatten)]
+    confirm: ConfirmArgs,
+    /// How long to wait for the leader's answer (it may wait for a new
+    /// witness to catch up); exit 9 after that: the change may still take
+    /// effect.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = members::DEFAULT_WAIT,
+        value_parser = duration_arg
+    )]
+    wait_timeout: Duration,
+}
+
+/// The new witness of `member add` and `member replace`.
+#[derive(Debug, Args)]
+struct NewWitnessArgs {
+    /// Its node id: a positive integer no witness has had.
+    #[arg(long, value_name = "N", value_parser = members::id_arg)]
+    id: u64,
+    /// Its Raft peer address, IP:PORT (its `raft_addr`).
+    #[arg(long, value_name = "IP:PORT", value_parser = members::addr_arg)]
+    raft_addr: std::net::SocketAddr,
+    /// Its control address, IP:PORT (its `control_addr`).
+    #[arg(long, value_name = "IP:PORT", value_parser = members::addr_arg)]
+    control_addr: std::net::SocketAddr,
+}
+
+impl NewWitnessArgs {
+    fn at(self, site: Option<String>) -> members::NewWitness {
+        members::NewWitness {
+            id: self.id,
+            site,
+            raft_addr: self.raft_addr,
+            control_addr: self.control_addr,
+        }
+    }
+}
+
+/// `member` subcommands.
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// The witnesses as the answering witness's Raft log has them: id,
+    /// site, voter or learner, addresses.
+    List,
+    /// Add a witness at a site that has none: it joins as a learner, catches
+    /// up, then votes. It must already run, with `raft.join = true`.
+    Add {
+        #[command(flatten)]
+        new: NewWitnessArgs,
+        /// Its site (letters, digits, '-', '_'); one witness per site.
+        #[arg(long, value_name = "SITE", value_parser = members::site_arg)]
+        site: String,
+        #[command(flatten)]
+        change: MemberChangeArgs,
+    },
+    /// Remove witness ID (at least three voters stay; never a database
+    /// site's witness: replace that one).
+    Remove {
+        /// The witness that goes.
+        #[arg(value_name = "ID", value_parser = members::id_arg)]
+        id: u64,
+        #[command(flatten)]
+        change: MemberChangeArgs,
+    },
+    /// Replace witness OLD_ID (its host or disk is gone) by a new witness,
+    /// with a new id, at the same site, in one joint change. The new one
+    /// must already run, with `raft.join = true`.
+    Replace {
+        /// The witness that goes.
+        #[arg(value_name = "OLD_ID", value_parser = members::id_arg)]
+        old_id: u64,
+        #[command(flatten)]
+        new: NewWitnessArgs,
+        /// The site, if given: must be OLD_ID's. Default: OLD_ID's.
+        #[arg(long, value_name = "SITE", value_parser = members::site_arg)]
+        site: Option<String>,
+        #[command(flatten)]
+        change: MemberChangeArgs,
     },
 }
 
@@ -370,12 +465,7 @@ async fn confirm(
         return Ok(());
     }
     let name = op.rpc();
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::Usage(format!(
-            "{name} asks for confirmation, but stdin is not a terminal; add --yes to run it \
-             without asking"
-        )));
-    }
+    prompt::need_terminal(name)?;
     // The current picture, so the operator confirms what will really move.
     let now = match client.status(StatusRequest {}).await {
         Ok(r) => {
@@ -399,25 +489,7 @@ async fn confirm(
             target.rpc_failure("status", &s).message()
         ),
     };
-    eprint!("{now}about to {}.\nProceed? [y/N] ", op.describe());
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|e| Failure::Output(format!("cannot read the answer: {e}")))?
-    .map_err(|e| Failure::Output(format!("cannot read the answer: {e}")))?;
-    // The terminal echoed the answer and its newline; stderr elsewhere
-    // (a log file) needs its own, so the next line starts on its own.
-    if !std::io::stderr().is_terminal() {
-        eprintln!();
-    }
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(Failure::NotConfirmed(format!(
-            "{name} not confirmed: nothing was sent"
-        ))),
-    }
+    prompt::ask(name, &format!("{now}about to {}.\n", op.describe())).await
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -577,6 +649,39 @@ async fn run_command(cli: Cli, target: &Target) -> Result<(), Failure> {
         Command::Watch => watch::watch(&target, &out).await,
         Command::WaitReady { wait_timeout } => {
             wait_ready::wait_ready(&target, &out, wait_timeout).await
+        }
+        Command::Member { command } => {
+            let (change, args) = match command {
+                MemberCommand::List => return members::list(&target, &out).await,
+                MemberCommand::Add { new, site, change } => {
+                    (members::Change::Add(new.at(Some(site))), change)
+                }
+                MemberCommand::Remove { id, change } => (members::Change::Remove { id }, change),
+                MemberCommand::Replace {
+                    old_id,
+                    new,
+                    site,
+                    change,
+                } => (
+                    members::Change::Replace {
+                        old: old_id,
+                        new: new.at(site),
+                    },
+                    change,
+                ),
+            };
+            let author = who()?;
+            let mut retry = retry_command_line();
+            if !args.confirm.yes {
+                retry.push_str(" --yes");
+            }
+            let opts = members::ChangeOptions {
+                author: &author,
+                yes: args.confirm.yes,
+                wait: args.wait_timeout,
+                retry: &retry,
+            };
+            members::change(&target, &out, &change, &opts).await
         }
         Command::Drill {
             command:
@@ -868,6 +973,88 @@ mod tests {
         ])
         .expect_err("conflict");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn member_commands_take_ids_addresses_and_a_wait() {
+        let cli = Cli::try_parse_from([
+            "palisadectl",
+            "member",
+            "replace",
+            "3",
+            "--id",
+            "4",
+            "--raft-addr",
+            "127.0.0.1:7304",
+            "--control-addr",
+            "[::1]:7404",
+            "-y",
+            "-o",
+            "json",
+        ])
+        .expect("replace");
+        assert_eq!(cli.output, Format::Json);
+        let Command::Member {
+            command:
+                MemberCommand::Replace {
+                    old_id,
+                    new,
+                    site,
+                    change,
+                },
+        } = cli.command
+        else {
+            panic!("not member replace: {:?}", cli.command);
+        };
+        assert_eq!((old_id, new.id, site), (3, 4, None));
+        assert_eq!(new.control_addr.to_string(), "[::1]:7404");
+        assert!(change.confirm.yes);
+        assert_eq!(change.wait_timeout, Duration::from_secs(60));
+        let cli = Cli::try_parse_from([
+            "palisadectl",
+            "member",
+            "remove",
+            "5",
+            "--wait-timeout",
+            "2m",
+        ])
+        .expect("remove");
+        assert!(matches!(
+            cli.command,
+            Command::Member {
+                command: MemberCommand::Remove { id: 5, change }
+            } if change.wait_timeout == Duration::from_secs(120) && !change.confirm.yes
+        ));
+        for args in [
+            &["palisadectl", "member", "remove"][..],
+            &["palisadectl", "member", "remove", "0"][..],
+            &[
+                "palisadectl",
+                "member",
+                "add",
+                "--id",
+                "4",
+                "--site",
+                "d",
+                "--raft-addr",
+                "127.0.0.1:1",
+            ][..],
+            &[
+                "palisadectl",
+                "member",
+                "replace",
+                "3",
+                "--id",
+                "4",
+                "--raft-addr",
+                "h:1",
+                "--control-addr",
+                "127.0.0.1:2",
+            ][..],
+        ] {
+            let err = Cli::try_parse_from(args).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]

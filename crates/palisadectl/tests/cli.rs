@@ -2121,3 +2121,479 @@ async fn operations_ask_on_a_terminal_and_only_yes_proceeds() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(fake.state().log.len(), 1);
 }
+
+/// The fake's membership: three voters, sites site-1..3, log index 7.
+const THREE_MEMBERS: &str = "\
+ID  SITE    ROLE   RAFT            CONTROL
+1   site-1  voter  127.0.0.1:7301  127.0.0.1:7401
+2   site-2  voter  127.0.0.1:7302  127.0.0.1:7402
+3   site-3  voter  127.0.0.1:7303  127.0.0.1:7403
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_list_names_who_answered_the_leader_and_each_witness() {
+    let (_fake, endpoint) = healthy().await;
+    let o = palisadectl(&["--endpoint", &endpoint, "member", "list"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        format!("answered by witness 1, leader 1 — membership at log index 7\n\n{THREE_MEMBERS}")
+    );
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+
+    let o = palisadectl(&["--endpoint", &endpoint, "-o", "json", "member", "list"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let member = |id: u64| {
+        serde_json::json!({
+            "id": id, "site": format!("site-{id}"), "role": "voter",
+            "raft_addr": format!("127.0.0.1:730{id}"),
+            "control_addr": format!("127.0.0.1:740{id}")
+        })
+    };
+    assert_eq!(
+        json_of(&o),
+        serde_json::json!({
+            "node_id": 1, "leader_id": 1, "log_index": 7,
+            "members": [member(1), member(2), member(3)]
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_add_then_remove_print_progress_detail_and_the_membership_after() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "member",
+        "add",
+        "--id",
+        "4",
+        "--site",
+        "site-4",
+        "--raft-addr",
+        "127.0.0.1:7304",
+        "--control-addr",
+        "127.0.0.1:7404",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "asking the leader to add witness 4 (site site-4) as a learner, wait for it to catch \
+             up (up to 30 s), then make it a voter…\n\
+             added witness 4 at site site-4 (4 voters)\n\
+             answered by witness 1, leader 1 — membership at log index 9\n\n\
+             {THREE_MEMBERS}\
+             4   site-4  voter  127.0.0.1:7304  127.0.0.1:7404\n"
+        )
+    );
+    {
+        let c = fake.state();
+        assert_eq!(c.log.len(), 1, "{:?}", c.log);
+        assert!(
+            c.log[0].starts_with(
+                "change_members action=1 old_id=0 new_id=4 site=site-4 raft=127.0.0.1:7304 \
+                 control=127.0.0.1:7404 author=tester@"
+            ),
+            "{:?}",
+            c.log
+        );
+    }
+
+    let o = palisadectl(&["--endpoint", &endpoint, "member", "remove", "4", "-y"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "asking the leader to remove witness 4…\n\
+             removed witness 4 (site site-4); 3 voters\n\
+             answered by witness 1, leader 1 — membership at log index 11\n\n\
+             {THREE_MEMBERS}"
+        )
+    );
+    // Removed already: nothing to do, exit 0.
+    let o = palisadectl(&["--endpoint", &endpoint, "member", "remove", "4", "-y"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains("\nnothing to do: witness 4 is not a member\n"),
+        "{}",
+        stdout(&o)
+    );
+    // The server's rules: three voters stay.
+    let o = palisadectl(&["--endpoint", &endpoint, "member", "remove", "2", "-y"]).await;
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert_eq!(
+        last_stderr_line(&o),
+        format!(
+            "palisadectl: {endpoint} rejected member remove: the cluster has 3 voters and keeps \
+             at least 3; to move witness 2, use replace (FailedPrecondition)"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_replace_json_is_one_document_and_a_rerun_says_nothing_changed() {
+    let (fake, endpoint) = healthy().await;
+    let args = [
+        "--endpoint",
+        endpoint.as_str(),
+        "-o",
+        "json",
+        "member",
+        "replace",
+        "3",
+        "--id",
+        "5",
+        "--raft-addr",
+        "127.0.0.1:7305",
+        "--control-addr",
+        "127.0.0.1:7405",
+        "--yes",
+    ];
+    let o = palisadectl(&args).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // Progress on stderr, so that stdout is the JSON document alone.
+    assert_eq!(
+        stderr(&o),
+        "asking the leader to add witness 5 as a learner, wait for it to catch up (up to 30 s), \
+         then replace witness 3 by it in one joint change…\n"
+    );
+    let v = json_of(&o);
+    assert_eq!(v["action"], "replace");
+    assert_eq!(v["old_id"], 3);
+    assert_eq!(v["new_id"], 5);
+    assert_eq!(v["changed"], true);
+    assert_eq!(
+        v["detail"],
+        "replaced witness 3 by witness 5 at site site-3 (raft 127.0.0.1:7305, control \
+         127.0.0.1:7405)"
+    );
+    assert_eq!(
+        (v["node_id"].as_u64(), v["log_index"].as_u64()),
+        (Some(1), Some(9))
+    );
+    assert_eq!(
+        v["members"][2],
+        serde_json::json!({
+            "id": 5, "site": "site-3", "role": "voter",
+            "raft_addr": "127.0.0.1:7305", "control_addr": "127.0.0.1:7405"
+        })
+    );
+    // The site was left to the server (the old witness's).
+    assert!(
+        fake.state().log[0].starts_with("change_members action=3 old_id=3 new_id=5 site= "),
+        "{:?}",
+        fake.state().log
+    );
+
+    let o = palisadectl(&args).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["changed"], false);
+    assert_eq!(
+        v["detail"],
+        "nothing to do: witness 3 was already replaced by 5"
+    );
+    assert_eq!(v["log_index"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_flags_are_checked_before_anything_is_sent_naming_the_flag() {
+    let (fake, endpoint) = healthy().await;
+    let add = |id: &'static str,
+               site: &'static str,
+               raft: &'static str,
+               control: &'static str|
+     -> Vec<&'static str> {
+        vec![
+            "member",
+            "add",
+            "--id",
+            id,
+            "--site",
+            site,
+            "--raft-addr",
+            raft,
+            "--control-addr",
+            control,
+            "--yes",
+        ]
+    };
+    for (args, flag) in [
+        (add("0", "d", "127.0.0.1:7304", "127.0.0.1:7404"), "--id"),
+        (add("x", "d", "127.0.0.1:7304", "127.0.0.1:7404"), "--id"),
+        (
+            add("4", "d e", "127.0.0.1:7304", "127.0.0.1:7404"),
+            "--site",
+        ),
+        (
+            add("4", "d", "witness-4:7304", "127.0.0.1:7404"),
+            "--raft-addr",
+        ),
+        (
+            add("4", "d", "127.0.0.1:7304", "127.0.0.1"),
+            "--control-addr",
+        ),
+        (
+            add("4", "d", "127.0.0.1:0", "127.0.0.1:7404"),
+            "--raft-addr",
+        ),
+        (vec!["member", "remove", "0", "--yes"], "<ID>"),
+        (
+            vec![
+                "member",
+                "add",
+                "--id",
+                "4",
+                "--raft-addr",
+                "127.0.0.1:7304",
+                "--control-addr",
+                "127.0.0.1:7404",
+                "--yes",
+            ],
+            "--site",
+        ),
+        (
+            vec!["member", "replace", "3", "--id", "4", "--yes"],
+            "--raft-addr",
+        ),
+    ] {
+        let o = palisadectl(&[&["--endpoint", endpoint.as_str()][..], &args].concat()).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(stderr(&o).contains(flag), "{args:?}: {}", stderr(&o));
+    }
+    // What clap cannot check flag by flag: one line, naming the flags.
+    let o = palisadectl(
+        &[
+            &["--endpoint", endpoint.as_str()][..],
+            &add("4", "d", "127.0.0.1:7304", "127.0.0.1:7304"),
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        one_stderr_line(&o),
+        "palisadectl: --raft-addr and --control-addr are both 127.0.0.1:7304: a witness serves \
+         them on two ports"
+    );
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "member",
+        "replace",
+        "3",
+        "--id",
+        "3",
+        "--raft-addr",
+        "127.0.0.1:7304",
+        "--control-addr",
+        "127.0.0.1:7404",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        one_stderr_line(&o),
+        "palisadectl: --id 3 is OLD_ID: a replacement is a new witness, with a new id"
+    );
+    assert!(fake.state().log.is_empty(), "{:?}", fake.state().log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_changes_without_a_terminal_need_yes_and_nothing_is_sent() {
+    let (fake, endpoint) = healthy().await;
+    let o = palisadectl(&["--endpoint", &endpoint, "member", "remove", "3"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        one_stderr_line(&o),
+        "palisadectl: member remove asks for confirmation, but stdin is not a terminal; add \
+         --yes to run it without asking"
+    );
+    assert!(fake.state().log.is_empty(), "{:?}", fake.state().log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_replace_asks_on_a_terminal_naming_the_old_site() {
+    let (fake, endpoint) = healthy().await;
+    let args = [
+        "--endpoint",
+        endpoint.as_str(),
+        "member",
+        "replace",
+        "3",
+        "--id",
+        "4",
+        "--raft-addr",
+        "127.0.0.1:7304",
+        "--control-addr",
+        "127.0.0.1:7404",
+    ];
+    let o = palisadectl_on_a_terminal(&args, "n\n").await;
+    assert_eq!(o.status.code(), Some(10), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "witnesses (via {endpoint}): 1 site-1, 2 site-2, 3 site-3; leader 1\n\
+             about to replace witness 3 (site site-3) by witness 4 at raft 127.0.0.1:7304 / \
+             control 127.0.0.1:7404, in one joint change.\n\
+             The new witness must be running with raft.join = true in its config.\n\
+             Proceed? [y/N] "
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        last_stderr_line(&o),
+        "palisadectl: member replace not confirmed: nothing was sent"
+    );
+    assert!(fake.state().log.is_empty());
+    let o = palisadectl_on_a_terminal(&args, "yes\n").await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).starts_with(
+            "asking the leader to add witness 4 (site site-3) as a learner, wait for it to \
+             catch up (up to 30 s), then replace witness 3 by it in one joint change…\n\
+             replaced witness 3 by witness 4 at site site-3"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(fake.state().log.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_change_errors_map_to_exit_codes() {
+    let add = [
+        "member",
+        "add",
+        "--id",
+        "4",
+        "--site",
+        "site-4",
+        "--raft-addr",
+        "127.0.0.1:7304",
+        "--control-addr",
+        "127.0.0.1:7404",
+        "--yes",
+    ];
+    for (code, message, exit, expected) in [
+        (
+            Code::InvalidArgument,
+            "new_member.raft_addr: 127.0.0.1:7304 is already used by witness 1",
+            5,
+            "rejected member add: new_member.raft_addr: 127.0.0.1:7304 is already used by \
+             witness 1 (InvalidArgument)",
+        ),
+        (
+            Code::FailedPrecondition,
+            "new witness 4 at 127.0.0.1:7304 cannot be reached (connection refused); start it \
+             first, with raft.join = true in its config",
+            5,
+            "rejected member add: new witness 4 at 127.0.0.1:7304 cannot be reached (connection \
+             refused); start it first, with raft.join = true in its config (FailedPrecondition)",
+        ),
+        (
+            Code::Unavailable,
+            "no leader",
+            3,
+            "could not carry out member add: no leader (Unavailable); retry once a leader is \
+             known (`palisadectl status`)",
+        ),
+        (
+            Code::Unknown,
+            "the new voters {1, 2, 3, 4} did not commit within 10s",
+            9,
+            "member add request to ",
+        ),
+        (
+            Code::DeadlineExceeded,
+            "witness 2 forwarded the request to leader 1 at 127.0.0.1:7401, which did not \
+             answer within 10000 ms",
+            9,
+            "member add request to ",
+        ),
+    ] {
+        let mut cluster = Cluster::healthy();
+        cluster.change_members_error = Some((code, message));
+        let endpoint = serve(&FakeWitness::new(cluster)).await;
+        let o = palisadectl(&[&["--endpoint", endpoint.as_str()][..], &add[..]].concat()).await;
+        assert_eq!(o.status.code(), Some(exit), "{code:?}: {o:?}");
+        let err = last_stderr_line(&o);
+        assert!(err.contains(expected), "{code:?}: {err}");
+        // Said before the request was sent.
+        assert!(
+            stdout(&o).starts_with("asking the leader to add witness 4"),
+            "{}",
+            stdout(&o)
+        );
+        if exit == 9 {
+            assert!(
+                err.ends_with(&format!(
+                    "{message} ({code:?}); it may still take effect: check with `palisadectl \
+                     member list`; running `palisadectl --endpoint {endpoint} {}` again is safe \
+                     (a change already in force changes nothing)",
+                    add.join(" ")
+                )),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_change_waits_past_timeout_up_to_wait_timeout_then_exits_9() {
+    let (fake, endpoint) = healthy().await;
+    // The leader takes longer than --timeout (a learner catching up):
+    // that is no failure.
+    fake.state().change_members_delay = Duration::from_millis(800);
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "300ms",
+        "member",
+        "replace",
+        "3",
+        "--id",
+        "4",
+        "--raft-addr",
+        "127.0.0.1:7304",
+        "--control-addr",
+        "127.0.0.1:7404",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+
+    // No answer within --wait-timeout: it may still take effect.
+    fake.state().change_members_delay = Duration::ZERO;
+    fake.state().hang_after_applying = Some("change_members");
+    let o = palisadectl(&[
+        "--endpoint",
+        &endpoint,
+        "member",
+        "add",
+        "--id=5",
+        "--site=site-5",
+        "--raft-addr=127.0.0.1:7305",
+        "--control-addr=127.0.0.1:7405",
+        "--wait-timeout",
+        "500ms",
+        "--yes",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    assert_eq!(
+        one_stderr_line(&o),
+        format!(
+            "palisadectl: member add request to {endpoint} got no answer: timed out after 500 \
+             ms; it may still take effect: check with `palisadectl member list`; running \
+             `palisadectl --endpoint {endpoint} member add --id=5 --site=site-5 \
+             --raft-addr=127.0.0.1:7305 --control-addr=127.0.0.1:7405 --wait-timeout 500ms \
+             --yes` again is safe (a change already in force changes nothing)"
+        )
+    );
+}

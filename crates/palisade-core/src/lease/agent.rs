@@ -35,6 +35,13 @@ impl QuorumLease {
         }
     }
 
+    /// The voters are now `voters` (`palisadectl member`): the lease needs
+    /// a majority of them, and a removed witness's grants no longer count.
+    pub fn set_voters(&mut self, voters: &std::collections::BTreeSet<NodeId>) {
+        self.quorum = super::majority(voters.len());
+        self.grants.retain(|w, _| voters.contains(w));
+    }
+
     /// A witness refused (it applied the record that moves the primary
     /// away: a committed failover): the lease ends now, whatever the
     /// others said.
@@ -123,6 +130,19 @@ mod tests {
         l.granted(2, 500, 1);
         l.granted(1, 100, 1);
         assert_eq!(l.valid_until_ms(1, &CFG), Some(1500));
+    }
+
+    #[test]
+    fn a_removed_witness_stops_counting_and_the_quorum_follows_the_voters() {
+        let mut l = QuorumLease::new(2);
+        l.granted(1, 500, 1);
+        l.granted(3, 500, 1);
+        l.set_voters(&[1, 2, 4].into());
+        assert!(!l.is_valid(600, 1, &CFG), "3 was replaced by 4");
+        l.granted(4, 550, 1);
+        assert!(l.is_valid(600, 1, &CFG));
+        l.set_voters(&[1, 2, 4, 5, 6].into());
+        assert!(!l.is_valid(600, 1, &CFG), "five voters need three grants");
     }
 
     #[test]

@@ -165,6 +165,90 @@ fn expiry_waits_past_the_last_grant_and_the_start() {
 }
 
 #[test]
+fn a_witness_out_of_touch_with_every_leader_grants_nothing() {
+    let s = primary_at_a();
+    let e = s.epoch;
+    let mut book = GrantBook::new(0);
+    assert_eq!(
+        book.renew_in_touch(&s, &site("a"), e, 100, Some(3_000), 3_000),
+        Grant::Granted,
+        "heard from a leader within the limit"
+    );
+    assert!(matches!(
+        book.renew_in_touch(&s, &site("a"), e, 200, Some(3_001), 3_000),
+        Grant::Unknown { .. }
+    ));
+    assert!(matches!(
+        book.renew_in_touch(&s, &site("a"), e, 300, None, 3_000),
+        Grant::Unknown { .. }
+    ));
+    let mut e2 = s.clone();
+    let f = begin(&mut e2, Kind::Failover);
+    assert_eq!(
+        book.expiry(&e2, &site("a"), f, 100 + CFG.witness_wait_ms(), &CFG),
+        Expiry::Expired,
+        "the refused renewals at 200 and 300 were no grants"
+    );
+}
+
+/// `palisadectl member replace 3 --id 4`: witness 3 is cut off with the old
+/// primary's agent and witness 1, and keeps being asked. The new majority
+/// {2, 4} may vouch only once every grant 3 can still make has run out.
+#[test]
+fn a_removed_witness_cannot_keep_an_old_primary_leased_past_the_new_majority() {
+    const LIMIT: u64 = 3_000;
+    let s = primary_at_a();
+    let old = s.epoch;
+    // The membership changes at 10 000 (every clock agrees here; drift is
+    // the proptest's business). 3 heard from the leader last then.
+    let change = 10_000;
+    let mut three = GrantBook::new(0);
+    let mut two = GrantBook::new(0);
+    two.membership_changed(change, LIMIT);
+    let four = GrantBook::new(change + 500);
+    let mut agent = QuorumLease::new(majority(3));
+    let mut last_sent = 0;
+    for sent in (change..change + 2 * LIMIT).step_by(250) {
+        let silence = Some(sent - change);
+        if three.renew_in_touch(&s, &site("a"), old, sent, silence, LIMIT) == Grant::Granted {
+            agent.granted(3, sent, old);
+            // Witness 1 has not applied the failover: it grants too.
+            agent.granted(1, sent, old);
+            last_sent = sent;
+        }
+    }
+    assert_eq!(
+        last_sent,
+        change + LIMIT,
+        "3 grants until the limit, then stops"
+    );
+    let lease_end = agent.valid_until_ms(old, &CFG).expect("leased until then");
+
+    let mut after = s.clone();
+    let e = begin(&mut after, Kind::Failover);
+    let mut proof = ExpiryProof::new(majority(3));
+    let mut now = change;
+    while !proof.is_proven() {
+        now += 10;
+        proof.record(2, two.expiry(&after, &site("a"), e, now, &CFG));
+        proof.record(4, four.expiry(&after, &site("a"), e, now, &CFG));
+    }
+    assert!(
+        now >= lease_end,
+        "{{2, 4}} proved the expiry at {now}, while the old primary was leased until {lease_end}"
+    );
+
+    // Without the wait the proof would have come within a lease of the
+    // change, while 3 still granted: the test can fail.
+    let unwaited = GrantBook::new(0);
+    assert_eq!(
+        unwaited.expiry(&after, &site("a"), e, change + CFG.witness_wait_ms(), &CFG),
+        Expiry::Expired
+    );
+    assert!(change + CFG.witness_wait_ms() < lease_end);
+}
+
+#[test]
 fn a_proof_needs_a_majority_and_keeps_what_it_was_told() {
     let mut p = ExpiryProof::new(2);
     p.record(1, Expiry::Expired);

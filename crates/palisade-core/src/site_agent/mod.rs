@@ -163,6 +163,12 @@ impl SiteAgent {
         }
     }
 
+    /// The cluster's voters changed (`palisadectl member`): the lease now
+    /// needs a majority of `voters`, and only their grants count.
+    pub fn set_voters(&mut self, voters: &std::collections::BTreeSet<NodeId>) {
+        self.lease.set_voters(voters);
+    }
+
     /// The configuration it decides with.
     pub fn config(&self) -> &AgentConfig {
         &self.cfg
@@ -467,6 +473,15 @@ pub enum OrderRefusal {
         /// The committed epoch.
         epoch: u64,
     },
+    /// A fence order for an epoch whose failover away from this site is not
+    /// under way (over, or never from here): a late or forged order.
+    #[error("refusing to fence: no failover of epoch {epoch} away from site {site} is under way (a late order?)")]
+    FenceOutsideItsFailover {
+        /// This agent's site.
+        site: SiteId,
+        /// The order's epoch.
+        epoch: u64,
+    },
     /// A promotion without a failover of that epoch to this site with the
     /// old primary's fence recorded.
     #[error("refusing to promote: no failover of epoch {epoch} to site {site} with the old primary fenced")]
@@ -518,16 +533,26 @@ pub fn may_act_in(state: &ClusterState, epoch: u64) -> Result<(), OrderRefusal> 
     }
 }
 
-/// Whether this site's agent may fence on the leader's order: never while
-/// the replicated state makes it the desired primary (a stale or forged
-/// order).
-pub fn may_fence(state: &ClusterState, site: &SiteId) -> Result<(), OrderRefusal> {
-    match state.desired_role(site) {
-        Some(DesiredRole::Primary { .. }) => Err(OrderRefusal::FenceDesiredPrimary {
+/// Whether this site's agent may fence on the leader's order for `epoch`:
+/// never while the replicated state makes it the desired primary (a stale
+/// or forged order), and only while the failover of `epoch` away from this
+/// site is under way. A fence order outlives its failover when a cut link
+/// delays it (the three-host trial saw one arrive 26 s late): carried out
+/// then, it would kill a standby that has rejoined since, and leave its
+/// lease guard a hard order that kills every later start.
+pub fn may_fence(state: &ClusterState, site: &SiteId, epoch: u64) -> Result<(), OrderRefusal> {
+    if let Some(DesiredRole::Primary { .. }) = state.desired_role(site) {
+        return Err(OrderRefusal::FenceDesiredPrimary {
             site: site.clone(),
             epoch: state.epoch,
+        });
+    }
+    match &state.failover {
+        Some(f) if f.epoch == epoch && &f.from == site => Ok(()),
+        _ => Err(OrderRefusal::FenceOutsideItsFailover {
+            site: site.clone(),
+            epoch,
         }),
-        _ => Ok(()),
     }
 }
 

@@ -388,14 +388,22 @@ fn orders_are_refused_where_the_state_does_not_allow_them() {
             standby: site("b"),
         },
     );
-    assert!(may_fence(&s, &site("a")).is_err(), "the desired primary");
-    assert!(may_fence(&s, &site("b")).is_ok());
+    assert!(may_fence(&s, &site("a"), 0).is_err(), "the desired primary");
+    assert!(
+        may_fence(&s, &site("b"), 0).is_err(),
+        "a standby with no failover under way"
+    );
     assert!(may_enable_monitors(&s, &site("a")).is_ok());
     assert!(may_enable_monitors(&s, &site("b")).is_err());
     assert!(may_promote(&s, &site("b"), 1).is_err(), "no failover");
 
     let s = state_with_failover(Kind::Failover, false);
-    assert!(may_fence(&s, &site("a")).is_ok());
+    assert!(may_fence(&s, &site("a"), 1).is_ok());
+    assert!(may_fence(&s, &site("a"), 2).is_err(), "another epoch");
+    assert!(
+        may_fence(&s, &site("b"), 1).is_err(),
+        "the failover's target"
+    );
     assert!(
         may_promote(&s, &site("b"), 1).is_err(),
         "the fence is not recorded"
@@ -449,7 +457,9 @@ fn every_refusal_names_the_site_and_the_epoch_it_rests_on() {
         },
     );
     assert_eq!(
-        may_fence(&s, &site("a")).expect_err("primary").to_string(),
+        may_fence(&s, &site("a"), 0)
+            .expect_err("primary")
+            .to_string(),
         "refusing to fence: site a is the desired primary in epoch 0"
     );
     assert_eq!(
@@ -627,4 +637,55 @@ proptest! {
             }
         }
     }
+}
+
+/// Found by the three-host trial: the leader's fence order for epoch 1
+/// reached the old primary 26 s late, once its cut link came back, after
+/// it had rejoined as a standby. It must be refused, not carried out.
+#[test]
+fn a_fence_order_that_outlived_its_failover_is_refused() {
+    let mut s = promoted(state_with_failover(Kind::Failover, true));
+    assert!(may_fence(&s, &site("a"), 1).is_ok(), "while it runs");
+    for (i, step) in [Step::AppFlipped, Step::Repointed, Step::Verified]
+        .into_iter()
+        .enumerate()
+    {
+        s.apply(
+            10 + i as u64,
+            &Command::StepDone {
+                epoch: 1,
+                record: StepRecord {
+                    step,
+                    started_at_ms: 2,
+                    done_at_ms: 3,
+                    detail: String::new(),
+                    lsn: None,
+                    checks: vec![],
+                },
+            },
+        );
+    }
+    let finished = s.apply(
+        20,
+        &Command::FinishFailover {
+            epoch: 1,
+            outcome: crate::failover::Outcome::Completed,
+            at_ms: 3,
+        },
+    );
+    assert!(matches!(finished, CommandResult::Applied), "{finished:?}");
+    let rejoined = s.apply(
+        21,
+        &Command::StandbyRejoined {
+            site: site("a"),
+            epoch: 1,
+            at_ms: 4,
+        },
+    );
+    assert!(matches!(rejoined, CommandResult::Applied), "{rejoined:?}");
+    assert_eq!(s.desired_role(&site("a")), Some(DesiredRole::Standby));
+    assert_eq!(
+        may_fence(&s, &site("a"), 1).expect_err("late").to_string(),
+        "refusing to fence: no failover of epoch 1 away from site a is under way (a late order?)"
+    );
 }

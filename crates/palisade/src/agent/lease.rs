@@ -169,6 +169,9 @@ impl<D: DatabaseControl + 'static> Agent<D> {
     fn renew(self: Arc<Self>, epoch: u64) {
         let sent = mono_ms();
         let own = self.own_id;
+        if let Some(voters) = self.peers.voters() {
+            self.st().set_voters(&voters);
+        }
         let grant = self.witness_lease.renew(&self.site, epoch);
         self.answered(own, sent, epoch, Ok(grant));
         let ids: Vec<NodeId> = self.peers.ids().collect();

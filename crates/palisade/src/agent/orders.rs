@@ -126,7 +126,7 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         let _ops = self.ops.lock().await;
         match action {
             SiteAction::Fence { epoch, planned } => {
-                may_fence(&state, &self.site).map_err(refused)?;
+                may_fence(&state, &self.site, epoch).map_err(refused)?;
                 if planned {
                     self.st().handing_over();
                     let (detail, lsn) = db.fence_for_handover(epoch).await.map_err(Failed)?;

@@ -106,6 +106,7 @@ struct RawRaft {
     election_timeout_max_ms: u64,
     rpc_connect_timeout_ms: u64,
     snapshot_every: u64,
+    join: bool,
 }
 
 impl Default for RawRaft {
@@ -117,6 +118,7 @@ impl Default for RawRaft {
             election_timeout_max_ms: d.election_max.as_millis() as u64,
             rpc_connect_timeout_ms: d.connect_timeout.as_millis() as u64,
             snapshot_every: d.snapshot_every,
+            join: false,
         }
     }
 }
@@ -216,6 +218,10 @@ pub struct RaftTimings {
     pub connect_timeout: Duration,
     /// Build a snapshot and compact the log every this many entries.
     pub snapshot_every: u64,
+    /// On its first start (an empty data directory) this witness waits to
+    /// be added to a running cluster (`palisadectl member add|replace`)
+    /// instead of bootstrapping one from the `[[witness]]` list.
+    pub join: bool,
 }
 
 impl Default for RaftTimings {
@@ -229,6 +235,7 @@ impl Default for RaftTimings {
             election_max: Duration::from_millis(400),
             connect_timeout: Duration::from_millis(500),
             snapshot_every: 1000,
+            join: false,
         }
     }
 }
@@ -465,6 +472,7 @@ impl Config {
                 election_max: Duration::from_millis(r.election_timeout_max_ms),
                 connect_timeout: Duration::from_millis(r.rpc_connect_timeout_ms),
                 snapshot_every: r.snapshot_every,
+                join: r.join,
             },
             data_dir,
             log_format: raw.log.format,

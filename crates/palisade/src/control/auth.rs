@@ -40,6 +40,7 @@ named_by!(pb::FailbackRequest, who);
 named_by!(pb::PauseRequest, who);
 named_by!(pb::ResumeRequest, who);
 named_by!(pb::AnnotateRequest, author);
+named_by!(pb::ChangeMembersRequest, author);
 
 impl Named for pb::RecordDrillRequest {
     fn name_mut(&mut self) -> Option<&mut String> {

@@ -13,6 +13,7 @@
 mod auth;
 #[cfg(test)]
 mod hostile;
+mod members;
 mod operations;
 mod requests;
 mod routing;
@@ -23,6 +24,7 @@ mod watch;
 pub use views::{maintenance, summary};
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_api::v1 as pb;
@@ -32,7 +34,8 @@ use palisade_api::v1::{
     StatusRequest,
 };
 use palisade_core::operation::OperatorRequest;
-use palisade_core::{Command, CommandResult, Kind, NodeId, SiteId, Topology};
+use palisade_core::{Command, CommandResult, Kind, NodeId, SiteId, Witness};
+use palisade_raft::members::Members;
 use palisade_raft::network::PeerContacts;
 use palisade_raft::server::StatusExtra;
 use palisade_raft::store::StateView;
@@ -67,11 +70,15 @@ struct PeerChannels {
 #[derive(Clone)]
 pub struct ControlService {
     raft: Raft,
-    topology: Topology,
+    members: Members,
     cluster_name: String,
     contacts: PeerContacts,
     state: StateView,
-    peers: BTreeMap<NodeId, PeerChannels>,
+    transport: Transport,
+    connect_timeout: Duration,
+    /// Channels by peer, made when first used and again when the peer's
+    /// addresses change (`palisadectl member`).
+    peers: Arc<Mutex<BTreeMap<NodeId, (Witness, PeerChannels)>>>,
     extra: Option<std::sync::Arc<dyn StatusExtra>>,
     replication_mode: String,
     /// This witness's certificates (`None`: insecure, plaintext).
@@ -83,35 +90,77 @@ impl ControlService {
     /// Builds the service; peer channels connect lazily.
     pub fn new(
         raft: Raft,
-        topology: Topology,
+        members: Members,
         cluster_name: String,
         contacts: PeerContacts,
         state: StateView,
         transport: &Transport,
         connect_timeout: Duration,
-    ) -> Result<Self, tonic::transport::Error> {
-        let mut peers = BTreeMap::new();
-        for (id, w) in topology.peers() {
-            peers.insert(
-                id,
-                PeerChannels {
-                    raft: transport.channel(id, &w.raft_addr, connect_timeout)?,
-                    control: transport.channel(id, &w.control_addr, connect_timeout)?,
-                },
-            );
-        }
-        Ok(Self {
+    ) -> Self {
+        Self {
             raft,
-            topology,
+            members,
             cluster_name,
             contacts,
             state,
-            peers,
+            transport: transport.clone(),
+            connect_timeout,
+            peers: Arc::default(),
             extra: None,
             replication_mode: String::new(),
             tls: None,
             controller: None,
-        })
+        }
+    }
+
+    /// This witness's id.
+    fn own_id(&self) -> NodeId {
+        self.members.own_id()
+    }
+
+    /// Every other witness of the membership (learners too), with channels
+    /// to its two services; one whose address does not parse is left out.
+    fn peer_channels(&self) -> Vec<(NodeId, Witness, PeerChannels)> {
+        let own = self.own_id();
+        let nodes = self.members.nodes();
+        let mut cache = self.peers.lock().expect("control peers lock poisoned");
+        cache.retain(|id, (w, _)| nodes.get(id) == Some(w));
+        let mut out = Vec::new();
+        for (id, w) in nodes.into_iter().filter(|(id, _)| *id != own) {
+            if let Some((_, ch)) = cache.get(&id) {
+                out.push((id, w, ch.clone()));
+                continue;
+            }
+            let made = self
+                .transport
+                .channel(id, &w.raft_addr, self.connect_timeout)
+                .and_then(|raft| {
+                    Ok(PeerChannels {
+                        raft,
+                        control: self.transport.channel(
+                            id,
+                            &w.control_addr,
+                            self.connect_timeout,
+                        )?,
+                    })
+                });
+            match made {
+                Ok(ch) => {
+                    cache.insert(id, (w.clone(), ch.clone()));
+                    out.push((id, w, ch));
+                }
+                Err(e) => tracing::warn!(peer = id, error = %e, "bad peer address"),
+            }
+        }
+        out
+    }
+
+    /// One peer's channels and entry.
+    fn peer(&self, id: NodeId) -> Option<(Witness, PeerChannels)> {
+        self.peer_channels()
+            .into_iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, w, ch)| (w, ch))
     }
 
     /// Requires mutual TLS (`Some`): every RPC checks the caller's role and
@@ -183,7 +232,7 @@ impl Control for ControlService {
                 tracing::info!(log_index, duplicate, "note committed");
                 Ok(Response::new(AnnotateReply {
                     log_index: *log_index,
-                    leader_id: self.topology.own_id,
+                    leader_id: self.own_id(),
                     duplicate,
                     request_id: body.request_id,
                 }))
@@ -394,9 +443,35 @@ impl Control for ControlService {
             )
             .await?;
         Ok(Response::new(pb::RecordDrillReply {
-            leader_id: self.topology.own_id,
+            leader_id: self.own_id(),
             duplicate: committed.is_duplicate(),
             request_id: body.request_id,
         }))
+    }
+
+    async fn members(
+        &self,
+        req: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersReply>, Status> {
+        self.may_read(&req)?;
+        Ok(Response::new(self.members_reply(String::new())))
+    }
+
+    async fn change_members(
+        &self,
+        req: Request<pb::ChangeMembersRequest>,
+    ) -> Result<Response<pb::MembersReply>, Status> {
+        let req = self.may_change(req, "a membership change")?;
+        let body = match self.at_leader(req)? {
+            Ok(body) => body,
+            Err(f) => {
+                return self
+                    .forward(f.within(members::LONGEST_CHANGE), |mut c, r| async move {
+                        c.change_members(r).await
+                    })
+                    .await
+            }
+        };
+        self.change_members_here(body).await
     }
 }

@@ -32,7 +32,7 @@ impl ControlService {
                 kind: kind.name().into(),
                 from_site: b.from.0,
                 to_site: b.to.0,
-                leader_id: self.topology.own_id,
+                leader_id: self.own_id(),
                 data_loss_bound: b.data_loss_bound,
                 duplicate: b.duplicate,
                 request_id,
@@ -83,7 +83,7 @@ impl ControlService {
                 .maintenance
                 .as_ref()
                 .map(maintenance),
-            leader_id: self.topology.own_id,
+            leader_id: self.own_id(),
             duplicate: committed.is_duplicate(),
             request_id: body.request_id,
         }))
@@ -113,7 +113,7 @@ impl ControlService {
                 .maintenance
                 .as_ref()
                 .map(maintenance),
-            leader_id: self.topology.own_id,
+            leader_id: self.own_id(),
             duplicate: committed.is_duplicate(),
             request_id: body.request_id,
         }))

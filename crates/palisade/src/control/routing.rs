@@ -6,6 +6,7 @@
 
 use std::error::Error;
 use std::future::Future;
+use std::time::Duration;
 
 use palisade_api::v1::control_client::ControlClient;
 use palisade_core::NodeId;
@@ -24,6 +25,18 @@ pub(super) struct Forward<T> {
     leader: NodeId,
     /// Its control address, for messages.
     addr: String,
+    /// How long to wait for its answer.
+    timeout: Duration,
+}
+
+impl<T> Forward<T> {
+    /// Waits up to `timeout` for the leader (a membership change waits for
+    /// a learner to catch up) instead of [`FORWARD_TIMEOUT`].
+    pub(super) fn within(mut self, timeout: Duration) -> Self {
+        self.request.set_timeout(timeout);
+        self.timeout = timeout;
+        self
+    }
 }
 
 /// Where a request that changes the state is handled.
@@ -31,7 +44,7 @@ enum Route {
     /// Here: this witness leads.
     Local,
     /// At the leader, through this client.
-    Leader(NodeId, ControlClient<Channel>),
+    Leader(NodeId, ControlClient<Channel>, String),
 }
 
 impl ControlService {
@@ -40,16 +53,16 @@ impl ControlService {
     fn route(&self, forwarded: bool) -> Result<Route, Status> {
         let leader = self.raft.metrics().borrow().current_leader;
         match leader {
-            Some(l) if l == self.topology.own_id => Ok(Route::Local),
-            Some(l) if !forwarded => match self.peers.get(&l) {
-                Some(ch) => Ok(Route::Leader(l, ControlClient::new(ch.control.clone()))),
+            Some(l) if l == self.own_id() => Ok(Route::Local),
+            Some(l) if !forwarded => match self.peer(l) {
+                Some((w, ch)) => Ok(Route::Leader(l, ControlClient::new(ch.control), w.control_addr)),
                 None => Err(Status::unavailable(format!(
-                    "leader {l} is not a configured witness"
+                    "leader {l} is not a member of the cluster this witness knows"
                 ))),
             },
             Some(l) => Err(Status::unavailable(format!(
                 "witness {} is not the leader and the request was already forwarded (leader now {l}); retry",
-                self.topology.own_id
+                self.own_id()
             ))),
             None => Err(Status::unavailable(
                 "no leader is known (an election may be in progress); nothing was sent; retry shortly",
@@ -64,16 +77,12 @@ impl ControlService {
         let body = req.into_inner();
         Ok(match self.route(forwarded)? {
             Route::Local => Ok(body),
-            Route::Leader(leader, client) => Err(Forward {
+            Route::Leader(leader, client, addr) => Err(Forward {
                 client,
                 request: self.forwarding(body),
                 leader,
-                addr: self
-                    .topology
-                    .witnesses
-                    .get(&leader)
-                    .map(|w| w.control_addr.clone())
-                    .unwrap_or_default(),
+                addr,
+                timeout: FORWARD_TIMEOUT,
             }),
         })
     }
@@ -99,14 +108,21 @@ impl ControlService {
             request,
             leader,
             addr,
+            timeout,
         } = f;
-        let reply = tokio::time::timeout(FORWARD_TIMEOUT, call(client, request)).await;
+        let reply = tokio::time::timeout(timeout, call(client, request)).await;
         let status = match reply {
             Ok(Ok(r)) => return Ok(r),
             Ok(Err(status)) => status,
-            Err(_) => return Err(forward_timed_out(self.topology.own_id, leader, &addr)),
+            Err(_) => return Err(forward_timed_out(self.own_id(), leader, &addr, timeout)),
         };
-        Err(forward_failure(self.topology.own_id, leader, &addr, status))
+        Err(forward_failure(
+            self.own_id(),
+            leader,
+            &addr,
+            status,
+            timeout,
+        ))
     }
 
     /// `body` as a request forwarded by this witness.
@@ -115,8 +131,7 @@ impl ControlService {
         fwd.set_timeout(FORWARD_TIMEOUT);
         fwd.metadata_mut().insert(
             FORWARDED,
-            self.topology
-                .own_id
+            self.own_id()
                 .to_string()
                 .parse()
                 .expect("a decimal id is valid metadata"),
@@ -125,11 +140,11 @@ impl ControlService {
     }
 }
 
-fn forward_timed_out(own: NodeId, leader: NodeId, addr: &str) -> Status {
+fn forward_timed_out(own: NodeId, leader: NodeId, addr: &str, timeout: Duration) -> Status {
     Status::deadline_exceeded(format!(
         "witness {own} forwarded the request to leader {leader} at {addr}, which did not answer \
          within {} ms",
-        FORWARD_TIMEOUT.as_millis()
+        timeout.as_millis()
     ))
 }
 
@@ -137,10 +152,16 @@ fn forward_timed_out(own: NodeId, leader: NodeId, addr: &str) -> Status {
 /// `status`: the leader's own answer as it is; a transport failure (tonic
 /// attaches the underlying error exactly when it made the status up
 /// locally) named with the leader.
-fn forward_failure(own: NodeId, leader: NodeId, addr: &str, status: Status) -> Status {
+fn forward_failure(
+    own: NodeId,
+    leader: NodeId,
+    addr: &str,
+    status: Status,
+    timeout: Duration,
+) -> Status {
     let Some(source) = status.source() else {
         if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) {
-            return forward_timed_out(own, leader, addr);
+            return forward_timed_out(own, leader, addr, timeout);
         }
         return status;
     };
@@ -151,7 +172,7 @@ fn forward_failure(own: NodeId, leader: NodeId, addr: &str, status: Status) -> S
              {cause}; nothing was sent; retry, or ask another witness"
         ))
     } else if chain(source).any(|e| e.is::<tonic::TimeoutExpired>()) {
-        forward_timed_out(own, leader, addr)
+        forward_timed_out(own, leader, addr, timeout)
     } else {
         Status::unknown(format!(
             "witness {own} lost leader {leader} at {addr} while forwarding the request: {cause}"
@@ -210,7 +231,7 @@ mod tests {
             std::io::ErrorKind::ConnectionRefused,
             "Connection refused (os error 111)",
         )));
-        let s = forward_failure(2, 1, "127.0.0.1:7401", refused);
+        let s = forward_failure(2, 1, "127.0.0.1:7401", refused, FORWARD_TIMEOUT);
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(
             s.message(),
@@ -222,14 +243,14 @@ mod tests {
     #[test]
     fn a_leader_that_did_not_answer_may_still_apply_the_request() {
         let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
-        let s = forward_failure(2, 1, "127.0.0.1:7401", timed_out);
+        let s = forward_failure(2, 1, "127.0.0.1:7401", timed_out, FORWARD_TIMEOUT);
         assert_eq!(s.code(), Code::DeadlineExceeded);
         assert!(s.message().contains("leader 1 at 127.0.0.1:7401"), "{s:?}");
         let reset = Status::from_error(Box::new(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "connection reset",
         )));
-        let s = forward_failure(2, 1, "127.0.0.1:7401", reset);
+        let s = forward_failure(2, 1, "127.0.0.1:7401", reset, FORWARD_TIMEOUT);
         assert_eq!(s.code(), Code::Unknown);
         assert!(
             s.message().contains("lost leader 1 at 127.0.0.1:7401"),
@@ -244,6 +265,7 @@ mod tests {
             1,
             "127.0.0.1:7401",
             Status::failed_precondition("b is already the primary"),
+            FORWARD_TIMEOUT,
         );
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert_eq!(s.message(), "b is already the primary");

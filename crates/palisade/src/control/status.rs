@@ -65,19 +65,19 @@ impl ControlService {
     /// The cluster as this witness sees it, with every peer's own report
     /// (an unreachable one is listed as such).
     pub(super) async fn status_reply(&self) -> StatusReply {
-        let mut own = local_status(&self.raft, &self.topology, &self.contacts);
+        let topology = self.members.topology();
+        let mut own = local_status(&self.raft, &topology, &self.contacts);
         if let Some(extra) = &self.extra {
             extra.fill(&mut own);
         }
         let mut tasks = tokio::task::JoinSet::new();
-        for (id, ch) in &self.peers {
-            let w = &self.topology.witnesses[id];
+        for (id, w, ch) in self.peer_channels() {
             tasks.spawn(Self::peer_status(
-                *id,
+                id,
                 w.site.clone(),
                 w.raft_addr.clone(),
                 w.control_addr.clone(),
-                ch.raft.clone(),
+                ch.raft,
             ));
         }
         let mut nodes = vec![own.clone()];
@@ -90,7 +90,7 @@ impl ControlService {
         nodes.sort_by_key(|n| n.id);
         // Every leader's hold on a quorum, from its own replication view:
         // replaces openraft's metric (see `Quorum::judge`).
-        let voters = self.topology.witnesses.len();
+        let voters = topology.witnesses.len();
         let bound_ms = self.raft.config().election_timeout_max;
         for n in nodes.iter_mut().filter(|n| n.role == Role::Leader as i32) {
             n.millis_since_quorum_ack =

@@ -50,7 +50,7 @@ impl Controller {
             f.from.clone(),
             f.epoch,
             mono_ms(),
-            self.topology.witnesses.len(),
+            self.members.topology().witnesses.len(),
             hook.is_some(),
         );
         // Everything at once, each on a task of its own, and whatever
@@ -61,7 +61,7 @@ impl Controller {
         // delays what the others can prove.
         let mut confirm: Option<JoinHandle<Result<SiteActionDone, SiteActionError>>> = None;
         let mut stonith: Option<JoinHandle<Result<String, String>>> = None;
-        let (site, epoch, own) = (f.from.clone(), f.epoch, self.topology.own_id);
+        let (site, epoch, own) = (f.from.clone(), f.epoch, self.members.own_id());
         let ask = |w: palisade_core::NodeId, after: Duration| {
             let (peers, site) = (self.peers.clone(), site.clone());
             async move {

@@ -23,8 +23,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use palisade_core::detector::{Assessment, Detector, WitnessReport};
 use palisade_core::operation::{self, OperatorRequest, Refusal};
 use palisade_core::state::requests::{parse_request_id, Lookup};
-use palisade_core::{Command, CommandResult, Failover, NodeId, SiteId, Topology, Trigger};
+use palisade_core::{Command, CommandResult, Failover, NodeId, SiteId, Trigger};
 use palisade_probe::postgres::PgProbe;
+use palisade_raft::members::Members;
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +61,7 @@ pub struct Controller {
     inner: Mutex<Inner>,
     raft: Raft,
     view: StateView,
-    topology: Topology,
+    members: Members,
     settings: Arc<DatabaseSettings>,
     peers: Peers,
     probes: BTreeMap<SiteId, PgProbe>,
@@ -152,7 +153,7 @@ impl Controller {
     pub fn new(
         raft: Raft,
         view: StateView,
-        topology: Topology,
+        members: Members,
         settings: Arc<DatabaseSettings>,
         peers: Peers,
         probes: BTreeMap<SiteId, PgProbe>,
@@ -172,7 +173,7 @@ impl Controller {
             }),
             raft,
             view,
-            topology,
+            members,
             settings,
             peers,
             probes,
@@ -220,7 +221,7 @@ impl Controller {
     }
 
     /// Runs the controller loop until `cancel` (leadership lost / shutdown).
-    #[tracing::instrument(skip_all, fields(leader = self.topology.own_id))]
+    #[tracing::instrument(skip_all, fields(leader = self.members.own_id()))]
     pub async fn lead(self: Arc<Self>, cancel: CancellationToken) {
         {
             let mut inner = self.lock();
@@ -295,7 +296,7 @@ impl Controller {
         if !self.lock().leading {
             return Err(OperateError::Unavailable(format!(
                 "witness {} is not the leader",
-                self.topology.own_id
+                self.members.own_id()
             )));
         }
         // No quorum round here: the state read below may lag the log by a
@@ -374,7 +375,7 @@ impl Controller {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(OperateError::Unavailable(format!(
                     "witness {} is no longer the leader; nothing was begun; retry",
-                    self.topology.own_id
+                    self.members.own_id()
                 )))
             }
             Err(e) => Err(OperateError::Unknown(format!(
@@ -384,7 +385,8 @@ impl Controller {
     }
 
     fn witness_sites(&self) -> BTreeMap<NodeId, SiteId> {
-        self.topology
+        self.members
+            .topology()
             .witnesses
             .iter()
             .map(|(id, w)| (*id, SiteId(w.site.clone())))

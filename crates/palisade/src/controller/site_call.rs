@@ -39,7 +39,7 @@ impl Controller {
     fn site_caller(&self, site: &SiteId) -> SiteCaller {
         match self.peers.witness_of(site) {
             None => SiteCaller::Nobody(site.clone()),
-            Some(w) if w == self.topology.own_id => SiteCaller::Local {
+            Some(w) if w == self.members.own_id() => SiteCaller::Local {
                 witness: w,
                 agent: self.local_agent.get().cloned(),
             },

@@ -38,7 +38,7 @@ impl Controller {
             others_reports_since_leading: inner
                 .reports_since_leading
                 .iter()
-                .filter(|(id, _)| Some(**id) != witness && **id != self.topology.own_id)
+                .filter(|(id, _)| Some(**id) != witness && **id != self.members.own_id())
                 .map(|(_, n)| *n)
                 .max()
                 .unwrap_or(0),

@@ -185,6 +185,18 @@ pub struct GuardHandle {
     palisade_exe: PathBuf,
     hard_after_ms: u64,
     renewal: Option<RenewSpec>,
+    live_witnesses: Option<LiveWitnesses>,
+}
+
+/// Where the witnesses are now (`palisadectl member` changes them): read
+/// into every order's renewal spec.
+#[derive(Clone)]
+pub struct LiveWitnesses(pub Arc<dyn Fn() -> Vec<(palisade_core::NodeId, String)> + Send + Sync>);
+
+impl std::fmt::Debug for LiveWitnesses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveWitnesses(the current membership)")
+    }
 }
 
 impl GuardHandle {
@@ -206,6 +218,7 @@ impl GuardHandle {
             palisade_exe: palisade_exe.into(),
             hard_after_ms: DEFAULT_HARD_AFTER_MS,
             renewal: None,
+            live_witnesses: None,
         }
     }
 
@@ -213,6 +226,13 @@ impl GuardHandle {
     /// witness writes no orders (written into every order).
     pub fn with_renewal(mut self, spec: RenewSpec) -> Self {
         self.renewal = Some(spec);
+        self
+    }
+
+    /// Renews with the witnesses `live` names when each order is written,
+    /// instead of the spec's fixed list.
+    pub fn with_live_witnesses(mut self, live: LiveWitnesses) -> Self {
+        self.live_witnesses = Some(live);
         self
     }
 
@@ -250,7 +270,12 @@ impl GuardHandle {
             deadline_ms: order.deadline_ms,
             hard: order.hard,
             written_ms: monotonic_ms(),
-            renewal: self.renewal.clone(),
+            renewal: self.renewal.clone().map(|mut spec| {
+                if let Some(live) = &self.live_witnesses {
+                    spec.witnesses = (live.0)();
+                }
+                spec
+            }),
         };
         let mut text = serde_json::to_string(&line).map_err(io::Error::other)?;
         text.push('\n');
@@ -753,6 +778,22 @@ impl Guard {
                     epoch = ?d.epoch,
                     elapsed_ms = outcome.elapsed().as_millis() as u64,
                     "lease guard: KILLED the database: {}",
+                    d.reason
+                );
+                self.record_action(format!("killed: {}", d.reason));
+                ProcessState::Stopped
+            }
+            // The kill may have worked and only its confirmation failed: a
+            // server started by hand, killed before it wrote its address to
+            // postmaster.pid, leaves no DSN to confirm with (seen in the
+            // three-host trial). No process left is a kill.
+            Err(error) if self.site.process_state() == ProcessState::Stopped => {
+                self.freeze = None;
+                tracing::warn!(
+                    epoch = ?d.epoch,
+                    confirmation = %error,
+                    "lease guard: KILLED the database (no process is left; the usual confirmation \
+                     failed): {}",
                     d.reason
                 );
                 self.record_action(format!("killed: {}", d.reason));

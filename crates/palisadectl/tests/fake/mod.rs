@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use palisade_api::v1::control_server::{Control, ControlServer};
 use palisade_api::v1::{
-    AnnotateReply, AnnotateRequest, DatabaseView, DrillSummary, Event, FailbackRequest,
-    FailoverRequest, FailoverSummary, HistoryReply, HistoryRequest, JournalEntry, JournalReply,
-    JournalRequest, Maintenance, MaintenanceEvent, MaintenanceReply, NodeStatus, OperationReply,
-    PauseRequest, RecordDrillReply, RecordDrillRequest, RejoinSummary, RequestRecord,
-    ResumeRequest, Role, SearchView, StatusReply, StatusRequest, StepCheck, StepTiming,
-    SwitchoverRequest, WatchRequest,
+    change_members_request::Action, AnnotateReply, AnnotateRequest, ChangeMembersRequest,
+    DatabaseView, DrillSummary, Event, FailbackRequest, FailoverRequest, FailoverSummary,
+    HistoryReply, HistoryRequest, JournalEntry, JournalReply, JournalRequest, Maintenance,
+    MaintenanceEvent, MaintenanceReply, Member, MembersReply, MembersRequest, NodeStatus,
+    OperationReply, PauseRequest, RecordDrillReply, RecordDrillRequest, RejoinSummary,
+    RequestRecord, ResumeRequest, Role, SearchView, StatusReply, StatusRequest, StepCheck,
+    StepTiming, SwitchoverRequest, WatchRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
@@ -113,6 +114,17 @@ pub struct Cluster {
     seen: BTreeMap<String, (Reply, RequestRecord)>,
     pub maintenance_log: Vec<MaintenanceEvent>,
     pub notes: Vec<JournalEntry>,
+    /// The witnesses, by id (`Members`); `ChangeMembers` changes them by
+    /// the server's rules, simplified.
+    pub members: Vec<Member>,
+    /// The log index of the membership.
+    pub members_log_index: u64,
+    /// `Some` makes `change_members` fail with this status (nothing is
+    /// logged or changed).
+    pub change_members_error: Option<(Code, &'static str)>,
+    /// How long `change_members` takes to answer (the real leader waits
+    /// for a new witness to catch up).
+    pub change_members_delay: std::time::Duration,
 }
 
 impl Cluster {
@@ -168,6 +180,135 @@ impl Cluster {
             seen: BTreeMap::new(),
             maintenance_log: vec![],
             notes: vec![],
+            members: (1..=3)
+                .map(|id| Member {
+                    id,
+                    site: format!("site-{id}"),
+                    raft_addr: format!("127.0.0.1:730{id}"),
+                    control_addr: format!("127.0.0.1:740{id}"),
+                    voter: true,
+                })
+                .collect(),
+            members_log_index: 7,
+            change_members_error: None,
+            change_members_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    fn members_reply(&self, detail: String) -> MembersReply {
+        MembersReply {
+            members: self.members.clone(),
+            node_id: 1,
+            leader_id: self.leader_id,
+            log_index: self.members_log_index,
+            detail,
+        }
+    }
+
+    /// A membership change as the leader would decide and do it (without
+    /// the learner step): the detail, or the refusal.
+    fn change_members(&mut self, r: &ChangeMembersRequest) -> Result<String, Status> {
+        let voter = |c: &Self, id: u64| c.members.iter().position(|m| m.id == id && m.voter);
+        let new = |site_default: Option<&str>| -> Result<Member, Status> {
+            let mut m = r
+                .new_member
+                .clone()
+                .ok_or_else(|| Status::invalid_argument("new_member: missing"))?;
+            if m.site.is_empty() {
+                m.site = site_default.unwrap_or_default().to_owned();
+            }
+            m.voter = true;
+            Ok(m)
+        };
+        match Action::try_from(r.action) {
+            Ok(Action::Add) => {
+                let m = new(None)?;
+                if self.members.contains(&m) {
+                    return Ok(format!(
+                        "nothing to do: witness {} is already a voter at site {}",
+                        m.id, m.site
+                    ));
+                }
+                if voter(self, m.id).is_some() {
+                    return Err(Status::invalid_argument(format!(
+                        "new_member.id: {} is already a voter; a new witness gets a new id",
+                        m.id
+                    )));
+                }
+                if let Some(o) = self.members.iter().find(|o| o.site == m.site) {
+                    return Err(Status::invalid_argument(format!(
+                        "new_member.site: site {} already has witness {}; one witness per site \
+                         (to move it, use replace)",
+                        m.site, o.id
+                    )));
+                }
+                let detail = format!(
+                    "added witness {} at site {} ({} voters)",
+                    m.id,
+                    m.site,
+                    self.members.len() + 1
+                );
+                self.members.push(m);
+                Ok(detail)
+            }
+            Ok(Action::Remove) => {
+                let Some(at) = voter(self, r.old_id) else {
+                    return Ok(format!(
+                        "nothing to do: witness {} is not a member",
+                        r.old_id
+                    ));
+                };
+                if self.members.len() <= 3 {
+                    return Err(Status::failed_precondition(format!(
+                        "the cluster has {} voters and keeps at least 3; to move witness {}, use \
+                         replace",
+                        self.members.len(),
+                        r.old_id
+                    )));
+                }
+                let gone = self.members.remove(at);
+                Ok(format!(
+                    "removed witness {} (site {}); {} voters",
+                    gone.id,
+                    gone.site,
+                    self.members.len()
+                ))
+            }
+            Ok(Action::Replace) => {
+                let Some(at) = voter(self, r.old_id) else {
+                    let m = new(None)?;
+                    if voter(self, m.id).is_some() {
+                        return Ok(format!(
+                            "nothing to do: witness {} was already replaced by {}",
+                            r.old_id, m.id
+                        ));
+                    }
+                    return Err(Status::invalid_argument(format!(
+                        "old_id: witness {} is not a voter",
+                        r.old_id
+                    )));
+                };
+                let old_site = self.members[at].site.clone();
+                let m = new(Some(&old_site))?;
+                if m.site != old_site {
+                    return Err(Status::invalid_argument(format!(
+                        "new_member.site: {:?} is not site {old_site} of witness {}: a \
+                         replacement stands for the same site",
+                        m.site, r.old_id
+                    )));
+                }
+                let detail = format!(
+                    "replaced witness {} by witness {} at site {} (raft {}, control {})",
+                    r.old_id, m.id, m.site, m.raft_addr, m.control_addr
+                );
+                self.members[at] = m;
+                self.members.sort_by_key(|m| m.id);
+                Ok(detail)
+            }
+            _ => Err(Status::invalid_argument(format!(
+                "action: {} is not add (1), remove (2) or replace (3)",
+                r.action
+            ))),
         }
     }
 
@@ -840,6 +981,43 @@ impl Control for FakeWitness {
             Box::pin(events)
         };
         Ok(Response::new(stream))
+    }
+
+    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersReply>, Status> {
+        Ok(Response::new(self.state().members_reply(String::new())))
+    }
+
+    async fn change_members(
+        &self,
+        request: Request<ChangeMembersRequest>,
+    ) -> Result<Response<MembersReply>, Status> {
+        let r = request.into_inner();
+        let delay = self.state().change_members_delay;
+        tokio::time::sleep(delay).await;
+        let (reply, hang) = {
+            let mut c = self.state();
+            if let Some((code, message)) = c.change_members_error {
+                return Err(Status::new(code, message));
+            }
+            let new = r.new_member.clone().unwrap_or_default();
+            c.log.push(format!(
+                "change_members action={} old_id={} new_id={} site={} raft={} control={} author={}",
+                r.action, r.old_id, new.id, new.site, new.raft_addr, new.control_addr, r.author
+            ));
+            let detail = c.change_members(&r)?;
+            if !detail.starts_with("nothing to do") {
+                c.members_log_index += 2;
+            }
+            let hang = c.hang_after_applying == Some("change_members");
+            if hang {
+                c.hang_after_applying = None;
+            }
+            (c.members_reply(detail), hang)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(Response::new(reply))
     }
 
     async fn record_drill(
