@@ -249,6 +249,25 @@ pub struct Failover {
 }
 
 impl Failover {
+    /// A failover of `kind` from `from` to `to` in `epoch`, just begun, for
+    /// the unit tests.
+    #[cfg(test)]
+    pub(crate) fn begun(kind: Kind, epoch: u64, from: &str, to: &str) -> Self {
+        Failover {
+            kind,
+            epoch,
+            from: SiteId(from.into()),
+            to: SiteId(to.into()),
+            trigger: Trigger::Automatic,
+            reason: "test".into(),
+            evidence: Evidence::default(),
+            started_at_ms: 0,
+            steps: vec![],
+            outcome: None,
+            finished_at_ms: None,
+        }
+    }
+
     /// The first step not yet recorded, or `None` when all are done.
     pub fn next_step(&self) -> Option<Step> {
         Step::ALL.get(self.steps.len()).copied()

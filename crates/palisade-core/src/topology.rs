@@ -91,13 +91,30 @@ impl Topology {
     /// `host:port` socket address, unique across all witnesses and both
     /// services; `own_id` among them.
     pub fn new(own_id: NodeId, entries: &[(NodeId, Witness)]) -> Result<Self, TopologyError> {
+        Self::checked(own_id, entries, true)
+    }
+
+    /// [`Topology::new`] for a witness that joins a running cluster
+    /// (`raft.join`): its list is the cluster as it will be once this
+    /// witness is added, which may be an even number of voters on the way
+    /// to the next odd one (`palisadectl member add` twice). It bootstraps
+    /// nothing, so the list decides no quorum.
+    pub fn joining(own_id: NodeId, entries: &[(NodeId, Witness)]) -> Result<Self, TopologyError> {
+        Self::checked(own_id, entries, false)
+    }
+
+    fn checked(
+        own_id: NodeId,
+        entries: &[(NodeId, Witness)],
+        odd: bool,
+    ) -> Result<Self, TopologyError> {
         if entries.len() < 3 {
             return Err(TopologyError::new(
                 "witness",
                 format!("{} witness(es) configured; palisade needs at least 3 (one per site, including the tie-breaker)", entries.len()),
             ));
         }
-        if entries.len().is_multiple_of(2) {
+        if odd && entries.len().is_multiple_of(2) {
             return Err(TopologyError::new(
                 "witness",
                 format!("{} witnesses configured; use an odd number so that a split always leaves one side with a majority", entries.len()),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use openraft::{LogId, RaftMetrics};
+use palisade_core::lease::Voters;
 use palisade_core::{NodeId, Topology, Witness};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,9 @@ pub struct MemberView {
     /// The log entry it comes from (`None`: the configuration's, before the
     /// log has one).
     pub log_id: Option<LogId<NodeId>>,
+    /// The voter sets, as the lease counts them (two while a change is
+    /// joint).
+    pub voters: Voters,
 }
 
 /// The current membership, updated from the Raft metrics; cheap to clone.
@@ -39,10 +43,12 @@ impl Members {
     /// Starts from the configured witnesses.
     pub fn new(configured: Topology) -> Self {
         let nodes = configured.witnesses.clone();
+        let voters = Voters::single(0, configured.witnesses.keys().copied());
         let (tx, _) = watch::channel(MemberView {
             topology: configured,
             nodes,
             log_id: None,
+            voters,
         });
         Self { tx: Arc::new(tx) }
     }
@@ -56,10 +62,12 @@ impl Members {
         voters.remove(&configured.own_id);
         let topology =
             Topology::from_membership(configured.own_id, configured.own().clone(), voters);
+        let voters = Voters::single(0, topology.witnesses.keys().copied());
         let (tx, _) = watch::channel(MemberView {
             topology,
             nodes,
             log_id: None,
+            voters,
         });
         Self { tx: Arc::new(tx) }
     }
@@ -103,6 +111,7 @@ impl Members {
             .collect();
         let nodes: BTreeMap<NodeId, Witness> =
             membership.nodes().map(|(id, w)| (*id, w.clone())).collect();
+        let sets = membership.get_joint_config().clone();
         self.tx.send_if_modified(|view| {
             if view.log_id == Some(*log_id) {
                 return false;
@@ -117,6 +126,10 @@ impl Members {
                 topology,
                 nodes,
                 log_id: Some(*log_id),
+                voters: Voters {
+                    index: log_id.index,
+                    sets,
+                },
             };
             changed
         })

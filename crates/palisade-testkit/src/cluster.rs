@@ -340,51 +340,66 @@ impl Cluster {
     /// Nothing started. Its `[[witness]]` list is the cluster after the
     /// replacement, as an operator would write it.
     pub fn add_replacement(&mut self, id: u64, replacing: u64) -> &mut Node {
+        self.add_joining(id, replacing, None)
+    }
+
+    /// Like [`Cluster::add_replacement`], for a witness at a new `site`
+    /// (`palisadectl member add`): its list is witness `like`'s plus itself.
+    pub fn add_witness(&mut self, id: u64, site: &str, like: u64) -> &mut Node {
+        self.add_joining(id, like, Some(site))
+    }
+
+    fn add_joining(&mut self, id: u64, like: u64, new_site: Option<&str>) -> &mut Node {
         let old = self
             .nodes
             .iter()
-            .find(|n| n.id == replacing)
-            .expect("the replaced witness is a node of the cluster");
-        let site = old.site.clone();
-        let text =
-            std::fs::read_to_string(&old.config).expect("read the replaced witness's config");
+            .find(|n| n.id == like)
+            .expect("the witness to start from is a node of the cluster");
+        let site = new_site.map_or_else(|| old.site.clone(), str::to_string);
+        let text = std::fs::read_to_string(&old.config).expect("read that witness's config");
+        // A joining witness's config may be the model (it says join already).
+        let joins = text.contains("\n[raft]\njoin = true\n");
         assert!(
-            !text.contains("\n[raft]"),
+            joins || !text.contains("\n[raft]"),
             "the test's config has a [raft] section: add join = true there"
         );
         let ports = free_ports(3);
-        let old_raft = format!("127.0.0.1:{}", raft_port(&text, replacing));
-        let old_control = old
-            .control
-            .rsplit("//")
-            .next()
-            .expect("control address")
-            .to_string();
         let new_raft = format!("127.0.0.1:{}", ports[0]);
         let new_control = format!("127.0.0.1:{}", ports[1]);
-        let mut text = text
+        let mut text: String = text
             .replacen(
-                &format!("node_id = {replacing}\n"),
+                &format!("node_id = {like}\n"),
                 &format!("node_id = {id}\n"),
                 1,
             )
-            .replacen(
-                &format!("\nid = {replacing}\n"),
-                &format!("\nid = {id}\n"),
-                1,
-            )
-            .replacen(&old_raft, &new_raft, 1)
-            .replacen(&old_control, &new_control, 1)
-            .replacen(
-                "data_dir = \"data/{site}\"",
-                &format!("data_dir = \"data/node-{id}\""),
-                1,
-            );
+            .lines()
+            .map(|l| {
+                if l.starts_with("data_dir = ") {
+                    format!("data_dir = \"data/node-{id}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        if new_site.is_none() {
+            let old_raft = format!("127.0.0.1:{}", raft_port(&text, like));
+            let old_control = old.control.rsplit("//").next().expect("control address");
+            text = text
+                .replacen(&format!("\nid = {like}\n"), &format!("\nid = {id}\n"), 1)
+                .replacen(&old_raft, &new_raft, 1)
+                .replacen(old_control, &new_control, 1);
+        } else {
+            text.push_str(&format!(
+                "\n[[witness]]\nid = {id}\nsite = \"{site}\"\nraft_addr = \"{new_raft}\"\ncontrol_addr = \"{new_control}\"\n"
+            ));
+        }
         if let Some(http) = &old.http {
             let old_http = http.trim_start_matches("http://");
             text = text.replacen(old_http, &format!("127.0.0.1:{}", ports[2]), 1);
         }
-        text.push_str("\n[raft]\njoin = true\n");
+        if !joins {
+            text.push_str("\n[raft]\njoin = true\n");
+        }
         if let Some(pki) = &self.pki {
             palisade_tls::issue_witness(
                 &pki.dir,

@@ -24,7 +24,7 @@ use crate::agent::Agent;
 use crate::config::{Config, DatabaseSettings};
 use crate::control::ControlService;
 use crate::controller::Controller;
-use crate::lease::{LeaderSilence, WitnessLease};
+use crate::lease::WitnessLease;
 use crate::lease_guard::renewer::RenewSpec;
 use crate::lease_guard::GuardHandle;
 use crate::observer::{Latest, Observer};
@@ -215,12 +215,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut witness_service = None;
     let mut http_db = None;
     if let Some(settings) = &config.database {
-        let touch = LeaderTouch {
-            follower: leader_contact.clone(),
-            leader: contacts.clone(),
-        };
         let w = start_witness(
-            &config, settings, &members, &touch, &raft, &state, &tls, &tasks, &shutdown,
+            &config, settings, &members, &raft, &state, &tls, &tasks, &shutdown,
         )?;
         http_db = Some(crate::http::DatabaseParts {
             agent: w.agent.clone(),
@@ -434,7 +430,6 @@ fn start_witness(
     config: &Config,
     settings: &DatabaseSettings,
     members: &Members,
-    touch: &LeaderTouch,
     raft: &Raft,
     state: &palisade_raft::store::StateView,
     tls: &crate::tls::WitnessTls,
@@ -456,14 +451,13 @@ fn start_witness(
         probes.insert(db.site.clone(), probe);
     }
     let peers = Peers::new(members, &tls.transport, config.raft.connect_timeout);
-    let limit = grant_limit(settings.lease.ttl_ms, config.raft.election_max);
+    let reported = members.clone();
     let lease = Arc::new(
-        WitnessLease::new(state.clone(), settings.lease).in_touch_with_leader(
-            leader_silence(raft.clone(), touch.clone(), members.clone()),
-            limit,
-        ),
+        WitnessLease::new(state.clone(), settings.lease)
+            .reporting(Box::new(move || reported.view().voters)),
     );
     tasks.spawn(follow_membership_for_lease(
+        raft.clone(),
         members.subscribe(),
         lease.clone(),
         shutdown.clone(),
@@ -545,45 +539,11 @@ fn start_witness(
     })
 }
 
-/// How a witness knows it is in touch with a Raft leader: as a follower, the
-/// last leader's append it accepted; as the leader, the replies of a
-/// majority of the voters.
-#[derive(Clone)]
-struct LeaderTouch {
-    follower: LeaderContact,
-    leader: PeerContacts,
-}
-
-/// How long a witness may go without hearing from a leader and still grant
-/// leases ([`palisade_core::lease::GrantBook::renew_in_touch`]): long
-/// enough that no election of a healthy cluster starves a lease (at least
-/// ten election timeouts), and at least three leases. It is also how much
-/// longer a failover by lease expiry waits right after a membership change.
-pub fn grant_limit(ttl_ms: u64, election_max: Duration) -> Duration {
-    Duration::from_millis(ttl_ms * 3).max(election_max * 10)
-}
-
-fn leader_silence(raft: Raft, touch: LeaderTouch, members: Members) -> LeaderSilence {
-    Box::new(move || {
-        if raft.metrics().borrow().state != openraft::ServerState::Leader {
-            return touch.follower.age();
-        }
-        let topology = members.topology();
-        let mut ages: Vec<Duration> = topology
-            .peers()
-            .filter_map(|(id, _)| touch.leader.since_last(id))
-            .collect();
-        ages.sort();
-        // The leader itself is one of the majority.
-        match topology.majority().saturating_sub(1) {
-            0 => Some(Duration::ZERO),
-            others => ages.get(others - 1).copied(),
-        }
-    })
-}
-
-/// Tells the grant book of every membership change (not of the first view).
+/// Tells the grant book of every membership change once this witness has
+/// applied it (not of the first view): applied means committed, so every
+/// old-membership grant that counts against it was made before.
 async fn follow_membership_for_lease(
+    raft: Raft,
     mut changes: tokio::sync::watch::Receiver<palisade_raft::members::MemberView>,
     lease: Arc<WitnessLease>,
     shutdown: CancellationToken,
@@ -594,17 +554,32 @@ async fn follow_membership_for_lease(
             _ = shutdown.cancelled() => return,
             r = changes.changed() => if r.is_err() { return },
         }
-        let voters: Vec<_> = changes
-            .borrow_and_update()
-            .topology
-            .witnesses
-            .keys()
-            .copied()
-            .collect();
+        let (voters, index) = {
+            let view = changes.borrow_and_update();
+            (view.voters.clone(), view.log_id.map_or(0, |l| l.index))
+        };
+        let mut metrics = raft.metrics();
+        let applied = async {
+            loop {
+                if metrics
+                    .borrow_and_update()
+                    .last_applied
+                    .is_some_and(|l| l.index >= index)
+                {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ok = applied => if !ok { return },
+        }
         tracing::info!(
-            ?voters,
-            wait_ms = lease.limit_ms(),
-            "membership changed: this witness vouches for no lease expiry until a removed witness's grants have run out"
+            voters = ?voters.sets,
+            "membership change applied: this witness vouches for no lease expiry for a whole lease"
         );
         lease.membership_changed();
     }

@@ -9,24 +9,23 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use palisade_api::v1 as pb;
-use palisade_core::lease::{Expiry, Grant, GrantBook, LeaseConfig};
+use palisade_core::lease::{Expiry, Grant, GrantBook, LeaseConfig, Voters};
 use palisade_core::{NodeId, SiteId};
 use palisade_raft::store::StateView;
 
 use crate::clock::mono_ms;
 use crate::peers::Peers;
 
-/// How long ago this witness last heard from a Raft leader (`None`: never).
-pub type LeaderSilence = Box<dyn Fn() -> Option<Duration> + Send + Sync>;
+/// This witness's membership now, as its grants report it.
+pub type VotersNow = Box<dyn Fn() -> Voters + Send + Sync>;
 
 /// The witness's grant book and the applied state it grants from.
 pub struct WitnessLease {
     book: Mutex<GrantBook>,
     view: StateView,
     cfg: LeaseConfig,
-    /// It grants only while it heard from a leader within `limit`
-    /// ([`GrantBook::renew_in_touch`]); `None`: always (unit tests).
-    touch: Option<(LeaderSilence, Duration)>,
+    /// Its membership, reported with every grant; `None` in unit tests.
+    voters: Option<VotersNow>,
 }
 
 impl WitnessLease {
@@ -38,28 +37,27 @@ impl WitnessLease {
             book: Mutex::new(GrantBook::new(mono_ms())),
             view,
             cfg,
-            touch: None,
+            voters: None,
         }
     }
 
-    /// Grants only while `silence` (how long since a leader was heard from)
-    /// is within `limit`: a witness removed from the cluster stops granting
-    /// within `limit` (see [`WitnessLease::membership_changed`]).
-    pub fn in_touch_with_leader(mut self, silence: LeaderSilence, limit: Duration) -> Self {
-        self.touch = Some((silence, limit));
+    /// Reports `voters()` with every grant: the agent counts the grants of
+    /// the newest membership it hears of.
+    pub fn reporting(mut self, voters: VotersNow) -> Self {
+        self.voters = Some(voters);
         self
     }
 
-    /// The leader-silence limit in ms (0 without one).
-    pub fn limit_ms(&self) -> u64 {
-        self.touch.as_ref().map_or(0, |(_, l)| l.as_millis() as u64)
+    /// The membership this witness reports now.
+    pub fn voters(&self) -> Option<Voters> {
+        self.voters.as_ref().map(|f| f())
     }
 
-    /// The membership changed now: vouch for no expiry until a witness it
-    /// removed can no longer hold a grant live.
+    /// This witness applied a membership change now: it vouches for no
+    /// expiry until a whole wait from now
+    /// ([`GrantBook::membership_changed`]).
     pub fn membership_changed(&self) {
-        let limit = self.limit_ms();
-        self.book().membership_changed(mono_ms(), limit);
+        self.book().membership_changed(mono_ms());
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, GrantBook> {
@@ -74,17 +72,7 @@ impl WitnessLease {
     pub fn renew(&self, site: &SiteId, epoch: u64) -> Grant {
         let mut book = self.book();
         let state = self.view.cluster_state();
-        match &self.touch {
-            None => book.renew(&state, site, epoch, mono_ms()),
-            Some((silence, limit)) => book.renew_in_touch(
-                &state,
-                site,
-                epoch,
-                mono_ms(),
-                silence().map(|d| d.as_millis() as u64),
-                limit.as_millis() as u64,
-            ),
-        }
+        book.renew(&state, site, epoch, mono_ms())
     }
 
     /// Whether this witness vouches that `site`'s lease ended, for the
@@ -97,15 +85,16 @@ impl WitnessLease {
 }
 
 /// Sends a renewal of `site`'s lease for `epoch` to every witness in
-/// `peers` at once, each on its own task, and hands each answer to
-/// `on_answer` as it arrives: no witness waits for another. The caller
+/// `peers` at once, each on its own task, and hands each answer (with the
+/// membership the witness reported) to `on_answer` as it arrives: no
+/// witness waits for another. The caller
 /// counts grants from the moment before it called this (the send time).
 pub fn renew_with(
     peers: &Peers,
     site: &SiteId,
     epoch: u64,
     timeout: Duration,
-    on_answer: impl Fn(NodeId, Result<Grant, String>) + Clone + Send + 'static,
+    on_answer: impl Fn(NodeId, Result<(Grant, Option<Voters>), String>) + Clone + Send + 'static,
 ) {
     for witness in peers.ids() {
         let (peers, site, on_answer) = (peers.clone(), site.clone(), on_answer.clone());
@@ -119,10 +108,20 @@ pub fn renew_with(
     }
 }
 
-/// A grant as the peer RPC carries it.
-pub fn grant_to_pb(g: Grant) -> pb::LeaseGrant {
+/// A grant as the peer RPC carries it, with the granting witness's
+/// membership.
+pub fn grant_to_pb(g: Grant, voters: Option<Voters>) -> pb::LeaseGrant {
     use pb::lease_grant::Answer;
+    let voters = voters.unwrap_or_default();
     pb::LeaseGrant {
+        membership_index: voters.index,
+        voter_sets: voters
+            .sets
+            .into_iter()
+            .map(|set| pb::VoterSet {
+                ids: set.into_iter().collect(),
+            })
+            .collect(),
         answer: Some(match g {
             Grant::Granted => Answer::Granted(pb::LeaseGranted {}),
             Grant::Refused { reason, handover } => Answer::Refused(pb::LeaseRefused {
@@ -132,6 +131,18 @@ pub fn grant_to_pb(g: Grant) -> pb::LeaseGrant {
             Grant::Unknown { reason } => Answer::Unknown(pb::LeaseUnknown { reason }),
         }),
     }
+}
+
+/// The membership a grant reports (`None`: an older witness, or none).
+pub fn voters_from_pb(g: &pb::LeaseGrant) -> Option<Voters> {
+    (!g.voter_sets.is_empty()).then(|| Voters {
+        index: g.membership_index,
+        sets: g
+            .voter_sets
+            .iter()
+            .map(|s| s.ids.iter().copied().collect())
+            .collect(),
+    })
 }
 
 /// A grant from the peer RPC; a reply without an answer (another version)
@@ -198,8 +209,19 @@ mod tests {
             },
             Grant::Unknown { reason: "u".into() },
         ] {
-            assert_eq!(grant_from_pb(grant_to_pb(g.clone())), g);
+            assert_eq!(grant_from_pb(grant_to_pb(g.clone(), None)), g);
         }
+        let joint = Voters {
+            index: 9,
+            sets: vec![[1, 2, 3].into(), [1, 2, 4].into()],
+        };
+        let pb = grant_to_pb(Grant::Granted, Some(joint.clone()));
+        assert_eq!(voters_from_pb(&pb), Some(joint));
+        assert_eq!(
+            voters_from_pb(&grant_to_pb(Grant::Granted, None)),
+            None,
+            "an older witness reports no membership"
+        );
         for e in [
             Expiry::Expired,
             Expiry::NotYet { remaining_ms: 7 },

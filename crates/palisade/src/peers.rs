@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use palisade_api::v1 as pb;
 use palisade_api::v1::witness_peer_client::WitnessPeerClient;
-use palisade_core::lease::{Expiry, Grant};
+use palisade_core::lease::{Expiry, Grant, Voters};
 use palisade_core::{NodeId, SiteId};
 use palisade_raft::members::Members;
 use palisade_raft::transport::Transport;
@@ -120,14 +120,6 @@ impl Peers {
         }
     }
 
-    /// Every voter, this witness included (`None`: fixed addresses).
-    pub fn voters(&self) -> Option<std::collections::BTreeSet<NodeId>> {
-        match &self.inner.source {
-            Source::Members(m) => Some(m.topology().witnesses.into_keys().collect()),
-            Source::Fixed(_) => None,
-        }
-    }
-
     /// Every other voter.
     pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.addresses().into_keys()
@@ -154,14 +146,15 @@ impl Peers {
         Ok(WitnessPeerClient::new(ch))
     }
 
-    /// Asks witness `to` to renew `site`'s lease for `epoch`.
+    /// Asks witness `to` to renew `site`'s lease for `epoch`; its answer,
+    /// and the membership it reported with it.
     pub async fn renew_lease(
         &self,
         to: NodeId,
         site: &SiteId,
         epoch: u64,
         timeout: Duration,
-    ) -> Result<Grant, PeerError> {
+    ) -> Result<(Grant, Option<Voters>), PeerError> {
         let mut client = self.client(to)?;
         let req = pb::LeaseRenewal {
             site: site.0.clone(),
@@ -171,7 +164,9 @@ impl Peers {
             .await
             .map_err(|_| PeerError::Timeout(to, timeout))?
             .map_err(|s| PeerError::Status(to, s.message().to_string()))?;
-        Ok(crate::lease::grant_from_pb(reply.into_inner()))
+        let reply = reply.into_inner();
+        let voters = crate::lease::voters_from_pb(&reply);
+        Ok((crate::lease::grant_from_pb(reply), voters))
     }
 
     /// Asks witness `to` whether it vouches that `site`'s lease ended, for

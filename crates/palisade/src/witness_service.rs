@@ -89,6 +89,7 @@ impl WitnessPeer for WitnessService {
         }
         Ok(Response::new(grant_to_pb(
             self.lease.renew(&site, req.epoch),
+            self.lease.voters(),
         )))
     }
 

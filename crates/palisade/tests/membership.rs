@@ -3,7 +3,8 @@
 //! over its site, and the primary notices nothing: no failover, no restart,
 //! no write gap. Then the new witness carries the quorum (the standby
 //! site's witness is killed and the lease still holds), and the removed
-//! witness, started again with its old disk, disturbs nothing.
+//! witness, started again with its old disk, disturbs nothing. A witness
+//! at a new site is added and removed again, with the primary untouched.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use palisade_testkit::cluster::{
 };
 use palisade_testkit::pg::PgPair;
 use palisade_testkit::step;
+use palisade_testkit::wait::wait_for;
 use palisade_testkit::writer::{longest_gap, Writer};
 use tonic::Code;
 
@@ -51,6 +53,25 @@ fn voters(reply: &pb::MembersReply) -> Vec<u64> {
         .filter(|m| m.voter)
         .map(|m| m.id)
         .collect()
+}
+
+/// Waits until witness `id` answers on its control port (a witness that
+/// waits to join answers before it is added).
+async fn wait_up(c: &Cluster, id: u64) {
+    let node = c.nodes.iter().find(|n| n.id == id).expect("node");
+    wait_for(&format!("witness {id} to answer"), SETTLE, async || {
+        let channel = node
+            .control_channel(Duration::from_secs(1), Duration::from_secs(2))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        ControlClient::new(channel)
+            .members(pb::MembersRequest {})
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message().to_string())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The peer and control addresses a node's config gives it.
@@ -97,6 +118,7 @@ async fn a_lost_tie_breaker_is_replaced_with_no_failover_and_no_write_gap() {
         n.start();
         addresses(&c, 4)
     };
+    wait_up(&c, 4).await;
     // Witness 3 may have led: the others elect a leader first.
     wait_status(&c, "a leader among witnesses 1 and 2", SETTLE, |s| {
         s.leader_id.filter(|l| *l != 3)
@@ -215,6 +237,51 @@ async fn a_lost_tie_breaker_is_replaced_with_no_failover_and_no_write_gap() {
         leader_before,
         "the removed witness forced no election"
     );
+
+    step("palisadectl member add 5 at a new site d, then member remove 5");
+    let (raft5, ctl5) = {
+        let n = c.add_witness(5, "d", 4);
+        n.start();
+        addresses(&c, 5)
+    };
+    wait_up(&c, 5).await;
+    let add = [
+        "member",
+        "add",
+        "--id",
+        "5",
+        "--site",
+        "d",
+        "--raft-addr",
+        raft5.as_str(),
+        "--control-addr",
+        ctl5.as_str(),
+        "--yes",
+    ];
+    let out = c.ctl(1, &add);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("even number of voters"), "{stdout}");
+    let four = leader_ctl
+        .members(pb::MembersRequest {})
+        .await
+        .expect("members")
+        .into_inner();
+    assert_eq!(voters(&four), vec![1, 2, 4, 5]);
+    let out = c.ctl(1, &["member", "remove", "5", "--yes"]);
+    assert!(out.status.success(), "{out:?}");
+    let three = leader_ctl
+        .members(pb::MembersRequest {})
+        .await
+        .expect("members")
+        .into_inner();
+    assert_eq!(voters(&three), vec![1, 2, 4]);
+    assert!(three.members.iter().all(|m| m.id != 5), "{three:?}");
+    c.node(5).kill9();
 
     let until = Instant::now();
     let acks = writer.stop().await;

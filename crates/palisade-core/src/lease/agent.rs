@@ -1,26 +1,69 @@
 //! The agent's side of the quorum lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::LeaseConfig;
 use crate::topology::NodeId;
 
+/// The voters of a membership, as a witness reports it with its grant:
+/// the log index of its membership entry, and the voter sets (two while a
+/// change is joint: a quorum is a majority of each).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Voters {
+    /// The log index of the membership entry (0: the configured list).
+    pub index: u64,
+    /// The voter sets.
+    pub sets: Vec<BTreeSet<NodeId>>,
+}
+
+impl Voters {
+    /// One voter set, at `index`.
+    pub fn single(index: u64, ids: impl IntoIterator<Item = NodeId>) -> Self {
+        Self {
+            index,
+            sets: vec![ids.into_iter().collect()],
+        }
+    }
+}
+
 /// What the primary site's agent knows of its lease: for each witness, the
 /// send time (agent clock, ms) of the most recent renewal it granted, and
 /// the epoch it granted it for.
+///
+/// Which witnesses make a quorum is the newest membership it knows: its own
+/// witness's, or one a granting witness reported, whichever has the higher
+/// log index. A witness removed from the cluster while it was cut off with
+/// this agent still grants from its stale state, and reports its stale
+/// membership; but the change committed on a majority of the old voters,
+/// one of which also grants here (or the agent has no old majority), and
+/// that one reports the newer membership, in which the removed witness's
+/// grants do not count.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QuorumLease {
-    /// How many witnesses' live grants make the lease (a majority).
+    /// How many witnesses' live grants make the lease (a majority) while
+    /// no membership is known.
     quorum: usize,
     grants: BTreeMap<NodeId, (u64, u64)>,
+    /// The newest membership known.
+    voters: Option<Voters>,
 }
 
 impl QuorumLease {
-    /// An empty lease that needs `quorum` live grants.
+    /// An empty lease that needs `quorum` live grants (until a membership
+    /// is known).
     pub fn new(quorum: usize) -> Self {
         Self {
             quorum: quorum.max(1),
             grants: BTreeMap::new(),
+            voters: None,
+        }
+    }
+
+    /// A membership this agent's witness has, or a granting witness
+    /// reported: kept if it is newer than the one known.
+    pub fn learn_voters(&mut self, voters: &Voters) {
+        if self.voters.as_ref().is_none_or(|v| voters.index > v.index) && !voters.sets.is_empty() {
+            self.voters = Some(voters.clone());
         }
     }
 
@@ -35,13 +78,6 @@ impl QuorumLease {
         }
     }
 
-    /// The voters are now `voters` (`palisadectl member`): the lease needs
-    /// a majority of them, and a removed witness's grants no longer count.
-    pub fn set_voters(&mut self, voters: &std::collections::BTreeSet<NodeId>) {
-        self.quorum = super::majority(voters.len());
-        self.grants.retain(|w, _| voters.contains(w));
-    }
-
     /// A witness refused (it applied the record that moves the primary
     /// away: a committed failover): the lease ends now, whatever the
     /// others said.
@@ -50,20 +86,33 @@ impl QuorumLease {
     }
 
     /// Until when (agent clock) the database may stay writable under
-    /// `epoch`: the `quorum`-th most recent send time among that epoch's
-    /// grants, plus `ttl`. `None`: no quorum of grants for `epoch`.
+    /// `epoch`: for each voter set, the majority-th most recent send time
+    /// among its members' grants for that epoch, plus `ttl`; the earliest of
+    /// those. `None`: no quorum of grants for `epoch`.
     pub fn valid_until_ms(&self, epoch: u64, cfg: &LeaseConfig) -> Option<u64> {
-        let mut sent: Vec<u64> = self
-            .grants
-            .values()
-            .filter(|(_, e)| *e == epoch)
-            .map(|(s, _)| *s)
-            .collect();
-        if sent.len() < self.quorum {
-            return None;
+        let sent_by = |member: &dyn Fn(NodeId) -> bool, quorum: usize| -> Option<u64> {
+            let mut sent: Vec<u64> = self
+                .grants
+                .iter()
+                .filter(|(w, (_, e))| *e == epoch && member(**w))
+                .map(|(_, (s, _))| *s)
+                .collect();
+            if quorum == 0 || sent.len() < quorum {
+                return None;
+            }
+            sent.sort_unstable_by(|a, b| b.cmp(a));
+            Some(sent[quorum - 1] + cfg.ttl_ms)
+        };
+        match &self.voters {
+            None => sent_by(&|_| true, self.quorum),
+            Some(v) => v
+                .sets
+                .iter()
+                .map(|set| sent_by(&|w| set.contains(&w), super::majority(set.len())))
+                .collect::<Option<Vec<u64>>>()?
+                .into_iter()
+                .min(),
         }
-        sent.sort_unstable_by(|a, b| b.cmp(a));
-        Some(sent[self.quorum - 1] + cfg.ttl_ms)
     }
 
     /// Whether the database may be writable at `now_ms` under `epoch`.
@@ -133,16 +182,34 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_witness_stops_counting_and_the_quorum_follows_the_voters() {
+    fn the_newest_membership_known_decides_whose_grants_count() {
         let mut l = QuorumLease::new(2);
+        l.learn_voters(&Voters::single(1, [1, 2, 3]));
         l.granted(1, 500, 1);
         l.granted(3, 500, 1);
-        l.set_voters(&[1, 2, 4].into());
-        assert!(!l.is_valid(600, 1, &CFG), "3 was replaced by 4");
-        l.granted(4, 550, 1);
         assert!(l.is_valid(600, 1, &CFG));
-        l.set_voters(&[1, 2, 4, 5, 6].into());
-        assert!(!l.is_valid(600, 1, &CFG), "five voters need three grants");
+        // Witness 1 reports the joint change that replaces 3 by 4.
+        l.learn_voters(&Voters {
+            index: 9,
+            sets: vec![[1, 2, 3].into(), [1, 2, 4].into()],
+        });
+        assert!(!l.is_valid(600, 1, &CFG), "no majority of {{1, 2, 4}}");
+        // A stale report never moves it back.
+        l.learn_voters(&Voters::single(1, [1, 2, 3]));
+        assert!(!l.is_valid(600, 1, &CFG));
+        l.granted(4, 550, 1);
+        assert_eq!(l.valid_until_ms(1, &CFG), Some(1500));
+        l.learn_voters(&Voters::single(10, [1, 2, 4]));
+        l.granted(2, 700, 1);
+        assert_eq!(
+            l.valid_until_ms(1, &CFG),
+            Some(1550),
+            "3's grant does not count now; 1, 2 and 4 do"
+        );
+        l.learn_voters(&Voters::single(11, [1, 2, 4, 5, 6]));
+        assert!(l.is_valid(600, 1, &CFG), "three of five");
+        l.learn_voters(&Voters::single(12, [1, 5, 6, 7, 8]));
+        assert!(!l.is_valid(600, 1, &CFG), "one of five");
     }
 
     #[test]

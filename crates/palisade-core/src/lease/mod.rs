@@ -33,7 +33,7 @@ mod witness;
 #[cfg(test)]
 mod tests;
 
-pub use agent::QuorumLease;
+pub use agent::{QuorumLease, Voters};
 pub use witness::{lease_epoch, may_grant, Expiry, ExpiryProof, Grant, GrantBook};
 
 use serde::{Deserialize, Serialize};

@@ -164,70 +164,54 @@ fn expiry_waits_past_the_last_grant_and_the_start() {
     );
 }
 
-#[test]
-fn a_witness_out_of_touch_with_every_leader_grants_nothing() {
-    let s = primary_at_a();
-    let e = s.epoch;
-    let mut book = GrantBook::new(0);
-    assert_eq!(
-        book.renew_in_touch(&s, &site("a"), e, 100, Some(3_000), 3_000),
-        Grant::Granted,
-        "heard from a leader within the limit"
-    );
-    assert!(matches!(
-        book.renew_in_touch(&s, &site("a"), e, 200, Some(3_001), 3_000),
-        Grant::Unknown { .. }
-    ));
-    assert!(matches!(
-        book.renew_in_touch(&s, &site("a"), e, 300, None, 3_000),
-        Grant::Unknown { .. }
-    ));
-    let mut e2 = s.clone();
-    let f = begin(&mut e2, Kind::Failover);
-    assert_eq!(
-        book.expiry(&e2, &site("a"), f, 100 + CFG.witness_wait_ms(), &CFG),
-        Expiry::Expired,
-        "the refused renewals at 200 and 300 were no grants"
-    );
-}
-
-/// `palisadectl member replace 3 --id 4`: witness 3 is cut off with the old
-/// primary's agent and witness 1, and keeps being asked. The new majority
-/// {2, 4} may vouch only once every grant 3 can still make has run out.
+/// `palisadectl member replace 3 --id 4` while witness 3 is alive and cut
+/// off with the old primary's agent and witness 1, which both keep their
+/// stale state: the joint change committed on witnesses 1 and 2 (a
+/// majority of {1, 2, 3}), 2 and 4 applied it. The new majority {2, 4}
+/// proves the expiry only once no old-membership lease can be live.
 #[test]
 fn a_removed_witness_cannot_keep_an_old_primary_leased_past_the_new_majority() {
-    const LIMIT: u64 = 3_000;
     let s = primary_at_a();
     let old = s.epoch;
-    // The membership changes at 10 000 (every clock agrees here; drift is
-    // the proptest's business). 3 heard from the leader last then.
-    let change = 10_000;
+    let before = Voters::single(1, [1, 2, 3]);
+    let joint = Voters {
+        index: 7,
+        sets: vec![[1, 2, 3].into(), [1, 2, 4].into()],
+    };
+    // 1 acknowledged the joint entry at 10 000; it committed at 10 050 and
+    // 2 applied it at 10 100 (every clock agrees here; drift is the
+    // proptest's business).
+    let (acked, applied) = (10_000, 10_100);
+    let mut one = GrantBook::new(0);
     let mut three = GrantBook::new(0);
     let mut two = GrantBook::new(0);
-    two.membership_changed(change, LIMIT);
-    let four = GrantBook::new(change + 500);
+    two.membership_changed(applied);
+    // 4 was started long before, waiting to be added.
+    let four = GrantBook::new(5_000);
     let mut agent = QuorumLease::new(majority(3));
-    let mut last_sent = 0;
-    for sent in (change..change + 2 * LIMIT).step_by(250) {
-        let silence = Some(sent - change);
-        if three.renew_in_touch(&s, &site("a"), old, sent, silence, LIMIT) == Grant::Granted {
-            agent.granted(3, sent, old);
-            // Witness 1 has not applied the failover: it grants too.
-            agent.granted(1, sent, old);
-            last_sent = sent;
+    agent.learn_voters(&before);
+    let mut lease_end = 0;
+    for sent in (acked - 1_000..acked + 5_000).step_by(250) {
+        // 3 never hears of the change and grants on.
+        assert_eq!(three.renew(&s, &site("a"), old, sent), Grant::Granted);
+        agent.granted(3, sent, old);
+        assert_eq!(one.renew(&s, &site("a"), old, sent), Grant::Granted);
+        agent.granted(1, sent, old);
+        // 1 reports the membership it had when it granted.
+        agent.learn_voters(if sent < acked { &before } else { &joint });
+        if let Some(end) = agent.valid_until_ms(old, &CFG) {
+            lease_end = lease_end.max(end);
         }
     }
-    assert_eq!(
-        last_sent,
-        change + LIMIT,
-        "3 grants until the limit, then stops"
+    assert!(
+        lease_end > 0 && lease_end <= acked + CFG.ttl_ms,
+        "the old-membership lease ends a lease after 1 learned the change: {lease_end}"
     );
-    let lease_end = agent.valid_until_ms(old, &CFG).expect("leased until then");
 
     let mut after = s.clone();
     let e = begin(&mut after, Kind::Failover);
     let mut proof = ExpiryProof::new(majority(3));
-    let mut now = change;
+    let mut now = acked;
     while !proof.is_proven() {
         now += 10;
         proof.record(2, two.expiry(&after, &site("a"), e, now, &CFG));
@@ -238,14 +222,18 @@ fn a_removed_witness_cannot_keep_an_old_primary_leased_past_the_new_majority() {
         "{{2, 4}} proved the expiry at {now}, while the old primary was leased until {lease_end}"
     );
 
-    // Without the wait the proof would have come within a lease of the
-    // change, while 3 still granted: the test can fail.
-    let unwaited = GrantBook::new(0);
+    // The test can fail: without the wait after the change, 2 would have
+    // vouched at once...
     assert_eq!(
-        unwaited.expiry(&after, &site("a"), e, change + CFG.witness_wait_ms(), &CFG),
+        GrantBook::new(0).expiry(&after, &site("a"), e, acked + 10, &CFG),
         Expiry::Expired
     );
-    assert!(change + CFG.witness_wait_ms() < lease_end);
+    assert!(acked + 10 < lease_end);
+    // ...and without the report, 1 and 3 would keep the lease.
+    let mut blind = QuorumLease::new(majority(3));
+    blind.granted(1, acked + 4_000, old);
+    blind.granted(3, acked + 4_000, old);
+    assert!(blind.is_valid(now, old, &CFG));
 }
 
 #[test]

@@ -151,45 +151,15 @@ impl GrantBook {
         grant
     }
 
-    /// [`GrantBook::renew`] by a witness that last heard from a Raft leader
-    /// `leader_silence_ms` ago (`None`: never since it started; a leader
-    /// counts the last time a majority acknowledged it). Past `limit_ms` it
-    /// grants nothing: a witness removed from the cluster
-    /// (`palisadectl member remove|replace`) hears from no leader again, so
-    /// its grants stop within `limit_ms` of its removal even when nobody can
-    /// tell it that it was removed, and the remaining witnesses wait that
-    /// out before they vouch ([`GrantBook::membership_changed`]).
-    pub fn renew_in_touch(
-        &mut self,
-        state: &ClusterState,
-        site: &SiteId,
-        epoch: u64,
-        now_ms: u64,
-        leader_silence_ms: Option<u64>,
-        limit_ms: u64,
-    ) -> Grant {
-        match leader_silence_ms {
-            Some(s) if s <= limit_ms => self.renew(state, site, epoch, now_ms),
-            Some(s) => Grant::Unknown {
-                reason: format!(
-                    "this witness has heard from no Raft leader for {s} ms (limit {limit_ms} ms)"
-                ),
-            },
-            None => Grant::Unknown {
-                reason: "this witness has heard from no Raft leader since it started".into(),
-            },
-        }
-    }
-
-    /// This witness saw the cluster's membership change at `now_ms`. A
-    /// witness removed by it may have heard from a leader until then, so it
-    /// may grant for up to `limit_ms` more ([`GrantBook::renew_in_touch`]),
-    /// and those grants last a whole wait after that: vouch for no expiry
-    /// until then, as after a restart. Without this the new majority could
-    /// prove an expiry while the removed witness and an old-majority
-    /// partner still keep the old primary leased.
-    pub fn membership_changed(&mut self, now_ms: u64, limit_ms: u64) {
-        self.started_ms = self.started_ms.max(now_ms + limit_ms);
+    /// This witness applied a membership change at `now_ms`: vouch for no
+    /// expiry until a whole wait from now, as after a restart. A witness
+    /// the change removed may have granted, under the old membership, until
+    /// it acknowledged the change, which was before the change committed
+    /// and so before any witness applied it: such a grant has run out by
+    /// then (see [`QuorumLease`](super::QuorumLease) for why later grants
+    /// of a removed witness do not count).
+    pub fn membership_changed(&mut self, now_ms: u64) {
+        self.started_ms = self.started_ms.max(now_ms);
     }
 
     /// Whether every lease this witness could have granted `site` has

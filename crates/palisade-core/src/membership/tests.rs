@@ -1,5 +1,5 @@
 use super::*;
-use crate::failover::{Evidence, Failover, Kind, Trigger};
+use crate::failover::{Failover, Kind};
 use crate::{Command, SiteId};
 
 fn w(site: &str, n: u16) -> Witness {
@@ -99,19 +99,12 @@ fn no_change_while_an_operation_runs() {
     let mut s = running();
     s.apply(
         2,
-        &Command::BeginFailover(Box::new(Failover {
-            kind: Kind::Switchover,
-            epoch: s.epoch + 1,
-            from: SiteId("a".into()),
-            to: SiteId("b".into()),
-            trigger: Trigger::Automatic,
-            reason: "test".into(),
-            evidence: Evidence::default(),
-            started_at_ms: 0,
-            steps: vec![],
-            outcome: None,
-            finished_at_ms: None,
-        })),
+        &Command::BeginFailover(Box::new(Failover::begun(
+            Kind::Switchover,
+            s.epoch + 1,
+            "a",
+            "b",
+        ))),
     );
     assert!(s.failover.is_some());
     let c = Change::Replace {

@@ -163,10 +163,11 @@ impl SiteAgent {
         }
     }
 
-    /// The cluster's voters changed (`palisadectl member`): the lease now
-    /// needs a majority of `voters`, and only their grants count.
-    pub fn set_voters(&mut self, voters: &std::collections::BTreeSet<NodeId>) {
-        self.lease.set_voters(voters);
+    /// A membership this agent's witness has, or a granting witness
+    /// reported (`palisadectl member` changes it): the lease counts the
+    /// grants of the newest one's voters only.
+    pub fn learn_voters(&mut self, voters: &crate::lease::Voters) {
+        self.lease.learn_voters(voters);
     }
 
     /// The configuration it decides with.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_actions::postgres::DatabaseControl;
-use palisade_core::lease::{lease_epoch, Grant};
+use palisade_core::lease::{lease_epoch, Grant, Voters};
 use palisade_core::NodeId;
 use tokio_util::sync::CancellationToken;
 
@@ -169,11 +169,8 @@ impl<D: DatabaseControl + 'static> Agent<D> {
     fn renew(self: Arc<Self>, epoch: u64) {
         let sent = mono_ms();
         let own = self.own_id;
-        if let Some(voters) = self.peers.voters() {
-            self.st().set_voters(&voters);
-        }
         let grant = self.witness_lease.renew(&self.site, epoch);
-        self.answered(own, sent, epoch, Ok(grant));
+        self.answered(own, sent, epoch, Ok((grant, self.witness_lease.voters())));
         let ids: Vec<NodeId> = self.peers.ids().collect();
         for witness in ids {
             let agent = self.clone();
@@ -190,14 +187,21 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         }
     }
 
-    /// One witness's answer to the renewal sent at `sent`: the core decides
-    /// what it does to the lease, and the guard's new order (if any) is
-    /// written under the same lock.
-    fn answered(&self, witness: NodeId, sent: u64, epoch: u64, answer: Result<Grant, String>) {
+    /// One witness's answer to the renewal sent at `sent`, with the
+    /// membership it reported: the core decides what it does to the lease
+    /// (counting the newest membership's voters only), and the guard's new
+    /// order (if any) is written under the same lock.
+    fn answered(
+        &self,
+        witness: NodeId,
+        sent: u64,
+        epoch: u64,
+        answer: Result<(Grant, Option<Voters>), String>,
+    ) {
         let outcome = match &answer {
-            Ok(Grant::Granted) => "granted",
-            Ok(Grant::Refused { .. }) => "refused",
-            Ok(Grant::Unknown { .. }) => "unknown",
+            Ok((Grant::Granted, _)) => "granted",
+            Ok((Grant::Refused { .. }, _)) => "refused",
+            Ok((Grant::Unknown { .. }, _)) => "unknown",
             Err(_) => "failed",
         };
         *self
@@ -206,7 +210,7 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             .expect("lease answers lock poisoned")
             .entry((witness, outcome))
             .or_default() += 1;
-        let grant = match answer {
+        let (grant, voters) = match answer {
             Ok(g) => g,
             Err(e) => {
                 tracing::debug!(witness, error = %e, "lease renewal failed");
@@ -215,6 +219,9 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         };
         let now = mono_ms();
         let mut st = self.st();
+        if let Some(v) = &voters {
+            st.learn_voters(v);
+        }
         match &grant {
             Grant::Refused { reason, .. } if st.leased(now, epoch) => {
                 tracing::warn!(witness, %reason, "lease renewal refused: fencing");

@@ -365,7 +365,12 @@ impl Config {
                 )
             })
             .collect();
-        let topology = Topology::new(raw.node_id, &entries).map_err(|e| err(&e.key, e.reason))?;
+        let topology = if raw.raft.join {
+            Topology::joining(raw.node_id, &entries)
+        } else {
+            Topology::new(raw.node_id, &entries)
+        }
+        .map_err(|e| err(&e.key, e.reason))?;
 
         if raw.storage.data_dir.trim().is_empty() {
             return Err(err("storage.data_dir", "must not be empty".into()));

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_core::lease::{majority, Grant, LeaseConfig, QuorumLease};
+use palisade_core::lease::{majority, Grant, LeaseConfig, QuorumLease, Voters};
 use palisade_core::{NodeId, SiteId};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -382,12 +382,20 @@ impl Renewer {
         sent: u64,
         epoch: u64,
         cfg: &LeaseConfig,
-        answer: Result<Grant, String>,
+        answer: Result<(Grant, Option<Voters>), String>,
     ) {
         let mut inner = self.lock();
         if inner.epoch != Some(epoch) {
             return;
         }
+        // The newest membership a witness reports decides whose grants
+        // count, as at the agent (palisade_core::lease::QuorumLease).
+        let answer = answer.map(|(grant, voters)| {
+            if let Some(v) = &voters {
+                inner.lease.learn_voters(v);
+            }
+            grant
+        });
         match answer {
             Ok(Grant::Granted) => {
                 inner.lease.granted(witness, sent, epoch);
