@@ -300,6 +300,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 db: http_db,
                 terms_seen,
                 leader_changes_seen,
+                // The console reads through this witness's own control
+                // service, in process: a copy without certificate checks
+                // (the HTTP listener authenticates nobody), of which the
+                // console calls only the read RPCs (http::console).
+                console: Some(crate::http::console::Console::new(
+                    own_id,
+                    own.site.clone(),
+                    control_service.with_transport_security(None),
+                    state.clone(),
+                    shutdown.clone(),
+                )),
             }),
             shutdown.clone(),
         );

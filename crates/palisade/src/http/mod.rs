@@ -8,12 +8,15 @@
 //!   `max_lag` ([`palisade_core::health::standby`]).
 //! * `GET /health`: 200 while the witness runs, with its Raft view.
 //! * `GET /metrics`: the Prometheus text exposition ([`metrics`]).
+//! * `GET /`, `/history`, `/operation/{epoch}`, `/drill/{n}` and
+//!   `/console/...`: the live status console ([`console`], docs/console.md).
 //!
 //! Every answer is a small JSON object (the metrics excepted) saying why.
 //! The listener is plain HTTP and read-only: nothing it serves changes any
 //! state, and it reveals no secret (docs/security.md says what it shows).
 //! `HEAD` works wherever `GET` does.
 
+pub mod console;
 pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +68,8 @@ pub struct HttpState {
     pub terms_seen: Arc<AtomicU64>,
     /// See `terms_seen`.
     pub leader_changes_seen: Arc<AtomicU64>,
+    /// The status console; `None`: not served (404).
+    pub console: Option<Arc<console::Console>>,
 }
 
 /// Serves the endpoints on `listener` until `shutdown`.
@@ -73,16 +78,23 @@ pub fn serve(
     st: Arc<HttpState>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    // The console's status refresher lives as long as the listener.
+    let refresher = st.console.clone().map(console::Console::refresh);
     let app = Router::new()
         .route("/primary", get(primary))
         .route("/standby", get(standby))
         .route("/health", get(health))
         .route("/metrics", get(metrics_page))
+        .merge(console::routes())
         .with_state(st);
     tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        let server = std::future::IntoFuture::into_future(
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()),
+        );
+        match refresher {
+            Some(refresher) => tokio::join!(server, refresher).0,
+            None => server.await,
+        }
     })
 }
 
