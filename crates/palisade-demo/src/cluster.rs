@@ -76,7 +76,7 @@ impl Configs {
     /// local cluster started by hand) holds one of the witnesses' ports.
     pub fn check_ports_free(&self) -> anyhow::Result<()> {
         for (_, site, raft, control) in &self.witnesses {
-            for addr in [raft, control] {
+            for addr in [raft, control, &http_addr(control)] {
                 TcpListener::bind(addr.as_str()).with_context(|| {
                     format!("witness {site}'s address {addr} is in use: is another palisade demo, or the local cluster of deploy/local/, running?")
                 })?;
@@ -93,6 +93,18 @@ impl Configs {
     /// The control ports, as text.
     pub fn control_ports(&self) -> String {
         ports(self.witnesses.iter().map(|w| w.3.as_str()))
+    }
+}
+
+/// The demo's `[http] listen` address of the witness whose control address
+/// is `control`: the same host, the port plus 100 (7401 → 7501).
+fn http_addr(control: &str) -> String {
+    match control.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(p) => format!("{host}:{}", p.saturating_add(100)),
+            Err(_) => control.to_string(),
+        },
+        None => control.to_string(),
     }
 }
 
@@ -196,12 +208,14 @@ impl Cluster {
 
     /// Writes each witness's config: the shipped one plus `extra` (the
     /// `[failover]`, `[[database]]`, `[[app]]`, `[[elasticsearch]]`,
-    /// `[[front_door]]` and `[[check]]` sections). Validates each first.
+    /// `[[front_door]]` and `[[check]]` sections), and an `[http]` listener
+    /// ([`Cluster::console_of`]). Validates each first.
     pub fn write_configs(&mut self, extra: &str) -> anyhow::Result<()> {
         for w in &self.witnesses {
             let text = format!(
-                "{}\n# Added by `palisade demo`: the local PostgreSQL pair and the rest of each site's stack.\n{extra}",
-                w.shipped
+                "{}\n# Added by `palisade demo`: the local PostgreSQL pair and the rest of each site's stack.\n{extra}\n[http]\nlisten = \"{}\"\n",
+                w.shipped,
+                http_addr(&w.control)
             );
             Config::parse(&w.config, &text)
                 .with_context(|| format!("the demo's config for site {} is invalid", w.site))?;
@@ -224,6 +238,15 @@ impl Cluster {
             .find(|w| w.site == site)
             .map(|w| w.id)
             .unwrap_or_default()
+    }
+
+    /// `site`'s witness's status console (its `[http]` listener: the
+    /// control port plus 100), `http://HOST:PORT/`.
+    pub fn console_of(&self, site: &str) -> Option<String> {
+        self.witnesses
+            .iter()
+            .find(|w| w.site == site)
+            .map(|w| format!("http://{}/", http_addr(&w.control)))
     }
 
     /// `site`'s witness's control endpoint, `https://HOST:PORT`, as

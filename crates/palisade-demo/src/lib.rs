@@ -238,7 +238,8 @@ fn show_playground(res: &Resources, p: &Progress) -> anyhow::Result<()> {
         front_door_port: res.stack.as_ref().and_then(Stack::front_door_port),
         pg_bin_dir: &bin_dir,
     })?;
-    playground::print(p, &list, note.as_deref());
+    let console = cluster.console_of(PLAYGROUND_WITNESS);
+    playground::print(p, &list, note.as_deref(), console.as_deref());
     Ok(())
 }
 
@@ -312,6 +313,11 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         cluster.dir().display()
     ));
     cluster.start_all()?;
+    if let Some(url) = cluster.console_of(PLAYGROUND_WITNESS) {
+        p.detail(format!(
+            "the status console, live in a browser: {url} (witness c's; each witness serves one, on its control port + 100)"
+        ));
+    }
     cluster
         .wait_for(
             "a leader, the roles recorded and site a's primary healthy",

@@ -145,10 +145,15 @@ pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
 
 /// Prints the playground: where the cluster stands, the commands, how to
 /// stop it.
-pub fn print(p: &Progress, list: &[Try], note: Option<&str>) {
+pub fn print(p: &Progress, list: &[Try], note: Option<&str>, console: Option<&str>) {
     p.step("the playground: the cluster keeps running, b primary, a's database its streaming standby, until Ctrl-C. From another terminal, try in this order (each command waits until it is done):");
     if let Some(note) = note {
         p.detail(format!("# {note}"));
+    }
+    if let Some(url) = console {
+        p.detail(format!(
+            "# open the status console in a browser and watch each command's effect live: {url}"
+        ));
     }
     for t in list {
         p.detail(format!("# {}", t.what));

@@ -199,6 +199,26 @@ fn printed_commands(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `GET url` (`http://HOST:PORT/PATH`) over a plain socket: the status
+/// line, headers and body as text.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut conn = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("{url}: {e}"));
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        conn,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut page = String::new();
+    conn.read_to_string(&mut page)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    page
+}
+
 /// Runs `line` as a user pasting it does: `sh -c`, from the checkout.
 fn sh(root: &Path, line: &str) -> Output {
     Command::new("sh")
@@ -302,6 +322,18 @@ fn every_command_the_demo_prints_works_against_its_playground_which_cleans_up_on
             .iter()
             .any(|l| l.contains("site a's database rejoined as a standby of b")),
         "the demo waits for the rejoin"
+    );
+    let console = lines
+        .iter()
+        .find_map(|l| l.split("watch each command's effect live: ").nth(1))
+        .expect("the playground names the status console")
+        .trim()
+        .to_owned();
+    let page = http_get(&console);
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("served by witness 3"),
+        "the console at {console} answers while the cluster runs: {}",
+        &page[..page.len().min(300)]
     );
     let commands = printed_commands(&lines);
     let ctl = ctl_prefix(&commands);
