@@ -290,8 +290,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             leader_changes_seen.clone(),
             shutdown.clone(),
         ));
+        // `http.tls`: HTTPS with this witness's certificate and an
+        // optional client certificate; only then the console's actions
+        // (for operator certificates of this cluster).
+        let http_tls = match (config.http_tls, &tls.store) {
+            (true, Some(store)) => Some(crate::http::tls::server_config(store.clone())),
+            _ => None,
+        };
+        let actions = http_tls
+            .as_ref()
+            .map(|_| crate::http::console::Actions::new(config.cluster_name.clone()));
         let http = crate::http::serve(
             listener,
+            http_tls,
             Arc::new(crate::http::HttpState {
                 node: own_id,
                 site: palisade_core::SiteId(own.site.clone()),
@@ -301,9 +312,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 terms_seen,
                 leader_changes_seen,
                 // The console reads through this witness's own control
-                // service, in process: a copy without certificate checks
-                // (the HTTP listener authenticates nobody), of which the
-                // console calls only the read RPCs (http::console).
+                // service, in process: a copy without certificate checks,
+                // of which the console calls only the read RPCs, and the
+                // changing ones only for a request whose TLS client
+                // certificate it checked itself (http::console::actions).
                 console: Some(crate::http::console::Console::new(
                     own_id,
                     own.site.clone(),
@@ -311,6 +323,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     state.clone(),
                     shutdown.clone(),
                 )),
+                actions,
             }),
             shutdown.clone(),
         );
@@ -319,7 +332,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 tracing::error!(error = %e, "the HTTP listener (health endpoints, metrics) stopped");
             }
         });
-        tracing::info!(http = ?config.http_listen, "health endpoints and metrics served over HTTP");
+        tracing::info!(
+            http = ?config.http_listen,
+            https = config.http_tls,
+            "health endpoints, metrics and the console served over HTTP"
+        );
     }
     tracing::info!(raft_addr = %own.raft_addr, control_addr = %own.control_addr, "witness serving");
 

@@ -183,6 +183,8 @@ const MAX_RETENTION_DAYS: u64 = 36_500;
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    #[serde(default)]
+    tls: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +271,10 @@ pub struct Config {
     /// `http.listen`: where this witness serves its health endpoints and
     /// Prometheus metrics (plain HTTP, read-only); `None`: not served.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// `http.tls`: the HTTP listener speaks HTTPS with this witness's
+    /// certificate and takes an optional client certificate (an operator's
+    /// gets the console's actions); needs `http.listen` and `[tls]`.
+    pub http_tls: bool,
 }
 
 impl Config {
@@ -465,6 +471,20 @@ impl Config {
                 )
             })?),
         };
+        let http_tls = raw.http.tls;
+        if http_tls && http_listen.is_none() {
+            return Err(err(
+                "http.tls",
+                "is set without http.listen: there is no HTTP listener to secure".into(),
+            ));
+        }
+        if http_tls && matches!(tls, TlsSettings::Insecure) {
+            return Err(err(
+                "http.tls",
+                "needs this witness's certificate, but tls.insecure = true: unset one of them"
+                    .into(),
+            ));
+        }
 
         Ok(Self {
             file: file.to_path_buf(),
@@ -486,6 +506,7 @@ impl Config {
             actions,
             retention,
             http_listen,
+            http_tls,
         })
     }
 
@@ -766,6 +787,24 @@ control_addr = "127.0.0.1:7403"
         let c = parse(&with("listen = \"127.0.0.1:8008\"")).expect("valid");
         assert_eq!(c.http_listen, Some("127.0.0.1:8008".parse().expect("addr")));
         assert_eq!(parse(GOOD).expect("valid").http_listen, None);
+    }
+
+    #[test]
+    fn http_tls_needs_a_listener_and_certificates() {
+        let with = |s: &str| GOOD.replace("[storage]", &format!("[http]\n{s}\n\n[storage]"));
+        assert!(!parse(GOOD).expect("valid").http_tls);
+        let (key, reason) = key_of(&with("tls = true"));
+        assert_eq!(key, "http.tls");
+        assert!(reason.contains("without http.listen"), "{reason}");
+        let (key, _) = key_of(&with("listen = \"127.0.0.1:8008\"\ntls = \"yes\""));
+        assert_eq!(key, "http.tls");
+        let insecure = with("listen = \"127.0.0.1:8008\"\ntls = true")
+            .replace("[storage]", "[tls]\ninsecure = true\n\n[storage]");
+        let (key, reason) = key_of(&insecure);
+        assert_eq!(key, "http.tls");
+        assert!(reason.contains("tls.insecure"), "{reason}");
+        let c = parse(&with("listen = \"127.0.0.1:8008\"\ntls = true")).expect("valid");
+        assert!(c.http_tls);
     }
 
     #[test]

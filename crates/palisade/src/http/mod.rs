@@ -12,12 +12,17 @@
 //!   `/console/...`: the live status console ([`console`], docs/console.md).
 //!
 //! Every answer is a small JSON object (the metrics excepted) saying why.
-//! The listener is plain HTTP and read-only: nothing it serves changes any
-//! state, and it reveals no secret (docs/security.md says what it shows).
+//! The listener is plain HTTP by default and then read-only: nothing it
+//! serves changes any state, and it reveals no secret (docs/security.md
+//! says what it shows). With `http.tls = true` it speaks HTTPS with the
+//! witness's certificate and asks for an optional client certificate
+//! ([`tls`]); an operator's certificate (operator role) then gets the
+//! console's actions (`POST /console/actions/...`, [`console`]).
 //! `HEAD` works wherever `GET` does.
 
 pub mod console;
 pub mod metrics;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,11 +75,16 @@ pub struct HttpState {
     pub leader_changes_seen: Arc<AtomicU64>,
     /// The status console; `None`: not served (404).
     pub console: Option<Arc<console::Console>>,
+    /// The console's actions (HTTPS only); `None`: no controls, every
+    /// action refused.
+    pub actions: Option<console::Actions>,
 }
 
-/// Serves the endpoints on `listener` until `shutdown`.
+/// Serves the endpoints on `listener` until `shutdown`: over TLS with
+/// `tls` ([`tls::server_config`]), else plain HTTP.
 pub fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     st: Arc<HttpState>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
@@ -86,11 +96,23 @@ pub fn serve(
         .route("/health", get(health))
         .route("/metrics", get(metrics_page))
         .merge(console::routes())
-        .with_state(st);
+        .with_state(st)
+        .into_make_service_with_connect_info::<tls::Peer>();
     tokio::spawn(async move {
-        let server = std::future::IntoFuture::into_future(
-            axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()),
-        );
+        type Serving =
+            std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+        let stop = shutdown.clone().cancelled_owned();
+        let server: Serving = match tls {
+            None => Box::pin(std::future::IntoFuture::into_future(
+                axum::serve(listener, app).with_graceful_shutdown(stop),
+            )),
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config, shutdown)?;
+                Box::pin(std::future::IntoFuture::into_future(
+                    axum::serve(listener, app).with_graceful_shutdown(stop),
+                ))
+            }
+        };
         match refresher {
             Some(refresher) => tokio::join!(server, refresher).0,
             None => server.await,

@@ -10,7 +10,10 @@
 //! * `GET /operation/{epoch}`: one operation's timeline.
 //! * `GET /drill/{n}`: the n-th recorded drill's report (0 is the oldest).
 //! * `GET /console/events`: server-sent events that keep the pages live.
-//! * `GET /console/app.js`, `GET /console/style.css`: the assets.
+//! * `GET /console/app.js`, `GET /console/style.css`,
+//!   `GET /console/actions.js`: the assets.
+//! * `POST /console/actions/{switchover,failover,pause,resume}`: an
+//!   operator's actions, on an HTTPS listener only ([`actions`]).
 //!
 //! The data is the control API's: the console calls this witness's own
 //! [`ControlService`] in process (`Status`, `History`, `Watch`), so a
@@ -20,10 +23,15 @@
 //! a page is open (every 5 s otherwise, for the charts' samples) and pushed
 //! to every open page: the browser never polls.
 //!
-//! Read-only: the console's copy of the control service checks no
-//! certificate (the HTTP listener authenticates nobody) and the console
-//! calls only its read RPCs.
+//! Read-only unless an operator acts: the console's copy of the control
+//! service checks no certificate, so the console calls only its read RPCs
+//! on its own; the changing ones (switchover, failover, pause, resume) are
+//! called only by [`actions`], after it checked the request's TLS client
+//! certificate (operator role), the page's token and, for a forced
+//! failover, the typed site name, and with the certificate's name as
+//! `who`.
 
+mod actions;
 mod charts;
 mod render;
 
@@ -31,11 +39,11 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use palisade_api::v1 as pb;
 use palisade_api::v1::control_server::Control;
@@ -45,8 +53,10 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
+use super::tls::Peer;
 use super::HttpState;
 use crate::control::ControlService;
+pub use actions::Actions;
 use render::Nav;
 
 const APP_JS: &str = include_str!("assets/app.js");
@@ -58,7 +68,11 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 static ASSETS_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     // FNV-1a, 64 bits.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in APP_JS.bytes().chain(STYLE_CSS.bytes()) {
+    for b in APP_JS
+        .bytes()
+        .chain(STYLE_CSS.bytes())
+        .chain(actions::ACTIONS_JS.bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -223,12 +237,18 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/console/events", get(events))
         .route("/console/app.js", get(app_js))
         .route("/console/style.css", get(style_css))
+        .route("/console/actions.js", get(actions_js))
+        .route("/console/actions/{action}", post(actions::act))
 }
 
 fn html(body: String) -> Response {
     (
         StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // Never framed (no click-jacking of the action controls).
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
         Html(body),
     )
         .into_response()
@@ -264,14 +284,37 @@ async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
 }
 
-async fn overview(State(st): State<Arc<HttpState>>) -> Response {
+async fn actions_js() -> Response {
+    asset("text/javascript; charset=utf-8", actions::ACTIONS_JS)
+}
+
+/// The operator's name when the page's connection may act (see
+/// [`actions`]); `None` on plain HTTP, without a certificate or with a
+/// viewer's.
+fn operator(st: &HttpState, peer: &Peer) -> Option<String> {
+    st.actions.as_ref().and_then(|a| a.operator(peer))
+}
+
+async fn overview(
+    State(st): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Response {
     let Some(c) = &st.console else {
         return no_console();
     };
     let latest = c.status_for_page().await;
     let h = c.history().await;
+    // Controls only for an operator's certificate (never for a viewer).
+    let controls = match (&st.actions, operator(&st, &peer)) {
+        (Some(a), Some(_)) => actions::panel(
+            &a.issue(&peer),
+            latest.as_ref().map(|(_, s)| s.as_ref()),
+            &ASSETS_VERSION,
+        ),
+        _ => String::new(),
+    };
     let body = format!(
-        "<div id=\"overview\">{}</div>\
+        "<div id=\"overview\">{}</div>{controls}\
          <section aria-label=\"Current or last operation\"><h2>Current or last operation</h2><div id=\"live-timeline\">{}</div></section>\
          <section aria-label=\"Charts\"><h2>Replication lag and probe latency</h2><div id=\"charts\">{}</div></section>\
          <section aria-label=\"Events\"><h2>Events</h2><ol id=\"events\" class=\"events\" aria-live=\"polite\"></ol></section>",
@@ -337,12 +380,16 @@ fn fragment(targets: &[String], html: String) -> Event {
         .data(serde_json::json!({ "targets": targets, "html": html }).to_string())
 }
 
-async fn events(State(st): State<Arc<HttpState>>) -> Response {
+async fn events(
+    State(st): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Response {
     let Some(c) = st.console.clone() else {
         return no_console();
     };
+    let operator = operator(&st, &peer).is_some();
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(feed(c, tx));
+    tokio::spawn(feed(c, tx, operator));
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -359,8 +406,9 @@ async fn send(tx: &mpsc::Sender<Event>, stop: &CancellationToken, e: Event) -> b
 /// Feeds one page's event stream: every `Watch` event (with the current
 /// or last operation's timeline re-rendered when it concerns one) and
 /// every status refresh (the overview and the charts), until the page
-/// goes away or the witness stops.
-async fn feed(c: Arc<Console>, tx: mpsc::Sender<Event>) {
+/// goes away or the witness stops. An operator's page also gets its
+/// action buttons re-rendered with each status (`operator`).
+async fn feed(c: Arc<Console>, tx: mpsc::Sender<Event>, operator: bool) {
     let stop = c.shutdown.clone();
     let mut stream = match Control::watch(&c.control, Request::new(pb::WatchRequest {})).await {
         Ok(r) => r.into_inner(),
@@ -417,6 +465,12 @@ async fn feed(c: Arc<Console>, tx: mpsc::Sender<Event>) {
                 let charts = fragment(&["#charts".into()], c.charts_html());
                 if !send(&tx, &stop, overview).await || !send(&tx, &stop, charts).await {
                     return;
+                }
+                if operator {
+                    let html = actions::buttons(latest.as_ref().map(|(_, s)| s.as_ref()));
+                    if !send(&tx, &stop, fragment(&["#action-buttons".into()], html)).await {
+                        return;
+                    }
                 }
             }
         }
