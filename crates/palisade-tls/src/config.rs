@@ -39,6 +39,7 @@ where
     let verifier = Arc::new(StoreClientVerifier {
         store: store.clone(),
         allow: Box::new(allow),
+        mandatory: true,
     });
     let mut config = ServerConfig::builder_with_provider(store.provider().clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -46,6 +47,27 @@ where
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(StoreServerResolver { store }));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    disable_server_resumption(&mut config);
+    Arc::new(config)
+}
+
+/// A server config for a browser-facing HTTPS listener (the witness's
+/// console): TLS 1.3, our current certificate, ALPN `http/1.1`, and a
+/// client certificate asked for but not required. One that is sent must
+/// chain to the current CA (read who it is per request with
+/// [`crate::peer_identity`]); a visitor who sends none is anonymous.
+pub fn server_config_optional_client(store: Arc<CertStore>) -> Arc<ServerConfig> {
+    let verifier = Arc::new(StoreClientVerifier {
+        store: store.clone(),
+        allow: Box::new(|_| Ok(())),
+        mandatory: false,
+    });
+    let mut config = ServerConfig::builder_with_provider(store.provider().clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(StoreServerResolver { store }));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     disable_server_resumption(&mut config);
     Arc::new(config)
 }
@@ -151,6 +173,9 @@ type Allow = Box<dyn Fn(&Identity) -> Result<(), TlsError> + Send + Sync>;
 struct StoreClientVerifier {
     store: Arc<CertStore>,
     allow: Allow,
+    /// A client without a certificate is refused (the peer and control
+    /// ports), or let in anonymously (the console).
+    mandatory: bool,
 }
 
 impl fmt::Debug for StoreClientVerifier {
@@ -169,7 +194,7 @@ impl ClientCertVerifier for StoreClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     /// No CA hints: a hint slice cannot borrow from material that a reload

@@ -20,7 +20,10 @@ mod issue;
 mod store;
 
 pub use authz::{authorize_peer, Expect};
-pub use config::{client_config, client_config_any_witness, peer_identity, server_config, ALPN_H2};
+pub use config::{
+    client_config, client_config_any_witness, peer_identity, server_config,
+    server_config_optional_client, ALPN_H2,
+};
 pub use error::TlsError;
 pub use identity::{
     identity_of, parse_identity_uri, server_name_for, validate_cluster, validate_node,

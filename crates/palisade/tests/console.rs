@@ -9,20 +9,19 @@
 //! before and after the failover under target/console-screenshots/ (the
 //! figures and pictures of docs/console.md).
 
+mod browser;
+
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{js, screenshots_dir, Driver};
+use fantoccini::{Client, Locator};
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::{DrillPhase, DrillSummary, RecordDrillRequest};
 use palisade_testkit::cluster::{db_config, wait_ready, wait_status, Cluster, FAST, SETTLE, SLOTS};
 use palisade_testkit::pg::PgPair;
 use palisade_testkit::{step, wait_for};
 use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The budget the issue sets for a page load.
 const PAGE_LOAD_BUDGET_MS: f64 = 200.0;
@@ -37,107 +36,6 @@ const STAGES: [(&str, &str); 5] = [
     ("repointed", "repoint"),
     ("verified", "verify"),
 ];
-
-fn screenshots_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("console-screenshots")
-}
-
-/// chromedriver on a free loopback port, in a process group of its own
-/// with the browsers it starts: all are killed with the test, even one
-/// that fails before it closes its browser.
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-    profile: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Driver {
-    async fn start() -> Self {
-        for bin in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                std::path::Path::new(bin).exists(),
-                "{bin} is missing: the console test needs Debian's chromium and chromium-driver \
-                 (scripts/test installs them as root: apt-get install chromium chromium-driver)"
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .process_group(0)
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for(
-            "chromedriver answers /status",
-            Duration::from_secs(20),
-            async || {
-                reqwest::get(format!("{url}/status"))
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-        let profile =
-            std::env::temp_dir().join(format!("palisade-console-chromium-{}", std::process::id()));
-        Self {
-            child,
-            url,
-            profile,
-        }
-    }
-
-    /// A headless chromium at 1280×720.
-    async fn browser(&self) -> Client {
-        let profile = &self.profile;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1280,720",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let c = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a chromium session");
-        c.set_window_size(1280, 720).await.expect("window size");
-        c
-    }
-}
 
 /// The rendered text of the first element matching `css`, read in one
 /// script: the live updates replace elements at any moment, so a found
@@ -154,12 +52,6 @@ async fn text(c: &Client, css: &str) -> String {
         Value::String(s) => s,
         _ => panic!("no {css} on {:?}", c.current_url().await),
     }
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script {script}: {e}"))
 }
 
 /// Navigation Timing of the page just loaded: (response end, DOM content
@@ -187,7 +79,7 @@ async fn screenshot(c: &Client, name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_shows_a_failover_live_and_its_history() {
     let _slot = SLOTS.acquire().await.expect("test slot");
-    let driver = Driver::start().await;
+    let driver = Driver::start("console").await;
     let pair = PgPair::start().await.expect("PostgreSQL pair");
     let tuning = format!("{FAST}\n[failover]\non_primary_crash = \"failover\"\n");
     let mut c = Cluster::with_config(&db_config(&pair, &tuning));
@@ -205,7 +97,7 @@ async fn the_console_shows_a_failover_live_and_its_history() {
         .http
         .clone()
         .expect("the test kit gives every witness an HTTP listener");
-    let b = driver.browser().await;
+    let b = driver.browser(1280, 720).await;
     let mut report = Vec::new();
 
     step("the overview, from a follower, shows the primary and names the witness");

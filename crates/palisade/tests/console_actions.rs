@@ -13,13 +13,14 @@
 //! certificate database or browser policy. Everything the witness sees is
 //! what a browser with that certificate would send over TLS.
 
+mod browser;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{js, screenshots_dir, Driver};
+use fantoccini::{Client, Locator};
 use palisade_api::v1::control_client::ControlClient;
 use palisade_api::v1::StatusRequest;
 use palisade_testkit::cluster::{
@@ -31,107 +32,7 @@ use palisade_testkit::{step, wait_for};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver on a free loopback port, in a process group of its own
-/// with the browsers it starts (all killed with the test).
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-    profile: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Driver {
-    async fn start() -> Self {
-        for bin in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                std::path::Path::new(bin).exists(),
-                "{bin} is missing: the console tests need Debian's chromium and chromium-driver \
-                 (scripts/test installs them as root: apt-get install chromium chromium-driver)"
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .process_group(0)
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for(
-            "chromedriver answers /status",
-            Duration::from_secs(20),
-            async || {
-                reqwest::get(format!("{url}/status"))
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-        let profile = std::env::temp_dir().join(format!(
-            "palisade-console-actions-chromium-{}",
-            std::process::id()
-        ));
-        Self {
-            child,
-            url,
-            profile,
-        }
-    }
-
-    async fn browser(&self) -> Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", self.profile.display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a chromium session")
-    }
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script {script}: {e}"))
-}
+use serde_json::json;
 
 /// Clicks the action button `action` in one script (the buttons are
 /// re-rendered with every status, so a found element may be replaced
@@ -178,10 +79,7 @@ async fn result(c: &Client) -> Option<(u16, String)> {
 /// Saves a screenshot under target/console-screenshots/ (docs/console.md).
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("console-screenshots");
+    let dir = screenshots_dir();
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     std::fs::write(dir.join(name), png).expect("write screenshot");
 }
@@ -276,7 +174,7 @@ async fn post(http: &reqwest::Client, base: &str, action: &str, body: &str) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_switches_over_from_the_console_and_a_viewer_cannot() {
     let _slot = SLOTS.acquire().await.expect("test slot");
-    let driver = Driver::start().await;
+    let driver = Driver::start("console-actions").await;
     let pair = PgPair::start().await.expect("PostgreSQL pair");
     let mut c = Cluster::with_config(&db_config_rejoining(&pair, OPERATED));
     let pki = c.pki.clone().expect("a cluster with certificates");
@@ -353,7 +251,7 @@ async fn an_operator_switches_over_from_the_console_and_a_viewer_cannot() {
             assert!(!page.contains(control), "{who}'s page has {control}");
         }
     }
-    let b = driver.browser().await;
+    let b = driver.browser(1280, 900).await;
     b.goto(&format!("{}/", anonymous.url))
         .await
         .expect("open the overview");

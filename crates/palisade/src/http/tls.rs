@@ -7,22 +7,14 @@
 //! controls (`console::actions`). The identity is read from the TLS session
 //! of each request's connection, never from the page.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use palisade_tls::{CertStore, Identity, Material};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
-use rustls::sign::CertifiedKey;
-use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
-};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use palisade_tls::{CertStore, Identity};
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
@@ -60,142 +52,9 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
 }
 
 /// The server config: TLS 1.3, HTTP/1.1, this witness's certificate, a
-/// client certificate requested (with the CA as hint) but not required.
+/// client certificate requested but not required (palisade_tls).
 pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
-    let provider = Arc::new(palisade_tls::provider());
-    let verifier = Arc::new(OptionalClientCert {
-        store: store.clone(),
-        provider: provider.clone(),
-        cached: Mutex::new(None),
-    });
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("ring supports TLS 1.3")
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(OwnCert { store }));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // No resumption: a resumed session would keep the identity of the
-    // first handshake across a reload (as palisade_tls does).
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Arc::new(config)
-}
-
-struct OwnCert {
-    store: Arc<CertStore>,
-}
-
-impl fmt::Debug for OwnCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OwnCert")
-    }
-}
-
-impl ResolvesServerCert for OwnCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.store.current().certified_key().clone())
-    }
-}
-
-/// rustls' WebPKI client verifier over the store's current CA, with
-/// unauthenticated clients allowed; rebuilt when the store reloads.
-struct OptionalClientCert {
-    store: Arc<CertStore>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    cached: Mutex<Option<Verifier>>,
-}
-
-/// A verifier and the material it was built from.
-type Verifier = (Arc<Material>, Arc<dyn ClientCertVerifier>);
-
-impl fmt::Debug for OptionalClientCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OptionalClientCert")
-    }
-}
-
-impl OptionalClientCert {
-    fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        let material = self.store.current();
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((m, v)) = cached.as_ref() {
-            if Arc::ptr_eq(m, &material) {
-                return v.clone();
-            }
-        }
-        let mut roots = RootCertStore::empty();
-        for ca in material.ca_certs() {
-            if let Err(e) = roots.add(ca.clone()) {
-                tracing::warn!(error = %e, "http.tls: a CA certificate is not usable as a trust root");
-            }
-        }
-        let verifier: Arc<dyn ClientCertVerifier> =
-            match WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                self.provider.clone(),
-            )
-            .allow_unauthenticated()
-            .build()
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    // Without a usable CA nobody is authenticated: every
-                    // visitor is a viewer.
-                    tracing::error!(error = %e, "http.tls: no client certificate can be verified");
-                    WebPkiClientVerifier::no_client_auth()
-                }
-            };
-        *cached = Some((material, verifier.clone()));
-        verifier
-    }
-}
-
-impl ClientCertVerifier for OptionalClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        // A hint slice cannot borrow from material a reload replaces; the
-        // browser offers the certificates it has.
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()
-            .verify_client_cert(end_entity, intermediates, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
-    }
+    palisade_tls::server_config_optional_client(store)
 }
 
 /// A listener that accepts TCP connections and completes their TLS

@@ -13,7 +13,7 @@
 //! * `GET /console/app.js`, `GET /console/style.css`,
 //!   `GET /console/actions.js`: the assets.
 //! * `POST /console/actions/{switchover,failover,pause,resume}`: an
-//!   operator's actions, on an HTTPS listener only ([`actions`]).
+//!   operator's actions, on an HTTPS listener only (`actions`).
 //!
 //! The data is the control API's: the console calls this witness's own
 //! [`ControlService`] in process (`Status`, `History`, `Watch`), so a
@@ -26,7 +26,7 @@
 //! Read-only unless an operator acts: the console's copy of the control
 //! service checks no certificate, so the console calls only its read RPCs
 //! on its own; the changing ones (switchover, failover, pause, resume) are
-//! called only by [`actions`], after it checked the request's TLS client
+//! called only by `actions`, after it checked the request's TLS client
 //! certificate (operator role), the page's token and, for a forced
 //! failover, the typed site name, and with the certificate's name as
 //! `who`.
@@ -289,7 +289,7 @@ async fn actions_js() -> Response {
 }
 
 /// The operator's name when the page's connection may act (see
-/// [`actions`]); `None` on plain HTTP, without a certificate or with a
+/// `actions`); `None` on plain HTTP, without a certificate or with a
 /// viewer's.
 fn operator(st: &HttpState, peer: &Peer) -> Option<String> {
     st.actions.as_ref().and_then(|a| a.operator(peer))
