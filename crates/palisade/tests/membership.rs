@@ -19,8 +19,12 @@ use palisade_testkit::wait::wait_for;
 use palisade_testkit::writer::{longest_gap, Writer};
 use tonic::Code;
 
-/// FAST's lease: a write gap that long would mean the primary lost it.
+/// FAST's lease TTL: the observation windows below span several.
 const LEASE_TTL: Duration = Duration::from_millis(1500);
+
+/// DESIGN rule 1's mirror: a fault that needs no failover leaves no write
+/// gap over 500 ms.
+const NO_OUTAGE: Duration = Duration::from_millis(500);
 
 async fn control(c: &Cluster, id: u64) -> ControlClient<tonic::transport::Channel> {
     let node = c.nodes.iter().find(|n| n.id == id).expect("node");
@@ -216,7 +220,7 @@ async fn a_lost_tie_breaker_is_replaced_with_no_failover_and_no_write_gap() {
     let acks = writer.acks();
     let gap = longest_gap(&acks, "a", cut, Instant::now());
     assert!(
-        gap < LEASE_TTL,
+        gap < NO_OUTAGE,
         "the primary stopped taking writes for {gap:?} with witnesses 1 and 4 up"
     );
 
@@ -290,7 +294,8 @@ async fn a_lost_tie_breaker_is_replaced_with_no_failover_and_no_write_gap() {
         "no write went to the standby: there was no failover"
     );
     let gap = longest_gap(&acks, "a", since, until);
-    assert!(gap < LEASE_TTL, "longest write gap {gap:?}");
+    eprintln!("--- longest write gap over the whole test: {gap:?}");
+    assert!(gap < NO_OUTAGE, "longest write gap {gap:?}");
     assert_eq!(
         pair.primary
             .query_text("SELECT pg_postmaster_start_time()::text")

@@ -46,6 +46,7 @@ impl ControlService {
         &self,
         body: pb::ChangeMembersRequest,
     ) -> Result<Response<pb::MembersReply>, Status> {
+        self.finish_joint_change().await?;
         let change = change_from_pb(&body, &self.members.topology().witnesses)?;
         let view = self.members.view();
         let learners: BTreeMap<NodeId, Witness> = view
@@ -119,6 +120,34 @@ impl ControlService {
         // so that the reply shows the change.
         self.members.update(&self.raft.metrics().borrow());
         Ok(Response::new(self.members_reply(detail)))
+    }
+
+    /// A change left joint (its leader stopped between openraft's two
+    /// steps) is finished first, to the voters it was going to: otherwise
+    /// the retry of that very change would find the new witness a voter
+    /// already and the old one still one, and be refused.
+    async fn finish_joint_change(&self) -> Result<(), Status> {
+        let view = self.members.view();
+        let [_, target] = view.voters.sets.as_slice() else {
+            return Ok(());
+        };
+        tracing::warn!(
+            voters = ?target,
+            "a membership change was left joint (its leader stopped mid-way): finishing it"
+        );
+        tokio::time::timeout(
+            COMMIT_TIMEOUT,
+            self.raft.change_membership(target.clone(), false),
+        )
+        .await
+        .map_err(|_| {
+            Status::unknown(format!(
+                "finishing the joint membership change to {target:?} did not commit within {COMMIT_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|e| raft_refusal(&e.to_string()))?;
+        self.members.update(&self.raft.metrics().borrow());
+        Ok(())
     }
 
     /// The new witness answers on its peer port, as itself: a typo in an
@@ -257,5 +286,66 @@ fn change_from_pb(
             "action: {} is not add (1), remove (2) or replace (3)",
             body.action
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::change_members_request::Action;
+
+    fn refusal(body: pb::ChangeMembersRequest) -> Status {
+        change_from_pb(&body, &BTreeMap::new()).expect_err("refused")
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_naming_the_field() {
+        let s = refusal(pb::ChangeMembersRequest {
+            action: 9,
+            ..Default::default()
+        });
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().starts_with("action: 9"), "{}", s.message());
+        let s = refusal(pb::ChangeMembersRequest {
+            action: Action::Add as i32,
+            ..Default::default()
+        });
+        assert_eq!(s.message(), "new_member: missing");
+        let s = refusal(pb::ChangeMembersRequest {
+            action: Action::Remove as i32,
+            old_id: 3,
+            author: "x".repeat(129),
+            ..Default::default()
+        });
+        assert!(s.message().starts_with("author:"), "{}", s.message());
+    }
+
+    #[test]
+    fn a_replacement_without_a_site_takes_the_old_witnesss() {
+        let voters = BTreeMap::from([(
+            3,
+            Witness {
+                site: "c".into(),
+                raft_addr: "127.0.0.1:1".into(),
+                control_addr: "127.0.0.1:2".into(),
+            },
+        )]);
+        let change = change_from_pb(
+            &pb::ChangeMembersRequest {
+                action: Action::Replace as i32,
+                old_id: 3,
+                new_member: Some(pb::Member {
+                    id: 4,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &voters,
+        )
+        .expect("a change");
+        assert!(
+            matches!(&change, Change::Replace { old: 3, id: 4, witness } if witness.site == "c"),
+            "{change:?}"
+        );
     }
 }
