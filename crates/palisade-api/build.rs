@@ -2,7 +2,12 @@
 //! compiler, so building palisade needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with `env!`: cargo reuses a compiled
+    // build script for a copy of the tree at another path (a staged
+    // checkout sharing the target directory), which then read the other
+    // copy's protos.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = ["palisade/v1/control.proto", "palisade/v1/peer.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -362,7 +362,7 @@ async fn fence_hard_kills_the_server_and_start_brings_it_back_read_only() -> Res
     step("b takes writes meanwhile");
     pair.b.exec("INSERT INTO app.t VALUES (2), (4)").await?;
 
-    step("start a: read-only, and replication catches up");
+    step("start a: read-only, not replicating until asked; then replication catches up");
     let started = a.start(5).await?;
     eprintln!("start: {started:?}");
     ensure!(
@@ -388,6 +388,26 @@ async fn fence_hard_kills_the_server_and_start_brings_it_back_read_only() -> Res
             .await?
             == 1,
         "the committed row survived the SIGKILL"
+    );
+    // Started with --skip-slave-start: no replication until asked (an old
+    // writer's rejoin checks for errant transactions first).
+    let threads = pair
+        .a
+        .query_row("SHOW SLAVE STATUS")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("a has no replication configured"))?;
+    ensure!(
+        threads
+            .get("Slave_IO_Running")
+            .cloned()
+            .flatten()
+            .as_deref()
+            == Some("No"),
+        "a restarted master does not replicate before it is asked: {threads:?}"
+    );
+    ensure!(
+        a.start_replication().await?,
+        "START SLAVE started the threads"
     );
     wait_for(
         "b's writes to replicate to the restarted a",

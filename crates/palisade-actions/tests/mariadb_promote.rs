@@ -210,6 +210,7 @@ async fn promote_refuses_a_survivor_that_missed_the_old_writers_final_position()
             PromotionRequest {
                 old_writer_final: Some(last.binlog.clone()),
                 max_lag_seconds: None,
+                stop_replication: false,
             },
         )
         .await;
@@ -251,6 +252,7 @@ async fn promote_refuses_a_survivor_that_missed_the_old_writers_final_position()
             PromotionRequest {
                 old_writer_final: Some(last.binlog.clone()),
                 max_lag_seconds: Some(60),
+                stop_replication: false,
             },
         )
         .await?;
@@ -354,6 +356,7 @@ async fn a_switchover_under_a_writer_loses_no_acknowledged_write() -> Result<()>
             PromotionRequest {
                 old_writer_final: Some(last.binlog.clone()),
                 max_lag_seconds: None,
+                stop_replication: false,
             },
         )
         .await?;
@@ -445,6 +448,7 @@ async fn promote_refuses_a_survivor_lagging_more_than_allowed() -> Result<()> {
             PromotionRequest {
                 old_writer_final: None,
                 max_lag_seconds: Some(1),
+                stop_replication: false,
             },
         )
         .await
@@ -469,5 +473,86 @@ async fn promote_refuses_a_survivor_lagging_more_than_allowed() -> Result<()> {
             == 0,
         "no epoch was recorded"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn promote_starts_a_stopped_sql_thread_and_refuses_one_stopped_on_an_error() -> Result<()> {
+    if !maria_available() {
+        return Ok(());
+    }
+    let pair = guide_pair().await?;
+    let (a, b) = (site(&pair.a, TIMEOUT), site(&pair.b, TIMEOUT));
+
+    step("b's SQL thread stopped by hand; a writes 5 rows, b receives them");
+    pair.b.exec("STOP SLAVE SQL_THREAD").await?;
+    for id in 1..=5 {
+        pair.a
+            .exec(&format!("INSERT INTO app.t VALUES ({id})"))
+            .await?;
+    }
+    let (file, pos) = pair.a.master_status().await?;
+    wait_for("b to receive a's writes", REPLICATION, async || {
+        let row = pair.b.query_row("SHOW SLAVE STATUS").await;
+        let read = row.ok().flatten().and_then(|r| {
+            Some((
+                r.get("Master_Log_File").cloned().flatten()?,
+                r.get("Read_Master_Log_Pos").cloned().flatten()?,
+            ))
+        });
+        match read {
+            Some((f, p)) if f == file && p == pos.to_string() => Ok(()),
+            other => Err(format!("read {other:?}, a at {file}:{pos}")),
+        }
+    })
+    .await?;
+
+    step("fence a, promote b: it starts the SQL thread and executes all five first");
+    a.fence_writes(2).await?;
+    let outcome = b.promote(2, PromotionRequest::default()).await?;
+    ensure!(outcome.read == outcome.executed, "caught up: {outcome:?}");
+    ensure!(
+        pair.b.query_i64("SELECT COUNT(*) FROM app.t").await? == 5,
+        "every received write executed before b took writes"
+    );
+
+    step("a conflicting row on a stops b's SQL thread on an error");
+    // b is the writer now; make a the survivor of the next handover whose
+    // SQL thread hits a duplicate key: a row written on both by hand.
+    b.fence_writes(3).await?;
+    pair.a.exec("SET GLOBAL read_only = OFF").await?;
+    pair.a
+        .exec("SET sql_log_bin = 0; INSERT INTO app.t VALUES (100)")
+        .await?;
+    pair.a.exec("SET GLOBAL read_only = ON").await?;
+    pair.b.exec("SET GLOBAL read_only = OFF").await?;
+    pair.b.exec("INSERT INTO app.t VALUES (100)").await?;
+    pair.b.exec("SET GLOBAL read_only = ON").await?;
+    wait_for(
+        "a's SQL thread to stop on the duplicate key",
+        REPLICATION,
+        async || {
+            let row = pair.a.query_row("SHOW SLAVE STATUS").await;
+            let st = row.ok().flatten().map(|r| {
+                (
+                    r.get("Slave_SQL_Running").cloned().flatten(),
+                    r.get("Last_SQL_Error").cloned().flatten(),
+                )
+            });
+            match st {
+                Some((Some(running), Some(err))) if running == "No" && !err.is_empty() => Ok(err),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    match a.promote(3, PromotionRequest::default()).await {
+        Err(e @ MariaError::ReplicationBroken { .. }) => {
+            ensure!(!e.is_retryable(), "{e}");
+            ensure!(e.to_string().contains("Duplicate entry"), "{e}");
+        }
+        other => bail!("expected ReplicationBroken, got {other:?}"),
+    }
+    ensure!(a.is_write_fenced().await?, "a stayed read-only");
     Ok(())
 }

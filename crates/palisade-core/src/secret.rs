@@ -290,7 +290,11 @@ impl ClientTls {
 
 fn is_url(s: &str) -> bool {
     let s = s.trim_start();
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
+    // MariaDB's URLs (`[[database]] engine = "mariadb"`) hold their
+    // password the same way.
+    ["postgres://", "postgresql://", "mysql://", "mariadb://"]
+        .iter()
+        .any(|scheme| s.starts_with(scheme))
 }
 
 /// Splits the password out of a URL: `user:PW@` in the userinfo (the

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bins;
+use crate::mariadb::{mariadbd_path, MariaPair, MariaServer, MARIA_OS_USER};
 use crate::pg::{PgPair, PgServer};
 use crate::wait::{wait_for, Attempt};
 
@@ -808,4 +809,80 @@ async fn start_with(config: &str) -> Cluster {
     }
     wait_ready(&c).await;
     c
+}
+
+/// One MariaDB `[[database]]` (docs/mariadb.md): a master of the guide's
+/// master-master pair.
+#[derive(Serialize)]
+struct MariaDatabase<'a> {
+    site: &'a str,
+    engine: &'static str,
+    /// `primary`: the writer (`read_only = OFF`); `standby`: the other
+    /// master, kept read-only by its site agent.
+    role: &'a str,
+    /// The probe DSN: every witness probes both masters with it (the
+    /// administrator's here, as for the PostgreSQL pairs).
+    dsn: String,
+    /// The site agent's account (fence, promotion, rejoin).
+    admin_dsn: String,
+    defaults_file: &'a Path,
+    pid_file: &'a Path,
+    /// The server the agent starts; omitted (the daemon's default) when
+    /// the test kit found none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mariadbd: Option<PathBuf>,
+    /// `mysql` when the tests run as root, as the pair's servers do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_user: Option<&'static str>,
+    log_file: &'a Path,
+}
+
+impl<'a> MariaDatabase<'a> {
+    fn of(site: &'a str, role: &'a str, s: &'a MariaServer) -> Self {
+        MariaDatabase {
+            site,
+            engine: "mariadb",
+            role,
+            dsn: s.admin_dsn(),
+            admin_dsn: s.admin_dsn(),
+            defaults_file: s.defaults_file(),
+            pid_file: s.pid_file(),
+            mariadbd: mariadbd_path(),
+            os_user: nix::unistd::Uid::effective()
+                .is_root()
+                .then_some(MARIA_OS_USER),
+            log_file: s.log_file(),
+        }
+    }
+}
+
+/// The `[[database]]` sections (`engine = "mariadb"`) that hand a MariaDB
+/// master-master `pair` to the witnesses: site a's server (`pair.a`) is
+/// the writer (`role = "primary"`), site b's (`pair.b`) the other master
+/// (`role = "standby"`).
+pub fn maria_database_sections(pair: &MariaPair) -> String {
+    #[derive(Serialize)]
+    struct Sections<'a> {
+        database: [MariaDatabase<'a>; 2],
+    }
+    let sections = Sections {
+        database: [
+            MariaDatabase::of("a", "primary", &pair.a),
+            MariaDatabase::of("b", "standby", &pair.b),
+        ],
+    };
+    toml::to_string(&sections).expect("the [[database]] sections are plain strings and paths")
+}
+
+/// `tuning` (probe, lease and failover settings) and the MariaDB
+/// `[[database]]` sections for `pair`.
+pub fn maria_db_config(pair: &MariaPair, tuning: &str) -> String {
+    format!("{tuning}\n{}", maria_database_sections(pair))
+}
+
+/// Three witnesses over the MariaDB `pair` with `tuning`, started and
+/// ready (leader, roles recorded, detector healthy, the writer's agent
+/// serving under its lease): [`start_cluster`] for MariaDB.
+pub async fn start_maria_cluster(pair: &MariaPair, tuning: &str) -> Cluster {
+    start_with(&maria_db_config(pair, tuning)).await
 }

@@ -861,7 +861,7 @@ impl MariaServer {
     }
 
     /// `SHOW MASTER STATUS`: the binary log file and position.
-    async fn master_status(&self) -> Result<(String, u64)> {
+    pub async fn master_status(&self) -> Result<(String, u64)> {
         let row = self
             .query_row("SHOW MASTER STATUS")
             .await?
@@ -1343,6 +1343,151 @@ fn output_text(out: &Output) -> String {
 async fn close(conn: MySqlConnection) {
     if let Err(e) = conn.close().await {
         tracing::debug!(error = %e, "closing a harness connection failed");
+    }
+}
+
+/// The table [`MariaWriter`] writes its numbered rows to, in
+/// [`MARIA_APP_DATABASE`].
+pub const MARIA_WRITES_TABLE: &str = "writes";
+
+/// How long one statement of a [`MariaWriter`] may take before its fate
+/// counts as unknown (a semi-sync commit waiting for a replica that is
+/// gone, a frozen server) and the writer tries the other server.
+const WRITER_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl MariaServer {
+    /// The application user's connect options over TCP, with its database
+    /// ([`MARIA_APP_DATABASE`]) selected: what an application server
+    /// connects as. `read_only` stops its writes.
+    pub fn app_options(&self) -> MySqlConnectOptions {
+        self.tcp_options(MARIA_APP_USER, MARIA_APP_PASSWORD)
+            .database(MARIA_APP_DATABASE)
+            .disable_statement_logging()
+    }
+
+    /// Every `id` of `` `app`.`table` ``, read as the administrator (for
+    /// the no-loss checks of [`MariaWriter`]'s acknowledged writes).
+    pub async fn ids(&self, table: &str) -> Result<std::collections::BTreeSet<i64>> {
+        let sql = format!("SELECT id FROM `{MARIA_APP_DATABASE}`.`{table}`");
+        let mut conn = self.connect_with(&self.admin_options()).await?;
+        let rows = conn.fetch_all(sqlx::raw_sql(&sql)).await;
+        close(conn).await;
+        let rows = rows.with_context(|| format!("on {}: {sql}", self.name))?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row
+                    .try_get_unchecked(0)
+                    .with_context(|| format!("on {}: reading the result of {sql}", self.name))?;
+                text.trim().parse::<i64>().with_context(|| {
+                    format!("on {}: {sql} returned {text:?}, not an integer", self.name)
+                })
+            })
+            .collect()
+    }
+}
+
+/// A client that writes numbered rows (`INSERT INTO writes (id)`) as the
+/// application user to whichever master of a [`MariaPair`] takes them, as
+/// an application behind a front door would: the MariaDB counterpart of
+/// [`crate::writer::Writer`]. On an error (a server that is down, or
+/// read-only: error 1290) it tries the other master. Ids that got an error
+/// or no answer within 5 s are never retried (their fate is unknown);
+/// only acknowledged ones are recorded, as [`crate::writer::Ack`]s whose
+/// `site` is `a` or `b`.
+pub struct MariaWriter {
+    acks: std::sync::Arc<Mutex<Vec<crate::writer::Ack>>>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MariaWriter {
+    /// Creates `app.writes` on `a` (as the administrator; it replicates to
+    /// `b`) and starts writing, first to `a`.
+    pub async fn start(pair: &MariaPair) -> Result<MariaWriter> {
+        pair.a
+            .exec(&format!(
+                "CREATE TABLE IF NOT EXISTS `{MARIA_APP_DATABASE}`.`{MARIA_WRITES_TABLE}` \
+                 (id BIGINT PRIMARY KEY) ENGINE = InnoDB"
+            ))
+            .await?;
+        let servers = [("a", pair.a.app_options()), ("b", pair.b.app_options())];
+        let acks = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (out, halt) = (acks.clone(), stop.clone());
+        let insert = format!("INSERT INTO `{MARIA_WRITES_TABLE}` (id) VALUES (?)");
+        let task = tokio::spawn(async move {
+            let mut current = 0usize;
+            let mut conn: Option<MySqlConnection> = None;
+            let mut id = 0i64;
+            while !halt.is_cancelled() {
+                let (site, opts) = &servers[current];
+                if conn.is_none() {
+                    conn = tokio::select! {
+                        _ = halt.cancelled() => break,
+                        c = tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(opts)) => {
+                            c.ok().and_then(|c| c.ok())
+                        }
+                    };
+                }
+                let Some(c) = conn.as_mut() else {
+                    current = 1 - current;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                id += 1;
+                let done = tokio::select! {
+                    _ = halt.cancelled() => break,
+                    r = tokio::time::timeout(
+                        WRITER_STATEMENT_TIMEOUT,
+                        sqlx::query(&insert).bind(id).execute(&mut *c),
+                    ) => matches!(r, Ok(Ok(_))),
+                };
+                if done {
+                    out.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(crate::writer::Ack {
+                            id,
+                            at: Instant::now(),
+                            site,
+                        });
+                } else {
+                    conn = None;
+                    current = 1 - current;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        Ok(MariaWriter { acks, stop, task })
+    }
+
+    /// Every acknowledged write so far.
+    pub fn acks(&self) -> Vec<crate::writer::Ack> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits (up to [`crate::cluster::SETTLE`]) until `site` has
+    /// acknowledged `n` writes.
+    pub async fn wait_acks_at(&self, site: &str, n: usize) -> Result<()> {
+        let what = format!("the writer to get {n} writes acknowledged by {site}");
+        wait_for(&what, crate::cluster::SETTLE, async || {
+            let have = self.acks().iter().filter(|a| a.site == site).count();
+            if have >= n {
+                Ok(())
+            } else {
+                Err(format!("{have} so far"))
+            }
+        })
+        .await
+    }
+
+    /// Stops writing (a statement in flight is abandoned: its fate is
+    /// unknown and it is not recorded) and returns every acknowledged write.
+    pub async fn stop(self) -> Vec<crate::writer::Ack> {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "the MariaDB writer task failed");
+        }
+        self.acks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -92,6 +92,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(addr) => Some(bind(&config, &addr.to_string(), "http.listen").await?),
         None => None,
     };
+    if let Some(settings) = &config.database {
+        crate::db_probe::check_mariadb_pair(settings)
+            .await
+            .with_context(|| format!("{}: [[database]]", config.file.display()))?;
+    }
     // Who the witnesses are: the configured list until the log has a
     // membership, then the log's (`palisadectl member`).
     let members = if config.raft.join {
@@ -474,7 +479,7 @@ fn start_witness(
         } else {
             settings.probe_timeout
         };
-        let probe = palisade_probe::postgres::PgProbe::new(&db.dsn, timeout)
+        let probe = crate::db_probe::DbProbe::new(db, timeout)
             .with_context(|| format!("{}: database[{i}].dsn", config.file.display()))?;
         probes.insert(db.site.clone(), probe);
     }
@@ -646,21 +651,27 @@ fn lease_guard_of(
             }),
         },
     };
-    Ok(GuardHandle::new(
-        config.data_dir.join("lease-guard.order"),
-        &db.data_dir,
-        &db.bin_dir,
-        exe,
-    )
-    .with_renewal(spec)
-    .with_live_witnesses(crate::lease_guard::LiveWitnesses(Arc::new(move || {
+    let server = match &db.mariadb {
+        Some(files) => crate::lease_guard::GuardedServer::MariaDb {
+            pid_file: files.pid_file.clone(),
+        },
+        None => crate::lease_guard::GuardedServer::Postgres {
+            data_dir: db.data_dir.clone(),
+            bin_dir: db.bin_dir.clone(),
+        },
+    };
+    let live = crate::lease_guard::LiveWitnesses(Arc::new(move || {
         members
             .topology()
             .witnesses
             .iter()
             .map(|(id, w)| (*id, w.raft_addr.clone()))
             .collect()
-    }))))
+    }));
+    let order_file = config.data_dir.join("lease-guard.order");
+    Ok(GuardHandle::for_server(order_file, server, exe)
+        .with_renewal(spec)
+        .with_live_witnesses(live))
 }
 
 /// Runs the controller exactly while this node is the Raft leader, one

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod controller;
 pub mod daemon;
+pub mod db_probe;
 pub mod failpoint;
 pub mod front_door;
 pub mod http;

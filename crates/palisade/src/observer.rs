@@ -6,15 +6,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use palisade_api::v1::{DatabaseView, SearchView};
+use palisade_core::master_master::MariaObservation;
 use palisade_core::observe::{format_lsn, PgObservation, Reachability};
 use palisade_core::SiteId;
 use palisade_probe::elasticsearch::{EsHealth, EsObservation, EsProbe};
-use palisade_probe::postgres::PgProbe;
 use palisade_raft::Raft;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::mono_ms;
 use crate::controller::Controller;
+use crate::db_probe::DbProbe;
 use crate::peer_msgs::Report;
 use crate::peers::Peers;
 
@@ -22,6 +23,9 @@ use crate::peers::Peers;
 #[derive(Clone, Default)]
 pub struct Latest {
     inner: Arc<RwLock<BTreeMap<SiteId, (PgObservation, u64)>>>,
+    /// MariaDB: the whole latest observation of each master (what `inner`
+    /// holds is its projection for the detector).
+    mariadb: Arc<RwLock<BTreeMap<SiteId, MariaObservation>>>,
     search: Arc<RwLock<BTreeMap<SiteId, (EsObservation, u64)>>>,
     /// Per site: the last WAL position seen while it was a writable
     /// primary, and when (mono ms).
@@ -65,6 +69,16 @@ impl Latest {
         *self.monitors.read().expect("observations lock poisoned")
     }
 
+    /// MariaDB: this witness's latest whole observation of `site`'s
+    /// master (replication threads, GTID positions, semi-sync).
+    pub fn mariadb(&self, site: &SiteId) -> Option<MariaObservation> {
+        self.mariadb
+            .read()
+            .expect("observations lock poisoned")
+            .get(site)
+            .cloned()
+    }
+
     /// This witness's latest observation of `site`'s database.
     pub fn observation(&self, site: &SiteId) -> Option<PgObservation> {
         self.inner
@@ -85,9 +99,61 @@ impl Latest {
             .cloned()
     }
 
-    /// The views for `NodeStatus.databases`.
+    /// The views for `NodeStatus.databases`; a MariaDB master's carries
+    /// its whole observation in `mariadb`.
     pub fn views(&self) -> Vec<DatabaseView> {
+        /// `DatabaseView.mariadb`: what `o` saw, unknowns left unset.
+        fn mariadb_view(o: &MariaObservation) -> palisade_api::v1::MariaDbView {
+            let at = |file: &str, pos: u64| format!("{file}:{pos}");
+            let r = o.replica.as_ref();
+            palisade_api::v1::MariaDbView {
+                read_only: o.read_only,
+                server_id: o.server_id,
+                auto_increment_increment: o.auto_increment_increment,
+                auto_increment_offset: o.auto_increment_offset,
+                io_running: r.map(|r| r.io_running.clone()).unwrap_or_default(),
+                sql_running: r.map(|r| r.sql_running),
+                seconds_behind_master: r.and_then(|r| r.seconds_behind_master),
+                replicates_from: r
+                    .map(|r| format!("{}:{}", r.master_host, r.master_port))
+                    .unwrap_or_default(),
+                replicates_from_server_id: r.and_then(|r| r.master_server_id),
+                read_position: r
+                    .map(|r| at(&r.master_log_file, r.read_master_log_pos))
+                    .unwrap_or_default(),
+                executed_position: r
+                    .map(|r| at(&r.relay_master_log_file, r.exec_master_log_pos))
+                    .unwrap_or_default(),
+                last_io_error: r.map(|r| r.last_io_error.clone()).unwrap_or_default(),
+                last_sql_error: r.map(|r| r.last_sql_error.clone()).unwrap_or_default(),
+                binlog_position: match (&o.binlog_file, o.binlog_position) {
+                    (Some(file), Some(pos)) => at(file, pos),
+                    _ => String::new(),
+                },
+                gtid_binlog_pos: o.gtid_binlog_pos.clone().unwrap_or_default(),
+                gtid_slave_pos: o.gtid_slave_pos.clone().unwrap_or_default(),
+                semi_sync: o
+                    .semi_sync
+                    .as_ref()
+                    .map(|s| palisade_api::v1::MariaDbSemiSync {
+                        enabled: s.master_enabled,
+                        active: s.master_active,
+                        clients: s.master_clients,
+                        timeout_ms: s.master_timeout_ms,
+                        replica_acks: s.slave_enabled,
+                    }),
+            }
+        }
+
         let now = mono_ms();
+        // Copied first, so that no two of these locks are ever held at once.
+        let mariadb: BTreeMap<SiteId, palisade_api::v1::MariaDbView> = self
+            .mariadb
+            .read()
+            .expect("observations lock poisoned")
+            .iter()
+            .map(|(site, o)| (site.clone(), mariadb_view(o)))
+            .collect();
         self.inner
             .read()
             .expect("observations lock poisoned")
@@ -113,6 +179,7 @@ impl Latest {
                     streaming: o.is_streaming(),
                     latency_ms: o.latency_ms,
                     age_ms: now.saturating_sub(*at),
+                    mariadb: mariadb.get(site).cloned(),
                 }
             })
             .collect()
@@ -124,7 +191,7 @@ pub struct Observer {
     /// This witness's id.
     pub own_id: u64,
     /// One probe per database site.
-    pub probes: BTreeMap<SiteId, PgProbe>,
+    pub probes: BTreeMap<SiteId, DbProbe>,
     /// One probe per site's Elasticsearch.
     pub search_probes: BTreeMap<SiteId, EsProbe>,
     /// This site's app config file, to read `monitorsEnabled` back.
@@ -276,7 +343,7 @@ impl Observer {
 /// [`Latest`] as they come.
 async fn probe_database(
     site: SiteId,
-    probe: PgProbe,
+    probe: DbProbe,
     latest: Latest,
     interval: Duration,
     cancel: CancellationToken,
@@ -289,10 +356,17 @@ async fn probe_database(
             _ = ticker.tick() => {}
         }
         let began = mono_ms();
-        let obs = tokio::select! {
+        let (obs, full) = tokio::select! {
             _ = cancel.cancelled() => return,
-            obs = probe.probe() => obs,
+            obs = probe.observe() => obs,
         };
+        if let Some(full) = full {
+            latest
+                .mariadb
+                .write()
+                .expect("observations lock poisoned")
+                .insert(site.clone(), full);
+        }
         let at = mono_ms();
         {
             let mut since = latest

@@ -2,8 +2,8 @@
 //! [`crate::table`].
 
 use palisade_api::v1::{
-    DatabaseView, FailoverSummary, JournalEntry, JournalReply, NodeStatus, PeerProgress, Role,
-    SearchView, StatusReply, StepCheck, StepTiming,
+    DatabaseView, FailoverSummary, JournalEntry, JournalReply, MariaDbSemiSync, MariaDbView,
+    NodeStatus, PeerProgress, Role, SearchView, StatusReply, StepCheck, StepTiming,
 };
 
 /// A healthy-looking witness in term 5 that follows leader 1.
@@ -78,6 +78,7 @@ pub fn db_up(site: &str, standby: bool, lsn: &str, age_ms: u64) -> DatabaseView 
         streaming: standby,
         latency_ms: 3,
         age_ms,
+        mariadb: None,
     }
 }
 
@@ -94,7 +95,115 @@ pub fn db_down(site: &str, error: &str, age_ms: u64) -> DatabaseView {
         streaming: false,
         latency_ms: 1000,
         age_ms,
+        mariadb: None,
     }
+}
+
+/// MariaDB master `a` of [`mariadb_pair`], the writer, as a witness saw
+/// it: `server_id` 1, replicating from `b-db:3306` (`server_id` 2) with
+/// both threads running and nothing left to apply; semi-sync enabled and
+/// active (one replica acking), and it acks as a replica too.
+pub fn maria_writer(age_ms: u64) -> DatabaseView {
+    DatabaseView {
+        site: "a".to_owned(),
+        reachable: true,
+        error: String::new(),
+        // The detector's projection: read_only off is "not in recovery".
+        in_recovery: Some(false),
+        lsn: "3/162E".to_owned(),
+        replay_lag_seconds: None,
+        streaming: true,
+        latency_ms: 3,
+        age_ms,
+        mariadb: Some(MariaDbView {
+            read_only: Some(false),
+            server_id: Some(1),
+            auto_increment_increment: Some(2),
+            auto_increment_offset: Some(1),
+            io_running: "Yes".to_owned(),
+            sql_running: Some(true),
+            seconds_behind_master: Some(0),
+            replicates_from: "b-db:3306".to_owned(),
+            replicates_from_server_id: Some(2),
+            read_position: "mysql-bin.000002:1899".to_owned(),
+            executed_position: "mysql-bin.000002:1899".to_owned(),
+            last_io_error: String::new(),
+            last_sql_error: String::new(),
+            binlog_position: "mysql-bin.000003:5678".to_owned(),
+            gtid_binlog_pos: "0-1-42".to_owned(),
+            gtid_slave_pos: "0-2-7".to_owned(),
+            semi_sync: Some(MariaDbSemiSync {
+                enabled: true,
+                active: true,
+                clients: 1,
+                timeout_ms: 10_000,
+                replica_acks: true,
+            }),
+        }),
+    }
+}
+
+/// MariaDB master `b` of [`mariadb_pair`], read-only, as a witness saw it:
+/// `server_id` 2, replicating from `a-db:3306` (`server_id` 1), having
+/// read `a`'s binary log up to `read` and applied it up to `executed`
+/// (positions in `mysql-bin.000003`), `behind` seconds behind; semi-sync
+/// not enabled as a master, acking as a replica.
+pub fn maria_reader(read: u64, executed: u64, behind: u64, age_ms: u64) -> DatabaseView {
+    DatabaseView {
+        site: "b".to_owned(),
+        reachable: true,
+        error: String::new(),
+        in_recovery: Some(true),
+        lsn: format!("3/{read:X}"),
+        replay_lag_seconds: Some(behind as f64),
+        streaming: true,
+        latency_ms: 4,
+        age_ms,
+        mariadb: Some(MariaDbView {
+            read_only: Some(true),
+            server_id: Some(2),
+            auto_increment_increment: Some(2),
+            auto_increment_offset: Some(2),
+            io_running: "Yes".to_owned(),
+            sql_running: Some(true),
+            seconds_behind_master: Some(behind),
+            replicates_from: "a-db:3306".to_owned(),
+            replicates_from_server_id: Some(1),
+            read_position: format!("mysql-bin.000003:{read}"),
+            executed_position: format!("mysql-bin.000003:{executed}"),
+            last_io_error: String::new(),
+            last_sql_error: String::new(),
+            binlog_position: "mysql-bin.000002:1899".to_owned(),
+            gtid_binlog_pos: "0-1-42".to_owned(),
+            gtid_slave_pos: "0-1-42".to_owned(),
+            semi_sync: Some(MariaDbSemiSync {
+                enabled: false,
+                active: false,
+                clients: 0,
+                timeout_ms: 10_000,
+                replica_acks: true,
+            }),
+        }),
+    }
+}
+
+/// [`status`] with a MariaDB master-master pair: `a` the writer, `b`
+/// read-only, each replicating from the other, semi-sync (`sync` mode) in
+/// force on `a`. Witness 1 sees `b` caught up; witness 2's older probe
+/// caught `b` with 468 bytes of `a`'s binary log received but not yet
+/// applied. Witness 3 (unreachable) reports nothing.
+pub fn mariadb_pair() -> StatusReply {
+    let mut r = status();
+    r.epoch = 1;
+    r.primary_site = "a".to_owned();
+    r.standby_site = "b".to_owned();
+    r.replication_mode = "sync".to_owned();
+    r.assessment = "healthy: primary a up on 2 of 2 reporting witnesses".to_owned();
+    r.nodes[0].databases = vec![maria_writer(120), maria_reader(5678, 5678, 0, 120)];
+    r.nodes[1].databases = vec![maria_writer(340), maria_reader(5678, 5210, 1, 340)];
+    r.nodes[0].lease_remaining_ms = Some(1_100);
+    r.nodes[0].serving_under_lease = true;
+    r
 }
 
 /// A reachable Elasticsearch as one witness saw it, with its

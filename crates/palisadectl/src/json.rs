@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use palisade_api::v1::{
     AnnotateReply, DatabaseView, DrillPhase, DrillSummary, Event, FailoverSummary, HistoryReply,
-    JournalEntry, JournalReply, Maintenance, MaintenanceEvent, MaintenanceReply, NodeStatus,
-    OperationReply, PeerProgress, RejoinSummary, RequestRecord, Role, SearchView, StatusReply,
-    StepCheck, StepTiming,
+    JournalEntry, JournalReply, Maintenance, MaintenanceEvent, MaintenanceReply, MariaDbSemiSync,
+    MariaDbView, NodeStatus, OperationReply, PeerProgress, RejoinSummary, RequestRecord, Role,
+    SearchView, StatusReply, StepCheck, StepTiming,
 };
 use serde::Serialize;
 
@@ -182,6 +182,71 @@ pub struct DatabaseJson {
     pub latency_ms: u64,
     /// Age of the observation when the witness answered, ms.
     pub age_ms: u64,
+    /// A MariaDB master of a master-master pair: the whole probe (the
+    /// fields above are its projection: `in_recovery` is `read_only`,
+    /// `lsn` a binary log position, `streaming` its IO thread); `null` for
+    /// PostgreSQL and from older servers.
+    pub mariadb: Option<MariaDbJson>,
+}
+
+/// [`DatabaseJson::mariadb`]: one MariaDB master as the witness saw it.
+/// Every value it could not read is `null`; so are the replication fields
+/// when the master replicates from nowhere.
+#[derive(Debug, Serialize)]
+pub struct MariaDbJson {
+    /// `@@read_only`: it refuses writes (every master but the writer).
+    pub read_only: Option<bool>,
+    /// `@@server_id`.
+    pub server_id: Option<u32>,
+    /// `@@auto_increment_increment`.
+    pub auto_increment_increment: Option<u32>,
+    /// `@@auto_increment_offset`.
+    pub auto_increment_offset: Option<u32>,
+    /// Its replication from the other master: `Slave_IO_Running` (`Yes`,
+    /// `No`, `Connecting`).
+    pub io_running: Option<String>,
+    /// `Slave_SQL_Running` is `Yes`.
+    pub sql_running: Option<bool>,
+    /// `Seconds_Behind_Master`; `null` also while the threads do not run.
+    pub seconds_behind_master: Option<u64>,
+    /// The master it replicates from, `host:port`.
+    pub replicates_from: Option<String>,
+    /// That master's `server_id`, once the IO thread has connected.
+    pub replicates_from_server_id: Option<u32>,
+    /// How far the IO thread received, `file:pos` in the other master's
+    /// binary log.
+    pub read_position: Option<String>,
+    /// How far the SQL thread applied, `file:pos` likewise.
+    pub executed_position: Option<String>,
+    /// `Last_IO_Error`; `null` when none.
+    pub last_io_error: Option<String>,
+    /// `Last_SQL_Error`; `null` when none.
+    pub last_sql_error: Option<String>,
+    /// Its own binary log position, `file:pos`.
+    pub binlog_position: Option<String>,
+    /// `@@gtid_binlog_pos`.
+    pub gtid_binlog_pos: Option<String>,
+    /// `@@gtid_slave_pos`.
+    pub gtid_slave_pos: Option<String>,
+    /// Semi-synchronous replication as in force on it; `null` when the
+    /// plugin's variables are absent or unread.
+    pub semi_sync: Option<SemiSyncJson>,
+}
+
+/// [`MariaDbJson::semi_sync`].
+#[derive(Debug, Serialize)]
+pub struct SemiSyncJson {
+    /// `rpl_semi_sync_master_enabled`: its commits wait for an ack.
+    pub enabled: bool,
+    /// `Rpl_semi_sync_master_status`: waiting is in force right now;
+    /// `false` while `enabled` means it fell back to asynchronous.
+    pub active: bool,
+    /// `Rpl_semi_sync_master_clients`: replicas acking right now.
+    pub clients: u32,
+    /// `rpl_semi_sync_master_timeout`, ms.
+    pub timeout_ms: u64,
+    /// `rpl_semi_sync_slave_enabled`: it acks, as a replica.
+    pub replica_acks: bool,
 }
 
 /// One Elasticsearch in [`NodeJson::search`]: the witness's own latest
@@ -424,6 +489,43 @@ impl From<&DatabaseView> for DatabaseJson {
             streaming: d.streaming,
             latency_ms: d.latency_ms,
             age_ms: d.age_ms,
+            mariadb: d.mariadb.as_ref().map(MariaDbJson::from),
+        }
+    }
+}
+
+impl From<&MariaDbView> for MariaDbJson {
+    fn from(m: &MariaDbView) -> Self {
+        Self {
+            read_only: m.read_only,
+            server_id: m.server_id,
+            auto_increment_increment: m.auto_increment_increment,
+            auto_increment_offset: m.auto_increment_offset,
+            io_running: non_empty(&m.io_running),
+            sql_running: m.sql_running,
+            seconds_behind_master: m.seconds_behind_master,
+            replicates_from: non_empty(&m.replicates_from),
+            replicates_from_server_id: m.replicates_from_server_id,
+            read_position: non_empty(&m.read_position),
+            executed_position: non_empty(&m.executed_position),
+            last_io_error: non_empty(&m.last_io_error),
+            last_sql_error: non_empty(&m.last_sql_error),
+            binlog_position: non_empty(&m.binlog_position),
+            gtid_binlog_pos: non_empty(&m.gtid_binlog_pos),
+            gtid_slave_pos: non_empty(&m.gtid_slave_pos),
+            semi_sync: m.semi_sync.as_ref().map(SemiSyncJson::from),
+        }
+    }
+}
+
+impl From<&MariaDbSemiSync> for SemiSyncJson {
+    fn from(s: &MariaDbSemiSync) -> Self {
+        Self {
+            enabled: s.enabled,
+            active: s.active,
+            clients: s.clients,
+            timeout_ms: s.timeout_ms,
+            replica_acks: s.replica_acks,
         }
     }
 }
@@ -1163,6 +1265,7 @@ mod tests {
                 "in_recovery",
                 "latency_ms",
                 "lsn",
+                "mariadb",
                 "reachable",
                 "replay_lag_seconds",
                 "site",
@@ -1174,7 +1277,7 @@ mod tests {
             serde_json::json!({
                 "site": "a", "reachable": true, "error": null, "in_recovery": true,
                 "lsn": "0/3000060", "replay_lag_seconds": 0.4, "streaming": true,
-                "latency_ms": 3, "age_ms": 120
+                "latency_ms": 3, "age_ms": 120, "mariadb": null
             })
         );
         let primary = &v["nodes"][0]["databases"][1];
@@ -1187,11 +1290,59 @@ mod tests {
                 "site": "a", "reachable": false,
                 "error": "timeout: no answer within 1000 ms",
                 "in_recovery": null, "lsn": null, "replay_lag_seconds": null,
-                "streaming": false, "latency_ms": 1000, "age_ms": 340
+                "streaming": false, "latency_ms": 1000, "age_ms": 340, "mariadb": null
             })
         );
         // The unreachable witness reported nothing.
         assert_eq!(v["nodes"][2]["databases"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn mariadb_views_carry_replication_both_ways_and_semi_sync() {
+        let v = status_json(&fixtures::mariadb_pair());
+        let writer = &v["nodes"][0]["databases"][0];
+        // The projection stays where PostgreSQL's fields are.
+        assert_eq!(writer["in_recovery"], false);
+        assert_eq!(
+            writer["mariadb"],
+            serde_json::json!({
+                "read_only": false, "server_id": 1,
+                "auto_increment_increment": 2, "auto_increment_offset": 1,
+                "io_running": "Yes", "sql_running": true, "seconds_behind_master": 0,
+                "replicates_from": "b-db:3306", "replicates_from_server_id": 2,
+                "read_position": "mysql-bin.000002:1899",
+                "executed_position": "mysql-bin.000002:1899",
+                "last_io_error": null, "last_sql_error": null,
+                "binlog_position": "mysql-bin.000003:5678",
+                "gtid_binlog_pos": "0-1-42", "gtid_slave_pos": "0-2-7",
+                "semi_sync": {
+                    "enabled": true, "active": true, "clients": 1,
+                    "timeout_ms": 10000, "replica_acks": true
+                }
+            })
+        );
+        let reader = &v["nodes"][1]["databases"][1]["mariadb"];
+        assert_eq!(reader["read_only"], true);
+        assert_eq!(reader["replicates_from"], "a-db:3306");
+        assert_eq!(reader["replicates_from_server_id"], 1);
+        assert_eq!(reader["read_position"], "mysql-bin.000003:5678");
+        assert_eq!(reader["executed_position"], "mysql-bin.000003:5210");
+        assert_eq!(reader["seconds_behind_master"], 1);
+        assert_eq!(reader["semi_sync"]["enabled"], false);
+
+        // A master with no replication, nothing read: null, never absent.
+        let mut r = fixtures::mariadb_pair();
+        let m = r.nodes[0].databases[1]
+            .mariadb
+            .as_mut()
+            .expect("a MariaDB view");
+        *m = MariaDbView::default();
+        let v = status_json(&r);
+        let bare = &v["nodes"][0]["databases"][1]["mariadb"];
+        assert_eq!(keys(bare), keys(&writer["mariadb"]));
+        for (key, value) in bare.as_object().expect("object") {
+            assert!(value.is_null(), "{key} should be null: {value}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `--output table`: padded columns for people.
 
 use palisade_api::v1::{
-    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Maintenance, Role, SearchView,
-    StatusReply, StepCheck, StepTiming,
+    AnnotateReply, DatabaseView, FailoverSummary, JournalReply, Maintenance, MariaDbSemiSync,
+    MariaDbView, Role, SearchView, StatusReply, StepCheck, StepTiming,
 };
 
 use crate::json::role_name;
@@ -38,7 +38,8 @@ const MONITORS_WARNING: &str = "  <- WARNING: exactly one app must have monitors
 /// `status` for people: a header line, the node table and, when the leader
 /// reported it, the replication table; then, when the cluster has a
 /// database, the database roles, the leader's detector and each witness's
-/// view of each database; then, when witnesses reported them, each
+/// view of each database (for a MariaDB master-master pair, also of the
+/// replication between the masters); then, when witnesses reported them, each
 /// witness's view of each Elasticsearch and each site's `monitorsEnabled`;
 /// then the failover in progress and the last failover, when there are.
 pub fn status_table(r: &StatusReply) -> String {
@@ -198,14 +199,147 @@ fn databases_block(r: &StatusReply) -> String {
         .iter()
         .flat_map(|n| n.databases.iter().map(move |d| database_row(n.id, d)))
         .collect();
+    // A MariaDB pair's position is binary log coordinates, not an LSN.
+    let mariadb = r
+        .nodes
+        .iter()
+        .any(|n| n.databases.iter().any(|d| d.mariadb.is_some()));
+    let position = if mariadb { "POSITION" } else { "LSN" };
     if rows.is_empty() {
         out.push_str("each witness's view of each database: no witness reported one\n");
     } else {
         out.push_str("each witness's view of each database\n");
         out.push_str(&render_table(
-            &["WITNESS", "SITE", "STATE", "LSN", "LAG", "STREAMING", "AGE"],
+            &[
+                "WITNESS",
+                "SITE",
+                "STATE",
+                position,
+                "LAG",
+                "STREAMING",
+                "AGE",
+            ],
             &rows,
         ));
+    }
+    if mariadb {
+        out.push('\n');
+        out.push_str(&masters_block(r));
+    }
+    out
+}
+
+/// A MariaDB master-master pair: each witness's view of each master's
+/// replication from the other and of the semi-sync in force on it, then a
+/// line for each replication error a master reports.
+fn masters_block(r: &StatusReply) -> String {
+    let views = || {
+        r.nodes.iter().flat_map(|n| {
+            n.databases
+                .iter()
+                .filter_map(move |d| d.mariadb.as_ref().map(|m| (n.id, d, m)))
+        })
+    };
+    let rows: Vec<Vec<String>> = views().map(|(id, d, m)| master_row(id, d, m)).collect();
+    let mut out = "replication between the masters (each witness's view)\n".to_owned();
+    out.push_str(&render_table(
+        &[
+            "WITNESS",
+            "SITE",
+            "READ_ONLY",
+            "FROM",
+            "IO",
+            "SQL",
+            "BEHIND",
+            "READ / EXECUTED",
+            "GTID_SLAVE_POS",
+            "SEMI-SYNC",
+        ],
+        &rows,
+    ));
+    for (id, d, m) in views() {
+        for (thread, error) in [("IO", &m.last_io_error), ("SQL", &m.last_sql_error)] {
+            if !error.is_empty() {
+                out.push_str(&format!(
+                    "witness {id}, site {}: last {thread} error: {}\n",
+                    text_or_none(&d.site),
+                    cell(error)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One row of [`masters_block`]: what witness `witness` saw of the master
+/// at `d.site`. A master it could not reach is `down (<class>)` and
+/// nothing else.
+fn master_row(witness: u64, d: &DatabaseView, m: &MariaDbView) -> Vec<String> {
+    let mut row = vec![witness.to_string(), text_or_none(&d.site)];
+    if !d.reachable {
+        row.push(down_state(&d.error));
+        row.extend(std::iter::repeat_n(NONE.to_owned(), 7));
+        return row;
+    }
+    let from = match (m.replicates_from.as_str(), m.replicates_from_server_id) {
+        ("", _) => NONE.to_owned(),
+        (from, Some(id)) => format!("{} (server_id {id})", cell(from)),
+        (from, None) => cell(from),
+    };
+    row.extend([
+        yes_no(m.read_only, "yes", "no").to_owned(),
+        from,
+        text_or_none(&m.io_running),
+        yes_no(m.sql_running, "Yes", "No").to_owned(),
+        m.seconds_behind_master
+            .map_or_else(|| NONE.to_owned(), |s| format!("{s} s")),
+        read_executed(&m.read_position, &m.executed_position),
+        text_or_none(&m.gtid_slave_pos),
+        m.semi_sync
+            .as_ref()
+            .map_or_else(|| NONE.to_owned(), semi_sync),
+    ]);
+    row
+}
+
+/// `yes` or `no` for a known flag, [`NONE`] for an unknown one.
+fn yes_no(v: Option<bool>, yes: &'static str, no: &'static str) -> &'static str {
+    match v {
+        Some(true) => yes,
+        Some(false) => no,
+        None => NONE,
+    }
+}
+
+/// The READ / EXECUTED cell: `file:pos / file:pos`, the executed one as
+/// its position alone when it is in the file read (as it nearly always
+/// is); [`NONE`] without replication.
+fn read_executed(read: &str, executed: &str) -> String {
+    if read.is_empty() && executed.is_empty() {
+        return NONE.to_owned();
+    }
+    let executed = match (read.rsplit_once(':'), executed.rsplit_once(':')) {
+        (Some((file, _)), Some((same, pos))) if file == same => pos,
+        _ => executed,
+    };
+    format!("{} / {}", text_or_none(read), text_or_none(executed))
+}
+
+/// The SEMI-SYNC cell: what is in force on the master's own commits
+/// (`active (1 client, 10000 ms)` with its timeout, `off`, or `FELL BACK
+/// TO ASYNC (0 clients)` while enabled but a timeout fell back to
+/// asynchronous replication), then `; acks` when it acks, as a replica,
+/// what it receives.
+fn semi_sync(s: &MariaDbSemiSync) -> String {
+    let clients = if s.clients == 1 { "client" } else { "clients" };
+    let mut out = match (s.enabled, s.active) {
+        (false, _) => "off".to_owned(),
+        (true, true) => format!("active ({} {clients}, {} ms)", s.clients, s.timeout_ms),
+        // What is in force first: the line may be cut at MAX_LINE.
+        (true, false) => format!("FELL BACK TO ASYNC ({} {clients})", s.clients),
+    };
+    if s.replica_acks {
+        out.push_str("; acks");
     }
     out
 }
@@ -249,11 +383,19 @@ fn database_row(witness: u64, d: &DatabaseView) -> Vec<String> {
         (true, true) => "yes",
         (true, false) => "no",
     };
+    // A MariaDB master's projection has a binary log position as "LSN":
+    // its coordinates say more (the writer's own binary log; the other
+    // master's read position in the writer's).
+    let position = match &d.mariadb {
+        Some(m) if standby => text_or_none(&m.read_position),
+        Some(m) => text_or_none(&m.binlog_position),
+        None => text_or_none(&d.lsn),
+    };
     vec![
         witness.to_string(),
         text_or_none(&d.site),
         state,
-        text_or_none(&d.lsn),
+        position,
         lag,
         streaming.to_owned(),
         format!("{} ms", d.age_ms),
@@ -888,6 +1030,101 @@ lease: held by site b's agent, 1100 ms left; the primary serves under it
 
 each witness's view of each database: no witness reported one
 "
+        );
+    }
+
+    #[test]
+    fn mariadb_pair_shows_replication_between_the_masters() {
+        assert_eq!(
+            added_lines(&fixtures::mariadb_pair()),
+            "
+databases: primary a, standby b (sync) — epoch 1
+detector: healthy: primary a up on 2 of 2 reporting witnesses
+lease: held by site a's agent, 1100 ms left; the primary serves under it
+
+each witness's view of each database
+WITNESS  SITE  STATE    POSITION               LAG    STREAMING  AGE
+1        a     primary  mysql-bin.000003:5678  -      -          120 ms
+1        b     standby  mysql-bin.000003:5678  0.0 s  yes        120 ms
+2        a     primary  mysql-bin.000003:5678  -      -          340 ms
+2        b     standby  mysql-bin.000003:5678  1.0 s  yes        340 ms
+
+replication between the masters (each witness's view)
+WITNESS  SITE  READ_ONLY  FROM                     IO   SQL  BEHIND  READ / EXECUTED               GTID_SLAVE_POS  SEMI-SYNC
+1        a     no         b-db:3306 (server_id 2)  Yes  Yes  0 s     mysql-bin.000002:1899 / 1899  0-2-7           active (1 client, 10000 ms); acks
+1        b     yes        a-db:3306 (server_id 1)  Yes  Yes  0 s     mysql-bin.000003:5678 / 5678  0-1-42          off; acks
+2        a     no         b-db:3306 (server_id 2)  Yes  Yes  0 s     mysql-bin.000002:1899 / 1899  0-2-7           active (1 client, 10000 ms); acks
+2        b     yes        a-db:3306 (server_id 1)  Yes  Yes  1 s     mysql-bin.000003:5678 / 5210  0-1-42          off; acks
+"
+        );
+    }
+
+    #[test]
+    fn mariadb_rows_say_what_is_known_and_errors_get_a_line() {
+        let mut r = fixtures::mariadb_pair();
+        // Witness 1: b's IO thread reconnecting to a, which it has not yet
+        // reached; a's semi-sync fell back to asynchronous replication.
+        let b = r.nodes[0].databases[1].mariadb.as_mut().expect("b");
+        b.io_running = "Connecting".to_owned();
+        b.replicates_from_server_id = None;
+        b.seconds_behind_master = None;
+        b.last_io_error = "error reconnecting to master 'repl@a-db:3306'\n(2003)".to_owned();
+        let a = r.nodes[0].databases[0].mariadb.as_mut().expect("a");
+        let semi = a.semi_sync.as_mut().expect("semi-sync");
+        semi.active = false;
+        semi.clients = 0;
+        semi.replica_acks = false;
+        // Witness 2: cannot reach a; b stopped applying on an error, and
+        // its semi-sync variables could not be read.
+        r.nodes[1].databases[0] = DatabaseView {
+            mariadb: Some(MariaDbView::default()),
+            ..fixtures::db_down("a", "refused: connection refused", 340)
+        };
+        let b = r.nodes[1].databases[1].mariadb.as_mut().expect("b");
+        b.sql_running = Some(false);
+        b.last_sql_error = "Duplicate entry '7' for key 'PRIMARY'".to_owned();
+        b.semi_sync = None;
+
+        let got = added_lines(&r);
+        let (_, masters) = got
+            .split_once("replication between the masters (each witness's view)\n")
+            .expect("the masters' table");
+        assert_eq!(
+            masters,
+            "\
+WITNESS  SITE  READ_ONLY       FROM                     IO          SQL  BEHIND  READ / EXECUTED               GTID_SLAVE_POS  SEMI-SYNC
+1        a     no              b-db:3306 (server_id 2)  Yes         Yes  0 s     mysql-bin.000002:1899 / 1899  0-2-7           FELL BACK TO ASYNC (0 clients)
+1        b     yes             a-db:3306                Connecting  Yes  -       mysql-bin.000003:5678 / 5678  0-1-42          off; acks
+2        a     down (refused)  -                        -           -    -       -                             -               -
+2        b     yes             a-db:3306 (server_id 1)  Yes         No   1 s     mysql-bin.000003:5678 / 5210  0-1-42          -
+witness 1, site b: last IO error: error reconnecting to master 'repl@a-db:3306'\\n(2003)
+witness 2, site b: last SQL error: Duplicate entry '7' for key 'PRIMARY'
+"
+        );
+
+        // A master that replicates from nowhere, nothing else read; an
+        // executed position in another file than the one read.
+        let bare = MariaDbView::default();
+        assert_eq!(
+            master_row(7, &fixtures::db_up("a", false, "", 5), &bare),
+            ["7", "a", "-", "-", "-", "-", "-", "-", "-", "-"]
+        );
+        assert_eq!(
+            read_executed("mysql-bin.000004:120", "mysql-bin.000003:9000"),
+            "mysql-bin.000004:120 / mysql-bin.000003:9000"
+        );
+    }
+
+    #[test]
+    fn postgres_views_keep_the_lsn_header_and_no_masters_table() {
+        let got = status_table(&fixtures::failed_over());
+        assert!(
+            got.contains("\nWITNESS  SITE  STATE           LSN  "),
+            "got:\n{got}"
+        );
+        assert!(
+            !got.contains("replication between the masters"),
+            "got:\n{got}"
         );
     }
 

@@ -199,7 +199,7 @@ async fn status_json_carries_databases_detector_and_last_failover() {
         serde_json::json!({
             "site": "site-2", "reachable": false, "error": "refused: connection refused",
             "in_recovery": null, "lsn": null, "replay_lag_seconds": null,
-            "streaming": false, "latency_ms": 1, "age_ms": 150
+            "streaming": false, "latency_ms": 1, "age_ms": 150, "mariadb": null
         })
     );
     assert_eq!(
@@ -215,6 +215,52 @@ async fn status_json_carries_databases_detector_and_last_failover() {
         serde_json::json!({"site-1": true, "site-2": true})
     );
     assert!(v["maintenance"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_of_a_mariadb_pair_shows_replication_both_ways_and_semi_sync() {
+    let mut cluster = Cluster::healthy();
+    cluster.mariadb = true;
+    let endpoint = serve(&FakeWitness::new(cluster)).await;
+
+    let o = palisadectl(&["--endpoint", &endpoint, "status"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    let (masters, _) = out
+        .split_once("\nreplication between the masters (each witness's view)\n")
+        .and_then(|(_, rest)| rest.split_once("\n\neach witness's view of each Elasticsearch"))
+        .unwrap_or_else(|| panic!("no masters' table before the Elasticsearch one in:\n{out}"));
+    assert_eq!(
+        masters,
+        "\
+WITNESS  SITE    READ_ONLY  FROM                          IO   SQL  BEHIND  READ / EXECUTED               GTID_SLAVE_POS  SEMI-SYNC
+1        site-1  no         site-2-db:3306 (server_id 2)  Yes  Yes  0 s     mysql-bin.000003:5678 / 5678  0-1-42          active (1 client, 10000 ms)
+1        site-2  yes        site-1-db:3306 (server_id 1)  Yes  Yes  0 s     mysql-bin.000003:5678 / 5678  0-1-42          off; acks
+2        site-1  no         site-2-db:3306 (server_id 2)  Yes  Yes  0 s     mysql-bin.000003:5678 / 5678  0-1-42          active (1 client, 10000 ms)
+2        site-2  yes        site-1-db:3306 (server_id 1)  Yes  Yes  0 s     mysql-bin.000003:5678 / 5678  0-1-42          off; acks",
+        "{out}"
+    );
+    assert!(
+        out.contains("\nWITNESS  SITE    STATE    POSITION               LAG    STREAMING  AGE\n"),
+        "{out}"
+    );
+
+    let o = palisadectl(&["--endpoint", &endpoint, "-o", "json", "status"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    let standby = &v["nodes"][1]["databases"][1]["mariadb"];
+    assert_eq!(standby["read_only"], true);
+    assert_eq!(standby["io_running"], "Yes");
+    assert_eq!(standby["replicates_from"], "site-1-db:3306");
+    assert_eq!(standby["replicates_from_server_id"], 1);
+    assert!(standby["last_io_error"].is_null());
+    assert_eq!(
+        v["nodes"][1]["databases"][0]["mariadb"]["semi_sync"],
+        serde_json::json!({
+            "enabled": true, "active": true, "clients": 1,
+            "timeout_ms": 10000, "replica_acks": false
+        })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use palisade_core::master_master::gtid::{Errant, Gtid};
+
 use super::BinlogPosition;
 
 /// Why a MariaDB control operation failed.
@@ -141,6 +143,53 @@ pub enum MariaError {
         /// The epoch recorded in `palisade.epoch`.
         recorded: u64,
     },
+    /// An old writer coming back holds transactions committed in its own
+    /// name that the new writer never applied (errant transactions: a
+    /// write acknowledged by the old writer after the new one's fork
+    /// point). Rejoining would let the new writer apply them when it
+    /// replicates from this server again, on top of its own history, and
+    /// the operator chose not to allow that (`[failover]
+    /// errant_transactions = "refuse"`, the default). The server was left
+    /// running, read-only. Fatal: a human must reconcile them (or allow
+    /// them with `errant_transactions = "replicate"`).
+    #[error(
+        "{server}: {count} errant transaction(s) ({ranges}) were committed here and never \
+         reached the new writer, which applied up to {fork:?} of this server; rejoining would \
+         let the new writer apply them when it replicates from here again. Reconcile them by \
+         hand, or allow it with `[failover] errant_transactions = \"replicate\"`",
+        ranges = errant_ranges(.errant)
+    )]
+    Errant {
+        /// The server (the old writer).
+        server: String,
+        /// How many (at most: sequence numbers past the fork point in this
+        /// server's name, exact while it was the domain's only writer).
+        count: u64,
+        /// The first of them: the first sequence number past the fork in
+        /// this server's name, in the lowest domain that has any.
+        first: Gtid,
+        /// The last of them: this server's last own GTID, in the highest
+        /// domain that has any.
+        last: Gtid,
+        /// The new writer's fork point: what it applied of this server
+        /// (its `gtid_slave_pos`, with any of this server's GTIDs its own
+        /// binary log holds).
+        fork: String,
+        /// Per domain, as [`palisade_core::master_master::gtid::errant`]
+        /// found them.
+        errant: Vec<Errant>,
+    },
+    /// A replication thread stopped with an error (`Slave_IO_Running` or
+    /// `Slave_SQL_Running` `No`, with `Last_IO_Error` / `Last_SQL_Error`):
+    /// a conflicting row, a binary log the other master no longer has.
+    /// Fatal: waiting does not restart it; a human must look.
+    #[error("{server}: replication stopped with an error: {detail}")]
+    ReplicationBroken {
+        /// The server whose replication stopped.
+        server: String,
+        /// Thread states and errors.
+        detail: String,
+    },
     /// A DSN or setting we were given cannot be used. Fatal.
     #[error("{server}: invalid {what}: {detail}")]
     InvalidInput {
@@ -187,6 +236,8 @@ impl MariaError {
             MariaError::NotReplicating { .. }
             | MariaError::NotFenced { .. }
             | MariaError::StaleEpoch { .. }
+            | MariaError::Errant { .. }
+            | MariaError::ReplicationBroken { .. }
             | MariaError::InvalidInput { .. }
             | MariaError::Unexpected { .. } => false,
         }
@@ -267,4 +318,26 @@ fn sql_is_retryable(err: &sqlx::Error) -> bool {
         | sqlx::Error::TypeNotFound { .. } => false,
         _ => true,
     }
+}
+
+/// The first errant GTID of a domain: the first sequence number past the
+/// fork point, in the old writer's name.
+pub(super) fn first_errant(e: &Errant) -> Gtid {
+    Gtid {
+        seq: e.fork_seq + 1,
+        ..e.last
+    }
+}
+
+/// Each domain's errant range, `first..last` (one GTID alone when there
+/// is one), comma-separated.
+pub(super) fn errant_ranges(errant: &[Errant]) -> String {
+    let ranges: Vec<String> = errant
+        .iter()
+        .map(|e| match e.at_most {
+            1 => e.last.to_string(),
+            _ => format!("{}..{}", first_errant(e), e.last),
+        })
+        .collect();
+    ranges.join(", ")
 }

@@ -2,7 +2,9 @@
 //! master-master pair (the HA/DR guide's "Setting Up Replication for MySQL
 //! Databases"): fence its writes, kill it, start it read-only, make it the
 //! writer with proof that it applied what it must, read a fenced old
-//! writer's final position, and switch semi-synchronous replication.
+//! writer's final position, switch semi-synchronous replication, stop and
+//! start its replication from the other master, and bring an old writer
+//! back as the new writer's replica ([`MariaSite::rejoin`]).
 //!
 //! [`MariaSite`] does it with SQL over the admin DSN and signals to the
 //! `mariadbd` process its pid file names. Every operation is idempotent,
@@ -13,7 +15,8 @@
 //!
 //! Every statement is in the private `sql` submodule, each with its MySQL
 //! 8 difference (`SHOW REPLICA STATUS` and `Source_*` columns,
-//! `super_read_only`, `rpl_semi_sync_source_*`).
+//! `super_read_only`, `rpl_semi_sync_source_*`, `STOP REPLICA` /
+//! `START REPLICA`, `gtid_executed` instead of `gtid_binlog_state`).
 //!
 //! # Two fences
 //!
@@ -42,7 +45,8 @@
 //! * palisade's own admin account needs `READ_ONLY ADMIN` (to change
 //!   `read_only`), `CONNECTION ADMIN` (to kill other users' sessions),
 //!   `PROCESS` (to see them), `SLAVE MONITOR` / `BINLOG MONITOR` (for
-//!   `SHOW SLAVE STATUS`, `SHOW MASTER STATUS`), `SELECT` on `mysql.*` (to
+//!   `SHOW SLAVE STATUS`, `SHOW MASTER STATUS`), `REPLICATION SLAVE ADMIN`
+//!   (for `STOP SLAVE` / `START SLAVE`), `SELECT` on `mysql.*` (to
 //!   see other accounts' privileges), and `CREATE`, `INSERT`, `UPDATE` on
 //!   `palisade.*` (the test write);
 //! * when the lease is gone, or the soft fence cannot be confirmed,
@@ -52,12 +56,32 @@
 //!   loses nothing committed, and [`MariaSite::start`] always starts it
 //!   with `--read-only`, so a restarted master takes no writes before the
 //!   agent says so.
+//!
+//! # Errant transactions and rejoin
+//!
+//! After an unplanned failover the old writer may hold transactions it
+//! committed (and acknowledged) that never reached the survivor. If the
+//! survivor's replication from it kept running, the old writer's restart
+//! would hand them to the new writer, which would apply them silently on
+//! top of its own history (file/position replication does not compare
+//! histories). So a promotion can stop the survivor's replication
+//! ([`PromotionRequest::stop_replication`]), and the old writer coming back
+//! ([`MariaSite::rejoin`]) first compares its own GTIDs with what the new
+//! writer applied of it; only when nothing is errant, or the operator
+//! allows it ([`ErrantPolicy::Replicate`]), does it replicate again, and
+//! the new writer may then resume the other direction
+//! ([`MariaSite::start_replication`] on it). Palisade never reconfigures
+//! the pair (no `CHANGE MASTER`): stopping and starting keep each
+//! direction's coordinates.
 
 mod conn;
 mod error;
 mod fence;
 mod process;
 mod promote;
+mod rejoin;
+mod replication;
+pub mod server_process;
 mod sql;
 
 use std::fmt;
@@ -188,8 +212,10 @@ impl MariaSite {
         self.live_server_pid().is_some()
     }
 
-    /// Starts `mariadbd --defaults-file=… --read-only --pid-file=…` (with
-    /// `--user` when we are root), detached in its own process group, and
+    /// Starts `mariadbd --defaults-file=… --read-only --skip-slave-start
+    /// --pid-file=…` (with `--user` when we are root), detached in its own
+    /// process group (replication is started when it is due: by `rejoin`,
+    /// or by the writer's agent with `start_replication`), and
     /// waits until it accepts an admin connection and reads back
     /// `read_only = ON`. A server that is already running is left as it is
     /// ([`StartOutcome::AlreadyRunning`]). On a timeout the server is left
@@ -259,6 +285,84 @@ impl MariaSite {
             "semi-synchronous replication set"
         );
         Ok(changed)
+    }
+
+    /// Stops this server's replication from the other master (`STOP
+    /// SLAVE`: both threads), so nothing more is received or applied from
+    /// it; the coordinates are kept. Returns whether anything changed:
+    /// false when both threads were stopped already, or no replication is
+    /// configured. Confirms both threads read `No` afterwards. Never runs
+    /// `CHANGE MASTER`.
+    #[tracing::instrument(skip_all, fields(server = %self.server()))]
+    pub async fn stop_replication(&self) -> Result<bool, MariaError> {
+        let mut conn = self.connect().await?;
+        let changed = self.stop_replication_on(&mut conn).await;
+        self.close(conn).await;
+        let changed = changed?;
+        tracing::info!(changed, "replication from the other master stopped");
+        Ok(changed)
+    }
+
+    /// Starts this server's replication from the other master (`START
+    /// SLAVE`) where it stopped. Returns whether anything changed: false
+    /// when both threads already run (the IO thread `Yes` or still
+    /// `Connecting`). Does not wait for the IO thread to connect (the
+    /// other master may not be up yet); [`MariaSite::rejoin`] does. Fails
+    /// with [`MariaError::NotReplicating`] when no replication is
+    /// configured: palisade never runs `CHANGE MASTER`.
+    ///
+    /// The new writer calls it to resume receiving from an old writer that
+    /// [rejoined](MariaSite::rejoin): its IO thread continues from the
+    /// coordinates where [`PromotionRequest::stop_replication`] stopped it
+    /// (the restarted old writer's binary log continues in a new file).
+    #[tracing::instrument(skip_all, fields(server = %self.server()))]
+    pub async fn start_replication(&self) -> Result<bool, MariaError> {
+        let mut conn = self.connect().await?;
+        let changed = self.start_replication_on(&mut conn).await;
+        self.close(conn).await;
+        let changed = changed?;
+        tracing::info!(changed, "replication from the other master started");
+        Ok(changed)
+    }
+
+    /// Brings this server, the old writer of an unplanned failover, back
+    /// as the replica of the new writer (`peer`), never writable:
+    ///
+    /// 1. starts it read-only ([`MariaSite::start`]) when it does not run;
+    ///    when it runs and `read_only` is OFF, soft-fences it
+    ///    ([`MariaSite::fence_writes`]);
+    /// 2. reads its `server_id` and `gtid_binlog_state`, and the peer's
+    ///    `gtid_slave_pos` and `gtid_binlog_state`: the fork point is what
+    ///    the peer applied of this server (its replication from here was
+    ///    stopped at promotion, [`PromotionRequest::stop_replication`]);
+    /// 3. this server's own transactions past the fork point are errant
+    ///    ([`palisade_core::master_master::gtid::errant`]): with
+    ///    [`ErrantPolicy::Refuse`] it fails with [`MariaError::Errant`]
+    ///    (the server left running, read-only, its replication as it was:
+    ///    stopped when [`MariaSite::start`] started it, which passes
+    ///    `--skip-slave-start`, so nobody takes it for a rejoined replica;
+    ///    the new writer must not resume the other direction with
+    ///    [`MariaSite::start_replication`] either);
+    ///    with [`ErrantPolicy::Replicate`] it goes on and reports them;
+    /// 4. starts its replication from the peer and waits (up to `timeout`)
+    ///    until the IO thread is connected (`Yes`) and the SQL thread runs.
+    ///
+    /// It does not wait for the SQL thread to apply what it received: an
+    /// error applying the new writer's writes later (a row an errant
+    /// transaction also wrote) shows in `SHOW SLAVE STATUS`, not here.
+    ///
+    /// Idempotent: on a rejoined server it finds it running, read-only and
+    /// replicating, and returns at once.
+    #[tracing::instrument(skip_all, fields(epoch = epoch, server = %self.server()))]
+    pub async fn rejoin(
+        &self,
+        epoch: u64,
+        peer: &PeerAccess,
+        errant_policy: ErrantPolicy,
+    ) -> Result<RejoinOutcome, MariaError> {
+        let outcome = self.rejoin_inner(peer, errant_policy).await?;
+        tracing::info!(?outcome, "rejoined as the new writer's replica");
+        Ok(outcome)
     }
 }
 
@@ -390,6 +494,17 @@ pub struct PromotionRequest {
     /// (NULL, as when the old writer is gone, never refuses: the catch-up
     /// wait decides then).
     pub max_lag_seconds: Option<u64>,
+    /// After the survivor is writable (after the test write), stop its
+    /// replication from the old writer (`STOP SLAVE`). On an unplanned
+    /// failover the old writer may hold transactions that never reached
+    /// the survivor (errant transactions); were the survivor's IO thread
+    /// still on when the old writer comes back, it would pull them and
+    /// apply them silently on top of the new writer's history.
+    /// [`MariaSite::rejoin`] checks for them first, and the new writer
+    /// resumes with [`MariaSite::start_replication`]. Idempotent: a repeat
+    /// finds it stopped. Default false.
+    #[serde(default)]
+    pub stop_replication: bool,
 }
 
 /// The evidence of a promotion, for the failover step record.
@@ -416,6 +531,69 @@ pub struct PromoteOutcome {
     pub gtid_binlog_pos: String,
     /// How long the catch-up wait took.
     pub caught_up_in: Duration,
+    /// [`PromotionRequest::stop_replication`] was asked and, after the
+    /// test write, neither replication thread runs (stopped by this call
+    /// or found stopped; true too when no replication is configured).
+    /// False when it was not asked.
+    pub replication_stopped: bool,
+    /// Total time.
+    pub elapsed: Duration,
+}
+
+/// How [`MariaSite::rejoin`] reaches the new writer: an account that may
+/// connect; it only reads `@@gtid_slave_pos` and `@@gtid_binlog_state`
+/// (no privilege needed).
+#[derive(Clone)]
+pub struct PeerAccess {
+    /// URL (`mysql://user@host:port/`) of the new writer.
+    pub dsn: String,
+    /// The password of `dsn` when held apart from it; wins over one
+    /// inline in `dsn`.
+    pub password: Option<palisade_core::Secret>,
+}
+
+impl fmt::Debug for PeerAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerAccess")
+            .field("dsn", &conn::redact(&self.dsn))
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// What [`MariaSite::rejoin`] does with an old writer's errant
+/// transactions (`[failover] errant_transactions`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrantPolicy {
+    /// Refuse to rejoin ([`MariaError::Errant`]): a human reconciles them.
+    #[default]
+    Refuse,
+    /// Rejoin all the same and report them: the new writer applies them
+    /// when it replicates from the old writer again.
+    Replicate,
+}
+
+/// What [`MariaSite::rejoin`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinOutcome {
+    /// We started `mariadbd` (read-only); false when it was running.
+    pub started: bool,
+    /// It was running with `read_only` OFF, and we soft-fenced it.
+    pub fenced: bool,
+    /// Its `server_id`: the server part of its own GTIDs.
+    pub server_id: u32,
+    /// Its `gtid_binlog_state` when compared.
+    pub gtid_binlog_state: String,
+    /// The fork point: what the new writer applied of this server (its
+    /// `gtid_slave_pos`, with any of this server's GTIDs its own binary
+    /// log holds), one GTID per domain.
+    pub fork: String,
+    /// Its own transactions past the fork point, per domain (empty: none;
+    /// non-empty only under [`ErrantPolicy::Replicate`]).
+    pub errant: Vec<palisade_core::master_master::gtid::Errant>,
+    /// We ran `START SLAVE` (a thread was not running).
+    pub replication_started: bool,
     /// Total time.
     pub elapsed: Duration,
 }

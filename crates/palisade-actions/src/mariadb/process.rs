@@ -7,7 +7,7 @@
 //! (or another server's `mariadbd`) is never killed.
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tracing::{info, warn};
 
 use super::error::MariaError;
+use super::server_process::{alive, live_server_pid, proc_comm, proc_ppid};
 use super::{HardFenceOutcome, MariaSite, StartOutcome, POLL};
 
 /// Bound of one TCP or unix-socket connect attempt when checking that a
@@ -45,11 +46,9 @@ pub(super) enum Listener {
 
 impl MariaSite {
     /// The pid in the pid file, if it names a live `mariadbd` of this
-    /// server (see [`is_server_process`]).
+    /// server (see [`super::server_process::is_server_process`]).
     pub(super) fn live_server_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(&self.pid_file).ok()?;
-        let pid: i32 = text.trim().parse().ok().filter(|pid| *pid > 1)?;
-        (alive(pid) && is_server_process(pid, &self.defaults_file, &self.pid_file)).then_some(pid)
+        live_server_pid(&self.pid_file, Some(&self.defaults_file))
     }
 
     /// See [`MariaSite::fence_hard`].
@@ -264,13 +263,20 @@ impl MariaSite {
     }
 
     /// `mariadbd`'s arguments: the defaults file first (it must be), then
-    /// read-only mode, the pid file we watch, and the OS user when we are
-    /// root (`mariadbd` switches to it itself, and refuses to run as root
-    /// without it).
+    /// read-only mode, no replication until asked, the pid file we watch,
+    /// and the OS user when we are root (`mariadbd` switches to it itself,
+    /// and refuses to run as root without it).
+    ///
+    /// `--skip-slave-start`: a restarted old writer must not replicate
+    /// before its rejoin has checked for errant transactions, or the new
+    /// writer would see it "streaming", count it rejoined and resume
+    /// pulling from it (errant transactions included). `rejoin` and the
+    /// writer's agent start replication with `START SLAVE` when it is due.
     fn start_args(&self) -> Vec<String> {
         let mut args = vec![
             format!("--defaults-file={}", self.defaults_file.display()),
             "--read-only".to_owned(),
+            "--skip-slave-start".to_owned(),
             format!("--pid-file={}", self.pid_file.display()),
         ];
         if let Some(user) = self
@@ -313,102 +319,5 @@ impl MariaSite {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// The state letter from `/proc/<pid>/stat` (`R`, `S`, `T`, `Z`, ...),
-/// `None` when no such process exists.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Parent pid from `/proc/<pid>/stat`.
-fn proc_ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The command name from `/proc/<pid>/comm`.
-fn proc_comm(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|c| c.trim_end().to_owned())
-}
-
-/// True when `pid` runs (a zombie has exited: it holds no sockets, no
-/// files, runs no code, and only waits for its parent to reap it).
-pub(super) fn alive(pid: i32) -> bool {
-    !matches!(proc_state(pid), None | Some('Z' | 'X'))
-}
-
-/// True when `pid` is a MariaDB server of this site: its executable (or,
-/// when we may not read that link, its `argv[0]`) is `mariadbd` or
-/// `mysqld`, and where its command line names a defaults file or pid
-/// file, they are ours. A pid reused by another program, or by the other
-/// server of a pair on the same host, is not.
-fn is_server_process(pid: i32, defaults_file: &Path, pid_file: &Path) -> bool {
-    let is_server_name = |path: &Path| {
-        path.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            // After a package upgrade the link reads `... (deleted)`.
-            let n = n.trim_end_matches(" (deleted)");
-            n == "mariadbd" || n == "mysqld"
-        })
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let named_server = match std::fs::read_link(format!("/proc/{pid}/exe")) {
-        Ok(exe) => is_server_name(&exe),
-        Err(_) => args.first().is_some_and(|a| is_server_name(Path::new(a))),
-    };
-    if !named_server {
-        return false;
-    }
-    let same = |given: &str, ours: &Path| {
-        let given = PathBuf::from(given);
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        canon(&given) == canon(ours)
-    };
-    args.iter().all(|arg| {
-        if let Some(f) = arg.strip_prefix("--defaults-file=") {
-            same(f, defaults_file)
-        } else if let Some(f) = arg.strip_prefix("--pid-file=") {
-            same(f, pid_file)
-        } else {
-            true
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_process_that_is_not_mariadbd_is_never_ours() {
-        let me = std::process::id() as i32;
-        assert!(alive(me));
-        assert!(!is_server_process(
-            me,
-            Path::new("/etc/mysql/my.cnf"),
-            Path::new("/run/mysqld/mysqld.pid")
-        ));
-    }
-
-    #[test]
-    fn a_missing_process_is_not_alive() {
-        assert!(!alive(i32::MAX));
-        assert_eq!(proc_state(i32::MAX), None);
     }
 }

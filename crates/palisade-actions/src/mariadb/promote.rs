@@ -80,8 +80,31 @@ impl SlaveStatus {
         self.read == self.executed
     }
 
+    /// Neither thread runs (`No`; `Connecting` and `Preparing` are
+    /// running IO threads).
+    pub(super) fn both_stopped(&self) -> bool {
+        self.io_running == "No" && self.sql_running == "No"
+    }
+
+    /// Both threads exist: the SQL thread runs and the IO thread is not
+    /// `No` (it may still be connecting).
+    pub(super) fn both_started(&self) -> bool {
+        self.io_running != "No" && self.sql_running == "Yes"
+    }
+
+    /// The IO thread is connected and the SQL thread runs.
+    pub(super) fn replicating(&self) -> bool {
+        self.io_running == "Yes" && self.sql_running == "Yes"
+    }
+
+    /// A thread stopped with an error: waiting cannot help.
+    pub(super) fn broken(&self) -> bool {
+        (self.io_running == "No" && !self.last_io_error.is_empty())
+            || (self.sql_running == "No" && !self.last_sql_error.is_empty())
+    }
+
     /// Thread states and errors, for an error message.
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let mut s = format!(
             "Slave_IO_Running {}, Slave_SQL_Running {}",
             self.io_running, self.sql_running
@@ -215,6 +238,26 @@ impl MariaSite {
             }
         }
 
+        // A stopped SQL thread would make the catch-up wait for nothing:
+        // started when it stopped cleanly (by hand); refused at once when
+        // it stopped on an error, which a retry cannot clear.
+        let status = match status {
+            Some(st) if !already_writer && st.sql_running == "No" => {
+                if !st.last_sql_error.is_empty() {
+                    return Err(MariaError::ReplicationBroken {
+                        server: self.server(),
+                        detail: format!(
+                            "the SQL thread stopped on an error and cannot execute what the survivor received: {}",
+                            st.describe()
+                        ),
+                    });
+                }
+                self.exec(conn, sql::START_SLAVE_SQL_THREAD).await?;
+                info!("the SQL thread was stopped: started it, to execute what was received");
+                self.slave_status(conn).await?
+            }
+            other => other,
+        };
         let catch_up_started = Instant::now();
         let status = if already_writer {
             // An earlier attempt of this step proved the catch-up and made
@@ -242,6 +285,18 @@ impl MariaSite {
             return Err(e);
         }
         let gtid_binlog_pos = self.required(conn, sql::GTID_BINLOG_POS).await?;
+        // Only now, with the survivor the writer: from here on nothing of
+        // the old writer may reach it unchecked (errant transactions of a
+        // returning old writer; see `PromotionRequest::stop_replication`).
+        // A failure leaves us the writer; the retry finds
+        // `already_writer` and stops it then.
+        let replication_stopped = if request.stop_replication {
+            let changed = self.stop_replication_on(conn).await?;
+            info!(changed, "replication from the old writer stopped");
+            true
+        } else {
+            false
+        };
         let outcome = PromoteOutcome {
             already_writer,
             read: status.as_ref().map(|s| s.read.clone()),
@@ -251,6 +306,7 @@ impl MariaSite {
             gtid_slave_pos,
             gtid_binlog_pos,
             caught_up_in,
+            replication_stopped,
             elapsed: started.elapsed(),
         };
         info!(?outcome, "promoted: read_only OFF and epoch recorded");

@@ -95,6 +95,39 @@ pub(super) const GTID_SLAVE_POS: &str = "SELECT @@GLOBAL.gtid_slave_pos";
 /// MySQL 8: `@@GLOBAL.gtid_executed`.
 pub(super) const GTID_BINLOG_POS: &str = "SELECT @@GLOBAL.gtid_binlog_pos";
 
+/// The last GTID of each (domain, server) pair in our binary log: what
+/// tells our own transactions (those in our `server_id`'s name) from the
+/// ones we applied (the latter only with `log_slave_updates`).
+/// MySQL 8: no such variable; `@@GLOBAL.gtid_executed` (UUID sets), and
+/// the errant transactions of an old writer are
+/// `GTID_SUBTRACT(old writer's gtid_executed, new writer's gtid_executed)`.
+pub(super) const GTID_BINLOG_STATE: &str = "SELECT @@GLOBAL.gtid_binlog_state";
+
+/// Our `server_id`: the server part of the GTIDs we write in our own name.
+/// MySQL 8: the same, though GTIDs carry `@@server_uuid` instead.
+pub(super) const SERVER_ID: &str = "SELECT @@GLOBAL.server_id";
+
+/// Stops both replication threads of the default connection (the other
+/// master): nothing more is received or applied from it. Synchronous:
+/// it returns once both threads have stopped; on stopped threads it only
+/// warns (1255). Keeps the coordinates, so [`START_SLAVE`] continues where
+/// it stopped. Needs `REPLICATION SLAVE ADMIN` (MariaDB 10.5.2+; `SUPER`
+/// before). MySQL 8.0.22+: `STOP REPLICA` (`REPLICATION_SLAVE_ADMIN`).
+pub(super) const STOP_SLAVE: &str = "STOP SLAVE";
+
+/// Starts the replication threads of the default connection that are not
+/// running, from the saved coordinates (never reconfigures: palisade runs
+/// no `CHANGE MASTER`). Returns once the threads exist; the IO thread
+/// then connects on its own (`Slave_IO_Running` `Connecting`, then
+/// `Yes`). On running threads it only warns (1254). Needs `REPLICATION
+/// SLAVE ADMIN`. MySQL 8.0.22+: `START REPLICA`.
+pub(super) const START_SLAVE: &str = "START SLAVE";
+
+/// Starts only the SQL thread (a promotion that finds it stopped: the
+/// survivor must execute what it received). MySQL 8.0.22+: `START REPLICA
+/// SQL_THREAD`.
+pub(super) const START_SLAVE_SQL_THREAD: &str = "START SLAVE SQL_THREAD";
+
 /// Our binary log's current file and position (`File`, `Position`);
 /// empty when `log_bin` is off. MySQL 8.2+: `SHOW BINARY LOG STATUS`
 /// (`SHOW MASTER STATUS` is deprecated there).

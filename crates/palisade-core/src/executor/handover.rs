@@ -41,22 +41,57 @@ pub enum CatchUp {
     GiveUp(String),
 }
 
+/// What the old primary's final position means, so what the target's
+/// replay must do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalWal {
+    /// PostgreSQL: where the final checkpoint's record *starts*; the
+    /// replay position is the end of the last record replayed, so equal is
+    /// not past: the replay must go beyond it.
+    CheckpointAt(u64),
+    /// MariaDB: where the fenced writer's binary log *ends* (`SHOW MASTER
+    /// STATUS`), and the other master's executed coordinates name the end
+    /// of the last event it applied: reaching it is everything.
+    LogEndsAt(u64),
+}
+
+impl FinalWal {
+    fn position(self) -> u64 {
+        match self {
+            FinalWal::CheckpointAt(p) | FinalWal::LogEndsAt(p) => p,
+        }
+    }
+
+    fn caught_up(self, replayed: u64) -> bool {
+        match self {
+            FinalWal::CheckpointAt(p) => replayed > p,
+            FinalWal::LogEndsAt(p) => replayed >= p,
+        }
+    }
+}
+
 /// The target at `to` has replayed up to `replayed` (unknown: `None`)
 /// after `waited_ms` of the `bound_ms` it may take, against the old
-/// primary's `final_lsn`.
-///
-/// The checkpoint LSN is where its record starts; the replay position is
-/// the end of the last record replayed: equal is not past.
+/// primary's final position.
 pub fn catch_up(
     to: &SiteId,
-    final_lsn: u64,
+    last: FinalWal,
     replayed: Option<u64>,
     waited_ms: u64,
     bound_ms: u64,
 ) -> CatchUp {
-    if let Some(r) = replayed.filter(|r| *r > final_lsn) {
+    let final_lsn = last.position();
+    if let Some(r) = replayed.filter(|r| last.caught_up(*r)) {
         return CatchUp::Caught(format!(
-            "{to} replayed past the final checkpoint {} (at {}) in {waited_ms} ms",
+            "{to} replayed {} the final {} {} (at {}) in {waited_ms} ms",
+            match last {
+                FinalWal::CheckpointAt(_) => "past",
+                FinalWal::LogEndsAt(_) => "up to",
+            },
+            match last {
+                FinalWal::CheckpointAt(_) => "checkpoint",
+                FinalWal::LogEndsAt(_) => "binary log position",
+            },
             format_lsn(final_lsn),
             format_lsn(r),
         ));

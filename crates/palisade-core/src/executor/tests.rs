@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 
-use super::handover::{catch_up, clean_shutdown, CatchUp};
+use super::handover::{catch_up, clean_shutdown, CatchUp, FinalWal};
 use super::*;
 use crate::command::{Command, CommandResult};
 use crate::failover::{Evidence, Kind, Trigger};
@@ -339,19 +339,40 @@ fn a_clean_shutdown_needs_its_final_checkpoint() {
 #[test]
 fn the_catch_up_needs_replay_strictly_past_the_checkpoint_within_its_bound() {
     let to = site("b");
-    assert_eq!(catch_up(&to, 100, Some(100), 10, 1000), CatchUp::Wait);
-    assert_eq!(catch_up(&to, 100, None, 10, 1000), CatchUp::Wait);
+    let checkpoint = FinalWal::CheckpointAt(100);
+    assert_eq!(
+        catch_up(&to, checkpoint, Some(100), 10, 1000),
+        CatchUp::Wait
+    );
+    assert_eq!(catch_up(&to, checkpoint, None, 10, 1000), CatchUp::Wait);
     assert!(matches!(
-        catch_up(&to, 100, Some(101), 10, 1000),
+        catch_up(&to, checkpoint, Some(101), 10, 1000),
         CatchUp::Caught(_)
     ));
     // Past the bound: caught up still wins, otherwise give up.
     assert!(matches!(
-        catch_up(&to, 100, Some(101), 1000, 1000),
+        catch_up(&to, checkpoint, Some(101), 1000, 1000),
         CatchUp::Caught(_)
     ));
     assert!(matches!(
-        catch_up(&to, 100, Some(99), 1000, 1000),
+        catch_up(&to, checkpoint, Some(99), 1000, 1000),
+        CatchUp::GiveUp(_)
+    ));
+}
+
+#[test]
+fn a_mariadb_catch_up_is_reaching_the_end_of_the_fenced_writers_binary_log() {
+    // A MariaDB switchover aborted with "replayed up to" equal to the final
+    // position before this distinction (the demo's failback).
+    let to = site("b");
+    let end = FinalWal::LogEndsAt(100);
+    assert!(matches!(
+        catch_up(&to, end, Some(100), 10, 1000),
+        CatchUp::Caught(d) if d.contains("up to the final binary log position")
+    ));
+    assert_eq!(catch_up(&to, end, Some(99), 10, 1000), CatchUp::Wait);
+    assert!(matches!(
+        catch_up(&to, end, Some(99), 1000, 1000),
         CatchUp::GiveUp(_)
     ));
 }

@@ -10,6 +10,10 @@
 //!   name the writer's files) are its received and replayed positions, so
 //!   the lag in "bytes" is exact within one file and larger than the truth
 //!   across a rotation (a failover guard errs on the safe side);
+//! * with the SQL thread stopped, the received position is the executed
+//!   one: a backlog nothing applies is lag (a survivor refused by
+//!   `max_lag_bytes`, not promoted into a wait for a thread that does not
+//!   run);
 //! * "streaming" is the IO thread running. MariaDB gives no age of the
 //!   last event received (a frozen master keeps the IO thread `Yes` until
 //!   `slave_net_timeout`), so the view carries none, and the standby's
@@ -46,8 +50,16 @@ impl MariaObservation {
         };
         if let Some(r) = &self.replica {
             if self.read_only == Some(true) {
-                v.receive_lsn = binlog_position(&r.master_log_file, r.read_master_log_pos);
                 v.replay_lsn = binlog_position(&r.relay_master_log_file, r.exec_master_log_pos);
+                // With its SQL thread stopped, what it received and has not
+                // executed is no use to a promotion (which must execute it
+                // first, and nothing would): it counts as not received, so
+                // the `max_lag` guard sees the backlog.
+                v.receive_lsn = if r.sql_running {
+                    binlog_position(&r.master_log_file, r.read_master_log_pos)
+                } else {
+                    v.replay_lsn
+                };
                 v.replay_lag_seconds = r.seconds_behind_master.map(|s| s as f64);
                 v.wal_receiver = Some(WalReceiverInfo {
                     status: if r.io_streaming() {
@@ -143,6 +155,19 @@ mod tests {
             ("mysql-bin.000007", 500),
         ));
         assert!(!o.detector_view().is_streaming());
+    }
+
+    #[test]
+    fn a_backlog_that_no_sql_thread_applies_is_lag() {
+        let mut o = up(true);
+        let mut r = replica("Yes", ("mysql-bin.000007", 4404), ("mysql-bin.000007", 633));
+        r.sql_running = false;
+        r.seconds_behind_master = None;
+        o.replica = Some(r);
+        let v = o.detector_view();
+        assert_eq!(v.receive_lsn, binlog_position("mysql-bin.000007", 633));
+        assert_eq!(v.replay_lsn, v.receive_lsn);
+        assert!(v.is_streaming(), "its IO thread still receives");
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //! implementing the trait.
 
 mod lease;
+mod mariadb;
 mod orders;
 mod rejoin;
 mod sync;
@@ -122,6 +123,13 @@ pub struct Agent<D: DatabaseControl = PgSite> {
     /// Answers to this agent's lease renewals, by witness and outcome
     /// (`granted`, `refused`, `unknown`, `failed`), for the metrics.
     lease_answers: Mutex<std::collections::BTreeMap<(u64, &'static str), u64>>,
+    /// MariaDB: what this agent last made of `read_only`.
+    read_only_mark: Mutex<Option<mariadb::ReadOnlyMark>>,
+    /// MariaDB: the epoch this old writer last rejoined in.
+    maria_rejoined: Mutex<Option<u64>>,
+    /// MariaDB: the writer tries to resume replicating from the other
+    /// master no sooner than this (agent clock).
+    maria_resume_at: Mutex<u64>,
 }
 
 impl<D: DatabaseControl + 'static> Agent<D> {
@@ -163,6 +171,9 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             guard,
             guard_restart_at_ms: Mutex::new(0),
             lease_answers: Mutex::default(),
+            read_only_mark: Mutex::new(None),
+            maria_rejoined: Mutex::new(None),
+            maria_resume_at: Mutex::new(0),
         }
     }
 
@@ -227,13 +238,16 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         // process as their adopted parent.
         palisade_actions::postgres::reap_exited_servers();
         let _ops = self.ops.lock().await;
-        let running = match db.is_running().await {
+        let alive = match db.is_running().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell whether the database runs");
                 return false;
             }
         };
+        // A MariaDB master confirmed read-only cannot write: to the
+        // decisions it is as good as stopped (see `mariadb`).
+        let running = alive && (db.mariadb().is_none() || !self.mariadb_read_only());
         let facts = Facts {
             desired: state.desired_role(&self.site),
             epoch: state.epoch,
@@ -252,12 +266,26 @@ impl<D: DatabaseControl + 'static> Agent<D> {
             d
         };
         match decision {
+            // Not while a failover runs: its target is the standby until
+            // its promotion is recorded, and writable from the promotion.
+            Decision::Idle
+                if db.mariadb().is_some()
+                    && running
+                    && facts.desired == Some(DesiredRole::Standby)
+                    && state.failover.is_none() =>
+            {
+                self.keep_read_only(db, state.epoch).await
+            }
             Decision::Idle | Decision::LeaveToGuard => {}
             Decision::Serve { epoch } => {
                 if self.kill_if_hung(db, epoch).await {
                     return true;
                 }
-                self.manage_sync(db, epoch).await;
+                if db.mariadb().is_some() {
+                    self.serve_mariadb(db, &state, epoch).await;
+                } else {
+                    self.manage_sync(db, epoch).await;
+                }
             }
             Decision::StayDown => {
                 tracing::warn!("primary database is down; on_primary_crash = \"failover\": leaving it down for the leader");
@@ -271,6 +299,9 @@ impl<D: DatabaseControl + 'static> Agent<D> {
                 match db.start(epoch).await {
                     Ok(detail) => {
                         tracing::info!(%detail, "primary database started");
+                        if db.mariadb().is_some() {
+                            self.mark_read_only(false);
+                        }
                         self.st().serving();
                     }
                     Err(e) => tracing::error!(error = %e, "could not start the primary database"),
@@ -287,6 +318,9 @@ impl<D: DatabaseControl + 'static> Agent<D> {
                     _ => tracing::warn!(epoch, "this site must be fenced: stopping the database"),
                 }
                 self.kill(db, epoch).await;
+            }
+            Decision::Rejoin { epoch } if db.mariadb().is_some() => {
+                self.rejoin_mariadb(db, &state, epoch, alive).await
             }
             Decision::Rejoin { epoch } => self.rejoin(db, &state, epoch, running).await,
         }
@@ -355,14 +389,28 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         self.st().handing_over();
         match db.fence_for_handover(handover_epoch).await {
             Ok((detail, _)) => {
-                self.st().fenced();
-                self.hard_order(handover_epoch);
-                tracing::warn!(%detail, "database shut down for a planned handover");
+                self.handed_over(db, handover_epoch).await;
+                tracing::warn!(%detail, "database fenced for a planned handover");
             }
             Err(e) => {
                 tracing::error!(error = %e, "clean shutdown failed; killing it");
                 self.fence_now(db, epoch).await;
             }
+        }
+    }
+
+    /// A planned handover's fence is done. PostgreSQL: the server is
+    /// stopped for good in `epoch`, and the guard kills any that appears.
+    /// MariaDB: the fenced writer runs on read-only (the new writer still
+    /// receives its last events from it), without a lease, like a standby.
+    pub(super) async fn handed_over(&self, db: &SiteDb<D>, epoch: u64) {
+        self.st().fenced();
+        if db.mariadb().is_some() {
+            self.mark_read_only(true);
+            self.st().standby();
+            self.stop_guard().await;
+        } else {
+            self.hard_order(epoch);
         }
     }
 

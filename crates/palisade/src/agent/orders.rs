@@ -130,9 +130,8 @@ impl<D: DatabaseControl + 'static> Agent<D> {
                 if planned {
                     self.st().handing_over();
                     let (detail, lsn) = db.fence_for_handover(epoch).await.map_err(Failed)?;
-                    self.st().fenced();
-                    self.hard_order(epoch);
-                    tracing::warn!(%detail, "database shut down for a planned handover");
+                    self.handed_over(db, epoch).await;
+                    tracing::warn!(%detail, "database fenced for a planned handover");
                     return Ok(SiteActionDone { detail, lsn });
                 }
                 self.fence_now(db, epoch)
@@ -147,7 +146,14 @@ impl<D: DatabaseControl + 'static> Agent<D> {
                 // writable without one (the witnesses grant it once they
                 // applied the fence record).
                 self.take_lease(epoch, EPOCH_WAIT).await.map_err(Failed)?;
-                let detail = db.promote(epoch).await.map_err(Failed)?;
+                let planned = state
+                    .failover
+                    .as_ref()
+                    .is_some_and(|f| f.epoch == epoch && f.kind.is_planned());
+                let detail = db.promote(epoch, planned).await.map_err(Failed)?;
+                if db.mariadb().is_some() {
+                    self.mark_read_only(false);
+                }
                 self.st().serving();
                 Ok(SiteActionDone::said(detail))
             }

@@ -76,6 +76,7 @@ pub(super) struct RawFailover {
     automatic: bool,
     rejoin: RejoinPolicy,
     switchover_catchup_timeout_ms: u64,
+    errant_transactions: ErrantTransactions,
 }
 
 impl Default for RawFailover {
@@ -95,8 +96,23 @@ impl Default for RawFailover {
             automatic: true,
             rejoin: RejoinPolicy::Automatic,
             switchover_catchup_timeout_ms: 10_000,
+            errant_transactions: ErrantTransactions::Refuse,
         }
     }
+}
+
+/// MariaDB: what an old writer's rejoin does with errant transactions
+/// (committed on it, never received by the new writer before the
+/// failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrantTransactions {
+    /// Refuse the rejoin and report them: an operator decides (they would
+    /// otherwise replicate into the new writer's newer history).
+    Refuse,
+    /// Rejoin all the same: master-master replication carries them to the
+    /// new writer, where they may conflict with what it wrote since.
+    Replicate,
 }
 
 /// What happens to the old primary after a failover.
@@ -151,6 +167,9 @@ pub(super) struct RawDatabase {
     sslrootcert: Option<PathBuf>,
     sslcert: Option<PathBuf>,
     sslkey: Option<PathBuf>,
+    defaults_file: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    mariadbd: Option<PathBuf>,
 }
 
 /// One `[[stonith]]` as written.
@@ -217,7 +236,32 @@ pub struct DatabaseConfig {
     pub application_name: String,
     /// Where `pg_ctl start` sends the server's output when the agent
     /// starts it (`pg_ctl -l`); default: `<data_dir>/palisade-postmaster.log`.
+    /// MariaDB: where a `mariadbd` the agent starts writes its output;
+    /// default: `palisade-mariadbd.log` beside the pid file.
     pub log_file: PathBuf,
+    /// `engine = "mariadb"`: the server's files. `None`: PostgreSQL (and
+    /// then `data_dir`, `bin_dir`, `replication_conninfo` and
+    /// `application_name` are its; for MariaDB they are unused).
+    pub mariadb: Option<MariaFiles>,
+}
+
+impl DatabaseConfig {
+    /// Whether this is a MariaDB master of a master-master pair.
+    pub fn is_mariadb(&self) -> bool {
+        self.mariadb.is_some()
+    }
+}
+
+/// Where a MariaDB master's agent finds its server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MariaFiles {
+    /// The server's option file (`mariadbd --defaults-file`).
+    pub defaults_file: PathBuf,
+    /// The pid file the running `mariadbd` writes: how the agent, the hard
+    /// fence and the lease guard find the process.
+    pub pid_file: PathBuf,
+    /// The server binary the agent starts.
+    pub mariadbd: PathBuf,
 }
 
 /// The validated database settings.
@@ -259,6 +303,8 @@ pub struct DatabaseSettings {
     /// How long a switchover waits for the target to replay the old
     /// primary's final WAL before it gives up and the old primary resumes.
     pub switchover_catchup_timeout: Duration,
+    /// MariaDB: whether an old writer with errant transactions rejoins.
+    pub errant_transactions: ErrantTransactions,
 }
 
 impl DatabaseSettings {
@@ -272,6 +318,12 @@ impl DatabaseSettings {
     /// Both databases.
     pub fn all(&self) -> [&DatabaseConfig; 2] {
         [&self.primary, &self.standby]
+    }
+
+    /// Whether the pair is a MariaDB master-master pair (both databases
+    /// have the same engine: validated).
+    pub fn is_mariadb(&self) -> bool {
+        self.primary.is_mariadb()
     }
 }
 
@@ -409,21 +461,42 @@ pub(super) fn validate(
     let mut standby = None;
     for (i, d) in databases.iter().enumerate() {
         let key = |f: &str| format!("database[{i}].{f}");
-        match d.engine.as_deref() {
-            None | Some("postgresql") => {}
-            // Its parts exist and are tested against real MariaDB, but no
-            // witness runs them yet: refused rather than half run.
-            Some("mariadb") => {
-                return Err(fail(
-                    key("engine"),
-                    "\"mariadb\" (the guide's master-master pair) is not supported by the witness yet; see docs/mariadb.md for what is built and what is missing. Only \"postgresql\" runs today",
-                ))
-            }
+        let mariadb = match d.engine.as_deref() {
+            None | Some("postgresql") => false,
+            Some("mariadb") => true,
             Some(other) => {
                 return Err(fail(
                     key("engine"),
-                    format!("{other:?} is not a database engine; the engines are \"postgresql\" (the default) and \"mariadb\" (not supported yet)"),
+                    format!("{other:?} is not a database engine; the engines are \"postgresql\" (the default) and \"mariadb\" (the guide's MySQL master-master pair, on MariaDB)"),
                 ))
+            }
+        };
+        if let Some(first) = databases[..i].first() {
+            if matches!(first.engine.as_deref(), Some("mariadb")) != mariadb {
+                return Err(fail(
+                    key("engine"),
+                    format!(
+                        "{:?} differs from database[0].engine ({:?}): both databases of the pair run the same engine",
+                        d.engine.as_deref().unwrap_or("postgresql"),
+                        first.engine.as_deref().unwrap_or("postgresql")
+                    ),
+                ));
+            }
+        }
+        if mariadb {
+            mariadb_only_keys(&key, d)?;
+        } else {
+            for (k, set) in [
+                ("defaults_file", d.defaults_file.is_some()),
+                ("pid_file", d.pid_file.is_some()),
+                ("mariadbd", d.mariadbd.is_some()),
+            ] {
+                if set {
+                    return Err(fail(
+                        key(k),
+                        "is a MariaDB key; this database's engine is \"postgresql\" (set engine = \"mariadb\" for the guide's master-master pair)",
+                    ));
+                }
             }
         }
         if !sites.contains(&d.site) {
@@ -452,7 +525,7 @@ pub(super) fn validate(
                 env: d.password_env.as_ref(),
             },
         )?;
-        check_dsn(&key("dsn"), dsn.text())?;
+        check_dsn(&key("dsn"), dsn.text(), mariadb)?;
         let admin_keys = SecretKeys {
             inline: d.admin_password.as_ref(),
             file: d.admin_password_file.as_ref(),
@@ -461,7 +534,7 @@ pub(super) fn validate(
         let admin_dsn = match &d.admin_dsn {
             Some(a) => {
                 let a = conn_string(&key("admin_dsn"), a, &key("admin_password"), admin_keys)?;
-                check_dsn(&key("admin_dsn"), a.text())?;
+                check_dsn(&key("admin_dsn"), a.text(), mariadb)?;
                 a
             }
             None => {
@@ -535,11 +608,21 @@ pub(super) fn validate(
             os_user: d.os_user.clone(),
             replication_conninfo,
             application_name: d.application_name.clone().unwrap_or_else(|| d.site.clone()),
-            log_file: d.log_file.clone().unwrap_or_else(|| {
-                d.data_dir
+            log_file: d.log_file.clone().unwrap_or_else(|| match &d.pid_file {
+                Some(pid) if mariadb => pid.with_file_name("palisade-mariadbd.log"),
+                _ => d
+                    .data_dir
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("/var/lib/postgresql/15/main"))
-                    .join("palisade-postmaster.log")
+                    .join("palisade-postmaster.log"),
+            }),
+            mariadb: mariadb.then(|| MariaFiles {
+                defaults_file: d.defaults_file.clone().unwrap_or_default(),
+                pid_file: d.pid_file.clone().unwrap_or_default(),
+                mariadbd: d
+                    .mariadbd
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/usr/sbin/mariadbd")),
             }),
         };
         let slot = match d.role.as_str() {
@@ -676,6 +759,7 @@ pub(super) fn validate(
         stonith: hooks,
         rejoin: failover.rejoin,
         switchover_catchup_timeout: Duration::from_millis(failover.switchover_catchup_timeout_ms),
+        errant_transactions: failover.errant_transactions,
     }))
 }
 
@@ -784,23 +868,93 @@ fn conn_string(
     }
 }
 
-fn check_dsn(key: &str, dsn: &str) -> Result<(), Fail> {
-    let rest = dsn
-        .strip_prefix("postgres://")
-        .or_else(|| dsn.strip_prefix("postgresql://"))
-        .ok_or_else(|| {
-            fail(
-                key,
-                format!(
-                    "{} must start with postgres:// (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
-                    redact(dsn)
-                ),
-            )
-        })?;
+fn check_dsn(key: &str, dsn: &str, mariadb: bool) -> Result<(), Fail> {
+    let rest = if mariadb {
+        dsn.strip_prefix("mysql://")
+            .or_else(|| dsn.strip_prefix("mariadb://"))
+            .ok_or_else(|| {
+                fail(
+                    key,
+                    format!(
+                        "{} must start with mysql:// (mysql://USER:PASSWORD@HOST:PORT/) for engine = \"mariadb\"",
+                        redact(dsn)
+                    ),
+                )
+            })?
+    } else {
+        dsn.strip_prefix("postgres://")
+            .or_else(|| dsn.strip_prefix("postgresql://"))
+            .ok_or_else(|| {
+                fail(
+                    key,
+                    format!(
+                        "{} must start with postgres:// (postgres://USER:PASSWORD@HOST:PORT/DBNAME)",
+                        redact(dsn)
+                    ),
+                )
+            })?
+    };
     let host_part = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
     let host_port = host_part.split(['/', '?']).next().unwrap_or("");
     if host_port.is_empty() {
         return Err(fail(key, format!("{} names no host", redact(dsn))));
+    }
+    Ok(())
+}
+
+/// `engine = "mariadb"`: its required keys are set (absolute paths), and
+/// no PostgreSQL key is, which would otherwise be silently ignored.
+fn mariadb_only_keys(key: &dyn Fn(&str) -> String, d: &RawDatabase) -> Result<(), Fail> {
+    for (k, set) in [
+        ("data_dir", d.data_dir.is_some()),
+        ("bin_dir", d.bin_dir.is_some()),
+        ("replication_conninfo", d.replication_conninfo.is_some()),
+        ("replication_password", d.replication_password.is_some()),
+        (
+            "replication_password_file",
+            d.replication_password_file.is_some(),
+        ),
+        (
+            "replication_password_env",
+            d.replication_password_env.is_some(),
+        ),
+        ("application_name", d.application_name.is_some()),
+        ("sslmode", d.sslmode.is_some()),
+        ("sslrootcert", d.sslrootcert.is_some()),
+        ("sslcert", d.sslcert.is_some()),
+        ("sslkey", d.sslkey.is_some()),
+    ] {
+        if set {
+            return Err(fail(
+                key(k),
+                "is a PostgreSQL key; engine = \"mariadb\" does not use it (the master-master pair is set up as the guide says, and palisade never reconfigures its replication)",
+            ));
+        }
+    }
+    for (k, path) in [
+        ("defaults_file", &d.defaults_file),
+        ("pid_file", &d.pid_file),
+        ("mariadbd", &d.mariadbd),
+    ] {
+        match path {
+            None if k == "mariadbd" => {}
+            None => {
+                return Err(fail(
+                    key(k),
+                    match k {
+                        "defaults_file" => "required with engine = \"mariadb\": the server's option file, e.g. \"/etc/mysql/my.cnf\"",
+                        _ => "required with engine = \"mariadb\": the pid file mariadbd writes, e.g. \"/run/mysqld/mysqld.pid\"",
+                    },
+                ))
+            }
+            Some(p) if !p.is_absolute() => {
+                return Err(fail(
+                    key(k),
+                    format!("{} must be an absolute path", p.display()),
+                ))
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

@@ -182,7 +182,12 @@ impl Controller {
         loop {
             let o = probe.probe().await;
             replayed = o.replay_lsn.or(replayed);
-            match handover::catch_up(to, final_lsn, replayed, mono_ms() - started, bound) {
+            let last = if self.settings.is_mariadb() {
+                handover::FinalWal::LogEndsAt(final_lsn)
+            } else {
+                handover::FinalWal::CheckpointAt(final_lsn)
+            };
+            match handover::catch_up(to, last, replayed, mono_ms() - started, bound) {
                 CatchUp::Caught(detail) => return Ok(detail),
                 CatchUp::GiveUp(reason) => return Err(StepResult::Abort { reason }),
                 CatchUp::Wait => tokio::time::sleep(CATCH_UP_POLL).await,

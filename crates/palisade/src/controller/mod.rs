@@ -24,7 +24,6 @@ use palisade_core::detector::{Assessment, Detector, WitnessReport};
 use palisade_core::operation::{self, OperatorRequest, Refusal};
 use palisade_core::state::requests::{parse_request_id, Lookup};
 use palisade_core::{Command, CommandResult, Failover, NodeId, SiteId, Trigger};
-use palisade_probe::postgres::PgProbe;
 use palisade_raft::members::Members;
 use palisade_raft::store::StateView;
 use palisade_raft::Raft;
@@ -64,7 +63,7 @@ pub struct Controller {
     members: Members,
     settings: Arc<DatabaseSettings>,
     peers: Peers,
-    probes: BTreeMap<SiteId, PgProbe>,
+    probes: BTreeMap<SiteId, crate::db_probe::DbProbe>,
     actions: Arc<SiteActions>,
     /// This witness's own grant book, asked like every other witness's
     /// when the fence step needs a proven lease expiry.
@@ -156,7 +155,7 @@ impl Controller {
         members: Members,
         settings: Arc<DatabaseSettings>,
         peers: Peers,
-        probes: BTreeMap<SiteId, PgProbe>,
+        probes: BTreeMap<SiteId, crate::db_probe::DbProbe>,
         actions: Arc<SiteActions>,
         lease: Arc<WitnessLease>,
     ) -> Self {
@@ -428,14 +427,21 @@ impl Controller {
         };
         let now = mono_ms();
         let ttl = self.settings.detector.report_ttl_ms;
+        // MariaDB: the writer lists no replicas; the other master's own IO
+        // thread receiving (from the writer, as the pair is configured)
+        // is the evidence.
+        let mariadb = self.settings.is_mariadb();
         let streaming = self.lock().reports.values().any(|r| {
             now.saturating_sub(r.received_at_ms) <= ttl
                 && r.dbs.get(&db.primary).is_some_and(|o| {
                     o.is_writable_primary()
-                        && o.replicas.iter().any(|x| {
-                            x.application_name == standby.application_name && x.state == "streaming"
-                        })
+                        && (mariadb
+                            || o.replicas.iter().any(|x| {
+                                x.application_name == standby.application_name
+                                    && x.state == "streaming"
+                            }))
                 })
+                && (!mariadb || r.dbs.get(&db.standby).is_some_and(|o| o.is_streaming()))
                 && r.dbs
                     .get(&db.standby)
                     .is_some_and(|o| o.reachability.is_up() && o.in_recovery == Some(true))

@@ -1,6 +1,8 @@
 //! The lease guard: a small process of its own that enforces the primary's
-//! lease on the local PostgreSQL server, so that the lease holds even while
-//! the witness process is dead, frozen or hung (DESIGN.md safety rule 2:
+//! lease on the local database server (PostgreSQL, `--data-dir`; or
+//! MariaDB, `--mariadb-pid-file`: `lease_guard/mariadb.rs` says what
+//! differs), so that the lease holds even while the witness process is
+//! dead, frozen or hung (DESIGN.md safety rule 2:
 //! the agent "fences its own db when that runs out, even if its own witness
 //! process is dead or hung").
 //!
@@ -21,7 +23,10 @@
 //! freezes, thaws or kills the server accordingly, logging each action
 //! with its reason. It exits only on SIGTERM or SIGINT, and then leaves
 //! the server as it is: the witness dying is precisely when it must stay.
-//! (And when the data directory is gone: nothing is left to guard.)
+//! (And when a PostgreSQL data directory is gone, or, for MariaDB, the
+//! order file's directory with no `mariadbd` running: nothing is left to
+//! guard. A missing MariaDB pid file, or its directory, is only a stopped
+//! server: the guard stays for the next one.)
 //!
 //! While the witness is silent (no order written for two renewal
 //! intervals: dead, SIGSTOPped, restarting), the guard renews the lease
@@ -55,7 +60,10 @@ use palisade_core::lease_guard::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+mod mariadb;
 pub mod renewer;
+
+use mariadb::MariaProcess;
 
 use renewer::{RenewSpec, Renewer, Seen};
 
@@ -180,12 +188,30 @@ impl Paths {
 #[derive(Clone, Debug)]
 pub struct GuardHandle {
     paths: Paths,
-    data_dir: PathBuf,
-    bin_dir: PathBuf,
+    server: GuardedServer,
     palisade_exe: PathBuf,
     hard_after_ms: u64,
     renewal: Option<RenewSpec>,
     live_witnesses: Option<LiveWitnesses>,
+}
+
+/// The database server a guard holds to the lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardedServer {
+    /// The PostgreSQL server of `data_dir` (every process of it, found
+    /// through `postmaster.pid` and `/proc`). `bin_dir` holds `pg_ctl`
+    /// (empty: the running postmaster's directory, else `PATH`).
+    Postgres {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Directory of `pg_ctl`, used to confirm a kill.
+        bin_dir: PathBuf,
+    },
+    /// The `mariadbd` whose pid `pid_file` holds (its `--pid-file`).
+    MariaDb {
+        /// The server's pid file.
+        pid_file: PathBuf,
+    },
 }
 
 /// Where the witnesses are now (`palisadectl member` changes them): read
@@ -200,9 +226,9 @@ impl std::fmt::Debug for LiveWitnesses {
 }
 
 impl GuardHandle {
-    /// A handle for the guard of `data_dir`'s server, ordered through
-    /// `order_file` (its directory must exist and be the witness's own;
-    /// the lock, status and log files go next to it). `bin_dir` holds
+    /// A handle for the guard of `data_dir`'s PostgreSQL server, ordered
+    /// through `order_file` (its directory must exist and be the witness's
+    /// own; the lock, status and log files go next to it). `bin_dir` holds
     /// `pg_ctl`; `palisade_exe` is the binary to start the guard from
     /// (the witness's own: [`std::env::current_exe`]).
     pub fn new(
@@ -211,10 +237,36 @@ impl GuardHandle {
         bin_dir: impl Into<PathBuf>,
         palisade_exe: impl Into<PathBuf>,
     ) -> Self {
-        GuardHandle {
-            paths: Paths::new(&order_file.into()),
+        let server = GuardedServer::Postgres {
             data_dir: data_dir.into(),
             bin_dir: bin_dir.into(),
+        };
+        Self::for_server(order_file, server, palisade_exe)
+    }
+
+    /// A handle for the guard of the `mariadbd` whose pid `pid_file`
+    /// holds; otherwise as [`GuardHandle::new`].
+    pub fn new_mariadb(
+        order_file: impl Into<PathBuf>,
+        pid_file: impl Into<PathBuf>,
+        palisade_exe: impl Into<PathBuf>,
+    ) -> Self {
+        let server = GuardedServer::MariaDb {
+            pid_file: pid_file.into(),
+        };
+        Self::for_server(order_file, server, palisade_exe)
+    }
+
+    /// A handle for the guard of `server`; otherwise as
+    /// [`GuardHandle::new`].
+    pub fn for_server(
+        order_file: impl Into<PathBuf>,
+        server: GuardedServer,
+        palisade_exe: impl Into<PathBuf>,
+    ) -> Self {
+        GuardHandle {
+            paths: Paths::new(&order_file.into()),
+            server,
             palisade_exe: palisade_exe.into(),
             hard_after_ms: DEFAULT_HARD_AFTER_MS,
             renewal: None,
@@ -242,6 +294,11 @@ impl GuardHandle {
     pub fn with_hard_after_ms(mut self, ms: u64) -> Self {
         self.hard_after_ms = ms;
         self
+    }
+
+    /// The server this handle's guard holds to the lease.
+    pub fn server(&self) -> &GuardedServer {
+        &self.server
     }
 
     /// The order file.
@@ -306,14 +363,19 @@ impl GuardHandle {
         let stdout = log
             .try_clone()
             .map_err(|e| named(e, &self.paths.log, "duplicating the log's descriptor"))?;
-        let mut child = Command::new(&self.palisade_exe)
-            .arg("lease-guard")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
+        let mut command = Command::new(&self.palisade_exe);
+        command.arg("lease-guard");
+        match &self.server {
+            GuardedServer::Postgres { data_dir, bin_dir } => command
+                .arg("--data-dir")
+                .arg(data_dir)
+                .arg("--bin-dir")
+                .arg(bin_dir),
+            GuardedServer::MariaDb { pid_file } => command.arg("--mariadb-pid-file").arg(pid_file),
+        };
+        let mut child = command
             .arg("--order-file")
             .arg(&self.paths.order)
-            .arg("--bin-dir")
-            .arg(&self.bin_dir)
             .arg("--hard-after-ms")
             .arg(self.hard_after_ms.to_string())
             .stdin(Stdio::null())
@@ -407,20 +469,34 @@ impl GuardHandle {
     }
 }
 
-/// `palisade lease-guard`: the guard process's arguments.
+/// `palisade lease-guard`: the guard process's arguments. Exactly one of
+/// `--data-dir` (PostgreSQL) and `--mariadb-pid-file` (MariaDB) names the
+/// server.
 #[derive(Clone, Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("server")
+        .required(true)
+        .multiple(false)
+        .args(["data_dir", "mariadb_pid_file"])
+))]
 pub struct GuardArgs {
     /// The PostgreSQL data directory whose server this guard holds to its
     /// lease.
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// The pid file of the MariaDB server (`mariadbd`) this guard holds to
+    /// its lease. A missing pid file is a stopped server, not a reason to
+    /// exit.
+    #[arg(long, value_name = "PATH")]
+    pub mariadb_pid_file: Option<PathBuf>,
     /// The file the witness writes its lease orders to; `<FILE>.lock`,
     /// `<FILE>.status` go next to it.
     #[arg(long)]
     pub order_file: PathBuf,
     /// Directory of `pg_ctl` (used to confirm a kill). Default: the
     /// directory of the running postmaster's executable, else `PATH`.
-    #[arg(long)]
+    /// PostgreSQL only.
+    #[arg(long, conflicts_with = "mariadb_pid_file")]
     pub bin_dir: Option<PathBuf>,
     /// How long a freeze may last before the guard kills the server.
     #[arg(long, default_value_t = DEFAULT_HARD_AFTER_MS)]
@@ -430,9 +506,28 @@ pub struct GuardArgs {
     pub poll_ms: u64,
 }
 
+impl GuardArgs {
+    /// The server these arguments name (`bin_dir` empty when not given).
+    pub fn server(&self) -> Result<GuardedServer, GuardError> {
+        match (&self.data_dir, &self.mariadb_pid_file) {
+            (Some(data_dir), None) => Ok(GuardedServer::Postgres {
+                data_dir: data_dir.clone(),
+                bin_dir: self.bin_dir.clone().unwrap_or_default(),
+            }),
+            (None, Some(pid_file)) => Ok(GuardedServer::MariaDb {
+                pid_file: pid_file.clone(),
+            }),
+            _ => Err(GuardError::NoServer),
+        }
+    }
+}
+
 /// Why the guard could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
+    /// The arguments name no server, or two. Fatal.
+    #[error("give exactly one of --data-dir (PostgreSQL) and --mariadb-pid-file (MariaDB)")]
+    NoServer,
     /// Another guard already holds this order file's lock: exactly one
     /// guard per database. Not an error for whoever wanted one running.
     #[error("{}: another lease guard (pid {pid}) already guards this order file", lock_file.display())]
@@ -459,6 +554,7 @@ pub enum GuardError {
 /// Runs the guard until `cancel` (SIGTERM, SIGINT), then leaves the server
 /// as it is. Fails at once when another guard holds the lock.
 pub async fn run(args: GuardArgs, cancel: CancellationToken) -> Result<(), GuardError> {
+    let server = args.server()?;
     let paths = Paths::new(&args.order_file);
     let _lock = take_lock(&paths.lock)?;
     let boot = boot_id().map_err(|source| GuardError::Io {
@@ -467,20 +563,39 @@ pub async fn run(args: GuardArgs, cancel: CancellationToken) -> Result<(), Guard
         source,
     })?;
     shield_from_oom_killer();
-    let mut guard = Guard::new(&args, paths, boot);
+    let mut guard = Guard::new(&args, &server, paths, boot);
     let renewer = Arc::new(Renewer::default());
     let renewals = tokio::spawn(renewer.clone().run(cancel.clone()));
     tracing::info!(
         pid = std::process::id(),
         order_file = %args.order_file.display(),
-        data_dir = %args.data_dir.display(),
+        server = %guard.site,
         hard_after_ms = args.hard_after_ms,
         "lease guard running"
     );
+    let order_dir = args
+        .order_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     loop {
-        if !args.data_dir.exists() {
-            tracing::warn!(data_dir = %args.data_dir.display(), "lease guard: the data directory is gone; nothing left to guard");
-            break;
+        match &server {
+            GuardedServer::Postgres { data_dir, .. } => {
+                if !data_dir.exists() {
+                    tracing::warn!(data_dir = %data_dir.display(), "lease guard: the data directory is gone; nothing left to guard");
+                    break;
+                }
+            }
+            // A stopped mariadbd leaves no pid file (and systemd removes
+            // its directory), so that says nothing. The witness's own
+            // directory gone with no server running does: nobody can order
+            // this guard any more, and there is nothing to hold.
+            GuardedServer::MariaDb { .. } => {
+                if !order_dir.exists() && guard.site.process_state() == ProcessState::Stopped {
+                    tracing::warn!(order_dir = %order_dir.display(), "lease guard: the witness's directory is gone and no mariadbd runs; nothing left to guard");
+                    break;
+                }
+            }
         }
         let now = monotonic_ms();
         let read = guard.read_order();
@@ -525,11 +640,8 @@ struct Guard {
     paths: Paths,
     boot: String,
     cfg: GuardConfig,
-    /// The server; its DSN (only used to check the address refuses
-    /// connections after a kill) and bin dir are filled in from the running
-    /// postmaster when not given.
-    site: PgSite,
-    bin_dir_given: bool,
+    /// The server.
+    site: Site,
     /// The freeze this guard made and still holds, `None` when it holds
     /// none. Survives a guard restart through the status file.
     freeze: Option<Freeze>,
@@ -547,13 +659,20 @@ struct Guard {
 }
 
 impl Guard {
-    fn new(args: &GuardArgs, paths: Paths, boot: String) -> Self {
-        let mut site = PgSite::new(
-            args.bin_dir.clone().unwrap_or_default(),
-            args.data_dir.clone(),
-            String::new(),
-        );
-        site.timeout = Duration::from_secs(5);
+    fn new(args: &GuardArgs, server: &GuardedServer, paths: Paths, boot: String) -> Self {
+        let site = match server {
+            GuardedServer::Postgres { data_dir, bin_dir } => {
+                let mut site = PgSite::new(bin_dir.clone(), data_dir.clone(), String::new());
+                site.timeout = Duration::from_secs(5);
+                Site::Postgres {
+                    site,
+                    bin_dir_given: args.bin_dir.is_some(),
+                }
+            }
+            GuardedServer::MariaDb { pid_file } => {
+                Site::MariaDb(MariaProcess::new(pid_file.clone()))
+            }
+        };
         let mut guard = Guard {
             paths,
             boot,
@@ -561,7 +680,6 @@ impl Guard {
                 hard_after_ms: args.hard_after_ms,
             },
             site,
-            bin_dir_given: args.bin_dir.is_some(),
             freeze: None,
             last_reason: None,
             last_order_problem: None,
@@ -664,12 +782,9 @@ impl Guard {
             // Nothing left to hold frozen; the next server may listen
             // elsewhere or run from other binaries.
             self.freeze = None;
-            self.site.admin_dsn.clear();
-            if !self.bin_dir_given {
-                self.site.bin_dir = PathBuf::new();
-            }
+            self.site.forget_server();
         } else {
-            self.learn_server();
+            self.site.learn_server();
         }
         let server = match (observed, self.freeze) {
             (ProcessState::Stopped, _) => ServerState::Stopped,
@@ -702,14 +817,13 @@ impl Guard {
     }
 
     async fn freeze_now(&mut self, d: &Decision, now: u64) -> ProcessState {
-        let site = self.site.clone();
-        match blocking(move || site.freeze_server()).await {
-            Ok(FreezeOutcome::NotRunning) => ProcessState::Stopped,
-            Ok(FreezeOutcome::Frozen {
-                postmaster,
-                others,
+        match self.site.freeze().await {
+            Ok(None) => ProcessState::Stopped,
+            Ok(Some(Signalled {
+                pid,
+                processes,
                 elapsed,
-            }) => {
+            })) => {
                 // A server resumed behind our back keeps the freeze it had:
                 // the same epoch to thaw for, the same bound.
                 let freeze = *self.freeze.get_or_insert(Freeze {
@@ -718,8 +832,9 @@ impl Guard {
                 });
                 tracing::warn!(
                     epoch = ?freeze.epoch,
-                    ?postmaster,
-                    processes = others.len() + usize::from(postmaster.is_some()),
+                    server = %self.site,
+                    ?pid,
+                    processes,
                     elapsed_us = elapsed.as_micros() as u64,
                     "lease guard: FROZE the database: {}",
                     d.reason
@@ -729,23 +844,24 @@ impl Guard {
             }
             Err(error) => {
                 // A server that may still run without a lease must go.
-                tracing::error!(%error, "lease guard: could not freeze the database; killing it: {}", d.reason);
+                tracing::error!(%error, server = %self.site, "lease guard: could not freeze the database; killing it: {}", d.reason);
                 self.kill_now(d).await
             }
         }
     }
 
     async fn thaw_now(&mut self, d: &Decision) -> ProcessState {
-        let site = self.site.clone();
-        match blocking(move || site.thaw_server()).await {
-            Ok(ThawOutcome::NotRunning) => {
+        match self.site.thaw().await {
+            Ok(None) => {
                 self.freeze = None;
                 ProcessState::Stopped
             }
-            Ok(ThawOutcome::Thawed { elapsed, .. }) => {
+            Ok(Some(Signalled { pid, elapsed, .. })) => {
                 self.freeze = None;
                 tracing::warn!(
                     epoch = ?d.epoch,
+                    server = %self.site,
+                    ?pid,
                     elapsed_us = elapsed.as_micros() as u64,
                     "lease guard: THAWED the database: {}",
                     d.reason
@@ -755,28 +871,24 @@ impl Guard {
             }
             Err(error) => {
                 // Frozen is safe; retry later.
-                tracing::error!(%error, "lease guard: could not thaw the database: {}", d.reason);
+                tracing::error!(%error, server = %self.site, "lease guard: could not thaw the database: {}", d.reason);
                 self.retry_at_ms = monotonic_ms() + RETRY_AFTER_MS;
                 self.site.process_state()
             }
         }
     }
 
-    /// Freezes (signals only: the server stops acknowledging within
-    /// milliseconds), then kills and confirms with
-    /// [`PgSite::fence_urgently`], which first asks `pg_ctl`. Should the
-    /// kill fail, the server stays frozen, which takes no writes either.
+    /// Kills the server and confirms it is gone ([`Site::kill`]). Should
+    /// the kill fail, the server stays frozen if the freeze worked, which
+    /// takes no writes either.
     async fn kill_now(&mut self, d: &Decision) -> ProcessState {
-        let site = self.site.clone();
-        if let Err(error) = blocking(move || site.freeze_server()).await {
-            tracing::warn!(%error, "lease guard: freezing before the kill failed; killing anyway");
-        }
-        match self.site.fence_urgently(d.epoch.unwrap_or(0)).await {
-            Ok(outcome) => {
+        match self.site.kill(d.epoch.unwrap_or(0)).await {
+            Ok(elapsed) => {
                 self.freeze = None;
                 tracing::warn!(
                     epoch = ?d.epoch,
-                    elapsed_ms = outcome.elapsed().as_millis() as u64,
+                    server = %self.site,
+                    elapsed_ms = elapsed.as_millis() as u64,
                     "lease guard: KILLED the database: {}",
                     d.reason
                 );
@@ -791,6 +903,7 @@ impl Guard {
                 self.freeze = None;
                 tracing::warn!(
                     epoch = ?d.epoch,
+                    server = %self.site,
                     confirmation = %error,
                     "lease guard: KILLED the database (no process is left; the usual confirmation \
                      failed): {}",
@@ -802,6 +915,7 @@ impl Guard {
             Err(error) => {
                 tracing::error!(
                     %error,
+                    server = %self.site,
                     "LEASE GUARD COULD NOT KILL the database (it stays frozen if the freeze \
                      worked): a human must look; {}",
                     d.reason
@@ -814,30 +928,6 @@ impl Guard {
 
     fn record_action(&mut self, what: String) {
         self.last_action = Some(format!("{what} (at {} ms)", monotonic_ms()));
-    }
-
-    /// Fills in what a kill's confirmation needs from the running server:
-    /// its address (from `postmaster.pid`) and, unless given, its bin dir.
-    fn learn_server(&mut self) {
-        if self.site.admin_dsn.is_empty() {
-            if let Some(dsn) = probe_dsn(&self.site.data_dir) {
-                self.site.admin_dsn = dsn;
-            }
-        }
-        if !self.bin_dir_given && self.site.bin_dir.as_os_str().is_empty() {
-            if let Some(dir) = postmaster_bin_dir(&self.site.data_dir) {
-                self.site.bin_dir = dir;
-            }
-        }
-        if self.site.os_user.is_none() && Uid::effective().is_root() {
-            // PostgreSQL's tools refuse to run as root: run them as the
-            // owner of the data directory.
-            self.site.os_user = fs::metadata(&self.site.data_dir)
-                .ok()
-                .and_then(|m| User::from_uid(Uid::from_raw(m.uid())).ok().flatten())
-                .map(|u| u.name)
-                .filter(|name| name != "root");
-        }
     }
 
     /// Writes the heartbeat. A failure is logged when it starts; the
@@ -872,10 +962,174 @@ impl Guard {
     }
 }
 
+/// What a freeze or a thaw signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Signalled {
+    /// The server's main process (postmaster, `mariadbd`), when alive.
+    pid: Option<i32>,
+    /// How many processes were signalled, the main one included.
+    processes: usize,
+    /// From the call until every process was seen in its new state.
+    elapsed: Duration,
+}
+
+/// An action's failure, for the log.
+type ActError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The guarded server and how to act on it.
+enum Site {
+    /// Its DSN (only used to check the address refuses connections after a
+    /// kill) and bin dir are filled in from the running postmaster when
+    /// not given.
+    Postgres { site: PgSite, bin_dir_given: bool },
+    /// Signals to the `mariadbd` of a pid file; nothing to learn.
+    MariaDb(MariaProcess),
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Site::Postgres { site, .. } => {
+                write!(f, "PostgreSQL of data dir {}", site.data_dir.display())
+            }
+            Site::MariaDb(m) => m.fmt(f),
+        }
+    }
+}
+
+impl Site {
+    /// Running, frozen or stopped, from `/proc` alone.
+    fn process_state(&self) -> ProcessState {
+        match self {
+            Site::Postgres { site, .. } => site.process_state(),
+            Site::MariaDb(m) => m.process_state(),
+        }
+    }
+
+    /// Stops every process of the server (SIGSTOP) and confirms it;
+    /// `None`: no server process ran.
+    async fn freeze(&self) -> Result<Option<Signalled>, ActError> {
+        match self {
+            Site::Postgres { site, .. } => {
+                let site = site.clone();
+                match blocking(move || site.freeze_server()).await? {
+                    FreezeOutcome::NotRunning => Ok(None),
+                    FreezeOutcome::Frozen {
+                        postmaster,
+                        others,
+                        elapsed,
+                    } => Ok(Some(Signalled {
+                        pid: postmaster,
+                        processes: others.len() + usize::from(postmaster.is_some()),
+                        elapsed,
+                    })),
+                }
+            }
+            Site::MariaDb(m) => {
+                let m = m.clone();
+                Ok(blocking(move || m.freeze()).await?)
+            }
+        }
+    }
+
+    /// Resumes every process of the server (SIGCONT) and confirms it;
+    /// `None`: no server process ran.
+    async fn thaw(&self) -> Result<Option<Signalled>, ActError> {
+        match self {
+            Site::Postgres { site, .. } => {
+                let site = site.clone();
+                match blocking(move || site.thaw_server()).await? {
+                    ThawOutcome::NotRunning => Ok(None),
+                    ThawOutcome::Thawed {
+                        postmaster,
+                        others,
+                        elapsed,
+                    } => Ok(Some(Signalled {
+                        pid: postmaster,
+                        processes: others.len() + usize::from(postmaster.is_some()),
+                        elapsed,
+                    })),
+                }
+            }
+            Site::MariaDb(m) => {
+                let m = m.clone();
+                Ok(blocking(move || m.thaw()).await?)
+            }
+        }
+    }
+
+    /// Kills the server and confirms it is gone; returns the time taken.
+    /// PostgreSQL: freezes first (signals only: the server stops
+    /// acknowledging within milliseconds), then [`PgSite::fence_urgently`],
+    /// which first asks `pg_ctl`. MariaDB: see `mariadb.rs`.
+    async fn kill(&self, epoch: u64) -> Result<Duration, ActError> {
+        match self {
+            Site::Postgres { site, .. } => {
+                let frozen = site.clone();
+                if let Err(error) = blocking(move || frozen.freeze_server()).await {
+                    tracing::warn!(%error, "lease guard: freezing before the kill failed; killing anyway");
+                }
+                Ok(site.fence_urgently(epoch).await?.elapsed())
+            }
+            Site::MariaDb(m) => {
+                let m = m.clone();
+                Ok(blocking(move || m.kill()).await?)
+            }
+        }
+    }
+
+    /// Fills in what a PostgreSQL kill's confirmation needs from the
+    /// running server: its address (from `postmaster.pid`) and, unless
+    /// given, its bin dir.
+    fn learn_server(&mut self) {
+        let Site::Postgres {
+            site,
+            bin_dir_given,
+        } = self
+        else {
+            return;
+        };
+        if site.admin_dsn.is_empty() {
+            if let Some(dsn) = probe_dsn(&site.data_dir) {
+                site.admin_dsn = dsn;
+            }
+        }
+        if !*bin_dir_given && site.bin_dir.as_os_str().is_empty() {
+            if let Some(dir) = postmaster_bin_dir(&site.data_dir) {
+                site.bin_dir = dir;
+            }
+        }
+        if site.os_user.is_none() && Uid::effective().is_root() {
+            // PostgreSQL's tools refuse to run as root: run them as the
+            // owner of the data directory.
+            site.os_user = fs::metadata(&site.data_dir)
+                .ok()
+                .and_then(|m| User::from_uid(Uid::from_raw(m.uid())).ok().flatten())
+                .map(|u| u.name)
+                .filter(|name| name != "root");
+        }
+    }
+
+    /// Forgets what [`Site::learn_server`] learnt of a server that is gone:
+    /// the next one may listen elsewhere or run from other binaries.
+    fn forget_server(&mut self) {
+        if let Site::Postgres {
+            site,
+            bin_dir_given,
+        } = self
+        {
+            site.admin_dsn.clear();
+            if !*bin_dir_given {
+                site.bin_dir = PathBuf::new();
+            }
+        }
+    }
+}
+
 /// Runs blocking work (signals and short waits) off the runtime's threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, palisade_actions::postgres::DbError> + Send + 'static,
-) -> Result<T, palisade_actions::postgres::DbError> {
+async fn blocking<T: Send + 'static, E: Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(join) => std::panic::resume_unwind(join.into_panic()),
@@ -1048,14 +1302,17 @@ mod tests {
             hard: false,
         };
         handle.order(order).expect("write the order");
+        let args = GuardArgs {
+            data_dir: Some("/nonexistent".into()),
+            mariadb_pid_file: None,
+            order_file: dir.path().join("o"),
+            bin_dir: None,
+            hard_after_ms: 10,
+            poll_ms: 20,
+        };
         let mut guard = Guard::new(
-            &GuardArgs {
-                data_dir: "/nonexistent".into(),
-                order_file: dir.path().join("o"),
-                bin_dir: None,
-                hard_after_ms: 10,
-                poll_ms: 20,
-            },
+            &args,
+            &args.server().expect("a server"),
             Paths::new(&dir.path().join("o")),
             boot_id().expect("boot id"),
         );
@@ -1096,6 +1353,53 @@ mod tests {
         }
         drop(held);
         assert_eq!(handle.guard_pid().expect("test the lock"), None);
+    }
+
+    #[test]
+    fn the_guard_takes_exactly_one_server() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: GuardArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["lease-guard", "--order-file", "/o"].iter().chain(args))
+                .map(|c| c.args)
+        };
+        let pg = parse(&["--data-dir", "/pg", "--bin-dir", "/bin"]).expect("PostgreSQL");
+        assert_eq!(
+            pg.server().expect("a server"),
+            GuardedServer::Postgres {
+                data_dir: "/pg".into(),
+                bin_dir: "/bin".into()
+            }
+        );
+        let maria = parse(&["--mariadb-pid-file", "/run/mysqld/mysqld.pid"]).expect("MariaDB");
+        assert_eq!(
+            maria.server().expect("a server"),
+            GuardedServer::MariaDb {
+                pid_file: "/run/mysqld/mysqld.pid".into()
+            }
+        );
+        let neither = parse(&[]).expect_err("no server is an error").to_string();
+        assert!(
+            neither.contains("--data-dir") && neither.contains("--mariadb-pid-file"),
+            "{neither}"
+        );
+        assert!(parse(&["--data-dir", "/pg", "--mariadb-pid-file", "/p"]).is_err());
+        assert!(parse(&["--mariadb-pid-file", "/p", "--bin-dir", "/bin"]).is_err());
+    }
+
+    #[test]
+    fn a_mariadb_handle_starts_its_guard_on_the_pid_file() {
+        let handle = GuardHandle::new_mariadb("/run/palisade/o", "/run/mysqld/mysqld.pid", "/x");
+        assert_eq!(
+            handle.server(),
+            &GuardedServer::MariaDb {
+                pid_file: "/run/mysqld/mysqld.pid".into()
+            }
+        );
     }
 
     #[test]

@@ -19,10 +19,10 @@ use palisade_api::v1::{
     change_members_request::Action, AnnotateReply, AnnotateRequest, ChangeMembersRequest,
     DatabaseView, DrillSummary, Event, FailbackRequest, FailoverRequest, FailoverSummary,
     HistoryReply, HistoryRequest, JournalEntry, JournalReply, JournalRequest, Maintenance,
-    MaintenanceEvent, MaintenanceReply, Member, MembersReply, MembersRequest, NodeStatus,
-    OperationReply, PauseRequest, RecordDrillReply, RecordDrillRequest, RejoinSummary,
-    RequestRecord, ResumeRequest, Role, SearchView, StatusReply, StatusRequest, StepCheck,
-    StepTiming, SwitchoverRequest, WatchRequest,
+    MaintenanceEvent, MaintenanceReply, MariaDbSemiSync, MariaDbView, Member, MembersReply,
+    MembersRequest, NodeStatus, OperationReply, PauseRequest, RecordDrillReply, RecordDrillRequest,
+    RejoinSummary, RequestRecord, ResumeRequest, Role, SearchView, StatusReply, StatusRequest,
+    StepCheck, StepTiming, SwitchoverRequest, WatchRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
@@ -125,6 +125,9 @@ pub struct Cluster {
     /// How long `change_members` takes to answer (the real leader waits
     /// for a new witness to catch up).
     pub change_members_delay: std::time::Duration,
+    /// The database is a MariaDB master-master pair: every database view
+    /// carries a `mariadb` view (see [`Cluster::mariadb_view`]).
+    pub mariadb: bool,
 }
 
 impl Cluster {
@@ -192,6 +195,45 @@ impl Cluster {
             members_log_index: 7,
             change_members_error: None,
             change_members_delay: std::time::Duration::ZERO,
+            mariadb: false,
+        }
+    }
+
+    /// What a witness sees of the MariaDB master at `site`: the primary
+    /// writable, replicating from the standby, semi-sync in force; the
+    /// standby read-only, replicating from the primary, acking; a
+    /// standby seen down, nothing. Site `site-N` has `server_id` N and
+    /// is reached as `site-N-db:3306`.
+    fn mariadb_view(&self, site: &str, reachable: bool) -> MariaDbView {
+        if !reachable {
+            return MariaDbView::default();
+        }
+        let writer = site == self.primary;
+        let other = if writer { &self.standby } else { &self.primary };
+        let id = |site: &str| site.trim_start_matches("site-").parse::<u32>().ok();
+        MariaDbView {
+            read_only: Some(!writer),
+            server_id: id(site),
+            auto_increment_increment: Some(2),
+            auto_increment_offset: id(site),
+            io_running: "Yes".to_owned(),
+            sql_running: Some(true),
+            seconds_behind_master: Some(0),
+            replicates_from: format!("{other}-db:3306"),
+            replicates_from_server_id: id(other),
+            read_position: "mysql-bin.000003:5678".to_owned(),
+            executed_position: "mysql-bin.000003:5678".to_owned(),
+            binlog_position: "mysql-bin.000003:5678".to_owned(),
+            gtid_binlog_pos: "0-1-42".to_owned(),
+            gtid_slave_pos: "0-1-42".to_owned(),
+            semi_sync: Some(MariaDbSemiSync {
+                enabled: writer,
+                active: writer,
+                clients: u32::from(writer),
+                timeout_ms: 10_000,
+                replica_acks: !writer,
+            }),
+            ..Default::default()
         }
     }
 
@@ -472,6 +514,12 @@ impl Cluster {
                         ..Default::default()
                     }
                 }
+            })
+            .map(|d| DatabaseView {
+                mariadb: self
+                    .mariadb
+                    .then(|| self.mariadb_view(&d.site, d.reachable)),
+                ..d
             })
             .collect();
         let node = |id: u64, role: Role| {

@@ -349,6 +349,13 @@ fn site_card(s: &StatusReply, site: &str) -> String {
             c,
             "<div><dt>Database</dt><dd>{role} · {db}</dd></div><div><dt>Fencing</dt><dd>{fenced}</dd></div>"
         );
+        if let Some(m) = own.filter(|d| d.reachable).and_then(|d| d.mariadb.as_ref()) {
+            let _ = write!(
+                c,
+                "<div><dt>Replication</dt><dd>{}</dd></div>",
+                mariadb_replication(m)
+            );
+        }
     }
     if let Some(n) = w {
         let monitors = match n.monitors_enabled {
@@ -386,6 +393,40 @@ fn site_card(s: &StatusReply, site: &str) -> String {
     }
     c.push_str("</dl></article>");
     c
+}
+
+/// A MariaDB master's replication from the other master and the
+/// semi-sync in force on it, in words.
+fn mariadb_replication(m: &pb::MariaDbView) -> String {
+    let from = if m.replicates_from.is_empty() {
+        "from no master (or unread)".to_owned()
+    } else {
+        format!(
+            "from {} · IO {} · SQL {} · {} behind · read {} · executed {}",
+            esc(&m.replicates_from),
+            if m.io_running == "Yes" {
+                mark(Some(true), "Yes", "")
+            } else {
+                mark(Some(false), "", or_dash(&m.io_running))
+            },
+            match m.sql_running {
+                Some(true) => mark(Some(true), "Yes", ""),
+                Some(false) => mark(Some(false), "", "No"),
+                None => mark(None, "", ""),
+            },
+            m.seconds_behind_master
+                .map_or_else(|| "unknown".to_owned(), |s| format!("{s} s")),
+            esc(or_dash(&m.read_position)),
+            esc(or_dash(&m.executed_position)),
+        )
+    };
+    let semi = match &m.semi_sync {
+        None => "unknown".to_owned(),
+        Some(s) if !s.enabled => "off".to_owned(),
+        Some(s) if s.active => mark(Some(true), &format!("active ({} acking)", s.clients), ""),
+        Some(_) => mark(Some(false), "", "fell back to async"),
+    };
+    format!("{from} · semi-sync {semi}")
 }
 
 /// Each witness's view of each database.
@@ -789,6 +830,35 @@ mod tests {
     fn unix_ms_reads_as_utc() {
         assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(when(1_709_210_096_000), "2024-02-29 12:34:56 UTC");
+    }
+
+    #[test]
+    fn a_mariadb_master_shows_its_replication_and_semi_sync() {
+        let m = pb::MariaDbView {
+            io_running: "Connecting".into(),
+            sql_running: Some(true),
+            replicates_from: "<b-db>:3306".into(),
+            read_position: "mysql-bin.000002:1899".into(),
+            executed_position: "mysql-bin.000002:1899".into(),
+            semi_sync: Some(pb::MariaDbSemiSync {
+                enabled: true,
+                active: false,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t = mariadb_replication(&m);
+        assert!(t.starts_with("from &lt;b-db&gt;:3306 · IO "), "{t}");
+        assert!(t.contains("✖</span> Connecting"), "{t}");
+        assert!(
+            t.contains("unknown behind · read mysql-bin.000002:1899"),
+            "{t}"
+        );
+        assert!(t.ends_with("✖</span> fell back to async</span>"), "{t}");
+        assert_eq!(
+            mariadb_replication(&pb::MariaDbView::default()),
+            "from no master (or unread) · semi-sync unknown"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! This site's own database, as its agent manages it: a thin adapter over
-//! `palisade_actions::postgres::DatabaseControl` that turns outcomes into
-//! the words recorded in the failover log.
+//! `palisade_actions::postgres::DatabaseControl` (PostgreSQL) or
+//! `palisade_actions::mariadb::MariaSite` (a MariaDB master, [`mariadb`])
+//! that turns outcomes into the words recorded in the failover log.
 //!
 //! It is generic over the trait, defaulting to PostgreSQL managed with its
 //! own tools (`PgSite`), so that the agent runtime can run against an
@@ -16,11 +17,21 @@ use palisade_actions::postgres::{
 use palisade_core::observe::format_lsn;
 use palisade_core::ConnString;
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, ErrantTransactions};
 
-/// The local database of a site agent, controlled through `D`.
+mod mariadb;
+
+pub use mariadb::MariaDb;
+
+/// The local database of a site agent: PostgreSQL controlled through `D`,
+/// or a MariaDB master.
 pub struct SiteDb<D: DatabaseControl = PgSite> {
-    control: D,
+    engine: Engine<D>,
+}
+
+enum Engine<D> {
+    Postgres(D),
+    MariaDb(Box<MariaDb>),
 }
 
 fn fenced(o: &FenceOutcome) -> String {
@@ -38,9 +49,14 @@ fn fenced(o: &FenceOutcome) -> String {
 }
 
 impl SiteDb<PgSite> {
-    /// Manages the PostgreSQL server described by `cfg` with its own tools;
-    /// `timeout` bounds each step.
+    /// Manages the server described by `cfg`: PostgreSQL with its own
+    /// tools, or a MariaDB master; `timeout` bounds each step.
     pub fn new(cfg: &DatabaseConfig, timeout: Duration) -> Self {
+        if cfg.is_mariadb() {
+            return Self {
+                engine: Engine::MariaDb(Box::new(MariaDb::new(cfg, timeout))),
+            };
+        }
         let site = PgSite {
             bin_dir: cfg.bin_dir.clone(),
             data_dir: cfg.data_dir.clone(),
@@ -58,27 +74,47 @@ impl SiteDb<PgSite> {
 impl<D: DatabaseControl> SiteDb<D> {
     /// Manages the database that `control` controls.
     pub fn with_control(control: D) -> Self {
-        Self { control }
+        Self {
+            engine: Engine::Postgres(control),
+        }
     }
 
-    /// Whether the server's main process (the postmaster) runs.
+    /// The MariaDB master, when this is one.
+    pub fn mariadb(&self) -> Option<&MariaDb> {
+        match &self.engine {
+            Engine::MariaDb(m) => Some(m),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// Whether the server's main process (the postmaster, `mariadbd`) runs.
     pub async fn is_running(&self) -> Result<bool, String> {
-        self.control.is_running().await.map_err(|e| e.to_string())
+        match &self.engine {
+            Engine::Postgres(c) => c.is_running().await.map_err(|e| e.to_string()),
+            Engine::MariaDb(m) => Ok(m.is_running()),
+        }
     }
 
     /// Whether any process of the server runs (cheap: no command, no
-    /// connection; `PgSite` reads `/proc`).
+    /// connection; both read `/proc`).
     pub fn has_processes(&self) -> bool {
-        self.control.has_server_processes()
+        match &self.engine {
+            Engine::Postgres(c) => c.has_server_processes(),
+            Engine::MariaDb(m) => m.is_running(),
+        }
     }
 
     /// Stops the server and confirms it cannot take writes. `urgent`: the
     /// lease is gone; kill it at once rather than shut it down politely.
     pub async fn fence(&self, epoch: u64, urgent: bool) -> Result<String, String> {
+        let control = match &self.engine {
+            Engine::Postgres(c) => c,
+            Engine::MariaDb(m) => return m.fence(epoch, urgent).await,
+        };
         let outcome = if urgent {
-            self.control.fence_urgently(epoch).await
+            control.fence_urgently(epoch).await
         } else {
-            self.control.fence(epoch).await
+            control.fence(epoch).await
         };
         outcome.map(|o| fenced(&o)).map_err(|e| e.to_string())
     }
@@ -90,8 +126,11 @@ impl<D: DatabaseControl> SiteDb<D> {
     /// killed, or was already down after a crash): then where its WAL ends
     /// is unknown here and no catch-up can be proven.
     pub async fn fence_for_handover(&self, epoch: u64) -> Result<(String, Option<u64>), String> {
-        let h = self
-            .control
+        let control = match &self.engine {
+            Engine::Postgres(c) => c,
+            Engine::MariaDb(m) => return m.fence_for_handover(epoch).await,
+        };
+        let h = control
             .fence_for_handover(epoch)
             .await
             .map_err(|e| e.to_string())?;
@@ -134,8 +173,10 @@ impl<D: DatabaseControl> SiteDb<D> {
         let name = format!("application_name={application_name}");
         conninfo.push(&name);
         let conninfo = upstream.with_text(conninfo.join(" ")).libpq();
-        let o = self
-            .control
+        let Engine::Postgres(control) = &self.engine else {
+            return Err("a MariaDB master rejoins through SiteDb::rejoin_mariadb".into());
+        };
+        let o = control
             .rejoin_as_standby(epoch, conninfo.expose())
             .await
             .map_err(|e| e.to_string())?;
@@ -155,7 +196,11 @@ impl<D: DatabaseControl> SiteDb<D> {
 
     /// Starts the server in the role its data directory says.
     pub async fn start(&self, epoch: u64) -> Result<String, String> {
-        match self.control.start(epoch).await {
+        let control = match &self.engine {
+            Engine::Postgres(c) => c,
+            Engine::MariaDb(m) => return m.start(epoch).await,
+        };
+        match control.start(epoch).await {
             Ok(StartOutcome::AlreadyRunning) => Ok("already running".into()),
             Ok(StartOutcome::Started { elapsed }) => {
                 Ok(format!("started in {} ms", elapsed.as_millis()))
@@ -165,12 +210,14 @@ impl<D: DatabaseControl> SiteDb<D> {
     }
 
     /// Promotes the standby; it checks it is writable and records the epoch.
-    pub async fn promote(&self, epoch: u64) -> Result<String, String> {
-        let o = self
-            .control
-            .promote(epoch)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// `planned`: a handover (a MariaDB survivor then keeps replicating
+    /// from the old writer, which stays up read-only).
+    pub async fn promote(&self, epoch: u64, planned: bool) -> Result<String, String> {
+        let control = match &self.engine {
+            Engine::Postgres(c) => c,
+            Engine::MariaDb(m) => return m.make_writable(epoch, !planned).await,
+        };
+        let o = control.promote(epoch).await.map_err(|e| e.to_string())?;
         Ok(format!(
             "{} at {} on timeline {} (out of recovery in {} ms, test write done in {} ms)",
             if o.already_primary {
@@ -187,10 +234,31 @@ impl<D: DatabaseControl> SiteDb<D> {
 
     /// Sets or clears `synchronous_standby_names`; true when it changed.
     pub async fn set_synchronous(&self, epoch: u64, names: Option<&str>) -> Result<bool, String> {
-        self.control
+        let Engine::Postgres(control) = &self.engine else {
+            return Err(
+                "a MariaDB writer's sync mode is semi-sync (MariaDb::set_semi_sync)".into(),
+            );
+        };
+        control
             .set_synchronous(epoch, names)
             .await
             .map(|o| o.changed)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl<D: DatabaseControl> SiteDb<D> {
+    /// MariaDB: the old writer's return (see [`MariaDb`]'s rejoin); `peer`
+    /// is the new writer's database.
+    pub async fn rejoin_mariadb(
+        &self,
+        epoch: u64,
+        peer: &DatabaseConfig,
+        errant: ErrantTransactions,
+    ) -> Result<String, String> {
+        match &self.engine {
+            Engine::MariaDb(m) => m.rejoin(epoch, peer, errant).await,
+            Engine::Postgres(_) => Err("not a MariaDB master".into()),
+        }
     }
 }
