@@ -45,10 +45,24 @@ pub const SETTLE: Duration = Duration::from_secs(60);
 /// evidence, not by the disconnect.
 pub const SYNC_DEGRADE_AFTER_MS: u64 = 1000;
 
+/// The databases of a world.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL 15: primary in site a, streaming standby in site b.
+    #[default]
+    Postgres,
+    /// MariaDB 10.11: the guide's master-master pair, the writer
+    /// (`read_only = OFF`) in site a and the other master in site b
+    /// ([`crate::maria`]).
+    MariaDb,
+}
+
 /// The settings a world's witnesses run with (docs/chaos.md explains the
 /// choice).
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The databases.
+    pub engine: Engine,
     /// `[probe] interval_ms`.
     pub probe_interval_ms: u64,
     /// `[failover] down_after_ms`.
@@ -75,6 +89,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            engine: Engine::Postgres,
             probe_interval_ms: 200,
             down_after_ms: 1000,
             lease_ttl_ms: 1500,
@@ -103,12 +118,13 @@ pub struct Witness {
 pub struct Db {
     /// Its site.
     pub site: &'static str,
-    /// `PGDATA`.
+    /// `PGDATA` (MariaDB: `datadir`).
     pub data_dir: PathBuf,
     /// `unix_socket_directories`: how the harness's own clients reach it,
     /// whatever the network cuts (as an app on the same host would).
+    /// MariaDB: the socket itself.
     pub sock_dir: PathBuf,
-    /// `pg_ctl -l`.
+    /// `pg_ctl -l` (MariaDB: `log-error`).
     pub log: PathBuf,
 }
 
@@ -128,6 +144,8 @@ pub struct World {
     pub dbs: Vec<Db>,
     /// The servers of [`World::dbs`]; stopped at teardown.
     pair: Option<PgPair>,
+    /// The MariaDB pair of a MariaDB world; killed at teardown.
+    maria: Option<crate::maria::MariaPair>,
     /// The apps' `threatconnect.xml`, by site.
     pub apps: Vec<(&'static str, PathBuf)>,
     /// HAProxy's runtime API socket.
@@ -295,6 +313,7 @@ impl World {
             witnesses: Vec::new(),
             dbs: Vec::new(),
             pair: None,
+            maria: None,
             apps: Vec::new(),
             haproxy: None,
             palisade,
@@ -307,8 +326,18 @@ impl World {
         step("create the sites: namespaces pal-a/b/c on bridge pal-br0 (198.18.0.0/24)");
         netns::create()?;
         w.net = Some(Net::new(w.log.clone())?);
-        step("PostgreSQL: primary in site a (initdb), standby in site b (pg_basebackup -R)");
-        w.start_databases().await?;
+        match w.settings.engine {
+            Engine::Postgres => {
+                step(
+                    "PostgreSQL: primary in site a (initdb), standby in site b (pg_basebackup -R)",
+                );
+                w.start_databases().await?;
+            }
+            Engine::MariaDb => {
+                step("MariaDB: the guide's master-master pair, writer in site a, the other master (read-only) in site b");
+                w.start_maria().await?;
+            }
+        }
         step("apps, HAProxy front door, witnesses");
         for (site, on) in [("a", true), ("b", false)] {
             let d = w.dir.join(format!("app-{site}"));
@@ -369,6 +398,54 @@ impl World {
         Ok(())
     }
 
+    async fn start_maria(&mut self) -> Result<()> {
+        let pair = crate::maria::MariaPair::start(&self.dir).await?;
+        let db = |m: &crate::maria::Master| Db {
+            site: m.site,
+            data_dir: m.data_dir.clone(),
+            sock_dir: m.socket.clone(),
+            log: m.log_file.clone(),
+        };
+        self.dbs = vec![db(&pair.a), db(&pair.b)];
+        self.maria = Some(pair);
+        Ok(())
+    }
+
+    fn maria(&self) -> Result<&crate::maria::MariaPair> {
+        self.maria
+            .as_ref()
+            .context("the world's MariaDB pair is not started")
+    }
+
+    /// The writers and the sampler of this world's engine.
+    pub fn workload(&self) -> Result<crate::workload::Workload> {
+        use crate::workload::Workload;
+        Ok(match self.settings.engine {
+            Engine::Postgres => Workload::start(
+                self.db_sock("a"),
+                self.db_sock("b"),
+                self.haproxy_sock.clone(),
+            ),
+            Engine::MariaDb => {
+                let pair = self.maria()?;
+                Workload::start_maria(
+                    crate::maria_workload::Local::of(&pair.a),
+                    crate::maria_workload::Local::of(&pair.b),
+                    self.haproxy_sock.clone(),
+                )
+            }
+        })
+    }
+
+    /// The ids of the writers' rows stored on `site`'s database, read over
+    /// its unix socket.
+    pub async fn stored_ids(&self, site: &str) -> Result<Vec<i64>> {
+        match self.settings.engine {
+            Engine::Postgres => crate::workload::stored_ids(&self.db_sock(site)).await,
+            Engine::MariaDb => crate::maria_workload::stored_ids(&self.db_sock(site)).await,
+        }
+    }
+
     /// The server of `site`'s database.
     fn server(&self, site: &str) -> Result<&PgServer> {
         let pair = self
@@ -389,16 +466,36 @@ impl World {
             let ip: Ipv4Addr = netns::addr(site).parse().context("a site's address")?;
             Ok(SocketAddr::from((ip, PG_PORT)))
         };
-        let config = HaproxyConfig::new(
-            self.haproxy_sock.clone(),
-            addr("host")?,
-            vec![("pg_a".into(), addr("a")?), ("pg_b".into(), addr("b")?)],
-        );
+        let config = match self.settings.engine {
+            Engine::Postgres => HaproxyConfig::new(
+                self.haproxy_sock.clone(),
+                addr("host")?,
+                vec![("pg_a".into(), addr("a")?), ("pg_b".into(), addr("b")?)],
+            ),
+            // TCP mode, MySQL servers on 3306; routed, as PostgreSQL's, by
+            // the runtime API's maintenance state (the backend keeps the
+            // test kit's name).
+            Engine::MariaDb => {
+                let port = crate::maria::MARIA_PORT;
+                let at = |site: &str| -> Result<SocketAddr> {
+                    Ok(SocketAddr::new(addr(site)?.ip(), port))
+                };
+                HaproxyConfig::new(
+                    self.haproxy_sock.clone(),
+                    at("host")?,
+                    vec![("maria_a".into(), at("a")?), ("maria_b".into(), at("b")?)],
+                )
+            }
+        };
         self.haproxy = Some(Haproxy::start(&bin, &self.dir, &config).await?);
         // The standby's server goes to maintenance through the runtime API,
         // as an operator does (a `disabled` in the config could never be
         // cleared at runtime by HAProxy 2.6).
-        self.haproxy_cmd("set server postgres/pg_b state maint")?;
+        let b = match self.settings.engine {
+            Engine::Postgres => "pg_b",
+            Engine::MariaDb => "maria_b",
+        };
+        self.haproxy_cmd(&format!("set server postgres/{b} state maint"))?;
         Ok(())
     }
 
@@ -416,10 +513,15 @@ impl World {
 
     fn write_witness_configs(&mut self) -> Result<()> {
         let s = &self.settings;
-        let pair = self
-            .pair
-            .as_ref()
-            .context("the world's databases are not started")?;
+        let databases = match s.engine {
+            Engine::Postgres => palisade_testkit::cluster::database_sections(
+                self.pair
+                    .as_ref()
+                    .context("the world's databases are not started")?,
+                false,
+            ),
+            Engine::MariaDb => self.maria()?.database_sections(),
+        };
         // Mutual TLS, as in production: a CA and every witness's and the
         // test operators' certificates, made once per world.
         let pki = palisade_testkit::pki::TestPki::create(
@@ -448,7 +550,7 @@ impl World {
                 s.replication,
             )),
         }
-        common.push_str(&palisade_testkit::cluster::database_sections(pair, false));
+        common.push_str(&databases);
         common.push('\n');
         for (site, f) in &self.apps {
             common.push_str(&format!(
@@ -456,8 +558,12 @@ impl World {
                 f.display()
             ));
         }
+        let (a, b) = match s.engine {
+            Engine::Postgres => ("pg_a", "pg_b"),
+            Engine::MariaDb => ("maria_a", "maria_b"),
+        };
         common.push_str(&format!(
-            "[[front_door]]\nkind = \"haproxy\"\nruntime_api = \"{}\"\nbackend = \"postgres\"\nservers = {{ a = \"pg_a\", b = \"pg_b\" }}\n\n",
+            "[[front_door]]\nkind = \"haproxy\"\nruntime_api = \"{}\"\nbackend = \"postgres\"\nservers = {{ a = \"{a}\", b = \"{b}\" }}\n\n",
             self.haproxy_sock.display()
         ));
         for (i, site) in SITES.iter().enumerate() {
@@ -582,6 +688,19 @@ impl World {
     /// Sends `sig` to every process of `site`'s database server (logged);
     /// returns the PIDs, so a freeze can be thawed exactly.
     pub fn signal_db(&mut self, site: &str, sig: Signal) -> Result<Vec<i32>> {
+        if self.settings.engine == Engine::MariaDb {
+            let m = self
+                .maria
+                .as_mut()
+                .context("the world's MariaDB pair is not started")?
+                .master_mut(site)?;
+            let pid = m
+                .signal(sig)
+                .with_context(|| format!("database {site} is not running, cannot send {sig}"))?;
+            self.log
+                .record(format!("{sig} database {site} (mariadbd {pid})"));
+            return Ok(vec![pid]);
+        }
         let pids = procs::server_processes(&self.db(site).data_dir);
         if pids.is_empty() {
             bail!("database {site} is not running, cannot send {sig}");
@@ -609,6 +728,9 @@ impl World {
     /// host's service manager would restart a crashed server (the site
     /// agent restarts only a primary; a standby is the OS's to restart).
     pub fn start_db(&mut self, site: &str) -> Result<i64> {
+        if self.settings.engine == Engine::MariaDb {
+            bail!("starting MariaDB {site} by hand is not supported: its site agent starts it (crash restart, rejoin)");
+        }
         let server = self.server(site)?;
         // The backends of a killed postmaster take a moment to notice and
         // exit, and PID 1 here reaps slowly; until then pg_ctl refuses
@@ -628,6 +750,12 @@ impl World {
 
     /// Whether `site`'s database has a live postmaster.
     pub fn db_running(&self, site: &str) -> bool {
+        if self.settings.engine == Engine::MariaDb {
+            return self
+                .maria()
+                .and_then(|p| p.master(site))
+                .is_ok_and(|m| m.pid().is_some());
+        }
         procs::postmaster(&self.db(site).data_dir).is_some()
     }
 
@@ -753,7 +881,14 @@ impl World {
             if !streaming {
                 bail!("not every witness sees the standby streaming");
             }
-            if s["replication_mode"] != self.settings.replication {
+            // MariaDB's agent reports what is in force: `semi-sync (…)`
+            // for `sync`.
+            let mode = s["replication_mode"].as_str().unwrap_or("");
+            let in_force = match (self.settings.engine, self.settings.replication) {
+                (Engine::MariaDb, "sync") => mode.starts_with("semi-sync"),
+                (_, configured) => mode == configured,
+            };
+            if !in_force {
                 bail!("replication in force: {}", s["replication_mode"]);
             }
         } else if !(assessment.starts_with("healthy") || assessment.starts_with("blocked")) {
@@ -825,6 +960,7 @@ impl World {
         // Dropping them kills HAProxy and stops both servers.
         self.haproxy = None;
         self.pair = None;
+        self.maria = None;
         for p in netns::cleanup_all() {
             eprintln!("chaos: cleanup: {p}");
         }

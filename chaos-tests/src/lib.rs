@@ -10,11 +10,15 @@
 //! HAProxy), [`workload`] (writers and samplers), [`checker`] (one
 //! validator per safety rule, each with its own result), [`scenario`]
 //! (the named scenarios and the results table), [`random`] (seeded random
-//! schedules).
+//! schedules). A MariaDB world ([`cluster::Engine::MariaDb`]) puts the
+//! guide's master-master pair in the data sites instead ([`maria`]), with
+//! its writers and sampler over MySQL ([`maria_workload`]).
 
 pub mod checker;
 pub mod cluster;
 pub mod faults;
+pub mod maria;
+pub mod maria_workload;
 pub mod netns;
 pub mod procs;
 pub mod random;

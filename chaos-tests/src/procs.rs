@@ -57,3 +57,41 @@ pub fn server_processes(data_dir: &Path) -> Vec<i32> {
     let procs = palisade_testkit::procs::server_processes(data_dir);
     procs.into_iter().map(|p| p.pid).collect()
 }
+
+/// `pid` and every process descended from it (from `/proc/*/stat`'s
+/// parent PIDs), parents before children: what a pause of the whole host
+/// would stop (a witness and the lease guard it started, say).
+pub fn tree(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // Fields after the command (which may hold spaces): state, ppid.
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                .and_then(|f| f.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out
+}

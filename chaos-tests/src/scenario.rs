@@ -12,11 +12,11 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::checker::{self, Availability, Expect, GapFrom, History, Report};
-use crate::cluster::{read_monitors, Settings, World, SETTLE};
+use crate::cluster::{read_monitors, Engine, Settings, World, SETTLE};
 use crate::faults::Dir;
 use crate::netns::SITES;
-use crate::workload::{stored_ids, Workload};
-use crate::{fmt_ms, now_ms, step};
+use crate::workload::Workload;
+use crate::{fmt_ms, now_ms, procs, step};
 
 /// The RTO bound for a lost site or a crashed primary under the default
 /// crash policy `failover`, from the fault to the failover's end:
@@ -183,10 +183,9 @@ pub async fn collect_and_check(
         // A primary may be down for a moment even after the cluster
         // settled (restarted in place by its agent): what matters is what
         // it holds once it answers.
-        let sock = w.db_sock(&primary);
         let mut last = Err(String::new());
         for _ in 0..60 {
-            last = stored_ids(&sock).await.map_err(|e| format!("{e:#}"));
+            last = w.stored_ids(&primary).await.map_err(|e| format!("{e:#}"));
             if last.is_ok() {
                 break;
             }
@@ -392,7 +391,7 @@ async fn run_and_record(sc: &Scenario, settings: Settings) -> Result<(Report, Op
     let started = Instant::now();
     step(&format!("scenario {}: start the world", sc.name));
     let mut w = World::start(settings).await?;
-    let mut wl = Workload::start(w.db_sock("a"), w.db_sock("b"), w.haproxy_sock.clone());
+    let mut wl = w.workload()?;
     let outcome = drive(sc, &mut w, &mut wl).await;
     wl.stop().await;
     let (report, error) = match outcome {
@@ -506,6 +505,98 @@ fn leader_exits_after_fenced() -> Settings {
         failpoints: Some("after-step-fenced=exit".into()),
         ..Settings::default()
     }
+}
+
+/// A MariaDB world ([`crate::maria`]) with the default settings.
+fn maria() -> Settings {
+    Settings {
+        engine: Engine::MariaDb,
+        ..Settings::default()
+    }
+}
+
+/// A MariaDB world in `async` replication (see [`async_replication`]).
+fn maria_async() -> Settings {
+    Settings {
+        engine: Engine::MariaDb,
+        ..async_replication()
+    }
+}
+
+/// A MariaDB world whose crashed writer is failed over, not restarted.
+fn maria_failover_policy() -> Settings {
+    Settings {
+        engine: Engine::MariaDb,
+        ..failover_policy()
+    }
+}
+
+/// How long the partition scenario keeps site a cut off from b and c
+/// after the failover: the old writer, still reached by the front door
+/// and its local writer, must take no write after b's promotion.
+const PARTITION_AFTER_FAILOVER: Duration = Duration::from_secs(4);
+
+/// Site a cut off from b and c (both ways), the front door still reaching
+/// it: b and c no longer see the writer, fail over to b once its lease has
+/// run out, and the old writer, fenced by its own agent, must take no
+/// write after the promotion though clients still reach it.
+fn partition_a_from_b_c(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let t = w.net().cut("a", "b", Dir::Both)?;
+        w.net().cut("a", "c", Dir::Both)?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        step(&format!("failover recorded: {}", f["outcome"]));
+        watch(
+            PARTITION_AFTER_FAILOVER,
+            "site a is still cut off from b and c, reachable from the front door: its old writer must take no write",
+        )
+        .await;
+        w.net().heal()?;
+        Ok(Some(t))
+    })
+}
+
+/// Site a paused whole, as a VM pause would: its witness, the processes
+/// the witness started (the lease guard) and its database, SIGSTOPped
+/// together; thawed once the failover has begun. The thawed witness,
+/// guard and server wake up with a lease long gone: the old writer must
+/// take no write after b's promotion.
+fn freeze_site_a(w: &mut World) -> Fut<'_> {
+    Box::pin(async move {
+        let witness = w
+            .witness_pid("a")
+            .context("witness a is not running, cannot freeze site a")?;
+        let t = w.log.record(format!(
+            "SIGSTOP site a: witness {witness}, its children (the lease guard) and database a, as a VM pause would"
+        ));
+        let mut frozen = procs::tree(witness);
+        for p in &frozen {
+            procs::signal(*p, Signal::SIGSTOP);
+        }
+        w.log
+            .record(format!("SIGSTOP witness a and its children {frozen:?}"));
+        let db = w.signal_db("a", Signal::SIGSTOP);
+        let began = crate::wait_for("a failover begins", Duration::from_secs(40), || async {
+            let s = w.status("c").await?;
+            (!s["failover_in_progress"].is_null() || !s["last_failover"].is_null()).then_some(())
+        })
+        .await;
+        // Thawed whatever happened (a frozen witness is not restarted by
+        // the runner): the most dangerous moment is a thaw while the
+        // failover runs.
+        frozen.extend(db.iter().flatten());
+        w.thaw("site a (witness, its children, database)", &frozen);
+        began?;
+        db?;
+        let f = wait_failover_done(w, Duration::from_secs(40)).await?;
+        step(&format!("failover recorded: {}", f["outcome"]));
+        watch(
+            Duration::from_secs(3),
+            "the thawed old writer must stay fenced",
+        )
+        .await;
+        Ok(Some(t))
+    })
 }
 
 fn isolate_a(w: &mut World) -> Fut<'_> {
@@ -1239,6 +1330,44 @@ pub fn all() -> Vec<Scenario> {
             default_settings,
             kill_primary_witness_then_isolate_a,
         ),
+        // The same faults on a MariaDB world (the guide's master-master
+        // pair; crate::maria): the checker's rules unchanged.
+        s(
+            "maria_isolate_site_a_fails_over",
+            Expect::Failover,
+            RTO_MS,
+            maria,
+            isolate_a,
+        ),
+        s(
+            "maria_partition_a_from_b_c_fails_over",
+            Expect::Failover,
+            RTO_MS,
+            maria,
+            partition_a_from_b_c,
+        ),
+        s(
+            "maria_freeze_primary_db_fenced_after_thaw",
+            Expect::Failover,
+            RTO_MS,
+            maria_failover_policy,
+            freeze_primary_db,
+        ),
+        s(
+            "maria_freeze_site_a_fenced_after_thaw",
+            Expect::Failover,
+            RTO_MS,
+            maria,
+            freeze_site_a,
+        ),
+        s(
+            "maria_flap_a_links_at_most_one_failover",
+            Expect::AtMostOne,
+            RTO_MS,
+            maria_async,
+            flap_a,
+        )
+        .flap_share(0.5),
     ]
 }
 
@@ -1260,11 +1389,21 @@ pub fn named(name: &str) -> Scenario {
 /// failed); an `Err` when the run itself failed before the checker could
 /// judge it.
 pub async fn broken_fence() -> Result<Report> {
+    broken_fence_with(Engine::Postgres).await
+}
+
+/// [`broken_fence`] in a world of `engine`'s databases; a MariaDB world's
+/// row and rules file are named `maria_broken_fence_isolate_site_a`.
+pub async fn broken_fence_with(engine: Engine) -> Result<Report> {
     let sc = Scenario {
-        name: "broken_fence_isolate_site_a",
+        name: match engine {
+            Engine::Postgres => "broken_fence_isolate_site_a",
+            Engine::MariaDb => "maria_broken_fence_isolate_site_a",
+        },
         ..named("isolate_site_a_fails_over")
     };
     let settings = Settings {
+        engine,
         failpoints: Some("unsafe-skip-fence=on".into()),
         replication: "async",
         lease_ttl_ms: 8000,

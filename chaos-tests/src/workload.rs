@@ -151,6 +151,42 @@ impl Workload {
         w
     }
 
+    /// Starts the writers and the sampler of a MariaDB world
+    /// ([`crate::maria_workload`]): the same records, read over MySQL.
+    pub fn start_maria(
+        a: crate::maria_workload::Local,
+        b: crate::maria_workload::Local,
+        haproxy_sock: PathBuf,
+    ) -> Self {
+        use crate::maria_workload::{sampler, writer, Target};
+        let mut w = Self {
+            acks: Arc::default(),
+            samples: Arc::default(),
+            stop: Arc::default(),
+            tasks: Vec::new(),
+        };
+        for (via, base, target) in [
+            ("front-door", 0i64, Target::FrontDoor),
+            ("local-a", 1_000_000_000, Target::Local(a.socket.clone())),
+            ("local-b", 2_000_000_000, Target::Local(b.socket.clone())),
+        ] {
+            w.tasks.push(tokio::spawn(writer(
+                via,
+                base,
+                target,
+                w.acks.clone(),
+                w.stop.clone(),
+            )));
+        }
+        w.tasks.push(tokio::spawn(sampler(
+            vec![a, b],
+            haproxy_sock,
+            w.samples.clone(),
+            w.stop.clone(),
+        )));
+        w
+    }
+
     /// Stops everything and waits for it.
     pub async fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -316,7 +352,7 @@ async fn sampler(
 
 /// Sites whose server in backend `postgres` has no administrative state
 /// (not in maintenance, not drained), from `show servers state`.
-async fn haproxy_routable(sock: &Path) -> Option<Vec<&'static str>> {
+pub(crate) async fn haproxy_routable(sock: &Path) -> Option<Vec<&'static str>> {
     let ask = async {
         let mut s = tokio::net::UnixStream::connect(sock).await.ok()?;
         s.write_all(b"show servers state postgres\n").await.ok()?;
@@ -336,8 +372,8 @@ async fn haproxy_routable(sock: &Path) -> Option<Vec<&'static str>> {
         }
         if f[6] == "0" {
             match f[3] {
-                "pg_a" => sites.push("a"),
-                "pg_b" => sites.push("b"),
+                "pg_a" | "maria_a" => sites.push("a"),
+                "pg_b" | "maria_b" => sites.push("b"),
                 _ => {}
             }
         }
