@@ -57,11 +57,31 @@
 //! object ([`Report`]) on stdout once the failover is reported (before the
 //! playground, with `--keep`).
 //!
+//! With `--db mariadb` the same story runs on the HA/DR guide's other
+//! setup, a MySQL master-master pair on MariaDB 10.11 (module `mariadb`,
+//! docs/mariadb.md): step 1 finds `mariadbd` (else installs Debian's
+//! `mariadb-server` as root, or prints the command); step 2 builds the
+//! test kit's [`MariaPair`](palisade_testkit::mariadb::MariaPair) (server-id 1 at site a, the writer,
+//! `read_only = OFF`; server-id 2 at site b, the other master, which its
+//! agent keeps `read_only = ON`; each replicating from the other) and
+//! hands it to the witnesses as `engine = "mariadb"` sections; HAProxy
+//! fronts the two masters in TCP mode; the writer writes over the MySQL
+//! protocol as the application's account, which `read_only` stops; step 5
+//! SIGKILLs site a's `mariadbd`; in step 6 witness a's agent starts that
+//! `mariadbd` again with `--read-only`, checks it for errant transactions
+//! (committed there, never received by b: at times the writer's `INSERT`
+//! in flight at the kill, which the demo lets replicate, see
+//! `mariadb::ERRANT_POLICY`, and names in a progress line), and makes it
+//! replicate from b. The report has the same fields;
+//! where PostgreSQL words differ, see [`report::JsonReport`]'s docs.
+//!
 //! The witnesses listen on the fixed ports of `deploy/local/` (7301-7303 and
 //! 7401-7403): one demo per machine at a time.
 
 mod cluster;
 mod haproxy;
+mod mariadb;
+mod pair;
 mod playground;
 mod postgres;
 mod report;
@@ -80,6 +100,7 @@ use palisade_testkit::Attempt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use cluster::Cluster;
+use pair::DbPair;
 pub use report::Report;
 use report::{Progress, Timeline};
 use resources::{cleanup, spawn_on_own_thread, Interrupted, Resources};
@@ -95,6 +116,53 @@ pub enum DemoOutput {
     Json,
 }
 
+/// The database engine of the demo's pair: the HA/DR guide's two setups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Db {
+    /// PostgreSQL 15: a primary (site a) and a streaming standby (site b),
+    /// as the guide's PostgreSQL replication section sets them up.
+    Postgresql,
+    /// MariaDB: the guide's MySQL master-master pair (server-id 1 at site
+    /// a, the writer; server-id 2 at site b, read-only; each replicating
+    /// from the other).
+    Mariadb,
+}
+
+impl Db {
+    /// `postgresql` or `mariadb`, as `--db` and the config's `engine` spell
+    /// it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Db::Postgresql => "postgresql",
+            Db::Mariadb => "mariadb",
+        }
+    }
+
+    /// `PostgreSQL` or `MariaDB`, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Postgresql => "PostgreSQL",
+            Db::Mariadb => "MariaDB",
+        }
+    }
+
+    /// What site a's server process is called in the progress lines.
+    fn primary_process(self) -> &'static str {
+        match self {
+            Db::Postgresql => "the primary postmaster",
+            Db::Mariadb => "the writer's mariadbd",
+        }
+    }
+
+    /// What the old primary's agent does when its witness is back.
+    fn rejoin_story(self) -> &'static str {
+        match self {
+            Db::Postgresql => "rebuilds its database as b's standby (pg_rewind, else a base backup; fenced until then)",
+            Db::Mariadb => "starts its mariadbd with --read-only, checks it for errant transactions (committed on a, never received by b; the demo lets them replicate, errant_transactions = \"replicate\"), and makes it replicate from b again",
+        }
+    }
+}
+
 /// The replication mode the demo's pair runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Replication {
@@ -102,7 +170,8 @@ pub enum Replication {
     /// last writes the standby had not received.
     Async,
     /// Synchronous: a commit returns once the standby has it; a failover
-    /// loses no acknowledged write.
+    /// loses no acknowledged write. With `--db mariadb`: semi-synchronous
+    /// replication.
     Sync,
 }
 
@@ -122,11 +191,15 @@ impl Replication {
     name = "palisade demo",
     bin_name = "palisade demo",
     version,
-    about = "Fail over a whole site on this machine: a local PostgreSQL primary and streaming standby, the two apps' threatconnect.xml, Elasticsearch test doubles, HAProxy (when installed), three witnesses (ports 7301-7303 and 7401-7403) and a writer; kills site a and prints the failover timeline, the RTO, the writes lost, the app flips and the checks. Cleans up on exit or Ctrl-C."
+    about = "Fail over a whole site on this machine: a local PostgreSQL primary and streaming standby (or, with --db mariadb, the guide's MariaDB master-master pair), the two apps' threatconnect.xml, Elasticsearch test doubles, HAProxy (when installed), three witnesses (ports 7301-7303 and 7401-7403) and a writer; kills site a and prints the failover timeline, the RTO, the writes lost, the app flips and the checks. Cleans up on exit or Ctrl-C."
 )]
 pub struct DemoArgs {
+    /// The database pair: `postgresql` (a primary and a streaming standby)
+    /// or `mariadb` (the guide's MySQL master-master pair, on MariaDB).
+    #[arg(long, value_enum, default_value = "postgresql")]
+    pub db: Db,
     /// Replication mode of the local pair: `async` (the guide's choice) or
-    /// `sync` (no acknowledged write may be lost).
+    /// `sync` (no acknowledged write may be lost; MariaDB: semi-sync).
     #[arg(long, value_enum, default_value = "async")]
     pub replication: Replication,
     /// `json`: run without interaction, progress on stderr, one JSON object
@@ -153,7 +226,9 @@ const PHASE: Duration = Duration::from_secs(60);
 const LEADER_MOVES: u32 = 5;
 /// Deadline for site a's database to rejoin as a standby once its witness
 /// is back: crash recovery, `pg_rewind` (else a base backup), a start, the
-/// first streamed WAL; a failed attempt is retried after 10 s.
+/// first streamed WAL (MariaDB: crash recovery in a read-only start, the
+/// errant transaction check, replication from b running); a failed attempt
+/// is retried after 10 s.
 const REJOIN: Duration = Duration::from_secs(120);
 /// The witness whose control endpoint the playground's commands use: the
 /// tie-breaker site's, which no operation touches.
@@ -210,7 +285,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    progress.step("cleaning up: HAProxy, Elasticsearch doubles, witnesses (SIGTERM), PostgreSQL pair, temporary directories");
+    progress.step(format!(
+        "cleaning up: HAProxy, Elasticsearch doubles, witnesses (SIGTERM), {} pair, temporary directories",
+        args.db.name()
+    ));
     cleanup(res, &progress).await;
     let report = outcome?;
     report.check()?;
@@ -231,7 +309,9 @@ fn show_playground(res: &Resources, p: &Progress) -> anyhow::Result<()> {
         .endpoint_of(PLAYGROUND_WITNESS)
         .context("no witness at site c")?;
     let bin_dir = res.pg_bin_dir.clone().unwrap_or_default();
+    let db = res.pair.as_ref().map(|p| p.db()).unwrap_or(Db::Postgresql);
     let (list, note) = playground::commands(&playground::Setup {
+        db,
         dir: cluster.dir(),
         endpoint,
         operator: cluster.pki().operator(palisade_testkit::pki::OPERATOR),
@@ -239,7 +319,7 @@ fn show_playground(res: &Resources, p: &Progress) -> anyhow::Result<()> {
         pg_bin_dir: &bin_dir,
     })?;
     let console = cluster.console_of(PLAYGROUND_WITNESS);
-    playground::print(p, &list, note.as_deref(), console.as_deref());
+    playground::print(p, db, &list, note.as_deref(), console.as_deref());
     Ok(())
 }
 
@@ -267,44 +347,13 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     // Fail before building anything when the witness binary is missing.
     cluster::witness_binary()?;
 
-    p.step("looking for the PostgreSQL server binaries");
-    let bin_dir = postgres::ensure_binaries(p).await?;
-    p.detail(format!("using {}", bin_dir.display()));
-    res.pg_bin_dir = Some(bin_dir);
-
-    p.step(format!(
-        "building a PostgreSQL primary (site a) and a streaming standby (site b), {} replication, as the guide sets them up",
-        mode.as_str()
-    ));
-    let opts = PgPairOptions {
-        synchronous: mode == Replication::Sync,
-    };
-    let build = res
-        .pair_build
-        .insert(spawn_on_own_thread(move || PgPair::start_with(opts)));
-    let built = build.await;
-    res.pair_build = None;
-    let pair = Arc::new(
-        built
-            .context("the PostgreSQL pair's setup task failed")?
-            .context("building the PostgreSQL pair")?,
-    );
+    let pair = build_pair(args.db, mode, p, res).await?;
     res.pair = Some(pair.clone());
-    p.detail(format!(
-        "pair in {}: primary 127.0.0.1:{} (site a), standby 127.0.0.1:{} (site b), streaming",
-        pair.dir().display(),
-        pair.primary.port(),
-        pair.standby.port()
-    ));
 
     let cluster = res.cluster.insert(Cluster::create(&configs)?);
     let stack = res.stack.insert(Stack::new(cluster.dir()));
     let route = set_up_stack(stack, &pair, p).await?;
-    cluster.write_configs(&format!(
-        "{}\n{}",
-        postgres::database_sections(&pair, mode),
-        stack.sections()?
-    ))?;
+    cluster.write_configs(&format!("{}\n{}", pair.sections(mode), stack.sections()?))?;
 
     p.step(format!(
         "starting witnesses a, b, c (raft {}, control {}; configs, data and logs in {})",
@@ -327,15 +376,20 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         .await?;
     move_leadership_off_a(cluster, p).await?;
     let status = cluster
-        .wait_for("every witness's view of both databases", SETTLE, |s| {
-            (healthy(s).is_some() && all_views(s)).then(|| s.clone())
-        })
+        .wait_for(
+            "every witness's view of both databases, site b's refusing writes",
+            SETTLE,
+            |s| (healthy(s).is_some() && all_views(s) && standby_fenced(s)).then(|| s.clone()),
+        )
         .await?;
     p.step("the cluster is ready");
     report::print_status(p, &status);
 
     let how = match route {
-        Route::FrontDoor { port } => format!("through HAProxy (127.0.0.1:{port}), one connection per row, each asking the server that took it for its port"),
+        Route::FrontDoor { port } => format!("through HAProxy (127.0.0.1:{port}), one connection per row, each asking the server that took it for its port{}", match args.db {
+            Db::Postgresql => "",
+            Db::Mariadb => " (as the application's account, app, which read_only stops)",
+        }),
         Route::Direct => "one connection per row, on the primary".to_string(),
     };
     p.step(format!(
@@ -354,14 +408,15 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     }
 
     p.step(format!(
-        "site a goes down: SIGKILL of witness a and of the primary postmaster ({} rows acknowledged so far)",
+        "site a goes down: SIGKILL of witness a and of {} ({} rows acknowledged so far)",
+        args.db.primary_process(),
         writer.acked()
     ));
     let killed_at = Instant::now();
     let killed_wall_ms = unix_ms();
     cluster.send_kill("a")?;
     let victim = pair.clone();
-    tokio::task::spawn_blocking(move || victim.primary.kill9())
+    tokio::task::spawn_blocking(move || victim.kill_a())
         .await
         .context("the task killing the primary failed")?;
     cluster.reap("a").await;
@@ -385,9 +440,18 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
         Some(w) => w.stop().await?,
         None => bail!("the writer vanished"),
     };
-    let on_b = writer::ids_on(&pair.standby).await?;
+    let on_b = writer::ids_on_b(&pair).await?;
+    // MariaDB: what b had applied of a's binary log when promoted (its
+    // replication from a stays stopped until a rejoins).
+    let fork = match &*pair {
+        DbPair::Maria(m) => Some(mariadb::fork_point(m).await?),
+        DbPair::Pg(_) => None,
+    };
 
-    p.step("site a comes back: witness a restarts; its agent switches site a's app off before anything else, and rebuilds its database as b's standby (pg_rewind, else a base backup; fenced until then)");
+    p.step(format!(
+        "site a comes back: witness a restarts; its agent switches site a's app off before anything else, and {}",
+        args.db.rejoin_story()
+    ));
     let back_at = Instant::now();
     cluster.start("a")?;
     stack.wait_monitors("a", false, SETTLE).await?;
@@ -404,17 +468,34 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     let from = failover.from_site.clone();
     cluster
         .wait_for(
-            &format!("site {from}'s database to rejoin as a standby"),
+            &format!("site {from}'s database to rejoin as a standby (read-only, replicating)"),
             REJOIN,
             |s| rejoined(s, &from).then_some(()),
         )
         .await?;
     let rejoin = back_at.elapsed();
     p.step(format!(
-        "site {from}'s database rejoined as a standby of {}, streaming, {} ms after its witness restarted",
+        "site {from}'s database rejoined as a standby of {}, {}, {} ms after its witness restarted",
         failover.to_site,
+        match args.db {
+            Db::Postgresql => "streaming",
+            Db::Mariadb => "read-only and replicating from it",
+        },
         rejoin.as_millis()
     ));
+    if let (DbPair::Maria(m), Some(fork)) = (&*pair, &fork) {
+        match mariadb::errant_on_a(m, fork).await {
+            Ok(e) if e.is_empty() => p.detail(format!(
+                "errant transactions on site a: none (b had applied a's binary log up to {fork:?})"
+            )),
+            Ok(e) => p.detail(format!(
+                "errant transactions on site a: up to {} past b's {fork:?}: committed by a's crash recovery, never acknowledged nor received by b (the writer's INSERT in flight at the kill, which it retried on b); with errant_transactions = \"{}\" they replicate to b, where that INSERT is a no-op (the default, \"refuse\", would keep a out of the pair until an operator reconciles them)",
+                e.join(","),
+                mariadb::ERRANT_POLICY
+            )),
+            Err(e) => p.detail(format!("errant transactions on site a: unknown ({e:#})")),
+        }
+    }
     let final_status = cluster
         .wait_for("the status after the failover", SETTLE, |s| {
             (s.primary_site == failover.to_site && all_views(s) && rejoined(s, &from))
@@ -425,6 +506,7 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     report::print_status(p, &final_status);
 
     Ok(Report::build(Timeline {
+        db: args.db,
         mode,
         failover,
         status: final_status,
@@ -440,9 +522,78 @@ async fn demo(args: &DemoArgs, p: &Progress, res: &mut Resources) -> anyhow::Res
     }))
 }
 
+/// Finds (or installs) the engine's server and builds the pair as the
+/// guide sets it up; records the build in `res` while it runs, so that an
+/// interrupt stops it.
+async fn build_pair(
+    db: Db,
+    mode: Replication,
+    p: &Progress,
+    res: &mut Resources,
+) -> anyhow::Result<Arc<DbPair>> {
+    let build = match db {
+        Db::Postgresql => {
+            p.step("looking for the PostgreSQL server binaries");
+            let bin_dir = postgres::ensure_binaries(p).await?;
+            p.detail(format!("using {}", bin_dir.display()));
+            res.pg_bin_dir = Some(bin_dir);
+            p.step(format!(
+                "building a PostgreSQL primary (site a) and a streaming standby (site b), {} replication, as the guide sets them up",
+                mode.as_str()
+            ));
+            let opts = PgPairOptions {
+                synchronous: mode == Replication::Sync,
+            };
+            spawn_on_own_thread(
+                move || async move { PgPair::start_with(opts).await.map(DbPair::Pg) },
+            )
+        }
+        Db::Mariadb => {
+            p.step("looking for the MariaDB server");
+            let bin = mariadb::ensure_server(p).await?;
+            p.detail(format!("using {}", bin.display()));
+            p.step(format!(
+                "building the guide's MySQL master-master pair on MariaDB: server-id 1 (site a, the writer) and server-id 2 (site b), auto_increment_increment 2, each replicating from the other by binary log file and position, {} replication",
+                match mode {
+                    Replication::Async => "asynchronous",
+                    Replication::Sync => "semi-synchronous",
+                }
+            ));
+            spawn_on_own_thread(move || async move {
+                mariadb::build_pair(mode).await.map(DbPair::Maria)
+            })
+        }
+    };
+    let build = res.pair_build.insert(build);
+    let built = build.await;
+    res.pair_build = None;
+    let pair = Arc::new(
+        built
+            .with_context(|| format!("the {} pair's setup task failed", db.name()))?
+            .with_context(|| format!("building the {} pair", db.name()))?,
+    );
+    match &*pair {
+        DbPair::Pg(pg) => p.detail(format!(
+            "pair in {}: primary 127.0.0.1:{} (site a), standby 127.0.0.1:{} (site b), streaming",
+            pg.dir().display(),
+            pg.primary.port(),
+            pg.standby.port()
+        )),
+        DbPair::Maria(m) => p.detail(format!(
+            "pair in {}: site a's master 127.0.0.1:{} (server-id {}, the writer), site b's master 127.0.0.1:{} (server-id {}, its agent makes it read-only), replicating both ways; the app's database `app`",
+            m.dir().display(),
+            m.a.port(),
+            m.a.server_id(),
+            m.b.port(),
+            m.b.server_id()
+        )),
+    }
+    Ok(pair)
+}
+
 /// Sets up the rest of each site's stack (see [`stack`]) and says what it
 /// is; returns how the writer reaches the database.
-async fn set_up_stack(stack: &mut Stack, pair: &PgPair, p: &Progress) -> anyhow::Result<Route> {
+async fn set_up_stack(stack: &mut Stack, pair: &DbPair, p: &Progress) -> anyhow::Result<Route> {
     p.step("setting up the rest of each site's stack: the app servers' configs, Elasticsearch, the front door");
     stack.start_search().await?;
     p.detail(format!(
@@ -492,8 +643,20 @@ fn healthy(s: &StatusReply) -> Option<()> {
         .then_some(())
 }
 
+/// Every witness sees site b's server refusing writes: a standby in
+/// recovery (PostgreSQL), or a master with `read_only = ON` (MariaDB: the
+/// guide leaves both masters writable, and b's agent fences it at start).
+fn standby_fenced(s: &StatusReply) -> bool {
+    s.nodes.iter().all(|n| {
+        n.databases
+            .iter()
+            .any(|d| d.site == "b" && d.reachable && d.in_recovery == Some(true))
+    })
+}
+
 /// The cluster records `site` as the standby, no longer due to rejoin, and
-/// a witness sees it in recovery and streaming.
+/// a witness sees it in recovery and streaming (MariaDB: `read_only = ON`
+/// and its IO thread replicating from the new writer).
 fn rejoined(s: &StatusReply, site: &str) -> bool {
     s.standby_site == site
         && !s.standby_needs_rejoin

@@ -13,7 +13,18 @@
 //!    failback to a, checks;
 //! 4. `switchover --to b` hands over to b once more.
 //!
-//! `crates/palisade-demo/tests/playground.rs` runs these lines as printed.
+//! With `--db mariadb` the same commands run against the MariaDB pair: a
+//! "standby" there is the other master, read-only and replicating from the
+//! writer, and the last line asks HAProxy's server for its port with the
+//! `mariadb` client (as the application's account, its password in an
+//! owner-only option file) instead of `psql`. The planned handovers
+//! (`failback`, the drill's switchover and failback, `switchover`) fence
+//! the writer read-only, wait until the target master has executed the old
+//! writer's binary log up to its final position, and make the target
+//! writable; the old writer stays read-only, replicating from it.
+//!
+//! `crates/palisade-demo/tests/playground.rs` runs these lines as printed,
+//! on PostgreSQL and on MariaDB.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +32,7 @@ use anyhow::Context;
 use palisade_testkit::bins::build_command;
 
 use crate::report::Progress;
+use crate::Db;
 
 /// The DR test plan shipped for the demo layout; written to the work
 /// directory when the demo does not run from a checkout that has it.
@@ -39,6 +51,8 @@ pub struct Try {
 
 /// What the playground's commands need to know.
 pub struct Setup<'a> {
+    /// The pair's engine.
+    pub db: Db,
     /// The demo's work directory (removed at cleanup).
     pub dir: &'a Path,
     /// A witness's control endpoint, `https://HOST:PORT`.
@@ -67,13 +81,23 @@ pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
     let plan = drill_plan(s.dir)?;
     let reports = s.dir.join("drill-reports");
     std::fs::create_dir_all(&reports).with_context(|| format!("creating {}", reports.display()))?;
+    let (now, rejoins) = match s.db {
+        Db::Postgresql => (
+            "b's database is the primary, a's its streaming standby",
+            "b's database then rejoins as a's standby",
+        ),
+        Db::Mariadb => (
+            "b's master is the writer, a's the read-only master replicating from it",
+            "b's master then stays read-only, replicating from a",
+        ),
+    };
     let mut list = vec![
         Try {
-            what: "the cluster now: b's database is the primary, a's its streaming standby".into(),
+            what: format!("the cluster now: {now}"),
             command: format!("{ctl} status"),
         },
         Try {
-            what: "back to site a, the configured primary: a planned switchover, no data lost; b's database then rejoins as a's standby".into(),
+            what: format!("back to site a, the configured primary: a planned switchover, no data lost; {rejoins}"),
             command: format!("{ctl} failback --yes"),
         },
         Try {
@@ -117,7 +141,29 @@ pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
             ),
         },
     ];
-    if let (Some(port), Some(psql)) = (s.front_door_port, psql(s.pg_bin_dir)) {
+    if let (Db::Mariadb, Some(port), Some(client)) = (s.db, s.front_door_port, mariadb_client()) {
+        // As for psql: the password goes into an owner-only option file.
+        let cnf = s.dir.join("mariadb-client.cnf");
+        write_owner_only(
+            &cnf,
+            &format!(
+                "[client]\nuser={}\npassword={}\n",
+                palisade_testkit::mariadb::MARIA_APP_USER,
+                palisade_testkit::mariadb::MARIA_APP_PASSWORD
+            ),
+        )
+        .with_context(|| format!("writing {}", cnf.display()))?;
+        list.push(Try {
+            what: "the port of the server HAProxy sends clients to (now site b's)".into(),
+            command: format!(
+                "{} --defaults-extra-file={} -h 127.0.0.1 -P {port} -N -B -e 'SELECT @@port'",
+                quote(&client.display().to_string()),
+                quote(&cnf.display().to_string()),
+            ),
+        });
+    }
+    if let (Db::Postgresql, Some(port), Some(psql)) = (s.db, s.front_door_port, psql(s.pg_bin_dir))
+    {
         // The password goes into an owner-only pgpass file, not onto the
         // screen: the demo's output shows no secret.
         let pgpass = s.dir.join("pgpass");
@@ -145,8 +191,14 @@ pub fn commands(s: &Setup<'_>) -> anyhow::Result<(Vec<Try>, Option<String>)> {
 
 /// Prints the playground: where the cluster stands, the commands, how to
 /// stop it.
-pub fn print(p: &Progress, list: &[Try], note: Option<&str>, console: Option<&str>) {
-    p.step("the playground: the cluster keeps running, b primary, a's database its streaming standby, until Ctrl-C. From another terminal, try in this order (each command waits until it is done):");
+pub fn print(p: &Progress, db: Db, list: &[Try], note: Option<&str>, console: Option<&str>) {
+    p.step(format!(
+        "the playground: the cluster keeps running, {}, until Ctrl-C. From another terminal, try in this order (each command waits until it is done):",
+        match db {
+            Db::Postgresql => "b primary, a's database its streaming standby",
+            Db::Mariadb => "b's master the writer, a's read-only and replicating from it",
+        }
+    ));
     if let Some(note) = note {
         p.detail(format!("# {note}"));
     }
@@ -208,7 +260,6 @@ fn drill_plan(dir: &Path) -> anyhow::Result<String> {
     Ok(copy.display().to_string())
 }
 
-/// `psql`: on `PATH`, else beside the server binaries; `None` when neither.
 /// Writes `text` to `path`, readable by its owner only (0600).
 fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -223,6 +274,7 @@ fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// `psql`: on `PATH`, else beside the server binaries; `None` when neither.
 fn psql(bin_dir: &Path) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -233,6 +285,18 @@ fn psql(bin_dir: &Path) -> Option<PathBuf> {
         Some(_) => Some(PathBuf::from("psql")),
         None => Some(bin_dir.join("psql")).filter(|p| p.is_file()),
     }
+}
+
+/// The `mariadb` client (Debian's `mariadb-client`, which `mariadb-server`
+/// pulls in): `mariadb` when it is on `PATH`, else `/usr/bin/mariadb`;
+/// `None` when neither.
+fn mariadb_client() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("mariadb").is_file()));
+    if on_path {
+        return Some(PathBuf::from("mariadb"));
+    }
+    Some(PathBuf::from("/usr/bin/mariadb")).filter(|p| p.is_file())
 }
 
 /// `s` single-quoted for a POSIX shell when it holds anything but plain
@@ -275,6 +339,7 @@ mod tests {
     fn the_order_ends_where_each_next_command_works() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (list, _) = commands(&Setup {
+            db: Db::Postgresql,
             dir: dir.path(),
             endpoint: "https://127.0.0.1:7403".into(),
             operator: palisade_tls::TlsPaths::operator(dir.path(), "op"),

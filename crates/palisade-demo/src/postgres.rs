@@ -31,18 +31,27 @@ pub async fn ensure_binaries(p: &Progress) -> anyhow::Result<PathBuf> {
     p.step(format!(
         "PostgreSQL is not installed; running `{INSTALL}` (as root)"
     ));
-    if !apt(&["install", "-y", "postgresql-15"]).await? {
-        p.step("the install failed; running `apt-get update`, then installing again");
-        if !apt(&["update"]).await? {
-            bail!("`apt-get update` failed (its output is above)");
-        }
-        if !apt(&["install", "-y", "postgresql-15"]).await? {
-            bail!("`{INSTALL}` failed (its output is above)");
-        }
-    }
+    apt_install(p, "postgresql-15").await?;
     pg_bin_dir().context(
         "postgresql-15 is installed, yet no server binaries were found on PATH or under /usr/lib/postgresql/*/bin",
     )
+}
+
+/// `apt-get install -y PACKAGE`; when that fails, `apt-get update` and
+/// the install again. Output goes to stderr (stdout is reserved for the
+/// JSON report).
+pub(crate) async fn apt_install(p: &Progress, package: &str) -> anyhow::Result<()> {
+    if apt(&["install", "-y", package]).await? {
+        return Ok(());
+    }
+    p.step("the install failed; running `apt-get update`, then installing again");
+    if !apt(&["update"]).await? {
+        bail!("`apt-get update` failed (its output is above)");
+    }
+    if !apt(&["install", "-y", package]).await? {
+        bail!("`apt-get install -y {package}` failed (its output is above)");
+    }
+    Ok(())
 }
 
 /// Runs `apt-get ARGS` non-interactively with its output on stderr (stdout

@@ -6,12 +6,12 @@ use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use palisade_api::v1::{DatabaseView, FailoverSummary, Role, StatusReply, StepCheck};
+use palisade_api::v1::{DatabaseView, FailoverSummary, MariaDbView, Role, StatusReply, StepCheck};
 use serde::Serialize;
 
 use super::stack::{AppReadBack, REAL_RESTART};
 use super::writer::WriteLog;
-use super::Replication;
+use super::{Db, Replication};
 
 /// Progress lines: on stdout for a human, on stderr in JSON mode (stdout
 /// then holds only the report).
@@ -67,6 +67,9 @@ fn view_text(v: Option<&DatabaseView>) -> String {
         let class = v.error.split(':').next().unwrap_or_default().trim();
         return format!("DOWN ({class})");
     }
+    if let Some(m) = &v.mariadb {
+        return maria_view_text(m, v.latency_ms);
+    }
     match v.in_recovery {
         Some(false) => format!("primary, lsn {}, {} ms", v.lsn, v.latency_ms),
         Some(true) => format!(
@@ -81,6 +84,34 @@ fn view_text(v: Option<&DatabaseView>) -> String {
                 .unwrap_or_default(),
             v.latency_ms
         ),
+        None => "up".into(),
+    }
+}
+
+/// A MariaDB master, in a few words: the writer (`read_only` OFF) with its
+/// binary log position, or read-only with its replication from the other
+/// master (the IO thread, how far behind).
+fn maria_view_text(m: &MariaDbView, latency_ms: u64) -> String {
+    let replication = match m.io_running.as_str() {
+        "" => "not replicating".to_string(),
+        "Yes" if m.sql_running == Some(true) => format!(
+            "replicating{}",
+            m.seconds_behind_master
+                .map(|s| format!(", {s} s behind"))
+                .unwrap_or_default()
+        ),
+        io => format!(
+            "IO {io}, SQL {}",
+            if m.sql_running == Some(true) {
+                "Yes"
+            } else {
+                "No"
+            }
+        ),
+    };
+    match m.read_only {
+        Some(false) => format!("writer, binlog {}, {latency_ms} ms", m.binlog_position),
+        Some(true) => format!("read-only, {replication}, {latency_ms} ms"),
         None => "up".into(),
     }
 }
@@ -103,13 +134,13 @@ pub fn print_status(p: &Progress, s: &StatusReply) {
     ));
     p.detail(format!("detector: {}", s.assessment));
     p.detail(format!(
-        "{:<8} {:<5} {:<12} {:<36} {}",
+        "{:<8} {:<5} {:<12} {:<44} {}",
         "WITNESS", "SITE", "ROLE", "SEES DB a", "SEES DB b"
     ));
     for n in &s.nodes {
         let view = |site: &str| view_text(n.databases.iter().find(|d| d.site == site));
         p.detail(format!(
-            "{:<8} {:<5} {:<12} {:<36} {}",
+            "{:<8} {:<5} {:<12} {:<44} {}",
             n.id,
             n.site,
             role_name(n.role),
@@ -121,6 +152,8 @@ pub fn print_status(p: &Progress, s: &StatusReply) {
 
 /// Everything measured around the failover, turned into a [`Report`].
 pub struct Timeline {
+    /// The pair's engine.
+    pub db: Db,
     /// The replication mode of the run.
     pub mode: Replication,
     /// The failover as the witnesses recorded it.
@@ -186,27 +219,40 @@ impl CheckReport {
     }
 }
 
-/// The JSON object `palisade demo --output json` prints.
+/// The JSON object `palisade demo --output json` prints. It has the same
+/// fields whatever `--db` is; where the PostgreSQL words do not fit
+/// MariaDB's master-master pair, each field says what it holds there (the
+/// "primary" is the writer, `read_only = OFF`; the "standby" the other
+/// master, `read_only = ON`, replicating from the writer).
 #[derive(Clone, Debug, Serialize)]
 pub struct JsonReport {
-    /// `async` or `sync`.
+    /// `async` or `sync` (MariaDB: semi-synchronous replication).
     pub replication: &'static str,
     /// The failover's steps, in order.
     pub steps: Vec<StepReport>,
     /// From the kill to the failover's start (the quorum's decision).
     pub detect_ms: u64,
-    /// From the kill to the first write the new primary acknowledged.
+    /// From the kill to the first write the new primary acknowledged
+    /// (MariaDB: the first write of the application's account, which
+    /// `read_only` refused until the promotion).
     pub rto_ms: u64,
     /// Rows the writer got acknowledged, by either site.
     pub writes_acked: u64,
-    /// Acknowledged rows missing on the new primary.
+    /// Acknowledged rows missing on the new primary (MariaDB: on the new
+    /// writer, read after the failover).
     pub writes_lost: u64,
-    /// The site recorded as primary at the end.
+    /// The site recorded as primary at the end (MariaDB: the writer).
     pub final_primary: String,
-    /// The site recorded as standby at the end: the old primary, rejoined.
+    /// The site recorded as standby at the end: the old primary, rejoined
+    /// (MariaDB: the old writer, back as the read-only master).
     pub final_standby: String,
     /// From the old primary's witness restart until the cluster recorded
-    /// its database as the new primary's streaming standby.
+    /// its database as the new primary's streaming standby. MariaDB: until
+    /// it recorded the old writer rejoined (no errant transaction) and a
+    /// witness saw it `read_only = ON` with its IO thread replicating from
+    /// the new writer; this includes its agent starting `mariadbd
+    /// --read-only` (crash recovery) where PostgreSQL's includes
+    /// `pg_rewind` or a base backup.
     pub rejoin_ms: u64,
     /// The failover's epoch (fencing token).
     pub epoch: u64,
@@ -306,7 +352,13 @@ impl Report {
         let mut events = vec![
             (
                 0,
-                "site a killed (witness a and its primary, SIGKILL)".to_string(),
+                format!(
+                    "site a killed (witness a and {}, SIGKILL)",
+                    match t.db {
+                        Db::Postgresql => "its primary",
+                        Db::Mariadb => "the writer's mariadbd",
+                    }
+                ),
             ),
             (
                 since_kill(f.started_at_ms),
@@ -356,23 +408,37 @@ impl Report {
             (Some(first), Some(last)) => format!(" (ids {first}..={last})"),
             _ => String::new(),
         };
-        match t.mode {
-            Replication::Async => p.detail(format!(
+        match (t.db, t.mode) {
+            (Db::Postgresql, Replication::Async) => p.detail(format!(
                 "writes lost: {}{lost}: with async replication (the guide's choice) a failover may lose the last writes the standby had not yet received; palisade bounds that loss (failover.max_lag_bytes / max_lag_seconds) and records it in the failover's evidence",
                 j.writes_lost
             )),
-            Replication::Sync => p.detail(format!(
+            (Db::Postgresql, Replication::Sync) => p.detail(format!(
                 "writes lost: {}{lost}: with sync replication a commit returns only once the standby has it, so this must be 0",
+                j.writes_lost
+            )),
+            (Db::Mariadb, Replication::Async) => p.detail(format!(
+                "writes lost: {}{lost}: with the guide's asynchronous master-master replication a failover may lose the last writes the other master had not yet received; palisade makes it writable only once it has executed all it received, bounds the loss (failover.max_lag_seconds) and records it in the promotion's proof",
+                j.writes_lost
+            )),
+            (Db::Mariadb, Replication::Sync) => p.detail(format!(
+                "writes lost: {}{lost}: with semi-synchronous replication a commit returns only once the other master has it, so this must be 0",
                 j.writes_lost
             )),
         }
         if let Some(note) = &t.leader_note {
             p.detail(format!("note: {note}"));
         }
-        p.detail(format!(
-            "final primary: site {} (epoch {}); standby: site {}, its database rebuilt by its agent and streaming {} ms after its witness restarted",
-            j.final_primary, j.epoch, j.final_standby, j.rejoin_ms
-        ));
+        match t.db {
+            Db::Postgresql => p.detail(format!(
+                "final primary: site {} (epoch {}); standby: site {}, its database rebuilt by its agent and streaming {} ms after its witness restarted",
+                j.final_primary, j.epoch, j.final_standby, j.rejoin_ms
+            )),
+            Db::Mariadb => p.detail(format!(
+                "final writer: site {} (epoch {}); the other master: site {}, started read-only by its agent, checked for errant transactions, and replicating from site {} {} ms after its witness restarted",
+                j.final_primary, j.epoch, j.final_standby, j.final_primary, j.rejoin_ms
+            )),
+        }
         self.print_site(p);
     }
 

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_testkit::pg::PgPair;
 use palisade_testkit::wait_for;
 use tokio::task::JoinHandle;
 
 use super::cluster::Cluster;
+use super::pair::DbPair;
 use super::report::Progress;
 use super::stack::Stack;
 use super::writer::Writer;
@@ -22,9 +22,9 @@ pub struct Interrupted(pub &'static str);
 #[derive(Default)]
 pub struct Resources {
     /// The pair while it is being built (awaited at cleanup if interrupted).
-    pub pair_build: Option<JoinHandle<anyhow::Result<PgPair>>>,
+    pub pair_build: Option<JoinHandle<anyhow::Result<DbPair>>>,
     /// The running pair; shared with the writer and the kill task.
-    pub pair: Option<Arc<PgPair>>,
+    pub pair: Option<Arc<DbPair>>,
     /// The witnesses and their work directory.
     pub cluster: Option<Cluster>,
     /// The rest of the sites' stacks: Elasticsearch doubles, HAProxy
@@ -32,7 +32,8 @@ pub struct Resources {
     pub stack: Option<Stack>,
     /// The writer, while it runs.
     pub writer: Option<Writer>,
-    /// The PostgreSQL server binaries' directory, once found.
+    /// The PostgreSQL server binaries' directory, once found (not set
+    /// with `--db mariadb`).
     pub pg_bin_dir: Option<std::path::PathBuf>,
 }
 
@@ -78,8 +79,9 @@ pub async fn cleanup(res: Resources, p: &Progress) {
     for pair in pairs {
         // A kill task may still hold a reference for a moment (if it still
         // does after the wait, `try_unwrap` below says so).
+        let name = pair.db().name();
         let _ = wait_for(
-            "the other tasks to let go of the PostgreSQL pair",
+            "the other tasks to let go of the database pair",
             Duration::from_secs(15),
             async || (Arc::strong_count(&pair) == 1).then_some(()),
         )
@@ -91,7 +93,7 @@ pub async fn cleanup(res: Resources, p: &Progress) {
                     .await
                     .is_err()
                 {
-                    p.detail("stopping the PostgreSQL pair panicked");
+                    p.detail(format!("stopping the {name} pair panicked"));
                 }
                 if dir.exists() {
                     p.detail(format!("could not remove {}", dir.display()));
@@ -100,7 +102,7 @@ pub async fn cleanup(res: Resources, p: &Progress) {
                 }
             }
             Err(_) => p.detail(format!(
-                "the PostgreSQL pair is still in use; it stops when that task ends ({})",
+                "the {name} pair is still in use; it stops when that task ends ({})",
                 dir.display()
             )),
         }

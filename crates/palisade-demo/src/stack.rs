@@ -1,4 +1,4 @@
-//! The rest of each data site's stack, beside its PostgreSQL server: the
+//! The rest of each data site's stack, beside its database server: the
 //! application server's `threatconnect.xml`, Elasticsearch, and (when
 //! `haproxy` is installed) the front door; and the `[[app]]`,
 //! `[[elasticsearch]]`, `[[front_door]]` and `[[check]]` sections that
@@ -22,12 +22,13 @@ use std::time::Duration;
 use anyhow::Context;
 use palisade_actions::monitors::{read_monitors_enabled, read_property};
 use palisade_testkit::es_double::EsDouble;
-use palisade_testkit::pg::PgPair;
 use palisade_testkit::wait_for;
 use serde::Serialize;
 
-use crate::haproxy::{self, Haproxy};
+use crate::haproxy::Haproxy;
+use crate::pair::DbPair;
 use crate::report::Progress;
+use crate::Db;
 
 /// The data sites, in order.
 pub const SITES: [&str; 2] = ["a", "b"];
@@ -194,10 +195,10 @@ impl Stack {
     /// Writes both apps' `threatconnect.xml`: site a's runs jobs
     /// (`monitorsEnabled=true`), site b's does not; both use site a's
     /// Elasticsearch. Returns one line per file for the progress output.
-    pub fn write_apps(&self, pair: &PgPair) -> anyhow::Result<Vec<String>> {
+    pub fn write_apps(&self, pair: &DbPair) -> anyhow::Result<Vec<String>> {
         let es_hosts = self.search_hosts("a")?;
         let mut lines = Vec::new();
-        for (site, db_port) in [("a", pair.primary.port()), ("b", pair.standby.port())] {
+        for (site, db_port) in SITES.map(|site| (site, pair.port(site))) {
             let file = self.app_file(site);
             let dir = file.parent().context("an app file has a directory")?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -217,9 +218,10 @@ impl Stack {
     pub async fn start_haproxy(
         &mut self,
         bin: &Path,
-        pair: &PgPair,
+        pair: &DbPair,
     ) -> anyhow::Result<Vec<String>> {
-        let h = Haproxy::start(bin, &self.dir, pair.primary.port(), pair.standby.port()).await?;
+        let db: Db = pair.db();
+        let h = Haproxy::start(bin, &self.dir, db, pair.port("a"), pair.port("b")).await?;
         self.haproxy.insert(h).prepare().await
     }
 
@@ -277,8 +279,8 @@ impl Stack {
             sections.front_door.push(FrontDoor {
                 kind: "haproxy",
                 runtime_api: h.socket().to_path_buf(),
-                backend: haproxy::BACKEND,
-                servers: haproxy::SERVERS.into_iter().collect(),
+                backend: crate::haproxy::BACKEND,
+                servers: h.servers().into_iter().collect(),
             });
         }
         toml::to_string(&sections).context("writing the site stack's sections")

@@ -1,12 +1,14 @@
 //! The demo's client: numbered rows, one `INSERT` at a time, on whichever
-//! server of the pair takes writes.
+//! server of the pair takes writes (PostgreSQL, or MariaDB over the MySQL
+//! protocol with `--db mariadb`).
 //!
 //! It goes one of two ways ([`Route`]):
 //! * Through the front door (HAProxy, when installed): every row is one
-//!   fresh connection to HAProxy's port, and the same statement asks the
-//!   server that took it for its port (`inet_server_port()`), so the log
-//!   says which site each write reached. The writer knows nothing of the
-//!   failover: HAProxy moving it from a to b is the point.
+//!   fresh connection to HAProxy's port, and the same connection asks the
+//!   server that took it for its port (`inet_server_port()`, MariaDB's
+//!   `@@port`), so the log says which site each write reached. The writer
+//!   knows nothing of the failover: HAProxy moving it from a to b is the
+//!   point.
 //! * Directly, like an application that follows the primary itself: it
 //!   writes to site a; when a write fails it tries site b at once.
 //!
@@ -14,19 +16,28 @@
 //! Every write opens a fresh connection, so a retry pays a real reconnect,
 //! as an application's would. A row counts as acknowledged only when its
 //! `INSERT` returned success. An id is retried until a server acknowledges
-//! it; `ON CONFLICT DO NOTHING` lets the retry succeed when the failed
-//! attempt did commit without the acknowledgement reaching us.
+//! it; `ON CONFLICT DO NOTHING` (MariaDB: `ON DUPLICATE KEY UPDATE id =
+//! id`) lets the retry succeed when the failed attempt did commit without
+//! the acknowledgement reaching us.
+//!
+//! On MariaDB the writer is the application's account (the test kit's
+//! `app` user, in its `app` database), which `read_only` stops: the other
+//! master refuses its writes until palisade makes it the writer. On
+//! PostgreSQL it is the pair's superuser, whom a standby refuses anyway.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use palisade_testkit::pg::{PgPair, PgServer};
+use palisade_testkit::mariadb::MARIA_APP_DATABASE;
 use palisade_testkit::{wait_for, Attempt};
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::pair::DbPair;
 
 /// The demo's table.
 const TABLE: &str = "palisade_demo_writes";
@@ -34,8 +45,10 @@ const TABLE: &str = "palisade_demo_writes";
 const RETRY: Duration = Duration::from_millis(10);
 /// The sites, in the writer's order of preference, with the pair's servers.
 const SITES: [&str; 2] = ["a", "b"];
-/// Bound of one write through the front door (connect, insert, answer).
-const FRONT_DOOR_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound of one write (connect, insert, answer): a write still pending
+/// after it (a hung server, a semi-sync commit waiting for a master that
+/// is gone) is given up, and its id retried.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the writer reaches the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,25 +107,40 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Creates the writer's table on the pair's primary.
-    pub async fn create_table(pair: &PgPair) -> anyhow::Result<()> {
-        pair.primary
-            .exec(&format!(
-                "CREATE TABLE {TABLE} (id bigint PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-            ))
-            .await
-            .context("creating the writer's table on the primary")
+    /// Creates the writer's table on site a's server (it replicates to b).
+    /// On MariaDB, in the application's database, and waits until the
+    /// other master has it too.
+    pub async fn create_table(pair: &DbPair) -> anyhow::Result<()> {
+        match pair {
+            DbPair::Pg(p) => p
+                .primary
+                .exec(&format!(
+                    "CREATE TABLE {TABLE} (id bigint PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+                ))
+                .await
+                .context("creating the writer's table on the primary"),
+            DbPair::Maria(p) => {
+                p.a.exec(&format!(
+                    "CREATE TABLE `{MARIA_APP_DATABASE}`.{TABLE} (id BIGINT PRIMARY KEY, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB"
+                ))
+                .await
+                .context("creating the writer's table on site a's master")?;
+                p.wait_in_sync()
+                    .await
+                    .context("waiting for the writer's table to replicate to site b's master")
+            }
+        }
     }
 
     /// Starts writing rows 1, 2, 3, ... by `route`.
-    pub fn start(pair: Arc<PgPair>, route: Route) -> Writer {
+    pub fn start(pair: Arc<DbPair>, route: Route) -> Writer {
         let log = Arc::new(Mutex::new(WriteLog::default()));
         let cancel = CancellationToken::new();
         let (out, stop) = (log.clone(), cancel.clone());
         let task = crate::resources::spawn_on_own_thread(move || async move {
             match route {
-                Route::Direct => write_rows(pair, out, stop).await,
-                Route::FrontDoor { port } => write_through(pair, port, out, stop).await,
+                Route::Direct => write_rows(&pair, out, stop).await,
+                Route::FrontDoor { port } => write_through(&pair, port, out, stop).await,
             }
         });
         Writer { log, cancel, task }
@@ -174,33 +202,103 @@ impl Writer {
     }
 }
 
+/// Where one write goes: a server, or the front door, by either protocol.
+#[derive(Clone, Debug)]
+enum Endpoint {
+    /// PostgreSQL (the pair's superuser).
+    Pg(PgConnectOptions),
+    /// MariaDB (the application's user, in its database).
+    Maria(MySqlConnectOptions),
+}
+
+impl Endpoint {
+    /// Site `site`'s server (`a` or `b`) of `pair`, or, with `port`, the
+    /// front door listening there.
+    fn of(pair: &DbPair, site: &str, port: Option<u16>) -> Endpoint {
+        let port = port.unwrap_or_else(|| pair.port(site));
+        match pair {
+            DbPair::Pg(p) => {
+                let server = if site == "a" { &p.primary } else { &p.standby };
+                Endpoint::Pg(
+                    server
+                        .connect_options()
+                        .port(port)
+                        .application_name("palisade-demo-writer"),
+                )
+            }
+            DbPair::Maria(p) => {
+                let server = if site == "a" { &p.a } else { &p.b };
+                Endpoint::Maria(server.app_options().port(port))
+            }
+        }
+    }
+
+    /// Row `id` over one fresh connection, bounded by [`WRITE_TIMEOUT`];
+    /// returns the port of the server that took it.
+    async fn insert(&self, id: i64) -> anyhow::Result<i32> {
+        let work = async {
+            match self {
+                Endpoint::Pg(options) => {
+                    let mut conn = PgConnection::connect_with(options)
+                        .await
+                        .context("connecting")?;
+                    // One statement that also answers the port of the
+                    // server that took it. The `INSERT` runs although the
+                    // query does not read it (a data-modifying `WITH`
+                    // always runs to completion).
+                    let port: i32 = sqlx::query_scalar(&format!(
+                        "WITH w AS (INSERT INTO {TABLE} (id) VALUES ($1) ON CONFLICT (id) DO NOTHING) SELECT inet_server_port()"
+                    ))
+                    .bind(id)
+                    .fetch_one(&mut conn)
+                    .await
+                    .with_context(|| format!("inserting row {id}"))?;
+                    // The row is committed; a failed goodbye changes nothing.
+                    let _ = conn.close().await;
+                    Ok(port)
+                }
+                Endpoint::Maria(options) => {
+                    let mut conn = MySqlConnection::connect_with(options)
+                        .await
+                        .context("connecting")?;
+                    // The server this connection reached, then the row
+                    // (autocommit: committed when the INSERT returns).
+                    let port: i64 = sqlx::query_scalar("SELECT CAST(@@port AS SIGNED)")
+                        .fetch_one(&mut conn)
+                        .await
+                        .context("asking the server for its port")?;
+                    sqlx::query(&format!(
+                        "INSERT INTO {TABLE} (id) VALUES (?) ON DUPLICATE KEY UPDATE id = id"
+                    ))
+                    .bind(id)
+                    .execute(&mut conn)
+                    .await
+                    .with_context(|| format!("inserting row {id}"))?;
+                    let _ = conn.close().await;
+                    i32::try_from(port).with_context(|| format!("@@port {port} is no port"))
+                }
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, work)
+            .await
+            .map_err(|_| anyhow!("no answer within {WRITE_TIMEOUT:?}"))?
+    }
+}
+
 /// The writer task through the front door at `port` (see the module doc).
 async fn write_through(
-    pair: Arc<PgPair>,
+    pair: &DbPair,
     port: u16,
     log: Arc<Mutex<WriteLog>>,
     cancel: CancellationToken,
 ) {
-    let options = pair
-        .primary
-        .connect_options()
-        .port(port)
-        .application_name("palisade-demo-writer");
-    let sites = [
-        (i32::from(pair.primary.port()), SITES[0]),
-        (i32::from(pair.standby.port()), SITES[1]),
-    ];
-    // One statement per row that also answers the port of the server that
-    // took it. The `INSERT` runs although the query does not read it (a
-    // data-modifying `WITH` always runs to completion).
-    let sql = format!(
-        "WITH w AS (INSERT INTO {TABLE} (id) VALUES ($1) ON CONFLICT (id) DO NOTHING) SELECT inet_server_port()"
-    );
+    let endpoint = Endpoint::of(pair, "a", Some(port));
+    let sites = SITES.map(|site| (i32::from(pair.port(site)), site));
     let mut id = 1i64;
     while !cancel.is_cancelled() {
         let outcome = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = insert_through(&options, &sql, id) => r,
+            r = endpoint.insert(id) => r,
         };
         match outcome {
             Ok(server_port) => {
@@ -228,38 +326,20 @@ async fn write_through(
     }
 }
 
-/// Row `id` by `sql` over one fresh connection through the front door;
-/// returns the port of the server that took it.
-async fn insert_through(options: &PgConnectOptions, sql: &str, id: i64) -> anyhow::Result<i32> {
-    let work = async {
-        let mut conn = PgConnection::connect_with(options)
-            .await
-            .context("connecting")?;
-        let port: i32 = sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_one(&mut conn)
-            .await
-            .with_context(|| format!("inserting row {id}"))?;
-        // The row is committed; a failed goodbye changes nothing.
-        let _ = conn.close().await;
-        Ok(port)
-    };
-    tokio::time::timeout(FRONT_DOOR_TIMEOUT, work)
-        .await
-        .map_err(|_| anyhow!("no answer within {FRONT_DOOR_TIMEOUT:?}"))?
-}
-
 /// The writer task that follows the primary itself (see the module doc).
-async fn write_rows(pair: Arc<PgPair>, log: Arc<Mutex<WriteLog>>, cancel: CancellationToken) {
-    let servers: [&PgServer; 2] = [&pair.primary, &pair.standby];
+async fn write_rows(pair: &DbPair, log: Arc<Mutex<WriteLog>>, cancel: CancellationToken) {
+    let servers = SITES.map(|site| Endpoint::of(pair, site, None));
     let mut current = 0;
     let mut id = 1i64;
     while !cancel.is_cancelled() {
-        let sql = format!("INSERT INTO {TABLE} (id) VALUES ({id}) ON CONFLICT (id) DO NOTHING");
         let mut acked = false;
         for target in [current, 1 - current] {
-            match servers[target].exec(&sql).await {
-                Ok(()) => {
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = servers[target].insert(id) => r,
+            };
+            match outcome {
+                Ok(_) => {
                     let at = Instant::now();
                     log.lock()
                         .expect("writer log lock poisoned")
@@ -290,20 +370,32 @@ async fn write_rows(pair: Arc<PgPair>, log: Arc<Mutex<WriteLog>>, cancel: Cancel
     }
 }
 
-/// The ids stored on `server` (the new primary), sorted.
-pub async fn ids_on(server: &PgServer) -> anyhow::Result<Vec<i64>> {
-    let text = server
-        .query_text(&format!(
-            "SELECT string_agg(id::text, ',' ORDER BY id) FROM {TABLE}"
-        ))
-        .await
-        .context("reading the writer's rows on the new primary")?
-        .unwrap_or_default();
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<i64>()
-                .with_context(|| format!("{TABLE} holds {s:?}, not an id"))
-        })
-        .collect()
+/// The ids stored on site b's server (the new primary), sorted.
+pub async fn ids_on_b(pair: &DbPair) -> anyhow::Result<Vec<i64>> {
+    match pair {
+        DbPair::Pg(p) => {
+            let text = p
+                .standby
+                .query_text(&format!(
+                    "SELECT string_agg(id::text, ',' ORDER BY id) FROM {TABLE}"
+                ))
+                .await
+                .context("reading the writer's rows on the new primary")?
+                .unwrap_or_default();
+            text.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<i64>()
+                        .with_context(|| format!("{TABLE} holds {s:?}, not an id"))
+                })
+                .collect()
+        }
+        DbPair::Maria(p) => Ok(p
+            .b
+            .ids(TABLE)
+            .await
+            .context("reading the writer's rows on the new writer")?
+            .into_iter()
+            .collect()),
+    }
 }

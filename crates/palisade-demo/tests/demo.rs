@@ -5,7 +5,13 @@
 //! under `CI=true`), Elasticsearch API test doubles, a real site loss. It
 //! uses the fixed ports of `deploy/local/` (7301-7303, 7401-7403), as do
 //! the tests of `tests/playground.rs`: cargo runs one test binary at a
-//! time, and each of these binaries runs one such test at a time.
+//! time, and each of these binaries runs one such test at a time (here,
+//! the PostgreSQL and the MariaDB demo take [`FIXED_PORTS`] in turn).
+//!
+//! `palisade demo --db mariadb --output json` is the same story on the
+//! HA/DR guide's MySQL master-master pair (MariaDB 10.11): the same JSON
+//! object, with no acknowledged write lost, b the writer at the end, and
+//! a rejoined as the read-only master replicating from it.
 //!
 //! Cargo builds `palisade-demo` for this test but not `palisade`, another
 //! package's binary: it is taken from the same build directory, as
@@ -17,18 +23,17 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use common::{dirs_named_in, processes_using};
 use serde_json::Value;
 
-#[test]
-fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
-    // Where the demo looks for it: known locations, then `PATH`.
-    let haproxy = palisade_testkit::haproxy::find_binary().is_some();
-    assert!(
-        haproxy || std::env::var("CI").as_deref() != Ok("true"),
-        "haproxy is not installed, and CI=true: the demo must show clients moving through it (apt-get install -y haproxy)"
-    );
+/// Held by each test that runs a demo (they listen on the same ports).
+static FIXED_PORTS: Mutex<()> = Mutex::new(());
+
+/// Runs `palisade demo --output json ARGS`; returns its JSON report and
+/// its stderr (progress), after asserting it succeeded.
+fn run_demo(args: &[&str]) -> (Value, String) {
     let palisade = palisade_testkit::bins::binary("palisade").unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
         palisade.parent(),
@@ -37,13 +42,15 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
     );
     let out = Command::new(&palisade)
         .args(["demo", "--output", "json"])
+        .args(args)
         .output()
         .expect("run palisade demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("{stderr}");
     assert!(
         out.status.success(),
-        "palisade demo failed ({})",
+        "palisade demo {} failed ({})",
+        args.join(" "),
         out.status
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -52,8 +59,24 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
             String::from_utf8_lossy(&out.stdout)
         )
     });
+    (report, stderr)
+}
 
-    assert_eq!(report["replication"], "async", "{report}");
+/// Whether HAProxy is installed (where the demo looks: known locations,
+/// then `PATH`); under `CI=true` it must be.
+fn haproxy_installed() -> bool {
+    let haproxy = palisade_testkit::haproxy::find_binary().is_some();
+    assert!(
+        haproxy || std::env::var("CI").as_deref() != Ok("true"),
+        "haproxy is not installed, and CI=true: the demo must show clients moving through it (apt-get install -y haproxy)"
+    );
+    haproxy
+}
+
+/// What every demo's report must say, whatever the engine: the failover's
+/// steps, b primary and a rejoined, the timings, the apps' files, the
+/// checks, and (with HAProxy) every write through it, to a then b.
+fn assert_the_story(report: &Value, haproxy: bool) {
     let steps = report["steps"].as_array().expect("steps array");
     for name in ["fenced", "promoted", "verified"] {
         let step = steps
@@ -119,11 +142,15 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
         assert!(report["front_door"].is_null(), "{report}");
         assert!(report["writes_via_front_door"].is_null(), "{report}");
     }
+}
 
-    let dirs = dirs_named_in(&stderr);
+/// The demo named its pair's directory (`pair_prefix`) and its work
+/// directory, and left neither, nor any process using them, behind.
+fn assert_cleaned_up(stderr: &str, pair_prefix: &str) {
+    let dirs = dirs_named_in(stderr);
     assert!(
         dirs.iter()
-            .any(|d| d.to_string_lossy().contains("palisade-pg-"))
+            .any(|d| d.to_string_lossy().contains(pair_prefix))
             && dirs
                 .iter()
                 .any(|d| d.to_string_lossy().contains("palisade-demo-")),
@@ -134,4 +161,55 @@ fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
         let left = processes_using(dir);
         assert!(left.is_empty(), "processes left running: {left:#?}");
     }
+}
+
+#[test]
+fn demo_fails_over_a_lost_site_reports_the_timeline_and_cleans_up() {
+    let _ports = FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let haproxy = haproxy_installed();
+    let (report, stderr) = run_demo(&[]);
+    assert_eq!(report["replication"], "async", "{report}");
+    assert_the_story(&report, haproxy);
+    assert_cleaned_up(&stderr, "palisade-pg-");
+}
+
+#[test]
+fn demo_on_mariadb_fails_over_the_guides_master_master_pair_without_losing_an_acknowledged_write() {
+    if palisade_testkit::mariadb::mariadbd_path().is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mariadbd is not installed, and CI=true: this test must run (apt-get install -y mariadb-server)"
+        );
+        eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
+        return;
+    }
+    let _ports = FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let haproxy = haproxy_installed();
+    let (report, stderr) = run_demo(&["--db", "mariadb"]);
+    assert_eq!(report["replication"], "async", "{report}");
+    assert_the_story(&report, haproxy);
+    // The guide's pair, on loopback: the survivor had received and
+    // executed everything the writer acknowledged before it died (the
+    // promotion waits for executed = received).
+    assert_eq!(report["writes_lost"], 0, "{report}");
+    let promoted = report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "promoted"))
+        .and_then(|s| s["detail"].as_str())
+        .unwrap_or_default();
+    assert!(
+        promoted.contains("binary log"),
+        "b was promoted as a MariaDB master, by its binary log coordinates: {promoted}"
+    );
+    // Progress names what MariaDB does: a's mariadbd killed, then started
+    // read-only by its agent and rejoined after the errant check.
+    for needle in [
+        "SIGKILL of witness a and of the writer's mariadbd",
+        "starts its mariadbd with --read-only",
+        "rejoined as a standby of b, read-only and replicating from it",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in the progress");
+    }
+    assert_cleaned_up(&stderr, "palisade-maria-");
 }

@@ -6,7 +6,9 @@
 //!   (`sh -c`, from the checkout's root, as a user pastes it), succeeds, and
 //!   has its effect; a drill that pauses the cluster and then fails resumes
 //!   it; Ctrl-C (SIGINT) stops the demo and leaves no process or directory
-//!   behind.
+//!   behind. The same with `palisade demo --db mariadb --keep`, on the
+//!   guide's MariaDB master-master pair (skipped when `mariadbd` is not
+//!   installed, unless `CI=true`; about 10 s in a debug build).
 //! * The README's by-hand block (three witnesses without a database, then
 //!   `palisadectl`) runs as pasted.
 //!
@@ -58,11 +60,11 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(root: &Path) -> Demo {
+    fn start(root: &Path, db: &str) -> Demo {
         let palisade =
             palisade_testkit::bins::binary("palisade").unwrap_or_else(|e| panic!("{e:#}"));
         let mut child = Command::new(&palisade)
-            .args(["demo", "--keep"])
+            .args(["demo", "--db", db, "--keep"])
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -260,7 +262,8 @@ fn status(root: &Path, ctl: &str) -> Value {
 }
 
 /// The word after the `palisadectl --endpoint URL` prefix (`failback`,
-/// `drill`, ...), or the program for other commands (`cat`, `psql`).
+/// `drill`, ...), or the program for other commands (`cat`, `psql`,
+/// `mariadb`).
 fn verb<'a>(ctl: &str, command: &'a str) -> &'a str {
     match command.strip_prefix(ctl) {
         Some(rest) => rest.split_whitespace().next().unwrap_or_default(),
@@ -311,11 +314,34 @@ steps = [
 
 #[test]
 fn every_command_the_demo_prints_works_against_its_playground_which_cleans_up_on_ctrl_c() {
+    playground("postgresql", "palisade-pg-");
+}
+
+#[test]
+fn on_mariadb_every_command_the_demo_prints_works_against_its_playground_too() {
+    if palisade_testkit::mariadb::mariadbd_path().is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mariadbd is not installed, and CI=true: this test must run (apt-get install -y mariadb-server)"
+        );
+        eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
+        return;
+    }
+    playground("mariadb", "palisade-maria-");
+}
+
+/// `palisade demo --db DB --keep`, every command it prints run as printed,
+/// a failing drill, then Ctrl-C; `pair_dir` is how the pair's temporary
+/// directory is named.
+fn playground(db: &str, pair_dir: &str) {
     let _ports = fixed_ports();
     let root = workspace_root();
 
-    step("palisade demo --keep: fail over site a, rejoin it, print the commands to try");
-    let mut demo = Demo::start(&root);
+    step(&format!(
+        "palisade demo --db {db} --keep: fail over site a, rejoin it, print the commands to try"
+    ));
+    let mut demo = Demo::start(&root, db);
     let lines = demo.wait_for_playground();
     assert!(
         lines
@@ -429,7 +455,7 @@ fn every_command_the_demo_prints_works_against_its_playground_which_cleans_up_on
                     .expect("site b's dbPort");
                 b_port = Some(port.to_owned());
             }
-            "psql" => assert_eq!(
+            "psql" | "mariadb" => assert_eq!(
                 Some(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
                 b_port,
                 "HAProxy sends clients to site b's server"
@@ -468,8 +494,7 @@ fn every_command_the_demo_prints_works_against_its_playground_which_cleans_up_on
     step("Ctrl-C stops the playground and cleans up");
     let dirs = dirs_named_in(&demo.all_text());
     assert!(
-        dirs.iter()
-            .any(|d| d.to_string_lossy().contains("palisade-pg-"))
+        dirs.iter().any(|d| d.to_string_lossy().contains(pair_dir))
             && dirs
                 .iter()
                 .any(|d| d.to_string_lossy().contains("palisade-demo-")),
