@@ -481,6 +481,7 @@ impl World {
     /// One round of the fence (`Controller::fence`'s loop body).
     fn fence_iter(&mut self, w: usize) {
         let own = w;
+        let now = self.local(w);
         let (site, epoch, from) = {
             let Some(run) = self.run_mut(w) else { return };
             let WorkRun::Fence(fr) = &mut run.work else {
@@ -493,7 +494,7 @@ impl World {
             )
         };
         let work = match self.run_mut(w).map(|r| &mut r.work) {
-            Some(WorkRun::Fence(fr)) => fr.round.work(),
+            Some(WorkRun::Fence(fr)) => fr.round.work(now),
             _ => return,
         };
         for job in work {
@@ -513,7 +514,7 @@ impl World {
             return;
         };
         if let Some(answer) = fr.agent_result.take() {
-            fr.round.agent_answered(answer);
+            fr.round.agent_answered(now, answer);
         }
         if fr.round.verdict().is_none() {
             fr.round.expiry(node_id(own), own_answer);

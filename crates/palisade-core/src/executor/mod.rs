@@ -16,7 +16,7 @@ pub mod handover;
 #[cfg(test)]
 mod tests;
 
-pub use fence::{FenceRound, FenceVerdict, FenceWork};
+pub use fence::{FenceRound, FenceVerdict, FenceWork, AGENT_RETRY_MS};
 
 use crate::failover::{Check, Failover, Outcome, Step, StepRecord};
 use crate::topology::SiteId;

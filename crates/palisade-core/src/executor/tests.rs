@@ -382,33 +382,39 @@ fn a_mariadb_catch_up_is_reaching_the_end_of_the_fenced_writers_binary_log() {
 #[test]
 fn the_agent_is_asked_first_and_its_confirmation_fences() {
     let mut r = FenceRound::new(site("a"), 2, 0, 3, true);
-    assert_eq!(r.work(), vec![FenceWork::AskAgent]);
+    assert_eq!(r.work(0), vec![FenceWork::AskAgent]);
     // Not asked twice while an ask is out.
-    assert_eq!(r.work(), vec![]);
-    assert!(r.agent_answered(Ok("stopped".into())).is_some());
+    assert_eq!(r.work(0), vec![]);
+    assert!(r.agent_answered(0, Ok("stopped".into())).is_some());
     assert_eq!(
         r.detail(10, 1650).unwrap(),
         "fenced by the site agent of a: stopped"
     );
-    assert_eq!(r.work(), vec![], "nothing more once fenced");
+    assert_eq!(r.work(0), vec![], "nothing more once fenced");
 }
 
 #[test]
 fn stonith_fires_once_after_the_agent_failed_and_its_success_fences() {
     let mut r = FenceRound::new(site("a"), 2, 0, 3, true);
-    r.work();
-    assert!(r.agent_answered(Err("unreachable".into())).is_none());
-    assert_eq!(r.work(), vec![FenceWork::FireStonith]);
-    assert_eq!(r.work(), vec![], "no agent ask while the hook runs");
+    r.work(0);
+    assert!(r.agent_answered(0, Err("unreachable".into())).is_none());
+    assert_eq!(r.work(0), vec![FenceWork::FireStonith]);
+    assert_eq!(r.work(0), vec![], "no agent ask while the hook runs");
     assert!(r.stonith_answered(Err("hook exit 1".into())).is_none());
-    assert_eq!(r.work(), vec![FenceWork::AskAgent]);
-    assert!(r.agent_answered(Err("unreachable".into())).is_none());
-    assert_eq!(r.work(), vec![FenceWork::AskAgent], "the hook fires once");
+    assert_eq!(r.work(AGENT_RETRY_MS), vec![FenceWork::AskAgent]);
+    assert!(r
+        .agent_answered(AGENT_RETRY_MS, Err("unreachable".into()))
+        .is_none());
+    assert_eq!(
+        r.work(2 * AGENT_RETRY_MS),
+        vec![FenceWork::AskAgent],
+        "the hook fires once"
+    );
 
     let mut r = FenceRound::new(site("a"), 2, 0, 3, true);
-    r.work();
-    r.agent_answered(Err("unreachable".into()));
-    r.work();
+    r.work(0);
+    r.agent_answered(0, Err("unreachable".into()));
+    r.work(0);
     assert!(matches!(
         r.stonith_answered(Ok("powered off".into())),
         Some(FenceVerdict::ByStonith { .. })
@@ -419,9 +425,9 @@ fn stonith_fires_once_after_the_agent_failed_and_its_success_fences() {
 fn a_proven_expiry_waits_for_a_hook_under_way_and_stands_if_it_fails() {
     let fired = || {
         let mut r = FenceRound::new(site("a"), 2, 0, 3, true);
-        r.work();
-        r.agent_answered(Err("unreachable".into()));
-        assert_eq!(r.work(), vec![FenceWork::FireStonith]);
+        r.work(0);
+        r.agent_answered(0, Err("unreachable".into()));
+        assert_eq!(r.work(0), vec![FenceWork::FireStonith]);
         r
     };
     let mut r = fired();
@@ -444,11 +450,14 @@ fn a_proven_expiry_waits_for_a_hook_under_way_and_stands_if_it_fails() {
 }
 
 #[test]
-fn without_a_hook_the_agent_is_asked_again() {
+fn without_a_hook_the_agent_is_asked_again_after_a_pause() {
     let mut r = FenceRound::new(site("a"), 2, 0, 3, false);
-    r.work();
-    r.agent_answered(Err("timeout".into()));
-    assert_eq!(r.work(), vec![FenceWork::AskAgent]);
+    r.work(0);
+    r.agent_answered(10, Err("unreachable".into()));
+    // An unreachable agent answers at once: asking again at once spun.
+    assert_eq!(r.work(10), vec![], "not at once");
+    assert_eq!(r.work(10 + AGENT_RETRY_MS - 1), vec![]);
+    assert_eq!(r.work(10 + AGENT_RETRY_MS), vec![FenceWork::AskAgent]);
 }
 
 #[test]
@@ -505,7 +514,7 @@ proptest! {
         let mut expired = std::collections::BTreeSet::new();
         let mut first: Option<FenceVerdict> = None;
         for e in events {
-            for w in r.work() {
+            for w in r.work(0) {
                 match w {
                     FenceWork::AskAgent => { prop_assert!(!agent_out); agent_out = true }
                     FenceWork::FireStonith => {
@@ -520,7 +529,7 @@ proptest! {
                 // Only answers to work that was started reach the round.
                 FenceEvent::Agent(ok) if agent_out => {
                     agent_out = false;
-                    let v = r.agent_answered(if ok { Ok("stopped".into()) } else { Err("no".into()) }).cloned();
+                    let v = r.agent_answered(0, if ok { Ok("stopped".into()) } else { Err("no".into()) }).cloned();
                     if before.is_none() && ok {
                         let by_agent = matches!(v, Some(FenceVerdict::ByAgent { .. }));
                         prop_assert!(by_agent);

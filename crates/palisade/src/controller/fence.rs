@@ -78,7 +78,7 @@ impl Controller {
         }
         loop {
             round.expiry(own, self.lease.expiry(&site, epoch));
-            for work in round.work() {
+            for work in round.work(mono_ms()) {
                 match work {
                     FenceWork::AskAgent => {
                         let order = SiteAction::Fence {
@@ -120,7 +120,7 @@ impl Controller {
                     if let Err(e) = &answer {
                         tracing::info!(error = %e, "site agent did not confirm the fence");
                     }
-                    round.agent_answered(answer);
+                    round.agent_answered(mono_ms(), answer);
                 }
                 answer = async { stonith.as_mut().expect("guarded").await }, if stonith.is_some() => {
                     stonith = None;
