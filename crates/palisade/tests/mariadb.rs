@@ -311,6 +311,13 @@ async fn mariadb_writer_site_loss_promotes_the_other_master_and_loses_at_most_th
         "a lost site is fenced by its lease running out: {}",
         f.steps[0].detail
     );
+    let promoted = &f.steps[1].detail;
+    assert!(
+        promoted.contains("executed mysql-bin.")
+            && promoted.contains("replication from the old writer stopped")
+            && promoted.contains("may have lost what the old writer committed and never sent"),
+        "the promotion records its proof, that b no longer pulls from a, and the loss bound: {promoted}"
+    );
 
     step("b is the writer: read_only OFF, the epoch recorded, status says so");
     assert_eq!(read_only(&pair.b).await, Some(false), "b is writable");
@@ -894,6 +901,16 @@ async fn mariadb_switchover_under_a_writer_loses_no_acknowledged_write_and_both_
         ),
         ("completed", "switchover", "a", "b"),
         "{f:?}"
+    );
+    assert!(
+        f.steps[1]
+            .detail
+            .contains("nothing lost: the old writer's final position was executed first")
+            && !f.steps[1]
+                .detail
+                .contains("replication from the old writer stopped"),
+        "a handover's promotion loses nothing and keeps replicating from the old writer: {}",
+        f.steps[1].detail
     );
 
     step("the writer goes on at b; no acknowledged write is lost");

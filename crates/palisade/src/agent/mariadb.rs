@@ -111,6 +111,31 @@ impl<D: DatabaseControl + 'static> Agent<D> {
         }
     }
 
+    /// What a promotion of this master may have lost, for its step record
+    /// (`palisade_core::master_master::promotion::LostBound`): nothing on
+    /// a planned handover (the old writer's final position was executed
+    /// first); in `sync` mode nothing acknowledged (semi-sync; with
+    /// `degrade`, unless it had fallen back, which status and the writer's
+    /// log show); otherwise what the old writer never sent, unknown until
+    /// it returns and its errant transactions are counted.
+    pub(super) fn loss_bound(&self, planned: bool) -> &'static str {
+        use palisade_core::detector::ReplicationMode;
+        if planned {
+            "nothing lost: the old writer's final position was executed first"
+        } else if self.settings.detector.replication == ReplicationMode::Sync {
+            match self.settings.sync_standby_down {
+                SyncStandbyDown::Block => {
+                    "no acknowledged write lost: semi-sync was in force on the old writer"
+                }
+                SyncStandbyDown::Degrade => {
+                    "no acknowledged write lost unless semi-sync had fallen back to async on the old writer (its log and status show when)"
+                }
+            }
+        } else {
+            "may have lost what the old writer committed and never sent (asynchronous): counted as errant transactions when it returns"
+        }
+    }
+
     /// The other master (desired standby) must not take writes: made
     /// read-only again when found writable.
     pub(super) async fn keep_read_only(&self, db: &SiteDb<D>, epoch: u64) {

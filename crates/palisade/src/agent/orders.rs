@@ -150,9 +150,10 @@ impl<D: DatabaseControl + 'static> Agent<D> {
                     .failover
                     .as_ref()
                     .is_some_and(|f| f.epoch == epoch && f.kind.is_planned());
-                let detail = db.promote(epoch, planned).await.map_err(Failed)?;
+                let mut detail = db.promote(epoch, planned).await.map_err(Failed)?;
                 if db.mariadb().is_some() {
                     self.mark_read_only(false);
+                    detail = format!("{detail}; {}", self.loss_bound(planned));
                 }
                 self.st().serving();
                 Ok(SiteActionDone::said(detail))
