@@ -73,7 +73,7 @@
 //! in flight at the kill, which the demo lets replicate, see
 //! `mariadb::ERRANT_POLICY`, and names in a progress line), and makes it
 //! replicate from b. The report has the same fields;
-//! where PostgreSQL words differ, see [`report::JsonReport`]'s docs.
+//! where PostgreSQL words differ, see `report::JsonReport`'s docs.
 //!
 //! The witnesses listen on the fixed ports of `deploy/local/` (7301-7303 and
 //! 7401-7403): one demo per machine at a time.

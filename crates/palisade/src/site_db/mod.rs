@@ -1,6 +1,6 @@
 //! This site's own database, as its agent manages it: a thin adapter over
 //! `palisade_actions::postgres::DatabaseControl` (PostgreSQL) or
-//! `palisade_actions::mariadb::MariaSite` (a MariaDB master, [`mariadb`])
+//! `palisade_actions::mariadb::MariaSite` (a MariaDB master, [`MariaDb`])
 //! that turns outcomes into the words recorded in the failover log.
 //!
 //! It is generic over the trait, defaulting to PostgreSQL managed with its
