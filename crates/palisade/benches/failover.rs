@@ -43,41 +43,22 @@
 //! Without `--bench` (`cargo test --benches`) it runs one trial of each
 //! scenario as a smoke test. Results go in docs/benchmarks.md.
 
+#[path = "failover_common/mod.rs"]
+mod failover_common;
+
 use std::time::{Duration, Instant};
 
+use failover_common::{
+    breakdown, failover_parts, phase, restart_parts, retry_until_committed, steer_leader,
+    wait_settled, wait_status, Control, Target, Trial, ATTEMPT_TIMEOUT, RETRY, SETTLE, SITE_A,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use palisade_api::v1::control_client::ControlClient;
-use palisade_api::v1::{FailoverSummary, Role, StatusReply, StatusRequest};
-use palisade_testkit::cluster::{db_config, wait_status_from, Cluster};
+use palisade_testkit::cluster::{db_config, Cluster};
 use palisade_testkit::pg::{PgPair, PgServer};
-use palisade_testkit::{bench_trials, percentile, step, wait_for};
+use palisade_testkit::{bench_trials, step};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use tonic::transport::{Channel, Endpoint};
-
-/// Bound of every wait for the cluster or the databases.
-const SETTLE: Duration = Duration::from_secs(60);
-/// How long the cluster must look settled, without a break, before a kill:
-/// two renewal intervals of the default lease (ttl 2000 ms / 4), so that the
-/// primary's agent has renewed with the current leader since it took office
-/// (a failover's lease wait counts from the later of the two).
-const STEADY: Duration = Duration::from_millis(1000);
-/// The witnesses' loops (probe every 250 ms, lease renewal every 500 ms)
-/// run at fixed phases from their start, and the end of the settling above
-/// is tied to them: without an offset the kills landed at one point of
-/// those loops (every a2 kill ~470 ms before the agent's next check). Trial
-/// k waits `frac(k × 0.618…) × PHASE_SPAN` more, which spreads the kills
-/// evenly over one renewal period (two probe periods).
-const PHASE_SPAN: Duration = Duration::from_millis(500);
-/// The writer's pause between attempts.
-const RETRY: Duration = Duration::from_millis(10);
-/// Bound of one connect or INSERT attempt of the writer.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The witness at site a (the configured primary's site).
-const SITE_A: u64 = 1;
-/// How many leadership moves a trial may need before it gives up.
-const MAX_LEADER_MOVES: usize = 10;
 
 const CREATE_TABLE: &str =
     "CREATE TABLE bench_writes (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())";
@@ -180,179 +161,6 @@ impl Scenario {
     }
 }
 
-/// One trial's figures, in ms.
-struct Trial {
-    total: i64,
-    /// The scenario's [`Scenario::part_names`], in order; `None` when the
-    /// failover record lacks a step to compute them from.
-    parts: Option<Vec<i64>>,
-}
-
-/// One lazily connected control channel per witness, reused across polls.
-struct Control {
-    channels: Vec<(u64, Channel)>,
-}
-
-impl Control {
-    fn new(c: &Cluster) -> Self {
-        let channels = c
-            .nodes
-            .iter()
-            .map(|n| {
-                let (connect, call) = (Duration::from_millis(200), Duration::from_millis(1500));
-                let ch = match &n.pki {
-                    Some(pki) => pki
-                        .control_channel_lazy(
-                            palisade_testkit::pki::OPERATOR,
-                            palisade_testkit::pki::authority(&n.control),
-                            connect,
-                            call,
-                        )
-                        .expect("the test operator's certificate loads"),
-                    None => Endpoint::from_shared(n.control.clone())
-                        .expect("a witness's control address is a valid URI")
-                        .connect_timeout(connect)
-                        .timeout(call)
-                        .connect_lazy(),
-                };
-                (n.id, ch)
-            })
-            .collect();
-        Self { channels }
-    }
-
-    async fn status(&self, id: u64) -> Option<StatusReply> {
-        let ch = self.channels.iter().find(|(i, _)| *i == id)?.1.clone();
-        ControlClient::new(ch)
-            .status(StatusRequest {})
-            .await
-            .ok()
-            .map(|r| r.into_inner())
-    }
-}
-
-fn running(c: &Cluster) -> Vec<u64> {
-    c.nodes
-        .iter()
-        .filter(|n| n.is_running())
-        .map(|n| n.id)
-        .collect()
-}
-
-/// Polls the running witnesses' status until `f` accepts one; panics
-/// naming `what` (and dumps the witnesses' logs) after `timeout`.
-async fn wait_status<T>(
-    c: &Cluster,
-    ctl: &Control,
-    what: &str,
-    timeout: Duration,
-    f: impl FnMut(&StatusReply) -> Option<T>,
-) -> T {
-    wait_status_from(c, what, timeout, async |id| ctl.status(id).await, f).await
-}
-
-/// The leader, if `s` shows a cluster ready for a kill: every running
-/// witness follows the same leader in the same term and the leader says it
-/// leads; the roles are the configured ones and no failover has happened;
-/// the detector is healthy; every running witness sees the primary
-/// writable and the standby streaming.
-fn settled(s: &StatusReply, running: &[u64]) -> Option<u64> {
-    let leader = s.leader_id.filter(|l| running.contains(l))?;
-    let ok = running.iter().all(|id| {
-        s.nodes.iter().any(|n| {
-            let dbs_ok = n
-                .databases
-                .iter()
-                .any(|d| d.site == "a" && d.reachable && d.in_recovery == Some(false))
-                && n.databases.iter().any(|d| {
-                    d.site == "b" && d.reachable && d.in_recovery == Some(true) && d.streaming
-                });
-            n.id == *id
-                && n.leader_id == Some(leader)
-                && n.term == s.term
-                && (n.id != leader || n.role == Role::Leader as i32)
-                && dbs_ok
-        })
-    });
-    (ok && s.epoch == 0
-        && s.primary_site == "a"
-        && s.failover_in_progress.is_none()
-        && s.assessment.starts_with("healthy"))
-    .then_some(leader)
-}
-
-/// Waits until the cluster has looked [`settled`] under one leader for
-/// [`STEADY`] without a break; returns that leader.
-async fn wait_settled(c: &Cluster, ctl: &Control) -> u64 {
-    let mut since: Option<(u64, Instant)> = None;
-    let what = format!("the cluster to look settled for {STEADY:?} under one leader");
-    let settled_under = wait_for(&what, SETTLE, async || {
-        let ids = running(c);
-        let mut now_settled = None;
-        for id in &ids {
-            if let Some(s) = ctl.status(*id).await {
-                now_settled = settled(&s, &ids);
-                break;
-            }
-        }
-        since = match (now_settled, since) {
-            (Some(l), Some((prev, t))) if l == prev => Some((l, t)),
-            (Some(l), _) => Some((l, Instant::now())),
-            (None, _) => None,
-        };
-        since.filter(|(_, t)| t.elapsed() >= STEADY).map(|(l, _)| l)
-    })
-    .await;
-    settled_under.unwrap_or_else(|e| {
-        c.dump_logs();
-        panic!("{e:#}");
-    })
-}
-
-/// Restarts witness `id`: kills it, waits until another witness leads,
-/// starts it again (callers wait for the cluster to settle).
-async fn restart_witness(c: &mut Cluster, ctl: &Control, id: u64) {
-    c.node(id).kill9();
-    wait_status(c, ctl, "a leader among the other witnesses", SETTLE, |s| {
-        s.leader_id.filter(|l| *l != id)
-    })
-    .await;
-    c.node(id).start();
-}
-
-/// Moves leadership until `want(leader)` holds on a settled cluster, by
-/// restarting the leader; returns the leader.
-///
-/// To move it *to* site a, witness a is restarted first: openraft 0.9
-/// lengthens a follower's election timeout by `smaller_log_timeout` (2 ×
-/// `election_timeout_max`) once a vote reply showed it a longer log (as
-/// happens to a loser of the first election), and clears that only when the
-/// follower stands for election itself, which the longer timeout keeps it
-/// from doing. A restart clears it. Without this, witness a won no election
-/// in ten leader restarts in a row.
-async fn steer_leader(c: &mut Cluster, ctl: &Control, what: &str, want: fn(u64) -> bool) -> u64 {
-    for _ in 0..MAX_LEADER_MOVES {
-        let leader = wait_settled(c, ctl).await;
-        if want(leader) {
-            return leader;
-        }
-        if want(SITE_A) {
-            step(&format!(
-                "witness {leader} leads; restart witness {SITE_A}, then {leader}, to move leadership ({what})"
-            ));
-            restart_witness(c, ctl, SITE_A).await;
-            wait_settled(c, ctl).await;
-        } else {
-            step(&format!(
-                "witness {leader} leads; restart it to move leadership ({what})"
-            ));
-        }
-        restart_witness(c, ctl, leader).await;
-    }
-    c.dump_logs();
-    panic!("leadership not moved ({what}) after {MAX_LEADER_MOVES} restarts");
-}
-
 /// SIGKILLs the server's postmaster (only that process: its children exit
 /// on their own when they notice, as after a real crash).
 /// Returns its pid.
@@ -414,67 +222,12 @@ async fn try_insert(
 /// Retries the INSERT every [`RETRY`] until one commits; returns when it
 /// committed and after how many attempts.
 async fn first_write(opts: PgConnectOptions, deadline: Instant) -> Result<(Instant, u32), String> {
-    let mut conn = None;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let err = match try_insert(&mut conn, &opts).await {
-            Ok(()) => return Ok((Instant::now(), attempts)),
-            Err(e) => e,
-        };
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no write committed after {attempts} attempts; last error: {err}"
-            ));
-        }
-        tokio::time::sleep(RETRY).await;
-    }
-}
-
-/// Unix ms of a log line's leading RFC 3339 UTC timestamp
-/// (`2026-11-27T10:11:12.345678Z ...`, tracing-subscriber's default).
-fn log_line_ms(line: &str) -> Option<i64> {
-    let ts = line.split_whitespace().next()?.strip_suffix('Z')?;
-    let (date, time) = ts.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    let ms: i64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-    // days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((((days * 24 + h) * 60 + min) * 60 + s) * 1000 + ms)
-}
-
-/// The restart in site a's witness log after `after_ms`: when its agent
-/// decided to restart the crashed primary, when `pg_ctl start -w` returned,
-/// and what the agent said about it.
-fn restart_times(log: &str, after_ms: i64) -> Option<(i64, i64, String)> {
-    let mut lines = log
-        .lines()
-        .filter_map(|l| Some((log_line_ms(l)?, l)))
-        .filter(|(at, _)| *at >= after_ms);
-    let (decided, _) = lines.find(|(_, l)| l.contains("restarting it in place"))?;
-    let (started, line) = lines.find(|(_, l)| l.contains("primary database started"))?;
-    let said = line
-        .split_once("primary database started")
-        .map(|(_, d)| d.trim().to_string())
-        .unwrap_or_default();
-    Some((decided, started, said))
-}
-
-fn step_done(f: &FailoverSummary, name: &str) -> Option<i64> {
-    f.steps
-        .iter()
-        .find(|s| s.step == name)
-        .map(|s| s.done_at_ms)
+    let opts = &opts;
+    let attempt = move |mut conn| async move {
+        let outcome = try_insert(&mut conn, opts).await;
+        (conn, outcome)
+    };
+    retry_until_committed(None, attempt, deadline).await
 }
 
 /// SIGSTOPs the server's postmaster, then every other process of the
@@ -510,7 +263,7 @@ async fn run_gap_trial(sc: Scenario, trial: usize) -> Trial {
     }
     let ctl = Control::new(&c);
     let leader = steer_leader(&mut c, &ctl, "off site a", |l| l != SITE_A).await;
-    let phase = PHASE_SPAN.mul_f64((trial as f64 * 0.618_033_988_749_895).fract());
+    let phase = phase(trial);
     let opts = pair.primary.connect_options();
     let stop = tokio_util::sync::CancellationToken::new();
     let halt = stop.clone();
@@ -598,7 +351,7 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
         Scenario::HungFailover => (&pair.standby, "(SIGSTOP) the whole primary server"),
         _ => (&pair.standby, "witness a and the primary postmaster"),
     };
-    let phase = PHASE_SPAN.mul_f64((trial as f64 * 0.618_033_988_749_895).fract());
+    let phase = phase(trial);
     step(&format!(
         "{id} trial {trial}: settled under leader {leader}; SIGKILL {what} in {} ms (phase offset)",
         phase.as_millis()
@@ -643,23 +396,8 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
         );
         // The agent logs the start once `pg_ctl start -w` returns, which
         // can be after the writer got in: wait for that line.
-        let log = &c.nodes[0].log;
-        let logged = wait_for("site a's agent to log the restart", SETTLE, async || {
-            restart_times(
-                &std::fs::read_to_string(log).unwrap_or_default(),
-                killed_wall,
-            )
-        })
-        .await;
-        let (decided, started, detail) = logged.unwrap_or_else(|e| {
-            c.dump_logs();
-            panic!("{id} trial {trial}: {e:#}");
-        });
-        let parts = vec![
-            decided - killed_wall,
-            started - decided,
-            wrote_wall - started,
-        ];
+        let what = format!("{id} trial {trial}");
+        let (parts, detail) = restart_parts(&c, &what, killed_wall, wrote_wall).await;
         let reaped = match reaped.await.expect("reaper watch task") {
             _ if sc == Scenario::Hung => "the hung server was killed by its agent".into(),
             Some(d) => format!(
@@ -671,42 +409,10 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
         (Some(parts), format!("{reaped}; agent: {detail}"))
     } else {
         reaped.abort(); // only the restart in place waits for it
-        let f = wait_status(&c, &ctl, "the failover to b finished", SETTLE, |s| {
-            s.last_failover.clone().filter(|f| !f.outcome.is_empty())
-        })
-        .await;
-        assert_eq!(f.outcome, "completed", "{id} trial {trial}: {f:?}");
-        let evidence: serde_json::Value =
-            serde_json::from_str(&f.evidence_json).unwrap_or_default();
-        let parts =
-            step_done(&f, "fenced")
-                .zip(step_done(&f, "promoted"))
-                .map(|(fenced, promoted)| {
-                    vec![
-                        f.started_at_ms - killed_wall,
-                        fenced - f.started_at_ms,
-                        promoted - fenced,
-                        wrote_wall - promoted,
-                    ]
-                });
-        let detail = format!(
-            "down_for {} ms; {}; {}",
-            evidence["down_for_ms"],
-            f.steps.first().map(|s| s.detail.as_str()).unwrap_or(""),
-            f.steps.get(1).map(|s| s.detail.as_str()).unwrap_or("")
-        );
-        (parts, detail)
+        let what = format!("{id} trial {trial}");
+        failover_parts(&c, &ctl, &what, killed_wall, wrote_wall).await
     };
-    let breakdown = match &parts {
-        Some(p) => sc
-            .part_names()
-            .iter()
-            .zip(p)
-            .map(|(n, v)| format!("{n} {v:>5}"))
-            .collect::<Vec<_>>()
-            .join(" + "),
-        None => "breakdown unavailable (no record / log lines)".into(),
-    };
+    let breakdown = breakdown(sc.part_names(), parts.as_ref());
     println!(
         "{id:>8} trial {trial:>2}: total {total:>5} ms = {breakdown} (leader {leader}, {attempts} write attempts)"
     );
@@ -720,43 +426,12 @@ async fn run_trial(sc: Scenario, trial: usize) -> Trial {
     Trial { total, parts }
 }
 
-fn summary_line(id: &str, name: &str, mut v: Vec<i64>) -> String {
-    v.sort_unstable();
-    format!(
-        "{id:>8} {name:<8} p50 {:>5} ms  p99 {:>5} ms  max {:>5} ms  (n={})",
-        percentile(&v, 50.0),
-        percentile(&v, 99.0),
-        v.last().expect("at least one sample"),
-        v.len()
-    )
-}
-
 fn summarize(sc: Scenario, trials: &[Trial]) {
-    let id = sc.id();
-    println!("{id:>8}: {}", sc.title());
-    let totals: Vec<i64> = trials.iter().map(|t| t.total).collect();
-    println!("{}", summary_line(id, "total", totals.clone()));
-    for (i, name) in sc.part_names().iter().enumerate() {
-        let v: Vec<i64> = trials
-            .iter()
-            .filter_map(|t| t.parts.as_ref().map(|p| p[i]))
-            .collect();
-        if !v.is_empty() {
-            println!("{}", summary_line(id, name, v));
-        }
-    }
-    let mut sorted = totals;
-    sorted.sort_unstable();
-    let p50 = percentile(&sorted, 50.0);
-    let target = sc.target_ms();
-    println!(
-        "{id:>8} target   p50 <= {target} ms: {} (p50 {p50} ms)",
-        if p50 <= target as i64 {
-            "met"
-        } else {
-            "MISSED"
-        }
-    );
+    let target = Target {
+        ms: sc.target_ms(),
+        strict: false,
+    };
+    failover_common::summarize(sc.id(), sc.title(), sc.part_names(), trials, 99, target);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
