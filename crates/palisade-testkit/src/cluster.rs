@@ -884,5 +884,26 @@ pub fn maria_db_config(pair: &MariaPair, tuning: &str) -> String {
 /// ready (leader, roles recorded, detector healthy, the writer's agent
 /// serving under its lease): [`start_cluster`] for MariaDB.
 pub async fn start_maria_cluster(pair: &MariaPair, tuning: &str) -> Cluster {
-    start_with(&maria_db_config(pair, tuning)).await
+    let c = start_with(&maria_db_config(pair, tuning)).await;
+    // The guide leaves both masters writable; b's agent makes it read-only
+    // once the roles are recorded. Until every witness has seen that (and
+    // reported it to the leader), an operation that needs a standby is
+    // refused: "the database at b is not a standby".
+    wait_status(
+        &c,
+        "every witness to see b read-only (its agent fences the standby master)",
+        SETTLE,
+        |s| {
+            s.nodes
+                .iter()
+                .all(|n| {
+                    n.databases
+                        .iter()
+                        .any(|d| d.site == "b" && d.in_recovery == Some(true))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    c
 }

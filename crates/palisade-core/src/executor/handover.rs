@@ -62,6 +62,16 @@ impl FinalWal {
         }
     }
 
+    /// A position in this one's terms: an LSN, or a binary log position.
+    fn show(self, position: u64) -> String {
+        match self {
+            FinalWal::CheckpointAt(_) => format_lsn(position),
+            FinalWal::LogEndsAt(_) => {
+                crate::master_master::detector_view::format_binlog_position(position)
+            }
+        }
+    }
+
     fn caught_up(self, replayed: u64) -> bool {
         match self {
             FinalWal::CheckpointAt(p) => replayed > p,
@@ -92,16 +102,23 @@ pub fn catch_up(
                 FinalWal::CheckpointAt(_) => "checkpoint",
                 FinalWal::LogEndsAt(_) => "binary log position",
             },
-            format_lsn(final_lsn),
-            format_lsn(r),
+            last.show(final_lsn),
+            last.show(r),
         ));
     }
     if waited_ms >= bound_ms {
-        return CatchUp::GiveUp(format!(
-            "the standby at {to} did not replay the old primary's final WAL (checkpoint at {}) within {bound_ms} ms (replayed up to {})",
-            format_lsn(final_lsn),
-            replayed.map(format_lsn).unwrap_or_else(|| "unknown".into())
-        ));
+        return CatchUp::GiveUp(match last {
+            FinalWal::CheckpointAt(_) => format!(
+                "the standby at {to} did not replay the old primary's final WAL (checkpoint at {}) within {bound_ms} ms (replayed up to {})",
+                last.show(final_lsn),
+                replayed.map(|r| last.show(r)).unwrap_or_else(|| "unknown".into())
+            ),
+            FinalWal::LogEndsAt(_) => format!(
+                "the other master at {to} did not execute the old writer's binary log up to its end ({}) within {bound_ms} ms (executed up to {})",
+                last.show(final_lsn),
+                replayed.map(|r| last.show(r)).unwrap_or_else(|| "unknown".into())
+            ),
+        });
     }
     CatchUp::Wait
 }

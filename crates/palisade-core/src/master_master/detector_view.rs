@@ -31,6 +31,13 @@ pub fn binlog_position(file: &str, pos: u64) -> Option<u64> {
     (n <= u64::from(u32::MAX) && pos <= u64::from(u32::MAX)).then_some((n << 32) | pos)
 }
 
+/// A position of [`binlog_position`] as an operator reads it: the binary
+/// log file's number and the offset, `000042:1234` (the file is
+/// `<log-bin base>.000042`).
+pub fn format_binlog_position(position: u64) -> String {
+    format!("{:06}:{}", position >> 32, position & u64::from(u32::MAX))
+}
+
 impl MariaObservation {
     /// This observation as the detector reads a database's.
     pub fn detector_view(&self) -> PgObservation {
@@ -110,6 +117,12 @@ mod tests {
         o.binlog_file = Some("mysql-bin.000003".into());
         o.binlog_position = Some(900);
         o
+    }
+
+    #[test]
+    fn a_binlog_position_reads_as_file_number_and_offset() {
+        let p = binlog_position("mysql-bin.000003", 13232).expect("fits");
+        assert_eq!(format_binlog_position(p), "000003:13232");
     }
 
     #[test]

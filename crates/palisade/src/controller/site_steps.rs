@@ -174,11 +174,15 @@ impl Controller {
         for _ in 0..10 {
             let o = probe.probe().await;
             if o.is_writable_primary() {
-                let lsn = o
-                    .current_lsn
-                    .map(palisade_core::observe::format_lsn)
-                    .unwrap_or_default();
-                return Check::pass(name, format!("lsn {lsn}"));
+                let detail = match o.current_lsn {
+                    Some(p) if self.settings.is_mariadb() => format!(
+                        "binary log at {}",
+                        palisade_core::master_master::detector_view::format_binlog_position(p)
+                    ),
+                    Some(p) => format!("lsn {}", palisade_core::observe::format_lsn(p)),
+                    None => "lsn ".to_owned(),
+                };
+                return Check::pass(name, detail);
             }
             last = format!("{:?}, in_recovery {:?}", o.reachability, o.in_recovery);
             tokio::time::sleep(self.settings.probe_interval).await;
