@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use palisade_actions::mariadb::{HardFenceOutcome, MariaSite, StartOutcome};
 use palisade_testkit::mariadb::{
-    mariadbd_path, MariaPair, MariaServer, MARIA_APP_USER, MARIA_OS_USER,
+    maria_available, mariadbd_path, MariaPair, MariaServer, MARIA_APP_USER, MARIA_OS_USER,
 };
 use palisade_testkit::{step, wait_for};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
@@ -31,22 +31,6 @@ const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 const CLIENT_SESSIONS: &str = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
      WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
        AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon')";
-
-/// True when MariaDB is installed; otherwise prints why the test is
-/// skipped (and fails under `CI=true`, where every test must run).
-fn maria_available() -> bool {
-    if mariadbd_path().is_some() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "mariadbd is not installed, and CI=true: this test must run \
-         (apt-get install -y mariadb-server)"
-    );
-    eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
-    false
-}
 
 /// The site agent's view of one server of the pair.
 fn site(server: &MariaServer) -> MariaSite {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use palisade_actions::mariadb::{MariaError, MariaSite, PromotionRequest};
-use palisade_testkit::mariadb::{mariadbd_path, MariaPair, MariaServer, MARIA_OS_USER};
+use palisade_testkit::mariadb::{
+    maria_available, mariadbd_path, MariaPair, MariaServer, MARIA_OS_USER,
+};
 use palisade_testkit::{step, wait_for};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{Connection, Executor};
@@ -26,22 +28,6 @@ const REPLICATION: Duration = Duration::from_secs(20);
 
 /// `ER_OPTION_PREVENTS_STATEMENT`: "running with the --read-only option".
 const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
-
-/// True when MariaDB is installed; otherwise prints why the test is
-/// skipped (and fails under `CI=true`, where every test must run).
-fn maria_available() -> bool {
-    if mariadbd_path().is_some() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "mariadbd is not installed, and CI=true: this test must run \
-         (apt-get install -y mariadb-server)"
-    );
-    eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
-    false
-}
 
 /// The site agent's view of one server of the pair.
 fn site(server: &MariaServer, timeout: Duration) -> MariaSite {

@@ -16,7 +16,8 @@ use palisade_actions::mariadb::{
 };
 use palisade_core::Secret;
 use palisade_testkit::mariadb::{
-    mariadbd_path, MariaPair, MariaServer, MARIA_APP_PASSWORD, MARIA_APP_USER, MARIA_OS_USER,
+    maria_available, mariadbd_path, MariaPair, MariaServer, MARIA_APP_PASSWORD, MARIA_APP_USER,
+    MARIA_OS_USER,
 };
 use palisade_testkit::{step, wait_for};
 
@@ -25,22 +26,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long replication may take to deliver a write in these tests.
 const REPLICATION: Duration = Duration::from_secs(20);
-
-/// True when MariaDB is installed; otherwise prints why the test is
-/// skipped (and fails under `CI=true`, where every test must run).
-fn maria_available() -> bool {
-    if mariadbd_path().is_some() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "mariadbd is not installed, and CI=true: this test must run \
-         (apt-get install -y mariadb-server)"
-    );
-    eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
-    false
-}
 
 /// The site agent's view of one server of the pair.
 fn site(server: &MariaServer) -> MariaSite {

@@ -147,6 +147,22 @@ const KNOWN_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr
 /// The replication base name of the binary logs (`log-bin`).
 const BINLOG_BASENAME: &str = "mysql-bin";
 
+/// True when MariaDB is installed; otherwise prints why the calling test
+/// is skipped, and fails under `CI=true`, where every test must run.
+pub fn maria_available() -> bool {
+    if mariadbd_path().is_some() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "mariadbd is not installed, and CI=true: this test must run \
+         (apt-get install -y mariadb-server)"
+    );
+    eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
+    false
+}
+
 /// The `mariadbd` server binary: the first on `PATH`, else Debian's
 /// `/usr/sbin/mariadbd`. `None` when MariaDB is not installed.
 pub fn mariadbd_path() -> Option<PathBuf> {

@@ -19,7 +19,7 @@ use palisade_testkit::cluster::{
     wait_status, Cluster, FAST, OPERATED, SETTLE, SLOTS,
 };
 use palisade_testkit::mariadb::{
-    mariadbd_path, MariaPair, MariaPairOptions, MariaServer, MariaWriter, MARIA_WRITES_TABLE,
+    maria_available, MariaPair, MariaPairOptions, MariaServer, MariaWriter, MARIA_WRITES_TABLE,
 };
 use palisade_testkit::writer::Ack;
 use palisade_testkit::{step, wait_for, Attempt};
@@ -38,22 +38,6 @@ const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 /// writer (its agent alive) failed over rather than restarted.
 fn failover_tuning(extra: &str) -> String {
     format!("{FAST}\n[failover]\non_primary_crash = \"failover\"\n{extra}")
-}
-
-/// True when MariaDB is installed; otherwise prints why the test is
-/// skipped (and fails under `CI=true`, where every test must run).
-fn maria_available() -> bool {
-    if mariadbd_path().is_some() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "mariadbd is not installed, and CI=true: this test must run \
-         (apt-get install -y mariadb-server)"
-    );
-    eprintln!("SKIP: mariadbd is not installed (apt-get install -y mariadb-server)");
-    false
 }
 
 /// The guide's pair, or a panic naming why it did not start.
